@@ -1,0 +1,149 @@
+"""The declared signature of an evolvable function: capture it, render it for prompts, hash it.
+
+Annotations and defaults are kept as *source text* (from the function's AST), because that is
+what the model sees and writes back; `symbiont.pipeline.signature` compares a candidate's
+text against it after normalisation.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+import json
+import textwrap
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from symbiont.errors import DeclarationError
+
+# inspect.Parameter kinds, by name, in declaration order
+KINDS = ("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD", "VAR_POSITIONAL", "KEYWORD_ONLY", "VAR_KEYWORD")
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredParam:
+    name: str
+    kind: str  # one of KINDS
+    annotation: str | None  # source text, e.g. "list[int]"
+    default: str | None  # source text of the default, e.g. "None"; None if no default
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredSignature:
+    name: str
+    qualname: str
+    module: str
+    params: tuple[DeclaredParam, ...]
+    returns: str | None
+    docstring: str | None
+    is_async: bool = False
+
+    @property
+    def key(self) -> str:
+        """Identity of the function across runs: `module.qualname`."""
+        return f"{self.module}.{self.qualname}"
+
+    def render(self, *, with_docstring: bool = True) -> str:
+        """The `def` line (and docstring) as a model should reproduce it."""
+        head = f"{'async ' if self.is_async else ''}def {self.name}({render_params(self.params)})"
+        if self.returns is not None:
+            head += f" -> {self.returns}"
+        head += ":"
+        if with_docstring and self.docstring:
+            doc = self.docstring.replace('"""', r"\"\"\"")
+            body = textwrap.indent(f'"""{doc}"""' if "\n" not in doc else f'"""\n{doc}\n"""', "    ")
+            return f"{head}\n{body}"
+        return head
+
+    def fingerprint(self) -> str:
+        """Hash of everything that makes a body interchangeable (not the docstring)."""
+        payload = {
+            "name": self.name,
+            "qualname": self.qualname,
+            "module": self.module,
+            "params": [asdict(p) for p in self.params],
+            "returns": self.returns,
+            "is_async": self.is_async,
+        }
+        blob = json.dumps(payload, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def render_params(params: tuple[DeclaredParam, ...]) -> str:
+    out: list[str] = []
+    seen_kw_marker = False
+    for i, p in enumerate(params):
+        if p.kind == "KEYWORD_ONLY" and not seen_kw_marker:
+            if not any(q.kind == "VAR_POSITIONAL" for q in params):
+                out.append("*")
+            seen_kw_marker = True
+        prefix = "*" if p.kind == "VAR_POSITIONAL" else "**" if p.kind == "VAR_KEYWORD" else ""
+        if p.kind == "VAR_POSITIONAL":
+            seen_kw_marker = True
+        text = prefix + p.name
+        if p.annotation is not None:
+            text += f": {p.annotation}"
+        if p.default is not None:
+            text += f" = {p.default}" if p.annotation is not None else f"={p.default}"
+        out.append(text)
+        nxt = params[i + 1] if i + 1 < len(params) else None
+        if p.kind == "POSITIONAL_ONLY" and (nxt is None or nxt.kind != "POSITIONAL_ONLY"):
+            out.append("/")
+    return ", ".join(out)
+
+
+def params_from_ast(args: ast.arguments) -> tuple[DeclaredParam, ...]:
+    """Parameters of a parsed `def`, with annotations and defaults as source text."""
+
+    def ann(a: ast.arg) -> str | None:
+        return ast.unparse(a.annotation) if a.annotation is not None else None
+
+    positional = [*args.posonlyargs, *args.args]
+    defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults))
+    defaults += list(args.defaults)
+    params: list[DeclaredParam] = []
+    for i, a in enumerate(positional):
+        kind = "POSITIONAL_ONLY" if i < len(args.posonlyargs) else "POSITIONAL_OR_KEYWORD"
+        d = defaults[i]
+        params.append(DeclaredParam(a.arg, kind, ann(a), ast.unparse(d) if d is not None else None))
+    if args.vararg is not None:
+        params.append(DeclaredParam(args.vararg.arg, "VAR_POSITIONAL", ann(args.vararg), None))
+    for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True):
+        params.append(
+            DeclaredParam(a.arg, "KEYWORD_ONLY", ann(a), ast.unparse(d) if d is not None else None)
+        )
+    if args.kwarg is not None:
+        params.append(DeclaredParam(args.kwarg.arg, "VAR_KEYWORD", ann(args.kwarg), None))
+    return tuple(params)
+
+
+def function_def_of(fn: Callable[..., Any]) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef, str]:
+    """The parsed `def` of `fn` and its dedented source. Raises DeclarationError if unavailable."""
+    try:
+        source = textwrap.dedent(inspect.getsource(fn))
+    except (OSError, TypeError) as exc:
+        raise DeclarationError(
+            f"cannot read the source of {fn!r}: @evolvable needs a function defined in a "
+            "source file (not in a REPL, exec or a compiled extension)"
+        ) from exc
+    tree = ast.parse(source)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == fn.__name__:
+            return node, source
+    raise DeclarationError(f"cannot find 'def {fn.__name__}' in the source of {fn!r}")
+
+
+def declared_signature(fn: Callable[..., Any]) -> DeclaredSignature:
+    """Capture the declared signature of a plain module-level function."""
+    node, _ = function_def_of(fn)
+    return DeclaredSignature(
+        name=fn.__name__,
+        qualname=fn.__qualname__,
+        module=fn.__module__,
+        params=params_from_ast(node.args),
+        returns=ast.unparse(node.returns) if node.returns is not None else None,
+        docstring=inspect.getdoc(fn),
+        is_async=isinstance(node, ast.AsyncFunctionDef),
+    )
