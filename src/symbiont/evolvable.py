@@ -1,0 +1,347 @@
+"""`@evolvable`: declare a typed function whose body a model may rewrite while the program runs.
+
+The decorator returns the *same* function object. Promotion swaps `fn.__code__` in place, so
+every caller — including ones that did `from module import fn` long ago — runs the new body
+at its next call, and a call costs exactly what a plain call costs: there is no wrapper.
+A call already running when the swap happens keeps its frame, and so its code object: it
+finishes entirely on the old body.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+import threading
+import time
+import types
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar, overload
+
+from symbiont.diagnostics import Diagnostic
+from symbiont.errors import DeclarationError, RevisionError
+from symbiont.signature import DeclaredSignature, declared_signature, function_def_of
+
+F = TypeVar("F", bound=Callable[..., Any])
+TrialMode = Literal["fork", "inprocess"]
+
+
+@dataclass(frozen=True, slots=True)
+class EvolvableOptions:
+    timeout_s: float = 10.0  # wall-clock limit of one trial
+    memory_mb: int | None = 1024  # extra memory a trial may use
+    typecheck: bool = True  # run the static type check stage
+    policy: Any = None  # a symbiont.pipeline.Policy; None: the default policy
+    trial: TrialMode = "fork"  # "inprocess" only for trusted, very fast evaluations
+
+
+@dataclass(slots=True)
+class Revision:
+    """One candidate body, accepted or not. Revision 0 is the declared default body."""
+
+    number: int
+    source: str  # the candidate's code (target def plus any helpers); "" if none was found
+    parents: tuple[int, ...] = ()
+    origin: str = "model"  # default | model | mutation | manual
+    model: str | None = None
+    status: str = "accepted"  # accepted | rejected
+    stage: str = "promote"  # the stage it reached (accepted) or failed at (rejected)
+    diagnostics: tuple[Diagnostic, ...] = ()
+    score: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    content_hash: str = ""
+    reply: str = ""
+    created_at: float = field(default_factory=time.time)
+    activated_at: float | None = None
+    # What promotion needs; None for rejected revisions and for ones loaded from the store
+    # that have not been compiled in this process yet.
+    code: types.CodeType | None = None
+    helpers_code: types.CodeType | None = None
+    helper_names: tuple[str, ...] = ()
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == "accepted"
+
+
+def content_hash(source: str) -> str:
+    """Hash of a source with formatting and comments normalised away (via the AST)."""
+    try:
+        text = ast.dump(ast.parse(source))
+    except (SyntaxError, ValueError):
+        text = source.strip()
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Evolvable:
+    """The handle of one evolvable function: its declaration, revisions and active body.
+
+    Reach it as `fn.symbiont` or `symbiont.handle(fn)`.
+    """
+
+    def __init__(self, fn: types.FunctionType, options: EvolvableOptions) -> None:
+        self.fn = fn
+        self.options = options
+        self.signature: DeclaredSignature = declared_signature(fn)
+        node, source = function_def_of(fn)
+        # The default body without its decorators: what the model is shown as revision 0.
+        lines = source.splitlines()
+        default_source = "\n".join(lines[node.lineno - 1 : node.end_lineno]) + "\n"
+        self.declared_code: types.CodeType = fn.__code__
+        self.revisions: list[Revision] = [
+            Revision(
+                number=0,
+                source=default_source,
+                origin="default",
+                status="accepted",
+                stage="promote",
+                content_hash=content_hash(default_source),
+                code=fn.__code__,
+                activated_at=time.time(),
+            )
+        ]
+        self._active = 0
+        self._previous: list[int] = []  # activation history, for rollback()
+        self._owned_names: set[str] = set()  # module globals installed by revisions' helpers
+        self._lock = threading.RLock()
+        self.failures: list[Failure] = []
+
+    # -- identity -------------------------------------------------------------------------
+    @property
+    def key(self) -> str:
+        return self.signature.key
+
+    @property
+    def name(self) -> str:
+        return self.signature.name
+
+    @property
+    def owned_names(self) -> frozenset[str]:
+        return frozenset(self._owned_names)
+
+    def __repr__(self) -> str:
+        return f"<Evolvable {self.key} active=r{self._active} revisions={len(self.revisions)}>"
+
+    # -- revisions ------------------------------------------------------------------------
+    @property
+    def active(self) -> Revision:
+        return self.revision(self._active)
+
+    def revision(self, number: int) -> Revision:
+        for rev in self.revisions:
+            if rev.number == number:
+                return rev
+        known = ", ".join(str(r.number) for r in self.revisions)
+        raise RevisionError(f"{self.key} has no revision {number} (known: {known})")
+
+    def add_revision(self, revision: Revision) -> Revision:
+        with self._lock:
+            self.revisions.append(revision)
+            self.revisions.sort(key=lambda r: r.number)
+        return revision
+
+    def next_number(self) -> int:
+        return max(r.number for r in self.revisions) + 1
+
+    def activate(self, revision: int | Revision) -> Revision:
+        """Make `revision` the live body. Accepted revisions only."""
+        rev = revision if isinstance(revision, Revision) else self.revision(revision)
+        if not rev.accepted:
+            raise RevisionError(
+                f"{self.key} revision {rev.number} was rejected at the {rev.stage} stage and "
+                "cannot be activated"
+            )
+        if rev.code is None:
+            self._compile_stored(rev)
+        with self._lock:
+            if rev.number != self._active:
+                self._previous.append(self._active)
+            self._swap(rev)
+            self._active = rev.number
+            rev.activated_at = time.time()
+        return rev
+
+    def rollback(self) -> Revision:
+        """Re-activate the previously active revision (revision 0 if there is none)."""
+        with self._lock:
+            target = self._previous.pop() if self._previous else 0
+            rev = self.revision(target)
+            if rev.code is None:
+                self._compile_stored(rev)
+            self._swap(rev)
+            self._active = rev.number
+            rev.activated_at = time.time()
+            return rev
+
+    def install(
+        self,
+        code: types.CodeType,
+        helpers_code: types.CodeType | None,
+        helper_names: tuple[str, ...],
+    ) -> None:
+        """Swap a compiled body into the live function (helpers first, then the code)."""
+        with self._lock:
+            if helpers_code is not None:
+                exec(helpers_code, self.fn.__globals__)
+                self._owned_names.update(helper_names)
+            self.fn.__code__ = code
+
+    def _swap(self, rev: Revision) -> None:
+        assert rev.code is not None
+        self.install(rev.code, rev.helpers_code, rev.helper_names)
+
+    def _compile_stored(self, rev: Revision) -> None:
+        """Compile a revision that came from the store (its code object is not in memory)."""
+        from symbiont.pipeline import PipelineConfig, Target, run_pipeline
+
+        target = Target.from_function(self.fn, owned_names=self.owned_names)
+        result = run_pipeline(
+            f"```python\n{rev.source}\n```",
+            _with_declared_code(target, self.declared_code),
+            PipelineConfig(typecheck=False, policy=_policy(self.options)),
+        )
+        if result.candidate is None:
+            raise RevisionError(
+                f"{self.key} revision {rev.number} no longer compiles against the current "
+                "declaration:\n" + "\n".join(d.render() for d in result.diagnostics)
+            )
+        rev.code = result.candidate.code
+        rev.helpers_code = result.candidate.helpers_code
+        rev.helper_names = result.candidate.helper_names
+
+    # -- failures in the live process -----------------------------------------------------
+    def owns_frame_code(self, code: types.CodeType) -> bool:
+        return any(r.code is code for r in self.revisions)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """An exception the live function raised after it was promoted."""
+
+    revision: int
+    diagnostic: Diagnostic
+    at: float
+
+
+def _policy(options: EvolvableOptions) -> Any:
+    from symbiont.pipeline import DEFAULT_POLICY
+
+    return options.policy if options.policy is not None else DEFAULT_POLICY
+
+
+def _with_declared_code(target: Any, code: types.CodeType) -> Any:
+    """The pipeline checks replaceability against the *declared* code object."""
+    import dataclasses
+
+    return dataclasses.replace(target, declared_code=code)
+
+
+# -- the decorator ----------------------------------------------------------------------------
+
+_REGISTRY: dict[str, Evolvable] = {}
+_REGISTRY_LOCK = threading.Lock()
+_on_register: list[Callable[[Evolvable], None]] = []
+
+
+def _refuse(fn: Any) -> None:
+    supported = "plain functions defined at the top level of a module"
+    if isinstance(fn, staticmethod | classmethod):
+        raise DeclarationError(f"@evolvable supports {supported}, not methods ({fn!r})")
+    if isinstance(fn, types.BuiltinFunctionType | types.BuiltinMethodType):
+        raise DeclarationError(f"@evolvable supports {supported}, not builtins ({fn!r})")
+    if inspect.ismethod(fn):
+        raise DeclarationError(f"@evolvable supports {supported}, not bound methods ({fn!r})")
+    if not isinstance(fn, types.FunctionType):
+        raise DeclarationError(
+            f"@evolvable supports {supported}; got {type(fn).__name__} {fn!r}"
+        )
+    if fn.__name__ == "<lambda>":
+        raise DeclarationError(f"@evolvable supports {supported}, not lambdas")
+    if "<locals>" in fn.__qualname__ or fn.__closure__:
+        raise DeclarationError(
+            f"@evolvable supports {supported}, not nested functions or closures "
+            f"({fn.__qualname__}); move it to module level and pass what it needs as arguments"
+        )
+    if "." in fn.__qualname__:
+        raise DeclarationError(
+            f"@evolvable supports {supported}, not methods ({fn.__qualname__}); "
+            "evolve a module-level function and call it from the method"
+        )
+
+
+def _declare(fn: Any, options: EvolvableOptions) -> Any:
+    _refuse(fn)
+    handle = Evolvable(fn, options)
+    fn.symbiont = handle  # an attribute in fn.__dict__: nothing on the call path
+    with _REGISTRY_LOCK:
+        _REGISTRY[handle.key] = handle
+        hooks = list(_on_register)
+    for hook in hooks:
+        hook(handle)
+    return fn
+
+
+@overload
+def evolvable(fn: F, /) -> F: ...
+@overload
+def evolvable(
+    *,
+    timeout: float = ...,
+    memory_mb: int | None = ...,
+    typecheck: bool = ...,
+    policy: Any = ...,
+    trial: TrialMode = ...,
+) -> Callable[[F], F]: ...
+def evolvable(
+    fn: Any = None,
+    /,
+    *,
+    timeout: float = 10.0,
+    memory_mb: int | None = 1024,
+    typecheck: bool = True,
+    policy: Any = None,
+    trial: TrialMode = "fork",
+) -> Any:
+    """Declare `fn` evolvable: its signature and docstring are the spec, its body the default.
+
+    Use bare (`@evolvable`) or with options (`@evolvable(timeout=2, typecheck=False)`).
+    """
+    if trial not in ("fork", "inprocess"):
+        raise DeclarationError(f"trial must be 'fork' or 'inprocess', not {trial!r}")
+    options = EvolvableOptions(
+        timeout_s=timeout, memory_mb=memory_mb, typecheck=typecheck, policy=policy, trial=trial
+    )
+    if fn is None:
+        return lambda f: _declare(f, options)
+    return _declare(fn, options)
+
+
+def handle(fn: Callable[..., Any]) -> Evolvable:
+    """The `Evolvable` behind a decorated function (clear error if it is not one)."""
+    h = getattr(fn, "symbiont", None)
+    if not isinstance(h, Evolvable):
+        raise DeclarationError(
+            f"{getattr(fn, '__qualname__', fn)!r} is not evolvable: decorate it with "
+            "@symbiont.evolvable"
+        )
+    return h
+
+
+def registered() -> list[Evolvable]:
+    with _REGISTRY_LOCK:
+        return list(_REGISTRY.values())
+
+
+def on_register(hook: Callable[[Evolvable], None]) -> Callable[[], None]:
+    """Call `hook` for every evolvable declared from now on; returns an unsubscribe function."""
+    with _REGISTRY_LOCK:
+        _on_register.append(hook)
+
+    def unsubscribe() -> None:
+        with _REGISTRY_LOCK:
+            if hook in _on_register:
+                _on_register.remove(hook)
+
+    return unsubscribe
