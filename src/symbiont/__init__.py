@@ -31,17 +31,15 @@ from symbiont.errors import (
     TransientModelError,
 )
 
+# Imported eagerly: the submodule `symbiont.evolvable` would otherwise shadow the decorator.
+from symbiont.evolvable import Evolvable, Revision, evolvable, handle
+
 if TYPE_CHECKING:
     from symbiont.evaluation import Score
-    from symbiont.evolvable import Evolvable, Revision, evolvable, handle
     from symbiont.evolve import AttemptReport, EvolveReport
     from symbiont.runtime import Runtime
 
 _LAZY = {
-    "evolvable": "symbiont.evolvable",
-    "handle": "symbiont.evolvable",
-    "Evolvable": "symbiont.evolvable",
-    "Revision": "symbiont.evolvable",
     "Score": "symbiont.evaluation",
     "Runtime": "symbiont.runtime",
     "EvolveReport": "symbiont.evolve",

@@ -259,15 +259,16 @@ def _refuse(fn: Any) -> None:
         )
     if fn.__name__ == "<lambda>":
         raise DeclarationError(f"@evolvable supports {supported}, not lambdas")
-    if "<locals>" in fn.__qualname__ or fn.__closure__:
-        raise DeclarationError(
-            f"@evolvable supports {supported}, not nested functions or closures "
-            f"({fn.__qualname__}); move it to module level and pass what it needs as arguments"
-        )
-    if "." in fn.__qualname__:
+    parent = fn.__qualname__.rpartition(".")[0]
+    if parent and not parent.endswith("<locals>"):
         raise DeclarationError(
             f"@evolvable supports {supported}, not methods ({fn.__qualname__}); "
             "evolve a module-level function and call it from the method"
+        )
+    if parent or fn.__closure__:
+        raise DeclarationError(
+            f"@evolvable supports {supported}, not nested functions or closures "
+            f"({fn.__qualname__}); move it to module level and pass what it needs as arguments"
         )
 
 

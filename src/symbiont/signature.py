@@ -12,6 +12,7 @@ import hashlib
 import inspect
 import json
 import textwrap
+from pathlib import Path
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -135,13 +136,24 @@ def function_def_of(fn: Callable[..., Any]) -> tuple[ast.FunctionDef | ast.Async
     raise DeclarationError(f"cannot find 'def {fn.__name__}' in the source of {fn!r}")
 
 
+def module_name(fn: Callable[..., Any]) -> str:
+    """The module's name, with `__main__` replaced by the script's file name, so a function
+    keeps one identity whether its file is run as a script or imported."""
+    name = str(fn.__module__)
+    if name == "__main__":
+        file = getattr(inspect.getmodule(fn), "__file__", None)
+        if file:
+            return Path(file).stem
+    return name
+
+
 def declared_signature(fn: Callable[..., Any]) -> DeclaredSignature:
     """Capture the declared signature of a plain module-level function."""
     node, _ = function_def_of(fn)
     return DeclaredSignature(
         name=fn.__name__,
         qualname=fn.__qualname__,
-        module=fn.__module__,
+        module=module_name(fn),
         params=params_from_ast(node.args),
         returns=ast.unparse(node.returns) if node.returns is not None else None,
         docstring=inspect.getdoc(fn),

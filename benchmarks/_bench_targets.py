@@ -1,0 +1,21 @@
+"""Functions the benchmarks evolve (a real module file, so source and type checks work)."""
+
+from __future__ import annotations
+
+import symbiont
+
+
+def plain_add(a: int, b: int) -> int:
+    return a + b
+
+
+@symbiont.evolvable(typecheck=False)
+def evolved_add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+def swap_source_code():  # the code object of an equivalent candidate body
+    ns: dict = {}
+    exec(compile("def evolved_add(a: int, b: int) -> int:\n    return b + a\n", "<symbiont bench>", "exec"), ns)
+    return ns["evolved_add"].__code__
