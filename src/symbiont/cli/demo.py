@@ -11,6 +11,7 @@ from types import ModuleType
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.syntax import Syntax
 
@@ -85,7 +86,7 @@ def attempt_printer(console: Console, fn: Any) -> Any:
         )
         for d in a.diagnostics[:2]:
             first = d.message.splitlines()[0] if d.message else d.kind
-            console.print(f"      [yellow]{d.stage}/{d.kind}[/]: {first[:160]}", highlight=False)
+            console.print(f"      [yellow]{d.stage}/{d.kind}[/]: {escape(first[:160])}", highlight=False)
 
     return on_attempt
 

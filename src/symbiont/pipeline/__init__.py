@@ -1,0 +1,155 @@
+"""The candidate pipeline: from a model's reply text to a code object ready to swap in.
+
+```
+reply ─► extract ─► parse ─► signature ─► policy ─► typecheck ─► compile ─► Candidate
+```
+
+`run_pipeline(reply, target, config)` runs every stage and never raises on any input text:
+each failure is a `Diagnostic` (stage, kind, message for the model, line, column, caret
+excerpt) in a `PipelineResult`. The stages are also usable one by one; their conventions:
+
+- `extract_code`, `parse_source`, `check_signature`, `compile_candidate` return their
+  product or raise `symbiont.errors.StageError` carrying the diagnostics;
+- `check_policy` and `typecheck` return a list of diagnostics (empty: passed).
+
+The policy stage is a guardrail for the model, not a security boundary (see `policy`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from symbiont.diagnostics import Diagnostic
+from symbiont.errors import StageError
+from symbiont.pipeline._target import Target
+from symbiont.pipeline.compile import Candidate, compile_candidate, content_hash
+from symbiont.pipeline.extract import extract_code
+from symbiont.pipeline.parse import parse_source
+from symbiont.pipeline.policy import DEFAULT_POLICY, Policy, check_policy
+from symbiont.pipeline.signature import check_signature, normalise_annotation, typing_aliases_in
+from symbiont.pipeline.typecheck import typecheck
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "STAGES",
+    "Candidate",
+    "PipelineConfig",
+    "PipelineResult",
+    "Policy",
+    "Target",
+    "check_policy",
+    "check_signature",
+    "compile_candidate",
+    "content_hash",
+    "extract_code",
+    "normalise_annotation",
+    "parse_source",
+    "run_pipeline",
+    "typecheck",
+]
+
+STAGES = ("extract", "parse", "signature", "policy", "typecheck", "compile")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """`typecheck` switches the type check off; `typechecker` is "auto" (ty, else mypy),
+    "ty" (server, falling back to `ty check`), "ty-cli" or "mypy"."""
+
+    typecheck: bool = True
+    policy: Policy = DEFAULT_POLICY
+    typechecker: str = "auto"
+
+
+@dataclass
+class PipelineResult:
+    candidate: Candidate | None
+    diagnostics: list[Diagnostic]
+    stage: str  # the stage that failed, or "compile" when all passed
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
+
+    @property
+    def ok(self) -> bool:
+        return self.candidate is not None
+
+
+def run_pipeline(
+    reply: str, target: Target, config: PipelineConfig = PipelineConfig()
+) -> PipelineResult:
+    """Run every stage on a model's reply. Never raises on any input text."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    stage = "extract"
+    result: PipelineResult
+
+    def done(candidate: Candidate | None, diagnostics: list[Diagnostic], at: str) -> PipelineResult:
+        timings["total"] = time.perf_counter() - started
+        return PipelineResult(candidate, diagnostics, at, timings)
+
+    try:
+        t = time.perf_counter()
+        stage = "extract"
+        try:
+            source = extract_code(
+                reply if isinstance(reply, str) else str(reply),
+                target.signature.name,
+                def_line=target.signature.render(with_docstring=False),
+            )
+        finally:
+            timings["extract"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        stage = "parse"
+        try:
+            tree = parse_source(source)
+        finally:
+            timings["parse"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        stage = "signature"
+        try:
+            node = check_signature(
+                tree, target.signature, source, typing_aliases=typing_aliases_in(target.globals)
+            )
+        finally:
+            timings["signature"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        stage = "policy"
+        problems = check_policy(tree, config.policy, source, module_globals=target.globals)
+        timings["policy"] = time.perf_counter() - t
+        if problems:
+            return done(None, problems, stage)
+
+        if config.typecheck:
+            t = time.perf_counter()
+            stage = "typecheck"
+            problems = typecheck(source, target, config.typechecker)
+            timings["typecheck"] = time.perf_counter() - t
+            if problems:
+                return done(None, problems, stage)
+
+        t = time.perf_counter()
+        stage = "compile"
+        try:
+            candidate = compile_candidate(tree, node, source, target)
+        finally:
+            timings["compile"] = time.perf_counter() - t
+        result = done(candidate, [], "compile")
+    except StageError as exc:
+        result = done(None, list(exc.diagnostics), stage)
+    except Exception as exc:
+        result = done(
+            None,
+            [
+                Diagnostic(
+                    stage,
+                    "internal",
+                    f"the {stage} stage failed unexpectedly ({type(exc).__name__}: {exc}); "
+                    "send the function again, written plainly",
+                )
+            ],
+            stage,
+        )
+    return result

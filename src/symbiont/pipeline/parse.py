@@ -1,0 +1,76 @@
+"""Stage 2, parse: the candidate as an `ast.Module`, or a syntax diagnostic with a caret.
+
+Besides `ast.parse`, the source is compiled once: some errors are only found by the
+compiler (`return` or `await` outside a function, `break` outside a loop, a misplaced
+`from __future__` import), and the model should hear about them here, as syntax, with the
+line and column, rather than later as an obscure compile failure.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from symbiont.diagnostics import Diagnostic, caret_excerpt
+from symbiont.errors import StageError
+
+
+def parse_source(source: str, filename: str = "<candidate>") -> ast.Module:
+    """Parse (and trial-compile) `source`; raise `StageError` with a `parse/*` diagnostic."""
+    if "\x00" in source:
+        line = source.count("\n", 0, source.index("\x00")) + 1
+        col = source.index("\x00") - (source.rfind("\n", 0, source.index("\x00")) + 1) + 1
+        raise StageError(
+            [
+                Diagnostic(
+                    "parse",
+                    "null_byte",
+                    "the code contains a null byte (\\x00); send plain text Python source",
+                    line,
+                    col,
+                    caret_excerpt(source.replace("\x00", "\N{SYMBOL FOR NULL}"), line, col),
+                )
+            ]
+        )
+    try:
+        tree = ast.parse(source, filename=filename)
+        compile(tree, filename, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        raise StageError([syntax_diagnostic(exc, source)]) from None
+    except (MemoryError, RecursionError):
+        raise StageError(
+            [
+                Diagnostic(
+                    "parse",
+                    "too_complex",
+                    "the code is nested too deeply for Python's parser; write it with less nesting",
+                )
+            ]
+        ) from None
+    except ValueError as exc:  # e.g. surrogates the compiler cannot encode
+        raise StageError(
+            [Diagnostic("parse", "invalid_source", f"the code cannot be read: {exc}")]
+        ) from None
+    return tree
+
+
+def syntax_diagnostic(exc: SyntaxError, source: str) -> Diagnostic:
+    """Turn a SyntaxError (or IndentationError, TabError) into a parse diagnostic."""
+    kind = (
+        "tab"
+        if isinstance(exc, TabError)
+        else "indentation"
+        if isinstance(exc, IndentationError)
+        else "syntax"
+    )
+    line = exc.lineno
+    col = exc.offset if exc.offset and exc.offset > 0 else None
+    end_col = exc.end_offset if exc.end_lineno == exc.lineno and exc.end_offset else None
+    excerpt = caret_excerpt(source, line, col, end_col) if line is not None else None
+    what = {"tab": "inconsistent tabs and spaces", "indentation": "an indentation error"}.get(
+        kind, "a syntax error"
+    )
+    message = f"{what}: {exc.msg}"
+    if line is not None:
+        message += f" at line {line}"
+    message += "; fix it and send the whole function again"
+    return Diagnostic("parse", kind, message, line, col, excerpt)

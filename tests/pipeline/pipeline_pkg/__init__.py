@@ -1,0 +1,1 @@
+"""A package, so relative imports can be type-checked."""
