@@ -1,0 +1,355 @@
+"""`OpenAIModel`: any server that speaks the OpenAI chat-completions API, via the official SDK.
+
+One client covers OpenAI, Azure OpenAI, Ollama, vLLM, llama.cpp's server, LM Studio and
+OpenRouter, because all of them accept the same requests at different base URLs:
+
+| server | base_url | api_key |
+| --- | --- | --- |
+| OpenAI | (default) `https://api.openai.com/v1` | `OPENAI_API_KEY` |
+| Azure OpenAI (v1 API) | `https://RESOURCE.openai.azure.com/openai/v1/` | the Azure key; `model` is the deployment name |
+| Ollama | `http://localhost:11434/v1` | none needed |
+| vLLM | `http://localhost:8000/v1` | none needed (or `--api-key`) |
+| llama.cpp server | `http://localhost:8080/v1` | none needed |
+| LM Studio | `http://localhost:1234/v1` | none needed |
+| OpenRouter | `https://openrouter.ai/api/v1` | the OpenRouter key |
+
+Configuration comes from the arguments, else the environment: `SYMBIONT_MODEL` (model name),
+`OPENAI_BASE_URL`, `OPENAI_API_KEY`. A local server needs no key, so when a base URL is set
+without one a placeholder key is sent. With a base URL and no model name, the server's first
+listed model (`GET /models`) is used — convenient for llama.cpp and LM Studio, which serve one.
+
+The SDK's own retries are switched off (`max_retries=0`): retrying is the caller's job
+(`symbiont.models.retry.call_with_retries`) so every retry is visible and counted. Errors are
+translated: rate limits, 5xx, timeouts and connection failures become `TransientModelError`
+(with the server's `Retry-After`), everything else a `ModelError` that says what to fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import os
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import openai
+
+from symbiont.errors import ModelError, TransientModelError
+from symbiont.models.base import Message, ModelReply, ToolCall, Usage
+
+__all__ = ["PLACEHOLDER_API_KEY", "OpenAIModel"]
+
+# Sent when a base URL is configured without a key: local servers ignore it, and the SDK
+# refuses to start without one.
+PLACEHOLDER_API_KEY = "sk-no-key-required"
+_OPENAI_HOSTS = ("api.openai.com",)
+
+
+class OpenAIModel:
+    """A `Model` backed by an OpenAI-compatible chat-completions endpoint."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        stream: bool = False,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        timeout_s: float = 60.0,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        model = model or os.environ.get("SYMBIONT_MODEL") or None
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
+        if api_key is None:
+            if base_url is None:
+                raise ModelError(
+                    "no API key: set OPENAI_API_KEY (or pass api_key=), or point OPENAI_BASE_URL "
+                    "at a local OpenAI-compatible server such as Ollama (http://localhost:11434/v1)"
+                )
+            api_key = PLACEHOLDER_API_KEY
+        if model is None and base_url is None:
+            raise ModelError(
+                "no model name: set SYMBIONT_MODEL (for example gpt-4o-mini) or pass model="
+            )
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, not {timeout_s}")
+        self.model: str | None = model
+        self.base_url = (base_url or "https://api.openai.com/v1").rstrip("/")
+        self.api_key = api_key
+        self.stream = stream
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.timeout_s = timeout_s
+        self.extra_headers = dict(extra_headers or {})
+        self.name = model or f"(first model at {self.base_url})"
+        # The SDK client's connection pool belongs to the event loop that opened it, and
+        # callers such as `evolve_sync` run each call under a fresh `asyncio.run`: keep one
+        # client for the current loop and start a new one when the loop changes.
+        self._client_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        self._client_obj: openai.AsyncOpenAI | None = None
+        self._closer: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"OpenAIModel(model={self.model!r}, base_url={self.base_url!r}, stream={self.stream})"
+        )
+
+    def _client(self) -> openai.AsyncOpenAI:
+        loop = asyncio.get_running_loop()
+        if self._client_obj is None or self._client_loop is None or self._client_loop() is not loop:
+            client = openai.AsyncOpenAI(
+                api_key=self.api_key,
+                base_url=self.base_url,
+                max_retries=0,
+                timeout=self.timeout_s,
+                default_headers=self.extra_headers or None,
+            )
+            self._client_obj, self._client_loop = client, weakref.ref(loop)
+            # Close the connections while the loop still runs: `asyncio.run` cancels the
+            # tasks left over at its end, which runs this task's `finally`. Without it the
+            # pooled sockets would outlive their loop (ResourceWarning: unclosed transport).
+            self._closer = loop.create_task(_close_when_cancelled(client))
+        return self._client_obj
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections this model opened (call from the loop that used it)."""
+        client, self._client_obj, self._client_loop = self._client_obj, None, None
+        closer, self._closer = self._closer, None
+        if closer is not None and not closer.done():
+            closer.cancel()  # its `finally` closes the client
+            with contextlib.suppress(asyncio.CancelledError):
+                await closer
+        elif client is not None:
+            await client.close()
+
+    async def _model_name(self) -> str:
+        if self.model is not None:
+            return self.model
+        try:
+            page = await self._client().models.list()
+        except openai.OpenAIError as exc:
+            raise self._translate(exc, "(listing models)") from exc
+        ids = [m.id for m in page.data]
+        if not ids:
+            raise ModelError(
+                f"no model name given (SYMBIONT_MODEL is unset) and the server at "
+                f"{self.base_url} lists no models; set SYMBIONT_MODEL"
+            )
+        self.model = self.name = ids[0]
+        return ids[0]
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        hints: Mapping[str, Any] | None = None,
+    ) -> ModelReply:
+        """Ask the server once (no retries) and return its reply as a `ModelReply`."""
+        model = await self._model_name()
+        params: dict[str, Any] = {"model": model, "messages": list(messages)}
+        if tools:
+            params["tools"] = [_as_tool(t) for t in tools]
+        if self.temperature is not None:
+            params["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            # OpenAI's newer models accept only `max_completion_tokens`; local servers
+            # generally only know `max_tokens`.
+            key = "max_completion_tokens" if _is_openai(self.base_url) else "max_tokens"
+            params[key] = self.max_tokens
+        started = time.perf_counter()
+        try:
+            if self.stream:
+                reply = await self._streamed(params)
+            else:
+                reply = await self._plain(params)
+        except openai.OpenAIError as exc:
+            raise self._translate(exc, model) from exc
+        return ModelReply(
+            text=reply.text,
+            tool_calls=reply.tool_calls,
+            usage=reply.usage,
+            latency_s=time.perf_counter() - started,
+            model=reply.model or model,
+            finish_reason=reply.finish_reason,
+        )
+
+    async def _plain(self, params: dict[str, Any]) -> ModelReply:
+        response = await self._client().chat.completions.create(**params)
+        if not response.choices:
+            raise ModelError(f"the server at {self.base_url} returned a completion with no choices")
+        choice = response.choices[0]
+        message = choice.message
+        calls = tuple(
+            ToolCall(
+                id=c.id or f"call_{i}",
+                name=getattr(getattr(c, "function", None), "name", "") or "",
+                arguments=getattr(getattr(c, "function", None), "arguments", "") or "",
+            )
+            for i, c in enumerate(message.tool_calls or ())
+        )
+        usage = Usage()
+        if response.usage is not None:
+            usage = Usage(response.usage.prompt_tokens or 0, response.usage.completion_tokens or 0)
+        return ModelReply(
+            text=message.content or "",
+            tool_calls=calls,
+            usage=usage,
+            model=response.model or "",
+            finish_reason=choice.finish_reason,
+        )
+
+    async def _streamed(self, params: dict[str, Any]) -> ModelReply:
+        stream = await self._client().chat.completions.create(
+            **params, stream=True, stream_options={"include_usage": True}
+        )
+        text: list[str] = []
+        calls: dict[int, dict[str, Any]] = {}
+        usage = Usage()
+        finish: str | None = None
+        model = ""
+        async with stream:
+            async for chunk in stream:
+                model = chunk.model or model
+                if chunk.usage is not None:
+                    usage = Usage(
+                        chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0
+                    )
+                for choice in chunk.choices:
+                    if choice.index != 0:
+                        continue
+                    delta = choice.delta
+                    if delta.content:
+                        text.append(delta.content)
+                    for tc in delta.tool_calls or ():
+                        slot = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": []})
+                        if tc.id:
+                            slot["id"] = tc.id
+                        if tc.function is not None:
+                            if tc.function.name:
+                                slot["name"] += tc.function.name
+                            if tc.function.arguments:
+                                slot["arguments"].append(tc.function.arguments)
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+        tool_calls = tuple(
+            ToolCall(
+                id=slot["id"] or f"call_{index}",
+                name=slot["name"],
+                arguments="".join(slot["arguments"]),
+            )
+            for index, slot in sorted(calls.items())
+        )
+        return ModelReply(
+            text="".join(text),
+            tool_calls=tool_calls,
+            usage=usage,
+            model=model,
+            finish_reason=finish,
+        )
+
+    def _translate(self, exc: openai.OpenAIError, model: str) -> ModelError:
+        """The SDK's exception as a `ModelError` whose message says what to do about it."""
+        where = self.base_url
+        if isinstance(exc, openai.APITimeoutError):
+            return TransientModelError(
+                f"the request to {where} timed out after {self.timeout_s:g} s (model {model!r})"
+            )
+        if isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__ or exc.__context__
+            detail = f": {cause}" if cause else ""
+            return TransientModelError(f"could not connect to {where}{detail}")
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            detail = _error_detail(exc)
+            retry_after = _retry_after(exc.response.headers)
+            if status == 429:
+                return TransientModelError(
+                    f"rate limited by {where} (429): {detail}", retry_after=retry_after
+                )
+            if status >= 500 or status in (408, 409):
+                return TransientModelError(
+                    f"the server at {where} failed ({status}): {detail}", retry_after=retry_after
+                )
+            if status == 401:
+                return ModelError(
+                    f"the server refused the API key (OPENAI_API_KEY) at {where} (401): {detail}"
+                )
+            if status == 403:
+                return ModelError(
+                    f"the API key may not use model {model!r} at {where} (403): {detail}"
+                )
+            if status == 404:
+                return ModelError(
+                    f"model {model!r} not found at {where} (404): {detail}. Check SYMBIONT_MODEL "
+                    f"against GET {where}/models, and that OPENAI_BASE_URL ends in the API root "
+                    "(usually /v1)"
+                )
+            if status in (400, 422):
+                return ModelError(
+                    f"the server at {where} rejected the request for model {model!r} ({status}): "
+                    f"{detail}"
+                )
+            return ModelError(f"the server at {where} answered {status}: {detail}")
+        if isinstance(exc, openai.APIError):  # e.g. an error event inside a stream
+            return ModelError(f"the server at {where} reported an error: {exc.message}")
+        return ModelError(f"the OpenAI client failed talking to {where}: {exc}")
+
+
+async def _close_when_cancelled(client: openai.AsyncOpenAI) -> None:
+    try:
+        await asyncio.Event().wait()  # until the loop shuts down and cancels us
+    finally:
+        await client.close()
+
+
+def _as_tool(tool: Mapping[str, Any]) -> dict[str, Any]:
+    """Tools in OpenAI format pass through; a bare function schema gets its wrapper."""
+    if "type" in tool:
+        return dict(tool)
+    if "name" in tool:
+        return {"type": "function", "function": dict(tool)}
+    raise ModelError(f"a tool must be in OpenAI format ({{'type': 'function', ...}}), got {tool!r}")
+
+
+def _is_openai(base_url: str) -> bool:
+    return any(f"//{host}" in base_url for host in _OPENAI_HOSTS)
+
+
+def _error_detail(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        if isinstance(inner, Mapping) and isinstance(inner.get("message"), str):
+            return str(inner["message"])
+        if isinstance(inner, str):
+            return inner
+    return exc.message
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from `retry-after-ms`, or `Retry-After` (seconds or an HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
