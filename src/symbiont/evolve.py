@@ -203,7 +203,11 @@ async def run_evolve(
 
     for index in range(1, config.attempts + 1):
         active = handle.active
-        hints = {"target": handle.name, "sources": _sources_for_hints(handle)}
+        hints = {
+            "target": handle.name,
+            "sources": _sources_for_hints(handle),
+            "avoid": [r.source for r in handle.revisions if not r.accepted and r.source][-200:],
+        }
         try:
             reply, retries = await call_with_retries(
                 model, messages, hints=hints, max_retries=config.max_retries

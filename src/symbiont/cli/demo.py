@@ -30,19 +30,39 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "OPENAI_BASE_URL when set, else the offline mutation proposer."
         ),
     )
-    p.add_argument("example", nargs="?", default="counter", help=f"one of {', '.join(EXAMPLES)}, or 'all' (default: counter)")
-    p.add_argument("--store", default=None, help="store file (default: $SYMBIONT_HOME/symbiont.db or ./.symbiont/symbiont.db)")
+    p.add_argument(
+        "example",
+        nargs="?",
+        default="counter",
+        help=f"one of {', '.join(EXAMPLES)}, or 'all' (default: counter)",
+    )
+    p.add_argument(
+        "--store",
+        default=None,
+        help="store file (default: $SYMBIONT_HOME/symbiont.db or ./.symbiont/symbiont.db)",
+    )
     p.add_argument("--memory", action="store_true", help="keep revisions in memory only (no store)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the offline mutation proposer (default 1)")
-    p.add_argument("--examples-dir", default=None, help="where the examples live (default: ./examples, else next to the package)")
+    p.add_argument(
+        "--seed", type=int, default=1, help="seed of the offline mutation proposer (default 1)"
+    )
+    p.add_argument(
+        "--examples-dir",
+        default=None,
+        help="where the examples live (default: ./examples, else next to the package)",
+    )
     p.set_defaults(func=run)
 
 
 def examples_dir(explicit: str | None) -> Path:
-    candidates = [Path(explicit)] if explicit else [
-        Path.cwd() / "examples",
-        Path(__file__).resolve().parents[3] / "examples",  # the repository, for editable installs
-    ]
+    candidates = (
+        [Path(explicit)]
+        if explicit
+        else [
+            Path.cwd() / "examples",
+            Path(__file__).resolve().parents[3]
+            / "examples",  # the repository, for editable installs
+        ]
+    )
     for c in candidates:
         if (c / "counter.py").is_file():
             return c
@@ -55,7 +75,9 @@ def examples_dir(explicit: str | None) -> Path:
 
 def load_example(folder: Path, name: str) -> ModuleType:
     """Import an example under its own file name (so its functions keep one identity)."""
-    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(folder / f"{name}.py"):
+    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(
+        folder / f"{name}.py"
+    ):
         return sys.modules[name]
     path = folder / f"{name}.py"
     if not path.is_file():
@@ -86,7 +108,9 @@ def attempt_printer(console: Console, fn: Any) -> Any:
         )
         for d in a.diagnostics[:2]:
             first = d.message.splitlines()[0] if d.message else d.kind
-            console.print(f"      [yellow]{d.stage}/{d.kind}[/]: {escape(first[:160])}", highlight=False)
+            console.print(
+                f"      [yellow]{d.stage}/{d.kind}[/]: {escape(first[:160])}", highlight=False
+            )
 
     return on_attempt
 
@@ -99,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
     names = EXAMPLES if args.example == "all" else (args.example,)
     for n in names:
         if n not in EXAMPLES:
-            raise SymbiontError(f"unknown example {n!r}; choose one of {', '.join(EXAMPLES)} or 'all'")
+            raise SymbiontError(
+                f"unknown example {n!r}; choose one of {', '.join(EXAMPLES)} or 'all'"
+            )
     folder = examples_dir(args.examples_dir)
     model = default_model(announce=lambda msg: console.print(f"[dim]{msg}[/]"))
     if isinstance(model, MutationModel):
@@ -122,20 +148,28 @@ def _run_one(console: Console, module: ModuleType, name: str, runtime: Any, mode
     fn = {"counter": "step", "fizzbuzz": "fizzbuzz", "curve_fit": "predict"}[name]
     target = getattr(module, fn)
     console.rule(f"[bold]{name}[/]: evolving {target.symbiont.key}")
-    console.print(Syntax(target.symbiont.signature.render(), "python", theme="ansi_dark"))
+    console.print(Syntax(target.symbiont.signature.render(), "python", theme="ansi_dark", word_wrap=True))
     console.print(f"[dim]active before: r{target.symbiont.active.number}[/]")
     started = time.monotonic()
     on_attempt = attempt_printer(console, target)
     if name == "counter":
-        result = module.main(runtime=runtime, model=model, seconds=4.0, evolve_every=1.0,
-                             on_attempt=on_attempt, quiet=True)
+        result = module.main(
+            runtime=runtime,
+            model=model,
+            seconds=4.0,
+            evolve_every=1.0,
+            on_attempt=on_attempt,
+            quiet=True,
+        )
         reports = result["reports"]
         console.print(
             f"the loop kept running: {len(result['increments'])} calls of step(), counter "
             f"{result['state']['counter']}, last increments {result['increments'][-3:]}"
         )
     else:
-        reports = [module.main(runtime=runtime, model=model, on_attempt=on_attempt)]
+        # The offline proposer explores blindly; give it room. A real model stops early.
+        attempts = 80 if type(model).__name__ == "MutationModel" else 20
+        reports = [module.main(runtime=runtime, model=model, on_attempt=on_attempt, attempts=attempts)]
     accepted = [r.accepted for r in reports if r.accepted]
     active = target.symbiont.active
     elapsed = time.monotonic() - started
@@ -144,7 +178,7 @@ def _run_one(console: Console, module: ModuleType, name: str, runtime: Any, mode
         score = f", score {rev.score:.6g}" if rev.score is not None else ""
         console.print(
             Panel(
-                Syntax(rev.source.rstrip(), "python", theme="ansi_dark"),
+                Syntax(rev.source.rstrip(), "python", theme="ansi_dark", word_wrap=True),
                 title=f"accepted r{rev.number}{score} — live in {target.symbiont.key} ({elapsed:.1f} s)",
                 border_style="green",
             )

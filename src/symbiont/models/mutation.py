@@ -14,7 +14,8 @@ Guarantees:
 - no proposal repeats one made before, nor any revision it was shown (hashes are kept);
 - the same seed and the same inputs give the same proposals.
 
-Inputs come from `hints` — `target` (the function's name) and `sources` (the active
+Inputs come from `hints` — `target` (the function's name), `avoid` (sources never to
+propose, such as revisions rejected in earlier runs) and `sources` (the active
 revision's source first, then other revisions usable as crossover parents) — or, without
 hints, from the last fenced Python block in the conversation that defines a function.
 """
@@ -529,6 +530,11 @@ class MutationModel:
                 continue  # a revision without the function cannot be a parent
         for known in (site.body, *donors):  # never propose a revision it was shown
             self._seen.add(_body_key(name, known))
+        for avoided in (hints or {}).get("avoid") or ():  # e.g. revisions rejected in earlier runs
+            try:
+                self._seen.add(_body_key(name, _locate(avoided, name)[0].body))
+            except (ModelError, SyntaxError, ValueError, TypeError):
+                continue
 
         mutator = _Mutator(self._rng, donors)
         weights = [(KINDS[k], k, k) for k in self.kinds if k != "crossover" or donors]
