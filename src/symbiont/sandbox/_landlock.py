@@ -1,0 +1,144 @@
+"""Landlock through raw syscalls (ctypes): confine a process to a few folders.
+
+Landlock is an unprivileged Linux LSM: a process builds a ruleset (which access rights it
+*handles*, and which folders get which of them), then restricts itself; from then on every
+handled access outside the rules fails with EACCES, for the process and its descendants, and
+it cannot be undone. Root is confined too. ABI 4 adds TCP bind/connect control and ABI 6
+adds "scopes" that stop signals and abstract-unix connections leaving the domain; we handle
+whatever the running kernel offers and report the ABI.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import stat
+import struct
+
+SYS_LANDLOCK_CREATE_RULESET = 444  # same number on x86_64 and aarch64 (asm-generic)
+SYS_LANDLOCK_ADD_RULE = 445
+SYS_LANDLOCK_RESTRICT_SELF = 446
+LANDLOCK_CREATE_RULESET_VERSION = 1
+LANDLOCK_RULE_PATH_BENEATH = 1
+
+FS_EXECUTE = 1 << 0
+FS_WRITE_FILE = 1 << 1
+FS_READ_FILE = 1 << 2
+FS_READ_DIR = 1 << 3
+FS_REMOVE_DIR = 1 << 4
+FS_REMOVE_FILE = 1 << 5
+FS_MAKE_CHAR = 1 << 6
+FS_MAKE_DIR = 1 << 7
+FS_MAKE_REG = 1 << 8
+FS_MAKE_SOCK = 1 << 9
+FS_MAKE_FIFO = 1 << 10
+FS_MAKE_BLOCK = 1 << 11
+FS_MAKE_SYM = 1 << 12
+FS_REFER = 1 << 13  # ABI 2
+FS_TRUNCATE = 1 << 14  # ABI 3
+FS_IOCTL_DEV = 1 << 15  # ABI 5
+NET_BIND_TCP = 1 << 0  # ABI 4
+NET_CONNECT_TCP = 1 << 1
+SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0  # ABI 6
+SCOPE_SIGNAL = 1 << 1
+
+READ_ONLY = FS_READ_FILE | FS_READ_DIR
+READ_WRITE = (
+    FS_READ_FILE
+    | FS_READ_DIR
+    | FS_WRITE_FILE
+    | FS_REMOVE_DIR
+    | FS_REMOVE_FILE
+    | FS_MAKE_DIR
+    | FS_MAKE_REG
+    | FS_MAKE_SYM
+    | FS_REFER
+    | FS_TRUNCATE
+)
+FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+
+
+def abi_version() -> int:
+    """The kernel's Landlock ABI version, or 0 when Landlock is missing or disabled."""
+    res = _syscall(
+        ctypes.c_long(SYS_LANDLOCK_CREATE_RULESET),
+        None,
+        ctypes.c_size_t(0),
+        ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION),
+    )
+    return int(res) if res > 0 else 0
+
+
+def handled_fs(abi: int) -> int:
+    rights = (1 << 13) - 1
+    if abi >= 2:
+        rights |= FS_REFER
+    if abi >= 3:
+        rights |= FS_TRUNCATE
+    if abi >= 5:
+        rights |= FS_IOCTL_DEV
+    return rights
+
+
+def _check(res: int, what: str) -> int:
+    if res < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return res
+
+
+def restrict(abi: int, rules: list[tuple[int, int]]) -> None:
+    """Restrict this process to `rules`: (O_PATH fd of a file or folder, allowed rights).
+
+    Needs PR_SET_NO_NEW_PRIVS (or CAP_SYS_ADMIN) first. Rights the ABI does not know are
+    dropped; rights not valid on a file are dropped for file fds.
+    """
+    fs = handled_fs(abi)
+    net = NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0
+    scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0
+    if abi >= 6:
+        attr = struct.pack("=QQQ", fs, net, scoped)
+    elif abi >= 4:
+        attr = struct.pack("=QQ", fs, net)
+    else:
+        attr = struct.pack("=Q", fs)
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    ruleset = _check(
+        _syscall(
+            ctypes.c_long(SYS_LANDLOCK_CREATE_RULESET),
+            buf,
+            ctypes.c_size_t(len(attr)),
+            ctypes.c_uint32(0),
+        ),
+        "landlock_create_ruleset",
+    )
+    try:
+        for fd, rights in rules:
+            allowed = rights & fs
+            if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                allowed &= FILE_RIGHTS
+            rule = ctypes.create_string_buffer(struct.pack("=Qi", allowed, fd), 12)
+            _check(
+                _syscall(
+                    ctypes.c_long(SYS_LANDLOCK_ADD_RULE),
+                    ctypes.c_int(ruleset),
+                    ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH),
+                    rule,
+                    ctypes.c_uint32(0),
+                ),
+                "landlock_add_rule",
+            )
+        _check(
+            _syscall(
+                ctypes.c_long(SYS_LANDLOCK_RESTRICT_SELF),
+                ctypes.c_int(ruleset),
+                ctypes.c_uint32(0),
+            ),
+            "landlock_restrict_self",
+        )
+    finally:
+        os.close(ruleset)

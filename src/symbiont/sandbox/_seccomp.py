@@ -1,0 +1,223 @@
+"""A seccomp BPF filter written by hand (ctypes + struct), and capability dropping.
+
+The filter is a short classic-BPF program the kernel runs on every system call of the
+worker. It checks the architecture field first (a 32-bit or x32 system call would otherwise
+reach different numbers), then returns EPERM for the calls a capability never needs: running
+programs, new sockets, creating processes, ptrace and cross-process memory access, mounts,
+namespaces, keyrings, kexec, bpf, perf, io_uring, kernel modules. Signals and `prlimit64`
+are allowed only towards the worker itself (killing the parent fails). `clone` is allowed
+only for threads without namespace flags; `clone3` returns ENOSYS so libc falls back to
+`clone`, whose flags we can inspect. EPERM rather than a kill so the capability sees a clean
+`PermissionError`, which the sandbox reports as "denied".
+"""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+import struct
+
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+PR_CAPBSET_DROP = 24
+SECCOMP_MODE_FILTER = 2
+SECCOMP_RET_KILL_PROCESS = 0x80000000
+SECCOMP_RET_ERRNO = 0x00050000
+SECCOMP_RET_ALLOW = 0x7FFF0000
+EPERM = 1
+ENOSYS = 38
+
+BPF_LD_W_ABS = 0x20
+BPF_JEQ_K = 0x15
+BPF_JGE_K = 0x35
+BPF_JSET_K = 0x45
+BPF_RET_K = 0x06
+
+OFF_NR = 0
+OFF_ARCH = 4
+OFF_ARG0_LO = 16  # seccomp_data.args[0], low 32 bits (little-endian)
+
+CLONE_THREAD = 0x00010000
+CLONE_NS_FLAGS = (
+    0x00000080  # CLONE_NEWTIME
+    | 0x00020000  # CLONE_NEWNS
+    | 0x02000000  # CLONE_NEWCGROUP
+    | 0x04000000  # CLONE_NEWUTS
+    | 0x08000000  # CLONE_NEWIPC
+    | 0x10000000  # CLONE_NEWUSER
+    | 0x20000000  # CLONE_NEWPID
+    | 0x40000000  # CLONE_NEWNET
+)
+
+# System call numbers per architecture (x86_64: arch/x86/entry/syscalls/syscall_64.tbl;
+# aarch64: include/uapi/asm-generic/unistd.h).
+_COMMON_GENERIC = {
+    "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
+    "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432,
+    "fspick": 433, "pidfd_open": 434, "clone3": 435, "pidfd_send_signal": 424,
+    "pidfd_getfd": 438, "process_madvise": 440, "mount_setattr": 442, "process_mrelease": 448,
+}  # fmt: skip
+SYSCALLS: dict[str, dict[str, int]] = {
+    "x86_64": {
+        "execve": 59, "execveat": 322, "socket": 41, "socketpair": 53, "fork": 57,
+        "vfork": 58, "clone": 56, "ptrace": 101, "mount": 165, "umount2": 166,
+        "pivot_root": 155, "chroot": 161, "unshare": 272, "setns": 308, "keyctl": 250,
+        "add_key": 248, "request_key": 249, "kexec_load": 246, "kexec_file_load": 320,
+        "bpf": 321, "perf_event_open": 298, "kill": 62, "tkill": 200, "tgkill": 234,
+        "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297, "process_vm_readv": 310,
+        "process_vm_writev": 311, "prlimit64": 302, "userfaultfd": 323,
+        "name_to_handle_at": 303, "open_by_handle_at": 304, "kcmp": 312,
+        "init_module": 175, "delete_module": 176, "finit_module": 313, "reboot": 169,
+        "swapon": 167, "swapoff": 168, "acct": 163, "setpriority": 141,
+        "sched_setparam": 142, "sched_setscheduler": 144, "sched_setaffinity": 203,
+        "iopl": 172, "ioperm": 173, "capset": 126, **_COMMON_GENERIC,
+    },
+    "aarch64": {
+        "execve": 221, "execveat": 281, "socket": 198, "socketpair": 199, "clone": 220,
+        "ptrace": 117, "mount": 40, "umount2": 39, "pivot_root": 41, "chroot": 51,
+        "unshare": 97, "setns": 268, "keyctl": 219, "add_key": 217, "request_key": 218,
+        "kexec_load": 104, "kexec_file_load": 294, "bpf": 280, "perf_event_open": 241,
+        "kill": 129, "tkill": 130, "tgkill": 131, "rt_sigqueueinfo": 138,
+        "rt_tgsigqueueinfo": 240, "process_vm_readv": 270, "process_vm_writev": 271,
+        "prlimit64": 261, "userfaultfd": 282, "name_to_handle_at": 264,
+        "open_by_handle_at": 265, "kcmp": 272, "init_module": 105, "delete_module": 106,
+        "finit_module": 273, "reboot": 142, "swapon": 224, "swapoff": 225, "acct": 89,
+        "setpriority": 140, "sched_setparam": 118, "sched_setscheduler": 119,
+        "sched_setaffinity": 122, "capset": 91, **_COMMON_GENERIC,
+    },
+}  # fmt: skip
+AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+X32_SYSCALL_BIT = 0x40000000
+
+DENIED = (
+    "execve", "execveat", "socket", "socketpair", "fork", "vfork", "ptrace", "mount",
+    "umount2", "pivot_root", "chroot", "unshare", "setns", "keyctl", "add_key",
+    "request_key", "kexec_load", "kexec_file_load", "bpf", "perf_event_open",
+    "pidfd_send_signal", "pidfd_open", "pidfd_getfd", "process_vm_readv", "process_vm_writev",
+    "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register",
+    "name_to_handle_at", "open_by_handle_at", "kcmp", "init_module", "delete_module",
+    "finit_module", "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick",
+    "mount_setattr", "reboot", "swapon", "swapoff", "acct", "setpriority", "sched_setparam",
+    "sched_setscheduler", "sched_setaffinity", "process_madvise", "process_mrelease", "iopl",
+    "ioperm",
+)  # fmt: skip
+SELF_ONLY_SIGNALS = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def machine() -> str:
+    return platform.machine().lower().replace("arm64", "aarch64").replace("amd64", "x86_64")
+
+
+def supported() -> bool:
+    return machine() in SYSCALLS
+
+
+def _ins(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
+    return struct.pack("=HBBI", code, jt, jf, k & 0xFFFFFFFF)
+
+
+def build_filter(pid: int, arch: str | None = None) -> bytes:
+    """The BPF program for a worker whose pid is `pid` (signals only to itself)."""
+    arch = arch or machine()
+    nrs = SYSCALLS[arch]
+    eperm = SECCOMP_RET_ERRNO | EPERM
+    prog: list[bytes] = [
+        _ins(BPF_LD_W_ABS, OFF_ARCH),
+        _ins(BPF_JEQ_K, AUDIT_ARCH[arch], jt=1, jf=0),
+        _ins(BPF_RET_K, SECCOMP_RET_KILL_PROCESS),
+        _ins(BPF_LD_W_ABS, OFF_NR),
+    ]
+    if arch == "x86_64":
+        prog += [_ins(BPF_JGE_K, X32_SYSCALL_BIT, jt=0, jf=1), _ins(BPF_RET_K, eperm)]
+    for name in DENIED:
+        if name in nrs:
+            prog += [_ins(BPF_JEQ_K, nrs[name], jt=0, jf=1), _ins(BPF_RET_K, eperm)]
+    prog += [
+        _ins(BPF_JEQ_K, nrs["clone3"], jt=0, jf=1),
+        _ins(BPF_RET_K, SECCOMP_RET_ERRNO | ENOSYS),
+    ]
+    # clone: threads only, no namespace flags.
+    prog += [
+        _ins(BPF_JEQ_K, nrs["clone"], jt=0, jf=6),
+        _ins(BPF_LD_W_ABS, OFF_ARG0_LO),
+        _ins(BPF_JSET_K, CLONE_THREAD, jt=1, jf=0),
+        _ins(BPF_RET_K, eperm),
+        _ins(BPF_JSET_K, CLONE_NS_FLAGS, jt=0, jf=1),
+        _ins(BPF_RET_K, eperm),
+        _ins(BPF_RET_K, SECCOMP_RET_ALLOW),
+    ]
+    # Signals: only to ourselves. The block returns, so A (the syscall nr) is intact after a skip.
+    for name in SELF_ONLY_SIGNALS:
+        prog += [
+            _ins(BPF_JEQ_K, nrs[name], jt=0, jf=4),
+            _ins(BPF_LD_W_ABS, OFF_ARG0_LO),
+            _ins(BPF_JEQ_K, pid, jt=0, jf=1),
+            _ins(BPF_RET_K, SECCOMP_RET_ALLOW),
+            _ins(BPF_RET_K, eperm),
+        ]
+    # prlimit64: pid 0 (self) or our pid only.
+    prog += [
+        _ins(BPF_JEQ_K, nrs["prlimit64"], jt=0, jf=5),
+        _ins(BPF_LD_W_ABS, OFF_ARG0_LO),
+        _ins(BPF_JEQ_K, 0, jt=2, jf=0),
+        _ins(BPF_JEQ_K, pid, jt=1, jf=0),
+        _ins(BPF_RET_K, eperm),
+        _ins(BPF_RET_K, SECCOMP_RET_ALLOW),
+    ]
+    prog.append(_ins(BPF_RET_K, SECCOMP_RET_ALLOW))
+    return b"".join(prog)
+
+
+def set_no_new_privs() -> None:
+    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "prctl(PR_SET_NO_NEW_PRIVS) failed")
+
+
+def install(pid: int) -> None:
+    """Install the filter on the calling thread (the worker is single-threaded here)."""
+    code = build_filter(pid)
+    buf = ctypes.create_string_buffer(code, len(code))
+    prog = _SockFprog(len(code) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    set_no_new_privs()
+    if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "prctl(PR_SET_SECCOMP) failed")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def drop_capabilities() -> None:
+    """Empty the bounding, effective, permitted and inheritable capability sets.
+
+    The worker may run as uid 0 (we cannot switch to an unprivileged uid: the Python
+    installation may live under /root); without capabilities root cannot override file
+    permissions of other users, raise its hard rlimits, load modules, and so on.
+    """
+    for cap in range(64):
+        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:
+            break  # EINVAL: past the last capability this kernel knows
+    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    data = (_CapData * 2)()
+    syscall = _libc.syscall
+    syscall.restype = ctypes.c_long
+    nr = SYSCALLS[machine()]["capset"]
+    if syscall(ctypes.c_long(nr), ctypes.byref(header), ctypes.byref(data)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "capset failed")

@@ -1,0 +1,176 @@
+"""The process tier (real workers, real kernel features), the inprocess tier and the factory."""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from symbiont.errors import CapabilityError, SandboxError
+from symbiont.sandbox import Limits, Permissions, get_sandbox
+from symbiont.sandbox._seccomp import build_filter
+from symbiont.sandbox.inprocess import InProcessSandbox
+from symbiont.sandbox.process import ProcessSandbox
+
+ADD = "def main(a, b):\n    return a + b\n"
+
+
+@pytest.fixture(scope="module")
+def sb() -> Iterator[ProcessSandbox]:
+    sandbox = ProcessSandbox()
+    yield sandbox
+    sandbox.close()
+
+
+def test_probe_reports_full_isolation_on_this_machine(sb: ProcessSandbox) -> None:
+    info = sb.probe()
+    assert info["missing"] == {}, info["missing"]
+    assert info["landlock_abi"] >= 1
+    assert all(not p.startswith("/etc") and p != "/" for p in info["read_only"])
+
+
+def test_runs_and_returns_json(sb: ProcessSandbox) -> None:
+    result = sb.run(ADD, "main", '{"a": 2, "b": 3}')
+    assert result.ok and result.output == 5 and result.tier == "process"
+    assert sb.run(ADD, "main", "[1, 2]").output == 3
+
+
+def test_host_calls_are_brokered_by_the_parent(sb: ProcessSandbox, tmp_path: Path) -> None:
+    source = (
+        "from symbiont.host import read_file, write_file, log, now_ms\n"
+        "def main():\n"
+        "    write_file('out.txt', read_file('in.txt').upper())\n"
+        "    log('done')\n"
+        "    return now_ms() > 0\n"
+    )
+    (tmp_path / "in.txt").write_text("abc")
+    perms = Permissions(data_dir=tmp_path, read_files=True, write_files=True)
+    result = sb.run(source, "main", "{}", perms)
+    assert result.ok and result.output is True, result.error
+    assert (tmp_path / "out.txt").read_text() == "ABC"
+    assert result.logs == ["done"]
+    assert [c.name for c in result.host_calls] == ["read_file", "write_file", "log", "now_ms"]
+
+
+def test_worker_sees_no_environment_and_works_in_a_fresh_scratch(sb: ProcessSandbox) -> None:
+    os.environ["SYMBIONT_PROCESS_TEST_KEY"] = "sk-nope"
+    try:
+        source = (
+            "import os\n"
+            "def main():\n"
+            "    open('note', 'w').write('x')\n"
+            "    return [dict(os.environ), os.getcwd(), sorted(os.listdir('.'))]\n"
+        )
+        first = sb.run(source, "main", "{}")
+        second = sb.run(source, "main", "{}")
+    finally:
+        del os.environ["SYMBIONT_PROCESS_TEST_KEY"]
+    assert first.output[0] == {} and first.output[2] == ["note"]
+    assert second.output[2] == ["note"] and first.output[1] != second.output[1]
+    assert not os.path.exists(first.output[1])  # scratch removed after the call
+
+
+def test_failures_have_kinds_and_trimmed_tracebacks(sb: ProcessSandbox) -> None:
+    result = sb.run("def main():\n    return 1 / 0\n", "main", "{}")
+    assert result.error is not None and result.error.kind == "exception"
+    assert "ZeroDivisionError" in result.error.message
+    assert result.error.traceback and "process_runner" not in result.error.traceback
+    assert 'File "<capability>", line 2' in result.error.traceback
+    missing = sb.run("def other():\n    pass\n", "main", "{}")
+    assert missing.error is not None and "main" in missing.error.message
+    unavailable = sb.run("import no_such_module_xyz\ndef main():\n    pass\n", "main", "{}")
+    assert unavailable.error is not None and unavailable.error.kind == "unavailable"
+
+
+def test_timeout_memory_crash(sb: ProcessSandbox) -> None:
+    loop = sb.run(
+        "def main():\n    while True:\n        pass\n", "main", "{}", limits=Limits(timeout_s=0.5)
+    )
+    assert loop.error is not None and loop.error.kind == "timeout"
+    assert loop.duration_s < 3
+    mem = sb.run("def main():\n    return len(bytearray(2 * 1024**3))\n", "main", "{}")
+    assert mem.error is not None and mem.error.kind == "memory"
+    crash = sb.run(
+        "import os, signal\ndef main():\n    os.kill(os.getpid(), signal.SIGSEGV)\n", "main", "{}"
+    )
+    assert crash.error is not None and crash.error.kind == "crash"
+    assert "segmentation" in crash.error.message
+    assert sb.run(ADD, "main", '{"a": 1, "b": 1}').output == 2  # still healthy
+
+
+def test_bad_input_json_is_a_capability_error(sb: ProcessSandbox) -> None:
+    with pytest.raises(CapabilityError, match="not valid JSON"):
+        sb.run(ADD, "main", "{nope")
+
+
+def test_seccomp_filter_shape() -> None:
+    prog = build_filter(1234, "x86_64")
+    assert len(prog) % 8 == 0 and len(prog) // 8 < 4096
+    assert build_filter(1234, "aarch64") != prog
+
+
+def test_no_scratch_folders_leak(sb: ProcessSandbox) -> None:
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "symbiont-scratch-*")))
+    for _ in range(3):
+        sb.run(ADD, "main", '{"a": 1, "b": 2}')
+    sb.run(
+        "def main():\n    while True:\n        pass\n", "main", "{}", limits=Limits(timeout_s=0.3)
+    )
+    after = set(glob.glob(os.path.join(tempfile.gettempdir(), "symbiont-scratch-*")))
+    assert after <= before
+
+
+def test_pool_of_two_serves_parallel_calls() -> None:
+    import threading
+
+    with ProcessSandbox(pool_size=2, preload=()) as pool:
+        results = []
+
+        def go() -> None:
+            results.append(
+                pool.run(
+                    "import time\ndef main():\n    time.sleep(0.3)\n    return 1\n", "main", "{}"
+                )
+            )
+
+        threads = [threading.Thread(target=go) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [r.output for r in results] == [1, 1]
+
+
+# -- inprocess and the factory ---------------------------------------------------------------
+
+
+def test_inprocess_tier_says_it_has_no_isolation(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sandbox = get_sandbox("inprocess")
+    assert isinstance(sandbox, InProcessSandbox)
+    (tmp_path / "x.txt").write_text("hi")
+    source = "from symbiont.host import read_file\ndef main(p):\n    return read_file(p)\n"
+    perms = Permissions(data_dir=tmp_path, read_files=True)
+    with caplog.at_level("INFO", logger="symbiont.sandbox"):
+        result = sandbox.run(source, "main", '{"p": "x.txt"}', perms)
+        denied = sandbox.run(source, "main", '{"p": "../x.txt"}', perms)
+    assert result.output == "hi" and result.tier == "inprocess (no isolation)"
+    assert denied.error is not None and denied.error.kind == "denied"
+    assert caplog.records and all(
+        "inprocess (no isolation)" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_factory() -> None:
+    with pytest.raises(SandboxError, match="unknown sandbox tier"):
+        get_sandbox("docker")
+    process = get_sandbox("process", pool_size=1)
+    assert isinstance(process, ProcessSandbox)
+    process.close()
+    with pytest.raises(SandboxError):
+        get_sandbox("inprocess", pool_size=3)
