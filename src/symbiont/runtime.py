@@ -98,7 +98,7 @@ class Runtime:
         """Re-activate the revision that was active before the current one."""
         h = handle(fn)
         rev = h.rollback()
-        self._set_active(h, rev)
+        self._set_active(h, rev, reason="rollback")
         return rev
 
     # -- evolve ---------------------------------------------------------------------------
@@ -289,10 +289,10 @@ class Runtime:
                 diagnostics=[d.to_dict() for d in rev.diagnostics],
             )
 
-    def _set_active(self, h: Evolvable, rev: Revision) -> None:
+    def _set_active(self, h: Evolvable, rev: Revision, reason: str = "activate") -> None:
         fid = self._function_id(h)
         if fid is not None and self.store is not None:
-            self.store.set_active(fid, rev.number)
+            self.store.set_active(fid, rev.number, reason=reason)
 
     def _start_run(self, h: Evolvable, config: EvolveConfig, model: Model) -> int | None:
         fid = self._function_id(h)

@@ -1,0 +1,266 @@
+"""`symbiont history | show | diff | rollback | export | runs` against a real store file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from store_helpers import MakeRev
+
+from symbiont.cli import main
+from symbiont.store import AttemptRecord, Pricing, open_store
+
+KEY = "examples.counter.step"
+SIG = 'def step(x: int) -> int:\n    """Advance the counter."""'
+R0 = "def step(x: int) -> int:\n    return x\n"
+R1 = "def step(x: int) -> int:\n    return x + 1\n"
+R2 = 'def step(x: int) -> int:\n    return x + "one"\n'
+R3 = "def step(x: int) -> int:\n    total = x\n    total += 2\n    return total\n"
+R4 = "def step(x: int) -> int:\n    return (x + 1) * 2\n"
+
+
+@pytest.fixture
+def filled(tmp_path: Path, make_rev: MakeRev, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A store with one lineage: r0 default, r1 accepted, r2 rejected, r3 crossover (active),
+    r4 accepted then un-activated; an older lineage; another function; one evolve run."""
+    monkeypatch.setenv("COLUMNS", "200")  # no wrapping of rich output in the assertions
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    path = tmp_path / "store.db"
+    with open_store(path, pricing=Pricing(0.01, 0.03)) as s:
+        old = s.ensure_function(KEY, "oldfp000", "def step(x: int) -> float:")
+        s.add_revision(make_rev(old.id, "def step(x: int) -> float:\n    return 0.0\n"))
+        f = s.ensure_function(KEY, "newfp111", SIG)
+        s.add_revision(make_rev(f.id, R0, origin="default", model=None))
+        s.set_active(f.id, 0)
+        s.add_revision(make_rev(f.id, R1, parents=(0,), score=1.0, model="gpt-test"))
+        s.set_active(f.id, 1)
+        s.add_revision(
+            make_rev(
+                f.id,
+                R2,
+                parents=(1,),
+                status="rejected",
+                stage="typecheck",
+                diagnostics=[
+                    {
+                        "stage": "typecheck",
+                        "kind": "operator",
+                        "message": 'unsupported operand types for +: "int" and "str"',
+                        "line": 2,
+                        "col": 12,
+                        "excerpt": '2 |     return x + "one"\n  |            ^^^^^^^^^',
+                    }
+                ],
+                reply="Here you go:\n```python\n" + R2 + "```",
+            )
+        )
+        s.add_revision(make_rev(f.id, R3, parents=(1, 0), origin="mutation", score=2.0))
+        s.set_active(f.id, 3)
+        s.add_revision(make_rev(f.id, R4, parents=(3,), score=1.5))
+        other = s.ensure_function("examples.fizz.fizzbuzz", "fz", "def fizzbuzz(n: int) -> str:")
+        s.add_revision(make_rev(other.id, "def fizzbuzz(n: int) -> str:\n    return ''\n"))
+        run = s.start_run(f.id, {"model": "gpt-test"})
+        for i, (tin, tout) in enumerate([(1000, 500), (2000, 1000)], start=1):
+            s.add_attempt(
+                run,
+                AttemptRecord(
+                    i, i + 1, "typecheck", i == 2, [], {"model": 0.5}, tin, tout, 0.5, 0, None
+                ),
+            )
+        s.finish_run(run, "accepted", 3)
+    return path
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def line_of(out: str, needle: str) -> str:
+    hits = [line for line in out.splitlines() if needle in line]
+    assert hits, f"{needle!r} not in:\n{out}"
+    return hits[0]
+
+
+def test_history_shows_the_lineage_tree(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "history", "counter.step", "--store", str(filled))
+    assert code == 0
+    assert KEY in out and "newfp111" in out and "5 revisions, 4 accepted" in out
+    r3 = line_of(out, "r3 ")
+    assert "accepted" in r3 and "score 2" in r3 and "mutation" in r3 and "× r0" in r3
+    assert "◀ active" in r3
+    r2 = line_of(out, "r2 ")
+    assert "rejected" in r2 and "typecheck" in r2 and "unsupported operand" in r2
+    assert "◀ active" not in r2
+    assert "gpt-test" in line_of(out, "r1 ")
+    # Tree structure: r1 under r0, r2 and r3 under r1, r4 under r3 (deeper indentation).
+    indent = {n: line_of(out, f"r{n} ").index(f"r{n} ") for n in range(5)}
+    assert indent[0] < indent[1] < indent[2] == indent[3] < indent[4]
+    assert "1 older lineage(s)" in out
+    assert "oldfp000" not in out
+
+
+def test_history_all_and_accepted_only(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "history", "step", "--all", "--store", str(filled))
+    assert code == 0 and "oldfp000" in out and "newfp111" in out
+    code, out, _ = run_cli(capsys, "history", "counter.step", "--accepted", "--store", str(filled))
+    assert code == 0
+    assert "r2 " not in out and "(+1 rejected)" in line_of(out, "r1 ")
+
+
+def test_show_a_rejected_revision(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "show", "counter.step@2", "--store", str(filled))
+    assert code == 0
+    assert 'return x + "one"' in out
+    assert "rejected at the typecheck stage" in out
+    assert "[typecheck/operator] (line 2, column 12) unsupported operand" in out
+    assert "^^^^^^^^^" in out
+    assert "parents" in out and "r1" in line_of(out, "parents")
+    assert "Here you go" not in out  # the reply only on request
+    code, out, _ = run_cli(capsys, "show", "counter.step@2", "--reply", "--store", str(filled))
+    assert "Here you go" in out
+
+
+def test_show_without_a_number_is_the_active_revision(
+    filled: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(capsys, "show", "counter.step", "--store", str(filled))
+    assert code == 0 and "total += 2" in out and "◀ active" in line_of(out, "revision")
+
+
+def test_diff_between_two_revisions(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "diff", "counter.step@1", "@3", "--store", str(filled))
+    assert code == 0
+    lines = out.splitlines()
+    assert f"--- {KEY}@1" in lines and f"+++ {KEY}@3" in lines
+    assert "-    return x + 1" in lines
+    assert "+    total += 2" in lines and "+    return total" in lines
+    assert " def step(x: int) -> int:" in lines
+    code, out2, _ = run_cli(
+        capsys, "diff", "counter.step@1", "examples.counter.step@3", "--store", str(filled)
+    )
+    assert out2 == out
+
+
+def test_diff_is_coloured_on_a_terminal(
+    filled: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    code, out, _ = run_cli(capsys, "diff", "counter.step@1", "@3", "--store", str(filled))
+    assert code == 0
+    assert "\x1b[32m+    total += 2" in out  # green additions
+    assert "\x1b[31m-    return x + 1" in out  # red removals
+
+
+def test_diff_of_identical_revisions(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "diff", "counter.step@3", "@3", "--store", str(filled))
+    assert code == 0 and "no differences" in out and "same content hash" in out
+
+
+def test_rollback_sets_the_active_revision_for_the_next_start(
+    filled: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(capsys, "rollback", "counter.step", "--store", str(filled))
+    assert code == 0
+    assert "now r1" in out and "was r3" in out and "next time the program starts" in out
+    with open_store(filled) as s:
+        active = s.active_revision(KEY, "newfp111")
+        assert active is not None and active.source == R1
+    code, out, _ = run_cli(capsys, "rollback", "counter.step", "--store", str(filled))
+    assert code == 0 and "now r0" in out  # further back, not back to r3
+    code, out, _ = run_cli(capsys, "rollback", "counter.step", "4", "--store", str(filled))
+    assert code == 0 and "now r4" in out
+    with open_store(filled) as s:
+        active = s.active_revision(KEY, "newfp111")
+        assert active is not None and active.number == 4
+
+
+def test_rollback_to_a_rejected_revision_is_refused(
+    filled: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(capsys, "rollback", "counter.step", "2", "--store", str(filled))
+    assert code == 1
+    assert "rejected at the typecheck stage" in err and "Traceback" not in err
+    with open_store(filled) as s:
+        assert s.find_functions(KEY)[0].active_number == 3
+
+
+def test_export_writes_a_runnable_python_file(
+    filled: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "out" / "step.py"
+    code, out, _ = run_cli(
+        capsys, "export", "counter.step", "--to", str(target), "--store", str(filled)
+    )
+    assert code == 0 and "@3 (active)" in out
+    text = target.read_text()
+    assert text.startswith("# Exported by symbiont from ")
+    header = [line for line in text.splitlines() if line.startswith("#")]
+    assert any(KEY in line and "r3" in line for line in header)
+    assert text.endswith(R3)
+    namespace: dict[str, object] = {}
+    exec(compile(text, str(target), "exec"), namespace)
+    assert namespace["step"](5) == 7  # type: ignore[operator]
+
+    code, _, err = run_cli(
+        capsys, "export", "counter.step", "--to", str(target), "--store", str(filled)
+    )
+    assert code == 1 and "--force" in err
+    code, _, _ = run_cli(
+        capsys, "export", "counter.step@1", "--to", str(target), "--force", "--store", str(filled)
+    )
+    assert code == 0 and target.read_text().endswith(R1)
+
+
+def test_runs_table(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "runs", "--store", str(filled))
+    assert code == 0
+    row = line_of(out, KEY)
+    # 2 attempts; 3000 in / 1500 out; cost 0.025 + 0.05 by the configured prices.
+    assert " 2 " in row and "r3" in row and "accepted" in row
+    assert "3,000 / 1,500" in row and "$0.0750" in row
+    code, out, _ = run_cli(capsys, "runs", "--function", "fizzbuzz", "--store", str(filled))
+    assert code == 0 and "no evolve runs" in out
+
+
+def test_unknown_function_lists_close_matches(
+    filled: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(capsys, "history", "counter.stpe", "--store", str(filled))
+    assert code == 1 and out == ""
+    assert "no function 'counter.stpe'" in err and KEY in err
+    code, _, err = run_cli(capsys, "show", "fizzbuz@0", "--store", str(filled))
+    assert code == 1 and "examples.fizz.fizzbuzz" in err
+
+
+def test_unknown_revision_names_the_range(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "show", "counter.step@42", "--store", str(filled))
+    assert code == 1 and "no revision 42" in err and "0–4" in err
+    code, _, err = run_cli(capsys, "show", "counter.step@x", "--store", str(filled))
+    assert code == 1 and "revision number" in err
+
+
+def test_older_lineage_by_fingerprint(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(
+        capsys, "show", "counter.step@0", "--fingerprint", "old", "--store", str(filled)
+    )
+    assert code == 0 and "return 0.0" in out
+
+
+def test_missing_store_is_not_created(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "nowhere" / "symbiont.db"
+    code, _, err = run_cli(capsys, "runs", "--store", str(path))
+    assert code == 1 and "no store at" in err and str(path) in err
+    assert not path.parent.exists()
+
+
+def test_store_from_symbiont_home(
+    filled: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = filled.parent / "home"
+    home.mkdir()
+    filled.rename(home / "symbiont.db")
+    monkeypatch.setenv("SYMBIONT_HOME", str(home))
+    code, out, _ = run_cli(capsys, "history", "counter.step")
+    assert code == 0 and "◀ active" in out
