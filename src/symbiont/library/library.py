@@ -1,0 +1,1190 @@
+"""The capability library: verify, store, find, run and retire capabilities.
+
+    lib = Library()                                   # the default store, wasm sandbox
+    lib.add(Capability.from_source(src, id="slugify", examples=[...]))
+    hits = lib.search("turn a title into a url slug", k=5)
+    result = lib.run("slugify", {"text": "Hello World"})
+
+Why it is built the way it is (each point answers a failure of the Self-Evolving Agent
+Runtime this replaces):
+
+- **Verified before stored.** `add` runs the same pipeline as evolvable functions (parse,
+  signature and schema, policy, type check in the capability's own file, compile) and then
+  every example in the sandbox, against a scratch copy of the data folder so a test of an
+  update capability never touches real data. Only then is anything written.
+- **Deprecation is persistent and excluded before top-k.** Outcomes are recorded in the
+  store inside one IMMEDIATE transaction that also takes the deprecation decision, so it
+  survives restarts and two processes cannot race past it; `search` passes deprecated ids to
+  the index's `exclude`, so the k results are k usable capabilities.
+- **A returned error is a failure.** `{"error": ...}` counts like an exception.
+- **Nothing untrusted runs in the host.** Schemas come from the source's AST, examples and
+  runs go through `symbiont.sandbox`.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import contextlib
+import copy
+import difflib
+import json
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import statistics
+import tempfile
+import threading
+import time
+import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from symbiont.diagnostics import Diagnostic, render_all
+from symbiont.errors import CapabilityError, SandboxError, StageError, StoreError
+from symbiont.library.capability import (
+    STATUSES,
+    Capability,
+    CapabilityPermissions,
+    CapabilityStats,
+    Example,
+    check_example,
+    json_equal,
+    now,
+    outcome_error,
+    validate_id,
+    validate_summary,
+)
+from symbiont.library.folders import (
+    copy_seed_data,
+    iter_capability_dirs,
+    read_capability_dir,
+    write_capability_dir,
+)
+from symbiont.library.jsonschema import SchemaError, function_schemas, validate
+from symbiont.library.schema import ensure_library_schema
+from symbiont.signature import DeclaredSignature, params_from_ast
+
+if TYPE_CHECKING:
+    from symbiont.pipeline import Policy
+    from symbiont.sandbox import Limits, Sandbox, SandboxResult
+
+log = logging.getLogger("symbiont.library")
+
+T = TypeVar("T")
+
+DEFAULT_DEPRECATE_AFTER = 2
+# On top of the pipeline's default policy: capabilities do I/O through `symbiont.host` only.
+# (A guardrail that tells a model where to go, not the boundary: that is the sandbox.)
+CAPABILITY_DENIED_IMPORTS = frozenset(
+    {
+        "pathlib",
+        "tempfile",
+        "glob",
+        "fileinput",
+        "io",
+        "urllib.request",
+        "http",
+        "requests",
+        "httpx",
+        "aiohttp",
+        "ftplib",
+        "smtplib",
+        "pickle",
+        "marshal",
+        "shelve",
+        "dbm",
+        "asyncio",
+    }
+)
+SEARCH_MODES = ("hybrid", "semantic", "lexical")
+_ERROR_TEXT_LIMIT = 2000
+
+
+class CapabilityRefused(CapabilityError):
+    """`add` refused a capability: its pipeline diagnostics or its failing examples."""
+
+    def __init__(
+        self,
+        capability_id: str,
+        message: str,
+        *,
+        diagnostics: Sequence[Diagnostic] = (),
+        failures: Sequence[ExampleFailure] = (),
+    ) -> None:
+        self.capability_id = capability_id
+        self.diagnostics = tuple(diagnostics)
+        self.failures = tuple(failures)
+        super().__init__(message)
+
+
+class CapabilityNotFound(CapabilityError, LookupError):
+    """No capability has the given id."""
+
+
+class InvalidInput(CapabilityError, ValueError):
+    """The input of `run` is not valid JSON or does not fit the input schema."""
+
+    def __init__(self, message: str, errors: Sequence[str] = ()) -> None:
+        self.errors = tuple(errors)
+        super().__init__(message)
+
+
+class CapabilityDeprecated(CapabilityError):
+    """A deprecated capability was asked to run without `force=True`."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExampleFailure:
+    """A failing example, with everything needed to see why: input, expected, got."""
+
+    index: int
+    example: Example
+    reason: str
+    output: Any = None
+    error: str | None = None
+
+    def render(self) -> str:
+        ex = self.example
+        expected = f"check {ex.check.describe()}" if ex.check is not None else _dump(ex.expect, 400)
+        got = f"error: {self.error}" if self.error is not None else _dump(self.output, 400)
+        return (
+            f"{ex.label(self.index)}: {self.reason}\n"
+            f"  input:    {_dump(ex.input, 400)}\n"
+            f"  expected: {expected}\n"
+            f"  got:      {got}"
+        )
+
+
+@dataclass(slots=True)
+class RunResult:
+    """The outcome of `Library.run`; `ok` is False for exceptions *and* returned errors."""
+
+    capability_id: str
+    version: int
+    ok: bool
+    output: Any = None
+    error: str | None = None
+    error_kind: str | None = None  # sandbox failure kind, "error_value" or "invalid_output"
+    traceback: str | None = None
+    duration_s: float = 0.0
+    logs: list[str] = field(default_factory=list)
+    tier: str = ""
+    deprecated_now: bool = False  # this failure made it reach the deprecation threshold
+    forced: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    capability: Capability
+    score: float
+    why: str
+    semantic_score: float | None = None
+    lexical_score: float | None = None
+
+
+@dataclass(slots=True)
+class ImportReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (folder, message)
+    seeded: list[str] = field(default_factory=list)  # data files copied, "hr/x.json"
+
+
+def _dump(value: Any, limit: int = 2000) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False, sort_keys=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def default_data_root() -> Path:
+    """`$SYMBIONT_HOME/data`, else `./.symbiont/data`."""
+    home = os.environ.get("SYMBIONT_HOME", "").strip()
+    base = Path(home).expanduser() if home else Path.cwd() / ".symbiont"
+    return base / "data"
+
+
+def _fence(source: str) -> str:
+    """The source as a reply the extract stage takes whole (a fence longer than any inside)."""
+    longest = max((len(m) for m in re.findall(r"`{3,}", source)), default=2)
+    fence = "`" * (longest + 1)
+    return f"{fence}python\n{source.rstrip()}\n{fence}\n"
+
+
+class Library:
+    """Capabilities in a store, searchable, runnable in a sandbox, retired when they fail.
+
+    `store_or_path`: a `SQLiteStore`, a path to one, or None for `default_store_path()`.
+    `tier`: sandbox tier (default `$SYMBIONT_SANDBOX`, else "wasm"; falls back to "process",
+    announced, when wasm is not available). `data_root`: where data folders live.
+    """
+
+    def __init__(
+        self,
+        store_or_path: Any = None,
+        *,
+        embedder: Any = None,
+        tier: str | None = None,
+        data_root: str | Path | None = None,
+        deprecate_after: int = DEFAULT_DEPRECATE_AFTER,
+        typecheck: bool = True,
+        policy: Policy | None = None,
+        limits: Limits | None = None,
+        sandbox: Sandbox | None = None,
+    ) -> None:
+        from symbiont.store import SQLiteStore, open_store
+
+        if deprecate_after < 1:
+            raise CapabilityError(f"deprecate_after must be at least 1, not {deprecate_after}")
+        self._owns_store = not isinstance(store_or_path, SQLiteStore)
+        self.store = store_or_path if not self._owns_store else open_store(store_or_path)
+        self.path: Path = Path(self.store.path)
+        self.data_root = Path(data_root).expanduser() if data_root else default_data_root()
+        self.tier = tier or os.environ.get("SYMBIONT_SANDBOX", "").strip() or "wasm"
+        self.deprecate_after = deprecate_after
+        self.typecheck = typecheck
+        self.policy = policy
+        self.limits = limits
+        self._sandbox = sandbox
+        self._owns_sandbox = sandbox is None
+        self._embedder = embedder
+        self._index: Any = None
+        self._index_seen: tuple[Any, ...] = ()
+        self._lock = threading.RLock()
+        self._conn = self._connect()
+        self._closed = False
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=10.0, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA busy_timeout = 10000")
+            self._retry(lambda: ensure_library_schema(conn))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the capability tables in {self.path}: {exc}") from exc
+        return conn
+
+    @staticmethod
+    def _retry(op: Callable[[], T], attempts: int = 50) -> T:
+        delay = 0.01
+        for i in range(attempts):
+            try:
+                return op()
+            except sqlite3.OperationalError as exc:
+                text = str(exc).lower()
+                if ("locked" not in text and "busy" not in text) or i == attempts - 1:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        raise AssertionError("unreachable")
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction (the write lock is taken up front, so busy waits apply)."""
+        with self._lock:
+            conn = self._conn
+            self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            self._conn.close()
+        if self._sandbox is not None and self._owns_sandbox:
+            with contextlib.suppress(Exception):
+                self._sandbox.close()
+        if self._owns_store:
+            self.store.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def sandbox(self) -> Sandbox:
+        if self._sandbox is None:
+            from symbiont.sandbox import get_sandbox
+
+            try:
+                self._sandbox = get_sandbox(self.tier)
+            except SandboxError as exc:
+                if self.tier != "wasm":
+                    raise
+                log.warning("sandbox tier 'wasm' unavailable (%s); using 'process'", exc)
+                self._sandbox = get_sandbox("process")
+                self.tier = "process"
+        return self._sandbox
+
+    @property
+    def index(self) -> Any:
+        """The retrieval index (created on first use: it loads the embedder)."""
+        if self._index is None:
+            try:
+                from symbiont.library.index import CapabilityIndex
+            except ImportError as exc:
+                raise CapabilityError(f"the retrieval index is not available: {exc}") from exc
+            embedder = self._embedder
+            if embedder is None:
+                from symbiont.embed import default_embedder
+
+                embedder = default_embedder()
+            with self._lock:
+                self._index = CapabilityIndex(self._conn, embedder)
+                self._index_seen = self._content_version()
+            self._sync_index(self._index)
+        return self._index
+
+    def _content_version(self) -> tuple[Any, ...]:
+        """Changes whenever any process stores new capability content (not on status changes)."""
+        row = self._conn.execute(
+            "SELECT count(*), max(created_at), sum(version) FROM capability_versions"
+        ).fetchone()
+        return tuple(row)
+
+    def _sync_index(self, index: Any) -> None:
+        """Index every stored capability the index lacks (stored by a process without an
+        index, or whose indexing failed), in one batch."""
+        stored = {r[0] for r in self._read("SELECT id FROM capabilities")}
+        missing = sorted(i for i in stored if i not in index)
+        if missing:
+            self._upsert_index([self.get(i) for i in missing])
+
+    def _refresh_index(self) -> Any:
+        """The index, reloaded first if another process stored capabilities since."""
+        index = self.index
+        with self._lock:
+            version = self._content_version()
+            stale = version != self._index_seen
+            if stale:
+                index.reload()
+                self._index_seen = version
+        if stale:
+            self._sync_index(index)
+        return index
+
+    def _index_doc(self, cap: Capability) -> Any:
+        from symbiont.library.index import IndexDoc
+
+        return IndexDoc(cap.id, cap.name, cap.summary, cap.param_names())
+
+    # -- verification --------------------------------------------------------------------------
+    def verify(self, cap: Capability) -> Capability:
+        """Check `cap` as `add` does, without storing it; returns it with its schemas.
+
+        Raises `CapabilityRefused` with the diagnostics or the failing examples.
+        """
+        validate_id(cap.id)
+        summary = validate_summary(cap.summary, capability_id=cap.id)
+        if not cap.name.strip():
+            raise CapabilityRefused(cap.id, f"capability {cap.id!r} has an empty name")
+        # leading blank lines would shift every diagnostic's line number against the file
+        source = cap.source.strip("\n") + "\n"
+        cap = cap.with_(summary=summary, name=cap.name.strip(), source=source)
+        _tree, schemas = self._check_source(cap)
+        cap = cap.with_(input_schema=schemas[0], output_schema=schemas[1])
+        if not cap.examples:
+            raise CapabilityRefused(
+                cap.id,
+                f"capability {cap.id!r} has no examples; give at least one (input and expected "
+                "output or a check): examples are its tests, and only tested code is kept",
+            )
+        failures = self._run_examples(cap)
+        if failures:
+            raise CapabilityRefused(
+                cap.id,
+                f"capability {cap.id!r} refused: {len(failures)} of {len(cap.examples)} "
+                "example(s) failed\n" + "\n".join(f.render() for f in failures),
+                failures=failures,
+            )
+        return cap
+
+    def _refuse(self, cap: Capability, diagnostics: Sequence[Diagnostic]) -> CapabilityRefused:
+        stage = diagnostics[0].stage if diagnostics else "pipeline"
+        return CapabilityRefused(
+            cap.id,
+            f"capability {cap.id!r} refused at the {stage} stage:\n{render_all(list(diagnostics))}",
+            diagnostics=diagnostics,
+        )
+
+    def _check_source(
+        self, cap: Capability
+    ) -> tuple[ast.Module, tuple[dict[str, Any], dict[str, Any]]]:
+        from symbiont.pipeline import (
+            DEFAULT_POLICY,
+            PipelineConfig,
+            Target,
+            parse_source,
+            run_pipeline,
+        )
+
+        try:
+            tree = parse_source(cap.source, filename=f"<capability {cap.id}>")
+        except StageError as exc:
+            raise self._refuse(cap, exc.diagnostics) from None
+        node = next(
+            (
+                n
+                for n in tree.body
+                if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == cap.entry
+            ),
+            None,
+        )
+        if node is None:
+            defined = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+            raise self._refuse(
+                cap,
+                [
+                    Diagnostic(
+                        "signature",
+                        "missing_entry",
+                        f"the source defines no module-level function `{cap.entry}` (the entry); "
+                        f"it defines: {', '.join(defined) or 'no functions'}",
+                    )
+                ],
+            )
+        if isinstance(node, ast.AsyncFunctionDef):
+            raise self._refuse(
+                cap,
+                [
+                    Diagnostic(
+                        "signature",
+                        "async_entry",
+                        f"`{cap.entry}` is `async def`; a capability entry must be a plain function",
+                        node.lineno,
+                    )
+                ],
+            )
+        try:
+            schemas = function_schemas(tree, cap.entry)
+        except SchemaError as exc:
+            raise self._refuse(
+                cap, [Diagnostic("signature", "schema", str(exc), node.lineno)]
+            ) from None
+        signature = DeclaredSignature(
+            name=node.name,
+            qualname=node.name,
+            module=f"capability_{cap.id.replace('-', '_').replace('.', '_')}",
+            params=params_from_ast(node.args),
+            returns=ast.unparse(node.returns) if node.returns is not None else None,
+            docstring=ast.get_docstring(node),
+            is_async=False,
+        )
+        futures = [
+            s for s in tree.body if isinstance(s, ast.ImportFrom) and s.module == "__future__"
+        ]
+        fn = copy.copy(node)
+        fn.decorator_list = []
+        module_code = compile(
+            ast.Module(body=[*futures, fn], type_ignores=[]),
+            "<capability>",
+            "exec",
+            dont_inherit=True,
+        )
+        declared = next(
+            c
+            for c in module_code.co_consts
+            if isinstance(c, types.CodeType) and c.co_name == node.name
+        )
+        scratch = Path(tempfile.gettempdir()) / "symbiont-capabilities" / f"{signature.module}.py"
+        scratch.parent.mkdir(parents=True, exist_ok=True)  # the type checker runs from there
+        # The "module" is empty and the candidate is the whole capability file, so the type
+        # check sees the file exactly as it is (no baseline errors to subtract).
+        target = Target(
+            signature=signature,
+            globals={"__name__": signature.module},
+            declared_code=declared,
+            module_source="",
+            module_path=str(scratch),
+            function_span=(1, 1),
+        )
+        own = _symbiont_imports(tree, cap.source)
+        if own:
+            raise self._refuse(cap, own)
+        policy = self.policy or DEFAULT_POLICY.extend(imports=CAPABILITY_DENIED_IMPORTS)
+        config = PipelineConfig(typecheck=self.typecheck, policy=policy)
+        result = run_pipeline(_fence(cap.source), target, config)
+        if not result.ok:
+            raise self._refuse(cap, result.diagnostics)
+        return tree, schemas
+
+    def _run_examples(self, cap: Capability) -> list[ExampleFailure]:
+        failures: list[ExampleFailure] = []
+        with self._scratch_data(cap) as data_dir:
+            for i, ex in enumerate(cap.examples):
+                problems = validate(ex.input, cap.input_schema, what="input")
+                if problems:
+                    failures.append(
+                        ExampleFailure(
+                            i,
+                            ex,
+                            "its input does not fit the input schema: " + "; ".join(problems[:3]),
+                        )
+                    )
+                    continue
+                result = self._sandbox_run(cap, ex.input, data_dir)
+                output, error = self._outcome(cap, result)
+                reason = check_example(ex, output, error)
+                if reason is not None:
+                    failures.append(ExampleFailure(i, ex, reason, output, error))
+        return failures
+
+    @contextlib.contextmanager
+    def _scratch_data(self, cap: Capability) -> Iterator[Path | None]:
+        """A temporary copy of the capability's data folder, so examples cannot change data."""
+        perms = cap.permissions
+        if not (perms.read_files or perms.write_files):
+            yield None
+            return
+        tmp = Path(tempfile.mkdtemp(prefix=f"symbiont-examples-{cap.id}-"))
+        try:
+            real = self.data_dir_for(cap)
+            scratch = tmp / "data"
+            if real.is_dir():
+                shutil.copytree(real, scratch, symlinks=True)
+            else:
+                scratch.mkdir()
+            yield scratch
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _permissions(self, cap: Capability, data_dir: Path | None) -> Any:
+        from symbiont.sandbox import Permissions
+
+        p = cap.permissions
+        return Permissions(
+            http_allow=p.http_allow,
+            allow_private_network=p.allow_private_network,
+            data_dir=data_dir if (p.read_files or p.write_files) else None,
+            read_files=p.read_files,
+            write_files=p.write_files,
+        )
+
+    def _sandbox_run(
+        self, cap: Capability, value: dict[str, Any], data_dir: Path | None
+    ) -> SandboxResult:
+        from symbiont.sandbox import Limits
+
+        return self.sandbox.run(
+            cap.source,
+            cap.entry,
+            json.dumps(value, ensure_ascii=False),
+            self._permissions(cap, data_dir),
+            self.limits or Limits(),
+        )
+
+    @staticmethod
+    def _outcome(cap: Capability, result: SandboxResult) -> tuple[Any, str | None]:
+        """(output, error text): a sandbox failure, a returned error value, or a wrong shape."""
+        if result.error is not None:
+            return None, result.error.message or result.error.kind
+        returned = outcome_error(result.output)
+        if returned is not None:
+            return result.output, returned
+        problems = validate(result.output, cap.output_schema, what="output")
+        if problems:
+            return result.output, "the output does not fit the declared return type: " + "; ".join(
+                problems[:3]
+            )
+        return result.output, None
+
+    # -- storing -------------------------------------------------------------------------------
+    def add(self, cap: Capability) -> Capability:
+        """Verify `cap` and store it. Adding an identical capability again is a no-op;
+        a different one under an existing id needs `replace`."""
+        return self._add(cap, index=True)
+
+    def _add(self, cap: Capability, *, index: bool) -> Capability:
+        existing = self._get_or_none(cap.id)
+        if existing is not None:
+            if _same_content(existing, cap):
+                return existing
+            raise CapabilityError(
+                f"a different capability {cap.id!r} (version {existing.version}) is already stored; "
+                f"use replace({cap.id!r}, new) to store a new version"
+            )
+        verified = self.verify(cap)
+        stamp = now()
+        verified = verified.with_(
+            version=max(1, cap.version), created_at=stamp, updated_at=stamp, status="active"
+        )
+        with self._tx() as conn:
+            self._write(conn, verified, insert=True)
+        if index:
+            self._upsert_index([verified])
+        return self.get(verified.id)
+
+    def replace(self, old_id: str, new: Capability) -> Capability:
+        return self._replace(old_id, new, index=True)
+
+    def _replace(self, old_id: str, new: Capability, *, index: bool) -> Capability:
+        """Store `new` as the successor of `old_id`.
+
+        Same id: a new version of that capability (the previous one stays in its history).
+        Another id: `new` is added with `old_id` among its parents and the old one becomes
+        `legacy`, `replaced_by` the new one (it still runs; search leaves it out).
+        """
+        old = self.get(old_id)
+        if new.id == old_id:
+            if _same_content(old, new):
+                return old
+            verified = self.verify(new)
+            stamp = now()
+            verified = verified.with_(
+                version=old.version + 1,
+                parents=new.parents or old.parents,
+                created_at=old.created_at,
+                updated_at=stamp,
+                status="active",
+            )
+            with self._tx() as conn:
+                self._write(conn, verified, insert=False)
+                conn.execute(
+                    "UPDATE capability_stats SET consecutive_failures = 0 WHERE capability_id = ?",
+                    (old_id,),
+                )
+            if index:
+                self._upsert_index([verified])
+            return self.get(old_id)
+        if self._get_or_none(new.id) is not None:
+            raise CapabilityError(
+                f"cannot replace {old_id!r} by {new.id!r}: {new.id!r} already exists"
+            )
+        parents = tuple(dict.fromkeys((*new.parents, old_id)))
+        verified = self.verify(new.with_(parents=parents))
+        stamp = now()
+        verified = verified.with_(created_at=stamp, updated_at=stamp, status="active", version=1)
+        with self._tx() as conn:
+            self._write(conn, verified, insert=True)
+            conn.execute(
+                "UPDATE capabilities SET status = 'legacy', replaced_by = ?, status_reason = ?, "
+                "updated_at = ? WHERE id = ?",
+                (new.id, f"replaced by {new.id}", stamp, old_id),
+            )
+        if index:
+            self._upsert_index([verified])
+        return self.get(new.id)
+
+    def _write(self, conn: sqlite3.Connection, cap: Capability, *, insert: bool) -> None:
+        row = (
+            cap.name,
+            cap.summary,
+            cap.entry,
+            cap.source,
+            json.dumps(cap.input_schema),
+            json.dumps(cap.output_schema),
+            json.dumps(cap.permissions.to_dict()),
+            cap.version,
+            json.dumps(list(cap.parents)),
+            cap.status,
+            cap.status_reason,
+            cap.replaced_by,
+            cap.updated_at,
+        )
+        if insert:
+            conn.execute(
+                "INSERT INTO capabilities (name, summary, entry, source, input_schema, "
+                "output_schema, permissions, version, parents, status, status_reason, "
+                "replaced_by, updated_at, id, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*row, cap.id, cap.created_at),
+            )
+            conn.execute(
+                "INSERT OR IGNORE INTO capability_stats (capability_id) VALUES (?)", (cap.id,)
+            )
+        else:
+            conn.execute(
+                "UPDATE capabilities SET name = ?, summary = ?, entry = ?, source = ?, "
+                "input_schema = ?, output_schema = ?, permissions = ?, version = ?, parents = ?, "
+                "status = ?, status_reason = ?, replaced_by = ?, updated_at = ? WHERE id = ?",
+                (*row, cap.id),
+            )
+        examples = [ex.to_dict() for ex in cap.examples]
+        conn.execute("DELETE FROM capability_examples WHERE capability_id = ?", (cap.id,))
+        conn.executemany(
+            "INSERT INTO capability_examples (capability_id, position, spec) VALUES (?, ?, ?)",
+            [(cap.id, i, json.dumps(e)) for i, e in enumerate(examples)],
+        )
+        conn.execute(
+            "INSERT OR REPLACE INTO capability_versions (capability_id, version, source, summary, "
+            "entry, input_schema, output_schema, permissions, examples, parents, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                cap.id,
+                cap.version,
+                cap.source,
+                cap.summary,
+                cap.entry,
+                json.dumps(cap.input_schema),
+                json.dumps(cap.output_schema),
+                json.dumps(cap.permissions.to_dict()),
+                json.dumps(examples),
+                json.dumps(list(cap.parents)),
+                cap.updated_at,
+            ),
+        )
+
+    def _upsert_index(self, caps: Sequence[Capability]) -> None:
+        if not caps:
+            return
+        try:
+            index = self.index
+        except CapabilityError as exc:  # no index module: stored, but not searchable yet
+            log.warning("%s; %d capabilities not indexed (run reindex() later)", exc, len(caps))
+            return
+        docs = [self._index_doc(c) for c in caps]
+        with self._lock:  # the index shares our connection
+            if len(docs) == 1:
+                index.upsert(docs[0])
+            else:
+                index.upsert_many(docs)
+            self._index_seen = self._content_version()
+
+    # -- reading -------------------------------------------------------------------------------
+    _COLUMNS = (
+        "c.id, c.name, c.summary, c.entry, c.source, c.input_schema, c.output_schema, "
+        "c.permissions, c.version, c.parents, c.status, c.status_reason, c.replaced_by, "
+        "c.created_at, c.updated_at, s.runs, s.failures, s.consecutive_failures, s.last_error, "
+        "s.last_run_at"
+    )
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._retry(lambda: self._conn.execute(sql, params).fetchall())
+
+    def _row_to_capability(self, row: tuple[Any, ...]) -> Capability:
+        cid = row[0]
+        examples = tuple(
+            Example.from_dict(json.loads(spec))
+            for (spec,) in self._read(
+                "SELECT spec FROM capability_examples WHERE capability_id = ? ORDER BY position",
+                (cid,),
+            )
+        )
+        durations = [
+            d
+            for (d,) in self._read(
+                "SELECT duration_s FROM capability_runs WHERE capability_id = ? "
+                "ORDER BY id DESC LIMIT 100",
+                (cid,),
+            )
+        ]
+        stats = CapabilityStats(
+            runs=int(row[15] or 0),
+            failures=int(row[16] or 0),
+            consecutive_failures=int(row[17] or 0),
+            p50_latency_s=statistics.median(durations) if durations else None,
+            last_error=row[18],
+            last_run_at=row[19],
+        )
+        return Capability(
+            id=cid,
+            name=row[1],
+            summary=row[2],
+            entry=row[3],
+            source=row[4],
+            input_schema=json.loads(row[5]),
+            output_schema=json.loads(row[6]),
+            permissions=CapabilityPermissions.from_dict(json.loads(row[7])),
+            examples=examples,
+            version=int(row[8]),
+            parents=tuple(json.loads(row[9])),
+            status=row[10],
+            status_reason=row[11],
+            replaced_by=row[12],
+            stats=stats,
+            created_at=float(row[13]),
+            updated_at=float(row[14]),
+        )
+
+    def _get_or_none(self, cap_id: str) -> Capability | None:
+        rows = self._read(
+            f"SELECT {self._COLUMNS} FROM capabilities c "
+            "LEFT JOIN capability_stats s ON s.capability_id = c.id WHERE c.id = ?",
+            (cap_id,),
+        )
+        return self._row_to_capability(rows[0]) if rows else None
+
+    def get(self, cap_id: str) -> Capability:
+        cap = self._get_or_none(cap_id)
+        if cap is None:
+            ids = [r[0] for r in self._read("SELECT id FROM capabilities")]
+            close = difflib.get_close_matches(cap_id, ids, n=3, cutoff=0.5)
+            hint = (
+                f"; did you mean {', '.join(close)}?"
+                if close
+                else (
+                    "; the library is empty (import some with `symbiont lib import DIR`)"
+                    if not ids
+                    else ""
+                )
+            )
+            raise CapabilityNotFound(f"no capability {cap_id!r}{hint}")
+        return cap
+
+    def __contains__(self, cap_id: object) -> bool:
+        return isinstance(cap_id, str) and bool(
+            self._read("SELECT 1 FROM capabilities WHERE id = ?", (cap_id,))
+        )
+
+    def list(self, status: str | None = None) -> list[Capability]:
+        """All capabilities (sorted by id), or those with `status`."""
+        if status is not None and status not in STATUSES:
+            raise CapabilityError(f"unknown status {status!r}; choose one of {', '.join(STATUSES)}")
+        where, params = ("WHERE c.status = ?", (status,)) if status else ("", ())
+        rows = self._read(
+            f"SELECT {self._COLUMNS} FROM capabilities c "
+            f"LEFT JOIN capability_stats s ON s.capability_id = c.id {where} ORDER BY c.id",
+            params,
+        )
+        return [self._row_to_capability(r) for r in rows]
+
+    def versions(self, cap_id: str) -> builtins.list[dict[str, Any]]:
+        """Every stored version of a capability (oldest first): version, source, summary, time."""
+        rows = self._read(
+            "SELECT version, source, summary, created_at FROM capability_versions "
+            "WHERE capability_id = ? ORDER BY version",
+            (cap_id,),
+        )
+        return [{"version": v, "source": s, "summary": m, "created_at": t} for v, s, m, t in rows]
+
+    def data_dir(self, cap_id: str) -> Path:
+        """The capability's data folder: `<data_root>/<permissions.data or id>/`."""
+        return self.data_dir_for(self.get(cap_id))
+
+    def data_dir_for(self, cap: Capability) -> Path:
+        return self.data_root / cap.data_folder_name
+
+    # -- search ------------------------------------------------------------------------------
+    def search(
+        self, task: str, k: int = 5, *, mode: str = "hybrid", include_legacy: bool = False
+    ) -> builtins.list[SearchResult]:
+        """The `k` capabilities that best fit `task`. Deprecated ones (and legacy ones unless
+        asked) are excluded inside the index, before the top k is taken."""
+        if mode not in SEARCH_MODES:
+            raise CapabilityError(
+                f"unknown search mode {mode!r}; choose one of {', '.join(SEARCH_MODES)}"
+            )
+        if not task.strip():
+            raise CapabilityError("the search task is empty; describe what you want to do")
+        if k < 1:
+            raise CapabilityError(f"k must be at least 1, not {k}")
+        hidden = ("deprecated",) if include_legacy else ("deprecated", "legacy")
+        excluded = [
+            r[0]
+            for r in self._read(
+                f"SELECT id FROM capabilities WHERE status IN ({','.join('?' * len(hidden))})",
+                hidden,
+            )
+        ]
+        index = self._refresh_index()
+        with self._lock:
+            hits = index.search(task, k, mode=mode, exclude=tuple(excluded))
+        out: builtins.list[SearchResult] = []
+        for hit in hits:
+            cap = self._get_or_none(hit.id)
+            if cap is None:  # indexed but no longer stored: drop it from the index too
+                with contextlib.suppress(Exception):
+                    self.index.remove(hit.id)
+                continue
+            out.append(
+                SearchResult(
+                    cap,
+                    float(hit.score),
+                    str(getattr(hit, "why", "")),
+                    getattr(hit, "semantic_score", None),
+                    getattr(hit, "lexical_score", None),
+                )
+            )
+        return out
+
+    def reindex(self) -> int:
+        """Put every stored capability into the index (the index skips unchanged ones)."""
+        caps = self.list()
+        self._upsert_index(caps)
+        return len(caps)
+
+    # -- running -----------------------------------------------------------------------------
+    def run(self, cap_id: str, input: Mapping[str, Any] | str, *, force: bool = False) -> RunResult:
+        """Run a capability on `input` (a dict or JSON text) and record the outcome.
+
+        The input is checked against the input schema first (`InvalidInput` names the
+        field; nothing is recorded, the capability did not run). A deprecated capability
+        refuses unless `force`. Failures are returned, not raised: exceptions, returned
+        error values and outputs of the wrong shape all count towards deprecation.
+        """
+        cap = self.get(cap_id)
+        if cap.status == "deprecated" and not force:
+            raise CapabilityDeprecated(
+                f"capability {cap_id!r} is deprecated ({cap.status_reason or 'no reason given'}); "
+                "it refuses to run unless forced (force=True, `--force`)"
+            )
+        value = parse_input(input)
+        problems = validate(value, cap.input_schema, what="input")
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise InvalidInput(f"invalid input for {cap_id}: {problems[0]}{more}", problems)
+        data_dir = (
+            self.data_dir_for(cap)
+            if (cap.permissions.read_files or cap.permissions.write_files)
+            else None
+        )
+        started = now()
+        result = self._sandbox_run(cap, value, data_dir)
+        output, error = self._outcome(cap, result)
+        kind: str | None = None
+        if result.error is not None:
+            kind = result.error.kind
+        elif error is not None:
+            kind = "error_value" if outcome_error(output) is not None else "invalid_output"
+        run = RunResult(
+            capability_id=cap.id,
+            version=cap.version,
+            ok=error is None,
+            output=output,
+            error=error,
+            error_kind=kind,
+            traceback=result.error.traceback if result.error is not None else None,
+            duration_s=result.duration_s,
+            logs=list(result.logs),
+            tier=result.tier,
+            forced=force and cap.status == "deprecated",
+        )
+        run.deprecated_now = self._record(cap, run, started)
+        return run
+
+    def _record(self, cap: Capability, run: RunResult, started: float) -> bool:
+        """Record an outcome; deprecate in the same transaction when the threshold is reached."""
+        error = None if run.error is None else run.error[:_ERROR_TEXT_LIMIT]
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO capability_runs (capability_id, version, started_at, duration_s, ok, "
+                "error_kind, error, tier, forced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    cap.id,
+                    cap.version,
+                    started,
+                    run.duration_s,
+                    int(run.ok),
+                    run.error_kind,
+                    error,
+                    run.tier,
+                    int(run.forced),
+                ),
+            )
+            conn.execute(
+                "INSERT OR IGNORE INTO capability_stats (capability_id) VALUES (?)", (cap.id,)
+            )
+            if run.ok:
+                conn.execute(
+                    "UPDATE capability_stats SET runs = runs + 1, consecutive_failures = 0, "
+                    "last_run_at = ? WHERE capability_id = ?",
+                    (started, cap.id),
+                )
+                return False
+            conn.execute(
+                "UPDATE capability_stats SET runs = runs + 1, failures = failures + 1, "
+                "consecutive_failures = consecutive_failures + 1, last_error = ?, last_run_at = ? "
+                "WHERE capability_id = ?",
+                (error, started, cap.id),
+            )
+            (streak,) = conn.execute(
+                "SELECT consecutive_failures FROM capability_stats WHERE capability_id = ?",
+                (cap.id,),
+            ).fetchone()
+            if streak < self.deprecate_after:
+                return False
+            changed = conn.execute(
+                "UPDATE capabilities SET status = 'deprecated', status_reason = ?, updated_at = ? "
+                "WHERE id = ? AND status = 'active'",
+                (
+                    f"failed {streak} times in a row; last error: {(error or '')[:300]}",
+                    now(),
+                    cap.id,
+                ),
+            ).rowcount
+            return bool(changed)
+
+    # -- status ------------------------------------------------------------------------------
+    def deprecate(self, cap_id: str, reason: str) -> Capability:
+        """Retire a capability: it leaves search results and refuses to run unless forced."""
+        if not reason.strip():
+            raise CapabilityError("say why the capability is deprecated (a reason is required)")
+        self.get(cap_id)
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE capabilities SET status = 'deprecated', status_reason = ?, updated_at = ? "
+                "WHERE id = ?",
+                (reason.strip(), now(), cap_id),
+            )
+        return self.get(cap_id)
+
+    def restore(self, cap_id: str) -> Capability:
+        """Make a deprecated or legacy capability active again (its failure streak restarts)."""
+        self.get(cap_id)
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE capabilities SET status = 'active', status_reason = NULL, "
+                "replaced_by = NULL, updated_at = ? WHERE id = ?",
+                (now(), cap_id),
+            )
+            conn.execute(
+                "UPDATE capability_stats SET consecutive_failures = 0 WHERE capability_id = ?",
+                (cap_id,),
+            )
+        return self.get(cap_id)
+
+    def _set_status(
+        self, cap_id: str, status: str, reason: str | None, replaced_by: str | None
+    ) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE capabilities SET status = ?, status_reason = ?, replaced_by = ?, "
+                "updated_at = ? WHERE id = ?",
+                (status, reason, replaced_by, now(), cap_id),
+            )
+
+    # -- folders -----------------------------------------------------------------------------
+    def import_dir(self, path: str | Path) -> ImportReport:
+        """Import every capability folder under `path` (or `path` itself if it is one).
+
+        Seed data in `<path>/data/<folder>/` is copied into `<data_root>/<folder>/` first,
+        file by file, never overwriting (so examples see it, and real data is kept). An
+        unchanged capability is skipped, a changed one becomes a new version; a refused one
+        is reported in `failed` and the others are still imported.
+        """
+        root = Path(path).expanduser()
+        if not root.is_dir():
+            raise CapabilityError(f"{root} is not a folder of capabilities")
+        report = ImportReport()
+        seed = root / "data"
+        if seed.is_dir():
+            for folder in sorted(p for p in seed.iterdir() if p.is_dir()):
+                validate_id(folder.name, what="data folder name")
+                for name in copy_seed_data(folder, self.data_root / folder.name):
+                    report.seeded.append(f"{folder.name}/{name}")
+        dirs = list(iter_capability_dirs(root))
+        if not dirs:
+            raise CapabilityError(
+                f"{root} holds no capability folders (each needs capability.py and capability.toml)"
+            )
+        to_index: builtins.list[Capability] = []  # embedded in one batch at the end
+        for folder in dirs:
+            try:
+                cap = read_capability_dir(folder)
+                existing = self._get_or_none(cap.id)
+                if existing is None:
+                    to_index.append(self._add(cap.with_(status="active"), index=False))
+                    report.added.append(cap.id)
+                elif _same_content(existing, cap):
+                    report.unchanged.append(cap.id)
+                else:
+                    to_index.append(self._replace(cap.id, cap.with_(status="active"), index=False))
+                    report.updated.append(cap.id)
+                if cap.status != "active":
+                    self._set_status(cap.id, cap.status, cap.status_reason, cap.replaced_by)
+            except CapabilityError as exc:
+                report.failed.append((str(folder), str(exc)))
+        self._upsert_index(to_index)
+        return report
+
+    def export_dir(
+        self, path: str | Path, ids: Sequence[str] | None = None, *, include_data: bool = False
+    ) -> builtins.list[Path]:
+        """Write capabilities as folders under `path`; with `include_data`, their data
+        folders too (as `<path>/data/<folder>/`, the form `import_dir` seeds from)."""
+        root = Path(path).expanduser()
+        root.mkdir(parents=True, exist_ok=True)
+        caps = [self.get(i) for i in ids] if ids else self.list()
+        written = [write_capability_dir(c, root) for c in caps]
+        if include_data:
+            for folder in sorted({c.data_folder_name for c in caps}):
+                src = self.data_root / folder
+                if src.is_dir():
+                    copy_seed_data(src, root / "data" / folder)
+        return written
+
+
+def _symbiont_imports(tree: ast.Module, source: str) -> list[Diagnostic]:
+    """Imports of symbiont itself other than `symbiont.host` (the store, the sandbox...)."""
+    from symbiont.diagnostics import caret_excerpt
+
+    out: list[Diagnostic] = []
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = (
+                [node.module]
+                if node.module != "symbiont"
+                else [f"symbiont.{a.name}" for a in node.names]
+            )
+        for name in names:
+            if (name == "symbiont" or name.startswith("symbiont.")) and name != "symbiont.host":
+                out.append(
+                    Diagnostic(
+                        "policy",
+                        "denied_import",
+                        f"a capability may import only `symbiont.host` from symbiont, not "
+                        f"`{name}`; reach the outside world through the host functions",
+                        node.lineno,
+                        node.col_offset + 1,
+                        caret_excerpt(source, node.lineno, node.col_offset + 1),
+                    )
+                )
+    return out
+
+
+def _same_content(a: Capability, b: Capability) -> bool:
+    """Same code and metadata (what a folder holds), whatever the stored version and stats."""
+    return (
+        a.source.strip() == b.source.strip()
+        and a.entry == b.entry
+        and " ".join(a.summary.split()) == " ".join(b.summary.split())
+        and a.name.strip() == b.name.strip()
+        and a.permissions == b.permissions
+        and len(a.examples) == len(b.examples)
+        and all(
+            json_equal(x.to_dict(), y.to_dict())
+            for x, y in zip(a.examples, b.examples, strict=True)
+        )
+    )
+
+
+def parse_input(value: Mapping[str, Any] | str) -> dict[str, Any]:
+    """The input as a dict; JSON text errors name the line and column."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(
+                f"the input is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno} "
+                f"(character {exc.pos})"
+            ) from None
+    if not isinstance(value, Mapping):
+        raise InvalidInput(
+            f'the input must be a JSON object of named arguments, like {{"x": 1}}; got '
+            f"{type(value).__name__}"
+        )
+    return dict(value)
