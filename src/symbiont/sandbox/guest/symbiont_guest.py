@@ -1,0 +1,382 @@
+"""The guest side of the wasm sandbox: runs inside CPython compiled to WebAssembly.
+
+componentize-py snapshots this module after import (so everything imported here is
+already loaded in every fresh instance, for free). The host calls the exported `run`
+once per instance; the capability reaches the outside world only through the `host`
+import, wrapped here as the module `symbiont.host`.
+
+This file is compiled into the runner component; it is never imported by the host.
+Keep it dependency-free (standard library and the generated bindings only).
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import io
+import json
+import linecache
+import sys
+import time
+import traceback
+import types
+
+import wit_world
+from componentize_py_types import Err
+from wit_world.imports import host as _host_import
+
+# Standard-library modules preloaded into the snapshot. componentize-py only bundles what
+# is imported at build time (its stdlib files are not there at run time), so this list is
+# the standard library a capability can use; importing them costs nothing at run time.
+PRELOADED = [
+    "abc",
+    "argparse",
+    "array",
+    "ast",
+    "base64",
+    "binascii",
+    "bisect",
+    "calendar",
+    "cmath",
+    "codecs",
+    "collections",
+    "collections.abc",
+    "colorsys",
+    "contextlib",
+    "copy",
+    "csv",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "difflib",
+    "email.utils",
+    "enum",
+    "errno",
+    "fnmatch",
+    "fractions",
+    "functools",
+    "gettext",
+    "graphlib",
+    "gzip",
+    "hashlib",
+    "heapq",
+    "hmac",
+    "html",
+    "html.entities",
+    "html.parser",
+    "io",
+    "ipaddress",
+    "itertools",
+    "json",
+    "keyword",
+    "locale",
+    "math",
+    "numbers",
+    "operator",
+    "os",
+    "os.path",
+    "pathlib",
+    "pprint",
+    "queue",
+    "random",
+    "re",
+    "reprlib",
+    "secrets",
+    "shlex",
+    "statistics",
+    "string",
+    "struct",
+    "textwrap",
+    "time",
+    "timeit",
+    "tomllib",
+    "types",
+    "typing",
+    "unicodedata",
+    "urllib.parse",
+    "uuid",
+    "warnings",
+    "weakref",
+    "xml.etree.ElementTree",
+    "zlib",
+]
+
+
+def _preload() -> None:
+    import importlib
+
+    for name in PRELOADED:
+        # A module missing from this CPython build: capabilities get "unavailable".
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
+_preload()
+
+
+CAPABILITY_FILE = "<capability>"
+
+
+# ---------------------------------------------------------------------------------------
+# symbiont.host: the only way out of the sandbox
+# ---------------------------------------------------------------------------------------
+
+
+class HostError(OSError):
+    """A host function failed (not found, too large, timeout, I/O, invalid arguments)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class HostDenied(HostError, PermissionError):
+    """A host function refused the call: the capability lacks the permission."""
+
+
+def _call(name: str, **args: object) -> object:
+    reply = json.loads(_host_import.call(name, json.dumps(args)))
+    if "error" in reply:
+        err = reply["error"]
+        kind = str(err.get("kind", "io"))
+        message = str(err.get("message", ""))
+        if kind == "denied":
+            raise HostDenied(kind, message)
+        raise HostError(kind, message)
+    return reply.get("ok")
+
+
+def http_get(url: str) -> str:
+    """GET `url` (allowlisted hosts only); returns the response body as text."""
+    return _call("http_get", url=url)  # type: ignore[return-value]
+
+
+def read_file(path: str) -> str:
+    """Read a text file inside the capability's data folder."""
+    return _call("read_file", path=path)  # type: ignore[return-value]
+
+
+def write_file(path: str, content: str) -> None:
+    """Write (atomically) a text file inside the capability's data folder."""
+    _call("write_file", path=path, content=content)
+
+
+def list_files(path: str = ".") -> list[str]:
+    """List the files of a folder inside the capability's data folder."""
+    return _call("list_files", path=path)  # type: ignore[return-value]
+
+
+def now_ms() -> int:
+    """Milliseconds since the Unix epoch, from the host's clock."""
+    return _call("now_ms")  # type: ignore[return-value]
+
+
+def log(message: str) -> None:
+    """Append a line to the call's log (captured into the result)."""
+    _call("log", message=str(message))
+
+
+def _install_host_module() -> None:
+    pkg = types.ModuleType("symbiont")
+    pkg.__path__ = []  # a package, so `import symbiont.host` works
+    mod = types.ModuleType("symbiont.host")
+    mod.__doc__ = "Host functions: the only way out of the wasm sandbox."
+    for fn in (http_get, read_file, write_file, list_files, now_ms, log):
+        setattr(mod, fn.__name__, fn)
+    mod.HostError = HostError  # type: ignore[attr-defined]
+    mod.HostDenied = HostDenied  # type: ignore[attr-defined]
+    pkg.host = mod  # type: ignore[attr-defined]
+    sys.modules["symbiont"] = pkg
+    sys.modules["symbiont.host"] = mod
+
+
+_install_host_module()
+
+
+def _install_interruptible_sleep() -> None:
+    """Make `time.sleep` sleep in short slices.
+
+    A WASI sleep blocks inside the host, where the epoch deadline cannot interrupt it;
+    between slices the guest runs wasm code again, so a capability that sleeps past its
+    time limit is stopped within one slice. (The host also has a wall-clock watchdog for
+    anything that still blocks.)
+    """
+    real_sleep = time.sleep
+    monotonic = time.monotonic
+
+    def sleep(seconds: float, /) -> None:
+        if seconds < 0:
+            raise ValueError("sleep length must be non-negative")
+        end = monotonic() + seconds
+        while True:
+            left = end - monotonic()
+            if left <= 0:
+                return
+            real_sleep(min(left, 0.02))
+
+    time.sleep = sleep
+
+
+_install_interruptible_sleep()
+
+
+# ---------------------------------------------------------------------------------------
+# Running a capability
+# ---------------------------------------------------------------------------------------
+
+
+class _Failure(Exception):
+    def __init__(self, kind: str, message: str, tb: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.tb = tb
+
+
+def _trimmed_traceback(exc: BaseException) -> str:
+    """The traceback with only the capability's own frames (file "<capability>")."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == CAPABILITY_FILE]
+    parts: list[str] = []
+    if frames:
+        parts.append("Traceback (most recent call last):\n")
+        parts.extend(traceback.format_list(frames))
+    parts.extend(traceback.format_exception_only(type(exc), exc))
+    return "".join(parts).rstrip("\n")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _missing_module(exc: BaseException) -> str | None:
+    """The top-level name of a module this build lacks, if `exc` is about one."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return exc.name.split(".")[0]
+    return None
+
+
+def _classify(exc: BaseException) -> _Failure:
+    tb = _trimmed_traceback(exc)
+    if isinstance(exc, MemoryError):
+        return _Failure("memory", "the capability ran out of memory (MemoryError)", tb)
+    if isinstance(exc, RecursionError):
+        return _Failure(
+            "exception",
+            f"RecursionError: recursion too deep ({exc}); the capability recursed "
+            "past the interpreter's limit",
+            tb,
+        )
+    if isinstance(exc, HostDenied):
+        return _Failure("denied", f"a host function refused the call: {exc.message}", tb)
+    if isinstance(exc, PermissionError):  # e.g. a socket: WASI refuses all network use
+        return _Failure("denied", f"a forbidden operation was refused: {_describe(exc)}", tb)
+    missing = _missing_module(exc)
+    if missing is not None:
+        if missing in sys.stdlib_module_names:
+            what = f"the standard-library module {missing!r} is not available in the wasm sandbox"
+        else:
+            what = (
+                f"module {missing!r} is not available in the wasm sandbox, which has pure "
+                "Python and (most of) the standard library only"
+            )
+        return _Failure(
+            "unavailable",
+            f"{what}; run this capability with the process tier (tier='process'), which "
+            "has the host's installed packages, including native extensions such as numpy",
+            tb,
+        )
+    return _Failure("exception", _describe(exc), tb)
+
+
+def _run(source: str, entry: str, input_json: str) -> str:
+    try:
+        args = json.loads(input_json)
+    except ValueError as exc:
+        raise _Failure("invalid_output", f"the input is not JSON: {exc}") from None
+    lines = source.splitlines(keepends=True)
+    linecache.cache[CAPABILITY_FILE] = (len(source), None, lines, CAPABILITY_FILE)
+    namespace: dict[str, object] = {"__name__": "capability", "__builtins__": builtins}
+    try:
+        code = compile(source, CAPABILITY_FILE, "exec")
+        exec(code, namespace)
+        fn = namespace.get(entry)
+        if not callable(fn):
+            raise _Failure("exception", f"the source defines no callable named {entry!r}")
+        if isinstance(args, dict):
+            result = fn(**args)
+        elif isinstance(args, list):
+            result = fn(*args)
+        else:
+            result = fn(args)
+    except _Failure:
+        raise
+    except BaseException as exc:
+        raise _classify(exc) from None
+    try:
+        return json.dumps(result, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _Failure(
+            "invalid_output",
+            f"the result is not JSON-serialisable ({type(result).__name__}): {exc}",
+        ) from None
+
+
+def _flush_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a capability may have replaced or closed it
+            stream.flush()
+
+
+class WitWorld(wit_world.WitWorld):
+    def run(self, source: str, entry: str, input: str) -> str:
+        try:
+            try:
+                return _run(source, entry, input)
+            finally:
+                _flush_output()
+        except _Failure as f:
+            failure = f
+        except MemoryError:
+            failure = _Failure("memory", "the runner ran out of memory (MemoryError)")
+        except BaseException as exc:
+            failure = _Failure("exception", f"runner error: {_describe(exc)}")
+        payload = {"kind": failure.kind, "message": failure.message, "traceback": failure.tb}
+        raise Err(json.dumps(payload))
+
+
+def _buffer_output() -> None:
+    """Block-buffer stdout/stderr: each flush is one host call, so a chatty capability
+    costs 64 KiB chunks, not one host call per line. Flushed after every run."""
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        raw = io.FileIO(fd, "w", closefd=False)
+        stream = io.TextIOWrapper(
+            io.BufferedWriter(raw, buffer_size=64 * 1024), encoding="utf-8", errors="replace"
+        )
+        setattr(sys, name, stream)
+
+
+_buffer_output()
+
+
+def _finish_snapshot() -> None:
+    """Last step at build time, just before componentize-py snapshots the interpreter.
+
+    Clears `os.environ` (whatever the build process had must not be baked into the cached
+    component; at run time the host gives the guest no environment at all), then moves
+    everything loaded so far out of the cyclic GC's view: otherwise the first collection
+    in every fresh instance walks (and page-faults in) the whole preloaded library, ~10 ms.
+    """
+    import gc
+    import os
+
+    os.environ.clear()
+    gc.collect()
+    gc.freeze()
+
+
+_finish_snapshot()
