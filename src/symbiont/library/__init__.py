@@ -5,50 +5,69 @@ lib = Library()                      # default store; sandbox tier from $SYMBION
 lib.import_dir("examples/hr")
 lib.search("how much is employee E007 paid")[0].capability.id   # 'get_salary_details'
 lib.run("get_salary_details", {"employee_id": "E007"}).output
+
+Names are imported lazily: the store imports `symbiont.library.schema` (plain DDL) for its
+migrations and should not pay for the whole library.
 """
 
 from __future__ import annotations
 
-from symbiont.library.capability import (
-    STATUSES,
-    Capability,
-    CapabilityPermissions,
-    CapabilityStats,
-    Check,
-    Example,
-)
-from symbiont.library.jsonschema import SchemaError, function_schemas, validate
-from symbiont.library.library import (
-    CapabilityDeprecated,
-    CapabilityNotFound,
-    CapabilityRefused,
-    ExampleFailure,
-    ImportReport,
-    InvalidInput,
-    Library,
-    RunResult,
-    SearchResult,
-    default_data_root,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "STATUSES",
-    "Capability",
-    "CapabilityDeprecated",
-    "CapabilityNotFound",
-    "CapabilityPermissions",
-    "CapabilityRefused",
-    "CapabilityStats",
-    "Check",
-    "Example",
-    "ExampleFailure",
-    "ImportReport",
-    "InvalidInput",
-    "Library",
-    "RunResult",
-    "SchemaError",
-    "SearchResult",
-    "default_data_root",
-    "function_schemas",
-    "validate",
-]
+if TYPE_CHECKING:
+    from symbiont.library.capability import (
+        STATUSES,
+        Capability,
+        CapabilityPermissions,
+        CapabilityStats,
+        Check,
+        Example,
+    )
+    from symbiont.library.jsonschema import SchemaError, function_schemas, validate
+    from symbiont.library.library import (
+        CapabilityDeprecated,
+        CapabilityNotFound,
+        CapabilityRefused,
+        ExampleFailure,
+        ImportReport,
+        InvalidInput,
+        Library,
+        RunResult,
+        SearchResult,
+        default_data_root,
+    )
+
+_WHERE = {
+    **dict.fromkeys(
+        ("STATUSES", "Capability", "CapabilityPermissions", "CapabilityStats", "Check", "Example"),
+        "symbiont.library.capability",
+    ),
+    **dict.fromkeys(("SchemaError", "function_schemas", "validate"), "symbiont.library.jsonschema"),
+    **dict.fromkeys(
+        (
+            "CapabilityDeprecated",
+            "CapabilityNotFound",
+            "CapabilityRefused",
+            "ExampleFailure",
+            "ImportReport",
+            "InvalidInput",
+            "Library",
+            "RunResult",
+            "SearchResult",
+            "default_data_root",
+        ),
+        "symbiont.library.library",
+    ),
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'symbiont.library' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,8 +1,8 @@
 """The capability library's tables, in the same SQLite file as the rest of the store.
 
-Applied by `ensure_library_schema` when a `Library` opens (idempotent: `IF NOT EXISTS`
-everywhere, one transaction). The lead turns `LIBRARY_DDL` into a store migration later;
-until then the tables carry their own version in `capability_schema_meta`.
+`LIBRARY_DDL` is the store's migration 2 (`symbiont.store.migrations`), so every store file
+has these tables; `ensure_library_schema` re-applies it when a `Library` opens, which is
+harmless (`IF NOT EXISTS` everywhere, one transaction) and keeps older files working.
 
 Why the shape:
 - `capabilities` holds the *current* version of each capability (what search and run use);

@@ -183,6 +183,13 @@ MIGRATIONS: list[Migration] = [
     ),
 ]
 
+# 2: the capability library's tables (issue 4). Their DDL lives next to the code that uses
+# them; every statement is `IF NOT EXISTS`, so files where a Library created them before
+# this migration existed upgrade cleanly.
+from symbiont.library.schema import LIBRARY_DDL  # noqa: E402  (plain DDL strings, no imports)
+
+MIGRATIONS.append(Migration(2, "capability library", tuple(LIBRARY_DDL)))
+
 LATEST_VERSION = MIGRATIONS[-1].version if MIGRATIONS else 0
 
 
