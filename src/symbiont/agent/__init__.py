@@ -12,19 +12,36 @@
 
 from __future__ import annotations
 
-from symbiont.agent._recorder import AgentEvent
-from symbiont.agent.mutation import MutationAgent, MutationResult
-from symbiont.agent.task import OUTCOMES, Agent, AgentResult
-from symbiont.agent.transcripts import Transcript, TranscriptNotFound, TranscriptStore
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "OUTCOMES",
-    "Agent",
-    "AgentEvent",
-    "AgentResult",
-    "MutationAgent",
-    "MutationResult",
-    "Transcript",
-    "TranscriptNotFound",
-    "TranscriptStore",
-]
+if TYPE_CHECKING:
+    from symbiont.agent._recorder import AgentEvent
+    from symbiont.agent.mutation import MutationAgent, MutationResult
+    from symbiont.agent.task import OUTCOMES, Agent, AgentResult
+    from symbiont.agent.transcripts import Transcript, TranscriptNotFound, TranscriptStore
+
+# Imported lazily: the store's migrations read `symbiont.agent.transcripts.TRANSCRIPT_DDL`
+# and must not pull in the agents (and through them the library) while the store loads.
+_WHERE = {
+    "AgentEvent": "symbiont.agent._recorder",
+    "MutationAgent": "symbiont.agent.mutation",
+    "MutationResult": "symbiont.agent.mutation",
+    "OUTCOMES": "symbiont.agent.task",
+    "Agent": "symbiont.agent.task",
+    "AgentResult": "symbiont.agent.task",
+    "Transcript": "symbiont.agent.transcripts",
+    "TranscriptNotFound": "symbiont.agent.transcripts",
+    "TranscriptStore": "symbiont.agent.transcripts",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'symbiont.agent' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -681,22 +681,7 @@ class MutationAgent:
     ) -> tuple[Any, str | None]:
         """Run once in the sandbox: (output, error text) — an exception, a returned error
         value and an output that breaks the declared return type are all errors."""
-        from symbiont.sandbox import Limits, Permissions
-
-        p = cap.permissions
-        result = self.library.sandbox.run(
-            cap.source,
-            cap.entry,
-            json.dumps(value, ensure_ascii=False),
-            Permissions(
-                http_allow=p.http_allow,
-                allow_private_network=p.allow_private_network,
-                data_dir=data_dir,
-                read_files=p.read_files,
-                write_files=p.write_files,
-            ),
-            self.library.limits or Limits(),
-        )
+        result = self.library.run_in_sandbox(cap, value, data_dir)
         if result.error is not None:
             text = f"{result.error.kind}: {result.error.message}"
             if result.error.traceback:
@@ -785,10 +770,6 @@ def check_source(
 ) -> tuple[Any, tuple[dict[str, Any], dict[str, Any]]]:
     """The library's build checks (parse, signature/schema, policy, type check) on `cap`.
 
-    Uses the library's public `check_source` when it has one, else its `_check_source`:
-    the build tool must run exactly the checks `Library.add` runs, not a copy of them.
+    The build tool must run exactly the checks `Library.add` runs, not a copy of them.
     """
-    public = getattr(library, "check_source", None)
-    if callable(public):
-        return public(cap)  # type: ignore[no-any-return]
-    return library._check_source(cap)
+    return library.check_source(cap)  # type: ignore[no-any-return]

@@ -7,7 +7,8 @@ latency) and each tool call (arguments, result, duration) — so a run that cras
 interrupted still leaves everything up to that point, with the outcome `running`.
 
 The tables live next to the library's in the same database file and are created here,
-idempotently (`IF NOT EXISTS`); the lead turns `TRANSCRIPT_DDL` into a store migration later.
+idempotently (`IF NOT EXISTS`); `TRANSCRIPT_DDL` is also the store's migration 3, so every
+store file has them.
 """
 
 from __future__ import annotations

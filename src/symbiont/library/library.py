@@ -401,7 +401,7 @@ class Library:
         # leading blank lines would shift every diagnostic's line number against the file
         source = cap.source.strip("\n") + "\n"
         cap = cap.with_(summary=summary, name=cap.name.strip(), source=source)
-        _tree, schemas = self._check_source(cap)
+        _tree, schemas = self.check_source(cap)
         cap = cap.with_(input_schema=schemas[0], output_schema=schemas[1])
         if not cap.examples:
             raise CapabilityRefused(
@@ -427,9 +427,12 @@ class Library:
             diagnostics=diagnostics,
         )
 
-    def _check_source(
+    def check_source(
         self, cap: Capability
     ) -> tuple[ast.Module, tuple[dict[str, Any], dict[str, Any]]]:
+        """The build checks `add` runs on a capability's source (parse, signature and schema,
+        policy, type check); returns the tree and the (input, output) JSON schemas, or raises
+        `CapabilityRefused` with the diagnostics. The mutation agent's `build()` uses it."""
         from symbiont.pipeline import (
             DEFAULT_POLICY,
             PipelineConfig,
@@ -542,7 +545,7 @@ class Library:
                         )
                     )
                     continue
-                result = self._sandbox_run(cap, ex.input, data_dir)
+                result = self.run_in_sandbox(cap, ex.input, data_dir)
                 output, error = self._outcome(cap, result)
                 reason = check_example(ex, output, error)
                 if reason is not None:
@@ -580,9 +583,11 @@ class Library:
             write_files=p.write_files,
         )
 
-    def _sandbox_run(
+    def run_in_sandbox(
         self, cap: Capability, value: dict[str, Any], data_dir: Path | None
     ) -> SandboxResult:
+        """Run `cap` once in this library's sandbox with `data_dir` as its data folder (the
+        examples and the mutation agent's tests pass a scratch copy; `run` the real one)."""
         from symbiont.sandbox import Limits
 
         return self.sandbox.run(
@@ -950,7 +955,7 @@ class Library:
             else None
         )
         started = now()
-        result = self._sandbox_run(cap, value, data_dir)
+        result = self.run_in_sandbox(cap, value, data_dir)
         output, error = self._outcome(cap, result)
         kind: str | None = None
         if result.error is not None:

@@ -190,6 +190,11 @@ from symbiont.library.schema import LIBRARY_DDL  # noqa: E402  (plain DDL string
 
 MIGRATIONS.append(Migration(2, "capability library", tuple(LIBRARY_DDL)))
 
+# 3: agent transcripts (issue 6), the same way.
+from symbiont.agent.transcripts import TRANSCRIPT_DDL  # noqa: E402
+
+MIGRATIONS.append(Migration(3, "agent transcripts", tuple(TRANSCRIPT_DDL)))
+
 LATEST_VERSION = MIGRATIONS[-1].version if MIGRATIONS else 0
 
 
