@@ -13,8 +13,8 @@ import timeit
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import _bench_targets as t  # noqa: E402
-from _report import write_section  # noqa: E402
+import _bench_targets as t
+from _report import write_section
 
 
 def wrapper(fn):  # the cheapest possible decorator-with-wrapper, for comparison

@@ -56,7 +56,7 @@ def main() -> int:
         f = HERE / "results" / f"{script.stem[6:]}.md"
         if f.is_file():
             sections.append(f.read_text().rstrip())
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     head = [
         "# Benchmark results",
         "",

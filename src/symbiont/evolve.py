@@ -360,7 +360,7 @@ async def run_evolve(
 
 def _judge(
     trial: TrialResult, active: Revision, config: EvolveConfig
-) -> Score | None | tuple[str, tuple[Diagnostic, ...], float | None]:
+) -> Score | tuple[str, tuple[Diagnostic, ...], float | None] | None:
     """A trial's verdict: the candidate's Score (or None without a metric) when it may be
     promoted, or (stage, diagnostics, score) when it is rejected."""
     if not trial.ok or trial.diagnostic is not None:

@@ -12,9 +12,9 @@ import hashlib
 import inspect
 import json
 import textwrap
-from pathlib import Path
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from symbiont.errors import DeclarationError

@@ -11,11 +11,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import core_targets  # noqa: E402
-import importer_module  # noqa: E402
+import core_targets
+import importer_module
 
-import symbiont  # noqa: E402
-from symbiont.evolvable import Revision  # noqa: E402
+import symbiont
+from symbiont.evolvable import Revision
 
 
 def body_returning(tag: int) -> types.CodeType:

@@ -9,11 +9,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import evolve_targets as t  # noqa: E402
+import evolve_targets as t
 
-import symbiont  # noqa: E402
-from symbiont.errors import TransientModelError  # noqa: E402
-from symbiont.models import ScriptedModel  # noqa: E402
+import symbiont
+from symbiont.errors import TransientModelError
+from symbiont.models import ScriptedModel
 
 
 def fenced(code: str) -> str:

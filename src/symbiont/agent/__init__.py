@@ -35,7 +35,17 @@ _WHERE = {
     "TranscriptStore": "symbiont.agent.transcripts",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "OUTCOMES",
+    "Agent",
+    "AgentEvent",
+    "AgentResult",
+    "MutationAgent",
+    "MutationResult",
+    "Transcript",
+    "TranscriptNotFound",
+    "TranscriptStore",
+]
 
 
 def __getattr__(name: str) -> Any:

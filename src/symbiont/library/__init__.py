@@ -61,7 +61,27 @@ _WHERE = {
     ),
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "STATUSES",
+    "Capability",
+    "CapabilityDeprecated",
+    "CapabilityNotFound",
+    "CapabilityPermissions",
+    "CapabilityRefused",
+    "CapabilityStats",
+    "Check",
+    "Example",
+    "ExampleFailure",
+    "ImportReport",
+    "InvalidInput",
+    "Library",
+    "RunResult",
+    "SchemaError",
+    "SearchResult",
+    "default_data_root",
+    "function_schemas",
+    "validate",
+]
 
 
 def __getattr__(name: str) -> Any:
