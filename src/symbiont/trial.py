@@ -568,6 +568,11 @@ class _Tail:
                 del self.buf[: -self.keep]
 
     def text(self) -> str:
+        # faulthandler ends a crash report with one long "Extension modules: ..." line that
+        # says nothing about the candidate and would push the report itself out of the tail.
+        buf = re.sub(rb"\nExtension modules: [^\n]*", b"", bytes(self.buf))
+        self.total -= len(self.buf) - len(buf)
+        self.buf = bytearray(buf)
         data = bytes(self.buf[-self.keep :]) if self.keep else b""
         if len(data) < self.total:  # cut mid-stream: drop a split UTF-8 sequence's tail
             data = data.lstrip(bytes(range(0x80, 0xC0)))
