@@ -17,12 +17,13 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from symbiont.errors import StoreError, SymbiontError
+from symbiont.store._connection import connect, retry_busy
 
 __all__ = [
     "TRANSCRIPT_DDL",
@@ -141,35 +142,17 @@ class TranscriptStore:
         self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, timeout=10.0, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA busy_timeout = 10000")
-            self._retry(lambda: ensure_transcript_schema(conn))
+            conn = connect(self.path)
+            retry_busy(lambda: ensure_transcript_schema(conn))
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open the transcript tables in {self.path}: {exc}") from exc
         self._conn = conn
 
-    @staticmethod
-    def _retry(op: Callable[[], T], attempts: int = 50) -> T:
-        delay = 0.01
-        for i in range(attempts):
-            try:
-                return op()
-            except sqlite3.OperationalError as exc:
-                text = str(exc).lower()
-                if ("locked" not in text and "busy" not in text) or i == attempts - 1:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
-        raise AssertionError("unreachable")
 
     def _exec(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         with self._lock:
             try:
-                return self._retry(lambda: self._conn.execute(sql, params))
+                return retry_busy(lambda: self._conn.execute(sql, params))
             except sqlite3.Error as exc:
                 raise StoreError(f"transcript store {self.path}: {exc}") from exc
 

@@ -37,9 +37,8 @@ import sqlite3
 import statistics
 import tempfile
 import threading
-import time
 import types
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -68,6 +67,7 @@ from symbiont.library.folders import (
 from symbiont.library.jsonschema import SchemaError, function_schemas, validate
 from symbiont.library.schema import ensure_library_schema
 from symbiont.signature import DeclaredSignature, params_from_ast
+from symbiont.store._connection import connect, retry_busy
 
 if TYPE_CHECKING:
     from symbiont.pipeline import Policy
@@ -264,37 +264,19 @@ class Library:
     # -- plumbing ------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(
-                self.path, timeout=10.0, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA busy_timeout = 10000")
-            self._retry(lambda: ensure_library_schema(conn))
+            conn = connect(self.path)
+            retry_busy(lambda: ensure_library_schema(conn))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the capability tables in {self.path}: {exc}") from exc
         return conn
 
-    @staticmethod
-    def _retry(op: Callable[[], T], attempts: int = 50) -> T:
-        delay = 0.01
-        for i in range(attempts):
-            try:
-                return op()
-            except sqlite3.OperationalError as exc:
-                text = str(exc).lower()
-                if ("locked" not in text and "busy" not in text) or i == attempts - 1:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
-        raise AssertionError("unreachable")
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One IMMEDIATE transaction (the write lock is taken up front, so busy waits apply)."""
         with self._lock:
             conn = self._conn
-            self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+            retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
             try:
                 yield conn
             except BaseException:
@@ -775,7 +757,7 @@ class Library:
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            return self._retry(lambda: self._conn.execute(sql, params).fetchall())
+            return retry_busy(lambda: self._conn.execute(sql, params).fetchall())
 
     def _row_to_capability(self, row: tuple[Any, ...]) -> Capability:
         cid = row[0]
