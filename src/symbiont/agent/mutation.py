@@ -49,7 +49,7 @@ from symbiont.agent.tools import (
 from symbiont.agent.transcripts import TranscriptStore
 from symbiont.errors import CapabilityError, ModelError, SandboxError, SymbiontError
 from symbiont.library import Capability, CapabilityPermissions, Example, Library, validate
-from symbiont.library.capability import check_example, outcome_error, validate_id, validate_summary
+from symbiont.library.capability import check_example, validate_id, validate_summary
 from symbiont.models.base import Message, Model
 
 __all__ = ["MutationAgent", "MutationResult"]
@@ -681,21 +681,9 @@ class MutationAgent:
     ) -> tuple[Any, str | None]:
         """Run once in the sandbox: (output, error text) — an exception, a returned error
         value and an output that breaks the declared return type are all errors."""
-        result = self.library.run_in_sandbox(cap, value, data_dir)
-        if result.error is not None:
-            text = f"{result.error.kind}: {result.error.message}"
-            if result.error.traceback:
-                text += "\n" + result.error.traceback[-1500:]
-            return None, text
-        returned = outcome_error(result.output)
-        if returned is not None:
-            return result.output, returned
-        problems = validate(result.output, cap.output_schema, what="output")
-        if problems:
-            return result.output, "the output does not fit the declared return type: " + "; ".join(
-                problems[:3]
-            )
-        return result.output, None
+        return self.library.outcome(
+            cap, self.library.run_in_sandbox(cap, value, data_dir), verbose=True
+        )
 
     def _complete(self, session: _Session, args: Mapping[str, Any]) -> str:
         def refuse(reason: str) -> ToolError:

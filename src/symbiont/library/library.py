@@ -528,7 +528,7 @@ class Library:
                     )
                     continue
                 result = self.run_in_sandbox(cap, ex.input, data_dir)
-                output, error = self._outcome(cap, result)
+                output, error = self.outcome(cap, result)
                 reason = check_example(ex, output, error)
                 if reason is not None:
                     failures.append(ExampleFailure(i, ex, reason, output, error))
@@ -581,10 +581,19 @@ class Library:
         )
 
     @staticmethod
-    def _outcome(cap: Capability, result: SandboxResult) -> tuple[Any, str | None]:
-        """(output, error text): a sandbox failure, a returned error value, or a wrong shape."""
+    def outcome(
+        cap: Capability, result: SandboxResult, *, verbose: bool = False
+    ) -> tuple[Any, str | None]:
+        """(output, error text): a sandbox failure, a returned error value, or an output that
+        breaks the declared return type all count as errors. `verbose` adds the error kind
+        and the trimmed traceback (for a model to act on)."""
         if result.error is not None:
-            return None, result.error.message or result.error.kind
+            if not verbose:
+                return None, result.error.message or result.error.kind
+            text = f"{result.error.kind}: {result.error.message}"
+            if result.error.traceback:
+                text += "\n" + result.error.traceback[-1500:]
+            return None, text
         returned = outcome_error(result.output)
         if returned is not None:
             return result.output, returned
@@ -938,7 +947,7 @@ class Library:
         )
         started = now()
         result = self.run_in_sandbox(cap, value, data_dir)
-        output, error = self._outcome(cap, result)
+        output, error = self.outcome(cap, result)
         kind: str | None = None
         if result.error is not None:
             kind = result.error.kind
