@@ -136,6 +136,138 @@ def test_sleep_past_the_limit_times_out(sandbox: WasmSandbox) -> None:
     assert result.duration_s < 3.0
 
 
+def test_blocking_host_sleep_is_abandoned_at_the_limit(sandbox: WasmSandbox) -> None:
+    # The guest's time.sleep is sliced (the epoch deadline stops it between slices), but
+    # its closure still holds the real WASI sleep, which blocks inside the host where no
+    # epoch check runs: the caller must still get "timeout" on time, not after 3 s.
+    source = """\
+        import time
+
+        def main():
+            cells = dict(zip(time.sleep.__code__.co_freevars, time.sleep.__closure__))
+            real_sleep = cells["real_sleep"].cell_contents
+            real_sleep(3)
+            return "slept"
+    """
+    result = run(sandbox, source, limits=Limits(timeout_s=0.3))
+    assert result.error is not None and result.error.kind == "timeout", result
+    assert result.duration_s < 2.0
+    after = run(sandbox, "def main():\n    return 'next call fine'\n")
+    assert after.output == "next call fine"
+
+
+def test_concurrent_calls_from_threads(sandbox: WasmSandbox) -> None:
+    import threading
+
+    outputs: dict[int, object] = {}
+
+    def worker(i: int) -> None:
+        outputs[i] = run(sandbox, "def main(i):\n    return i * 2\n", {"i": i}).output
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert outputs == {0: 0, 1: 2, 2: 4, 3: 6}
+
+
+def test_host_functions_are_built_only_when_called(runner_path: Path) -> None:
+    built: list[StandInHostFunctions] = []
+
+    def factory(permissions: Permissions, limits: Limits) -> StandInHostFunctions:
+        host = StandInHostFunctions(permissions, limits)
+        built.append(host)
+        return host
+
+    with WasmSandbox(pool_size=0, host_functions=factory) as box:
+        plain = run(box, "def main():\n    return 1\n")
+        assert plain.output == 1 and plain.host_calls == [] and plain.logs == []
+        assert built == []
+        logged = run(box, "from symbiont.host import log\n\ndef main():\n    log('hi')\n")
+        assert logged.ok, logged.error
+        assert len(built) == 1 and logged.logs == ["hi"]
+
+
+def test_a_failing_host_factory_is_reported(runner_path: Path) -> None:
+    def factory(permissions: Permissions, limits: Limits) -> StandInHostFunctions:
+        raise RuntimeError("no host side today")
+
+    with WasmSandbox(pool_size=0, host_functions=factory) as box:
+        with pytest.raises(RuntimeError, match="no host side today"):
+            run(box, "from symbiont.host import now_ms\n\ndef main():\n    return now_ms()\n")
+        assert run(box, "def main():\n    return 2\n").output == 2
+
+
+def _until_prepared(box: WasmSandbox, source: str) -> bool:
+    """Wait (briefly) until the pool holds an instance that compiled `source` ahead."""
+    import time
+
+    for _ in range(200):
+        pool = box._pool
+        if pool is not None and any(s.prepared == source for s in list(pool._slots)):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_repeated_calls_use_a_precompiled_instance(sandbox: WasmSandbox) -> None:
+    source = textwrap.dedent(
+        """\
+        def helper(x):
+            raise ValueError(f"bad value {x}")
+
+        def main(x):
+            if x < 0:
+                return helper(x)
+            return {"double": x * 2}
+        """
+    )
+    for i in range(3):
+        ok = sandbox.run(source, "main", json.dumps({"x": i}))
+        assert ok.output == {"double": 2 * i}, ok.error
+    assert _until_prepared(sandbox, source)
+    failed = sandbox.run(source, "main", '{"x": -1}')  # runs the precompiled code
+    assert failed.error is not None and failed.error.kind == "exception"
+    tb = failed.error.traceback or ""
+    assert 'raise ValueError(f"bad value {x}")' in tb and "symbiont_guest" not in tb
+    assert [ln.strip() for ln in tb.splitlines() if ln.strip().startswith("File ")] == [
+        'File "<capability>", line 6, in main',
+        'File "<capability>", line 2, in helper',
+    ]
+
+
+def test_a_precompiled_instance_only_runs_its_own_source(sandbox: WasmSandbox) -> None:
+    secret = "def main():\n    return 'SECRET-A-31337'\n"
+    for _ in range(2):
+        assert run(sandbox, secret).output == "SECRET-A-31337"
+    assert _until_prepared(sandbox, secret)
+    assert sandbox._pool is not None
+    slot = sandbox._pool.take("def main():\n    return 'B'\n")
+    try:
+        assert slot.prepared is None  # never the instance that compiled the other source
+    finally:
+        sandbox._pool.done(slot)
+    # And from the inside: a different source finds nothing of the first one's code.
+    probe = """\
+        import gc, sys
+
+        def main():
+            guest = sys.modules["symbiont_guest"]
+            secret = "SECRET-A-" + str(31337)  # not a constant of this code
+            found = [o for o in gc.get_objects() if isinstance(o, tuple) and secret in o]
+            return [guest._prepared is None, len(found)]
+    """
+    assert run(sandbox, probe).output == [True, 0]
+
+
+def test_a_syntax_error_is_reported_on_every_repeat(sandbox: WasmSandbox) -> None:
+    for _ in range(3):
+        result = run(sandbox, "def main(:\n    pass\n")
+        assert result.error is not None and result.error.kind == "exception"
+        assert "SyntaxError" in result.error.message
+
+
 def test_memory_bomb(sandbox: WasmSandbox) -> None:
     source = "def main():\n    x = []\n    while True:\n        x.append(' ' * 1_000_000)\n"
     result = run(sandbox, source, limits=Limits(memory_bytes=64 * 1024 * 1024))

@@ -21,9 +21,7 @@ import hashlib
 import importlib.util
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -129,6 +127,8 @@ def _locked(directory: Path) -> Iterator[None]:
 
 
 def _atomic_write(target: Path, data: bytes | bytearray) -> None:
+    import tempfile  # build-time only, like subprocess below: not on a cached start-up
+
     fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -150,6 +150,9 @@ def _componentize(target: Path) -> None:
     component. It gets only PATH and HOME (and no VIRTUAL_ENV, so nothing from the host's
     site-packages is bundled).
     """
+    import subprocess
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
     os.close(fd)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(target.parent)}

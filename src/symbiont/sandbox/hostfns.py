@@ -23,20 +23,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import http.client
-import ipaddress
 import json
 import os
-import secrets
-import socket
-import ssl
 import stat
 import time
 from pathlib import Path
-from typing import Any
-from urllib.parse import urljoin, urlsplit
+from typing import TYPE_CHECKING, Any
 
 from symbiont.sandbox.base import HostCall, Limits, Permissions
+
+if TYPE_CHECKING:
+    import http.client
+
+# The network modules (http.client, ssl, socket, ipaddress, urllib.parse: ~40 ms together)
+# are imported inside the functions that use them, so a sandbox whose capabilities never
+# call `http_get` does not pay for them at start-up.
 
 HOST_FUNCTION_NAMES = ("http_get", "read_file", "write_file", "list_files", "now_ms", "log")
 MAX_REDIRECTS = 5
@@ -62,6 +63,8 @@ def _short(text: str, limit: int = _SUMMARY_CHARS) -> str:
 
 def address_is_public(addr: str) -> bool:
     """True for a globally routable unicast address (not private, loopback, link-local...)."""
+    import ipaddress
+
     ip = ipaddress.ip_address(addr.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
@@ -292,7 +295,7 @@ class HostFunctions:
         if not parts:
             raise _Refused("invalid", "the data folder itself is not a file")
         name = parts[-1]
-        tmp = f".{name[:100]}.{secrets.token_hex(6)}.tmp"
+        tmp = f".{name[:100]}.{os.urandom(6).hex()}.tmp"
         try:
             dfd = self._open_dir(root, parts[:-1], create=True)
             try:
@@ -340,6 +343,8 @@ class HostFunctions:
     # -- http -------------------------------------------------------------------------------
 
     def _http_get(self, args: dict[str, Any]) -> str:
+        from urllib.parse import urljoin
+
         url = self._str_arg(args, "url")
         deadline = time.monotonic() + self.limits.http_timeout_s
         if self.deadline is not None:
@@ -358,6 +363,8 @@ class HostFunctions:
         raise _Refused("io", f"more than {MAX_REDIRECTS} redirects")
 
     def _allowlisted(self, scheme: str, host: str, port: int, path: str) -> bool:
+        from urllib.parse import urlsplit
+
         for entry in self.permissions.http_allow:
             entry = entry.strip()
             if "://" in entry:
@@ -388,6 +395,9 @@ class HostFunctions:
 
     def _check_url(self, url: str) -> tuple[str, str, int, str]:
         """Validate scheme, allowlist and resolved address; return (scheme, host, port, ip)."""
+        import socket
+        from urllib.parse import urlsplit
+
         try:
             parts = urlsplit(url)
             port = parts.port
@@ -424,6 +434,9 @@ class HostFunctions:
     def _fetch(
         self, url: str, scheme: str, host: str, port: int, ip: str, deadline: float
     ) -> tuple[int, str | None, str]:
+        import http.client
+        from urllib.parse import urlsplit
+
         def remaining() -> float:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -482,6 +495,10 @@ class _PinnedConnection:
     """An HTTP(S) connection to a host name, made to the one address that passed the checks."""
 
     def __init__(self, scheme: str, host: str, port: int, ip: str, timeout: float) -> None:
+        import http.client
+        import socket
+        import ssl
+
         self._ip = ip
         conn: http.client.HTTPConnection
         if scheme == "https":
