@@ -296,3 +296,281 @@ def test_empty_index_returns_nothing(tmp_path: Path) -> None:
     conn, idx = _open(tmp_path / "x.sqlite", HashingEmbedder())
     assert len(idx) == 0 and idx.search("anything") == [] and idx.ids() == []
     conn.close()
+
+
+# ---------------------------------------------------------------- fast paths (large indexes)
+# The thresholds are lowered so that a few thousand documents take the paths a 100k index
+# takes; the expected results come from numpy over the same vectors (semantic) and from
+# FTS5's own bm25() through an index with the fast paths off (lexical).
+
+
+class TableEmbedder:
+    """Returns the vector assigned to each text: full control over the corpus geometry."""
+
+    def __init__(self, table: dict[str, np.ndarray], dim: int) -> None:
+        self.table, self.dim, self.id = table, dim, f"table-{dim}"
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return np.stack([self.table[t] for t in texts])
+
+
+def _unit(m: np.ndarray) -> np.ndarray:
+    return (m / np.linalg.norm(m, axis=-1, keepdims=True)).astype(np.float32)
+
+
+_MIX = np.random.default_rng(0).standard_normal((6, 32))  # the corpus's few directions
+
+
+def _low_rank(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Vectors whose energy sits in a few directions (shared by documents and queries),
+    like real sentence embeddings; plus some isotropic noise."""
+    return _unit(rng.standard_normal((n, 6)) @ _MIX + 0.3 * rng.standard_normal((n, 32)))
+
+
+def _vector_corpus(
+    rng: np.random.Generator, vectors: np.ndarray, table: dict[str, np.ndarray], tag: str = ""
+) -> list[IndexDoc]:
+    docs = [
+        IndexDoc(f"doc_{tag}{i}", f"doc {tag}{i}", f"summary {tag}{i}") for i in range(len(vectors))
+    ]
+    for d, v in zip(docs, vectors, strict=True):
+        table[embedding_text(d)] = v
+    return docs
+
+
+def _numpy_top(
+    vectors: dict[str, np.ndarray], q: np.ndarray, k: int, exclude: set[str]
+) -> list[str]:
+    ids = sorted(i for i in vectors if i not in exclude)
+    scores = np.stack([vectors[i] for i in ids]) @ q
+    return [ids[j] for j in np.argsort(-scores, kind="stable")[:k]]
+
+
+FAST = {"fast_min_docs": 500, "fast_dims": 8, "fast_candidates": 60}
+
+
+@pytest.fixture
+def seeded(
+    tmp_path: Path,
+) -> Iterator[tuple[CapabilityIndex, dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    rng = np.random.default_rng(2024)
+    table: dict[str, np.ndarray] = {}
+    vectors = _low_rank(rng, 2000)
+    docs = _vector_corpus(rng, vectors, table)
+    conn = sqlite3.connect(tmp_path / "fast.sqlite")
+    idx = CapabilityIndex(conn, TableEmbedder(table, 32), **FAST)  # type: ignore[arg-type]
+    idx.upsert_many(docs)
+    yield idx, {d.id: v for d, v in zip(docs, vectors, strict=True)}, table
+    conn.close()
+
+
+def test_fast_semantic_returns_the_exact_top_k_with_exact_scores(seeded: tuple) -> None:
+    idx, vectors, _ = seeded
+    queries = _low_rank(np.random.default_rng(99), 40)
+    for q in queries:
+        hits = idx.search("", 10, mode="semantic", query_vector=q)
+        assert [h.id for h in hits] == _numpy_top(vectors, q, 10, set())
+        for h in hits:
+            assert h.score == pytest.approx(float(vectors[h.id] @ q), abs=1e-5)
+    assert idx.fast_energy is not None and idx.fast_energy >= 0.6
+    assert idx._basis is not None  # the compact first pass really ran
+
+
+def test_fast_semantic_excludes_before_choosing_candidates(seeded: tuple) -> None:
+    idx, vectors, _ = seeded
+    q = _low_rank(np.random.default_rng(5), 1)[0]
+    best = _numpy_top(vectors, q, 80, set())
+    gone = set(best[:70])  # more than the 60 candidates: post-filtering would find ~nothing
+    hits = idx.search("", 10, mode="semantic", query_vector=q, exclude=gone)
+    assert [h.id for h in hits] == _numpy_top(vectors, q, 10, gone) == best[70:80]
+    assert idx._basis is not None
+
+
+def test_fast_semantic_follows_upserts_and_removes(seeded: tuple) -> None:
+    idx, vectors, table = seeded
+    rng = np.random.default_rng(11)
+    q = _low_rank(rng, 1)[0]
+    idx.search("", 10, mode="semantic", query_vector=q)  # fits the projection
+    assert idx._basis is not None
+    fit = idx._fit_n
+    near = _unit(q + 0.05 * rng.standard_normal((5, 32)))  # new documents close to q
+    new_docs = _vector_corpus(rng, near, table, tag="new")
+    idx.upsert_many(new_docs)
+    vectors.update({d.id: v for d, v in zip(new_docs, near, strict=True)})
+    for victim in [*_numpy_top(vectors, q, 3, set())[1:3], "doc_7", "doc_1999"]:
+        assert idx.remove(victim) is True
+        del vectors[victim]
+    moved = IndexDoc("doc_42", "doc 42", "summary changed")  # its text, hence vector, changes
+    table[embedding_text(moved)] = vectors["doc_42"] = _unit(-q)  # now the farthest
+    idx.upsert(moved)
+    for query in [q, *_low_rank(rng, 20)]:
+        hits = idx.search("", 10, mode="semantic", query_vector=query)
+        assert [h.id for h in hits] == _numpy_top(vectors, query, 10, set())
+    assert idx._fit_n == fit  # kept in sync incrementally, not refitted
+    assert "doc_42" not in [h.id for h in idx.search("", 10, mode="semantic", query_vector=q)]
+
+
+def test_isotropic_vectors_keep_the_exact_scan(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    table: dict[str, np.ndarray] = {}
+    vectors = _unit(rng.standard_normal((5000, 32)))  # enough rows for a flat spectrum
+    docs = _vector_corpus(rng, vectors, table)
+    conn = sqlite3.connect(tmp_path / "iso.sqlite")
+    idx = CapabilityIndex(conn, TableEmbedder(table, 32), **FAST)  # type: ignore[arg-type]
+    idx.upsert_many(docs)
+    by_id = {d.id: v for d, v in zip(docs, vectors, strict=True)}
+    for q in _unit(rng.standard_normal((10, 32))):
+        hits = idx.search("", 10, mode="semantic", query_vector=q)
+        assert [h.id for h in hits] == _numpy_top(by_id, q, 10, set())
+    assert idx.fast_energy is not None and idx.fast_energy < 0.6 and idx._basis is None
+    conn.close()
+
+
+WORDS = [
+    "salary",
+    "salaries",
+    "paid",
+    "paying",
+    "payment",
+    "employee",
+    "employees",
+    "Employee",
+    "running",
+    "runs",
+    "ran",
+    "car",
+    "cars",
+    "licence",
+    "plate",
+    "weather",
+    "forecast",
+    "forecasting",
+    "humidity",
+    "café",
+    "cafe",
+    "naïve",
+    "résumé",
+    "E007",
+    "x2",
+    "42",
+    "2024",
+    "of",
+    "the",
+    "rate",
+    "rates",
+    "rating",
+    "convert",
+    "converter",
+    "conversion",
+    "HTTP",
+    "http",
+    "url",
+    "URLs",
+]
+
+
+def _word_corpus(rng: random.Random, n: int, tag: str = "") -> list[IndexDoc]:
+    docs = []
+    for i in range(n):
+        words = [rng.choice(WORDS) for _ in range(rng.randrange(2, 14))]
+        docs.append(
+            IndexDoc(
+                f"{words[0].lower()}_{tag}{i}",
+                f"{words[0]} {words[-1]}",
+                " ".join(words) + rng.choice([".", "!", " (v2).", ""]),
+                tuple(rng.sample(WORDS, rng.randrange(0, 3))),
+            )
+        )
+    return docs
+
+
+LEX_QUERIES = [
+    "employee salary paid",
+    "Salaries of EMPLOYEES",
+    "car licence plate",
+    "forecast the weather humidity",
+    "cafe résumé naive",
+    "E007 x2 2024",
+    "convert rates url",
+    "running",
+    "nothing matches zzz",
+]
+
+
+def _same_lexical(fast: CapabilityIndex, exact: CapabilityIndex, **kw: object) -> None:
+    for q in LEX_QUERIES:
+        got = fast.search(q, 25, mode="lexical", **kw)  # type: ignore[arg-type]
+        want = exact.search(q, 25, mode="lexical", **kw)  # type: ignore[arg-type]
+        assert [h.id for h in got] == [h.id for h in want], q
+        assert [h.score for h in got] == pytest.approx([h.score for h in want], rel=1e-12)
+
+
+def test_fast_lexical_equals_fts5_bm25_and_follows_writes(tmp_path: Path) -> None:
+    rng = random.Random(17)
+    conn = sqlite3.connect(tmp_path / "lex.sqlite")
+    fast = CapabilityIndex(conn, HashingEmbedder(64), fast_min_docs=100)
+    docs = _word_corpus(rng, 600)
+    fast.upsert_many(docs)
+    fast.prepare()
+    assert fast._bm25 is not None  # the in-memory postings answer from here on
+    exact = CapabilityIndex(conn, HashingEmbedder(64), fast_min_docs=10**9)
+    _same_lexical(fast, exact)
+    top = [h.id for h in exact.search("employee salary paid", 5, mode="lexical")]
+    _same_lexical(fast, exact, exclude=set(top))  # masked before the top-k, as FTS5 does
+    assert not set(top) & {
+        h.id for h in fast.search("employee salary paid", 5, mode="lexical", exclude=set(top))
+    }
+
+    # Writes through the fast index: new, changed and removed documents.
+    fast.upsert_many(_word_corpus(rng, 50, tag="n"))
+    fast.upsert(IndexDoc(docs[3].id, "renamed", "Employee salary salary salary paid."))
+    for d in docs[10:60]:
+        assert fast.remove(d.id) is True
+    exact.reload()  # the reference re-reads the tables the fast index wrote
+    _same_lexical(fast, exact)
+    assert [h.id for h in fast.search("renamed", 5, mode="lexical")] == [docs[3].id]
+    assert not {h.id for h in fast.search("employee", 1000, mode="lexical")} & {
+        d.id for d in docs[10:60]
+    }  # removed documents are gone from the postings
+    conn.close()
+
+
+def test_lexical_postings_wait_until_fts5_has_cost_as_much(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "lazy.sqlite")
+    idx = CapabilityIndex(conn, HashingEmbedder(64), fast_min_docs=100)
+    idx.upsert_many(_word_corpus(random.Random(4), 300))
+    first = idx.search("employee salary", 5, mode="lexical")
+    assert idx._bm25 is None  # one search: answered by FTS5, nothing built
+    for _ in range(2000):
+        idx.search("employee salary", 5, mode="lexical")
+        if idx._bm25 is not None:
+            break
+    assert idx._bm25 is not None
+    assert [h.id for h in idx.search("employee salary", 5, mode="lexical")] == [h.id for h in first]
+    conn.close()
+
+
+def test_projection_widens_until_it_holds_enough_energy(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    # Twenty orthogonal directions of equal weight: 8 hold 40% of the energy, 12 60%, 16 80%.
+    mix = np.linalg.qr(rng.standard_normal((32, 20)))[0].T
+    vectors = _unit(rng.standard_normal((3000, 20)) @ mix + 0.05 * rng.standard_normal((3000, 32)))
+    table: dict[str, np.ndarray] = {}
+    docs = _vector_corpus(rng, vectors, table)
+    conn = sqlite3.connect(tmp_path / "wide.sqlite")
+    options = {**FAST, "fast_candidates": 300}
+    idx = CapabilityIndex(conn, TableEmbedder(table, 32), **options)  # type: ignore[arg-type]
+    idx.upsert_many(docs)
+    by_id = {d.id: v for d, v in zip(docs, vectors, strict=True)}
+    found = 0
+    for q in _unit(rng.standard_normal((20, 20)) @ mix):
+        hits = idx.search("", 10, mode="semantic", query_vector=q)
+        found += len({h.id for h in hits} & set(_numpy_top(by_id, q, 10, set())))
+        for h in hits:  # approximate recall, exact scores
+            assert h.score == pytest.approx(float(by_id[h.id] @ q), abs=1e-5)
+    assert found / 200 >= 0.97
+    # 12 directions hold 60% of the energy but miss too many neighbours: it took 16.
+    assert idx._basis is not None and idx._basis.shape[1] == 16
+    assert idx.fast_energy is not None and idx.fast_energy >= 0.6
+    assert idx.fast_recall is not None and idx.fast_recall >= 0.99
+    conn.close()

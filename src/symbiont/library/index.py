@@ -16,6 +16,27 @@ names):
 `search` masks excluded ids *before* taking the top-k (so deprecated capabilities can never
 crowd out the live ones), and each `Hit` says why it matched.
 
+Large indexes (`fast_min_docs`, 20k documents by default) switch both halves to fast paths
+that return the same scores:
+
+- semantic: a first pass over a compact copy of the matrix projected on its leading
+  principal directions (uncentred, fitted on up to 20k rows; `fast_dims` = 64 of them for
+  MiniLM-like vectors: 100k × 64 float32 is 26 MB instead of 154 MB, one BLAS
+  matrix-vector product) picks `fast_candidates` (1,500) rows, which are then re-ranked by
+  *exact* float32 cosine, so returned scores are exact and only recall is approximate
+  (measured by benchmarks/bench_retrieval.py). The projection is kept in sync by
+  upsert/remove and refitted when the index has doubled or halved since the fit. The
+  number of directions grows (×1.5, ×2, ×3, up to half the dimension) until they hold
+  `FAST_MIN_ENERGY` of the energy; when none does (isotropic vectors, e.g. random ones,
+  where no low-dimensional pass can rank well), the exact scan is kept;
+- lexical: FTS5's bm25() is computed row by row by an auxiliary function, ~1-2 µs for every
+  document matching any query word (tens of thousands at 100k). An in-memory inverted index
+  (`_Bm25`, postings as numpy arrays, built lazily from the FTS5 table, which stays the
+  persisted source, and then updated incrementally) evaluates the same formula (FTS5's
+  bm25: k1 = 1.2, b = 0.75, IDF floored at 1e-6, per-row length over all columns) over the
+  same porter-stemmed terms (stems come from FTS5's own tokenizer) and the same tie order
+  (rowid); tests check its scores against FTS5's.
+
 Tables: `idx_docs`, `idx_embeddings`, `idx_fts`, created idempotently in whatever
 `sqlite3.Connection` the index is given. The index owns them for now; the store's migrations
 may adopt them later (the `idx_` prefix keeps them apart from the store's own tables).
@@ -33,9 +54,12 @@ import json
 import math
 import re
 import sqlite3
-from collections.abc import Collection, Iterable, Iterator, Sequence
+import time
+from collections.abc import Collection, Generator, Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import chain
 from typing import Literal
 
 import numpy as np
@@ -55,6 +79,21 @@ MODES: tuple[str, ...] = ("hybrid", "semantic", "lexical")
 RRF_K = 5.0
 RRF_WEIGHTS = (1.0, 0.5)  # (semantic, lexical)
 FUSION_DEPTH = 100  # candidates taken from each list before fusing (at least k)
+
+# Fast paths for large indexes (see the module docstring; figures in benchmarks/results).
+FAST_MIN_DOCS = 20_000  # below this the exact scan and FTS5 are already fast
+FAST_DIMS = 64  # leading principal directions kept by the compact first pass (or more)
+FAST_CANDIDATES = 1500  # rows re-ranked exactly (at least 4 × the depth asked for)
+FAST_MIN_ENERGY = 0.6  # share of the energy the directions must hold, else exact scan
+FAST_MIN_RECALL = 0.99  # recall@10 the first pass must show on stored rows, else wider
+_FIT_SAMPLE = 20_000  # rows the principal directions are fitted on
+_PROBES = 64  # stored rows used as queries to measure that recall
+BM25_K1, BM25_B = 1.2, 0.75  # FTS5's bm25() constants
+# Building the postings costs ~30 µs per document (3 s at 100k on the benchmark machine):
+# a process searching once (the CLI) should not pay it. Like renting skis until their
+# price is spent, the index answers from FTS5 until its FTS5 queries have cost as much
+# as the build would, then builds (or at once, after `prepare()`).
+_BM25_BUILD_S_PER_DOC = 30e-6
 _EXPLAIN = 10  # hits whose matched words are listed in `why`
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)  # "_" separates words in snake_case ids
@@ -73,6 +112,7 @@ STOPWORDS = frozenset(
 )
 
 
+@lru_cache(maxsize=1 << 16)  # `why` stems every word of the top hits: the same few recur
 def _light_stem(word: str) -> str:
     """Crude English suffix stripping, only to explain which words matched."""
     for suffix in ("ing", "ies", "ied", "es", "ed", "ly", "s"):
@@ -115,6 +155,16 @@ def embedding_text(doc: IndexDoc) -> str:
     if doc.params:
         text += " Parameters: " + ", ".join(" ".join(split_words(p)) for p in doc.params) + "."
     return text
+
+
+def _fts_texts(doc: IndexDoc) -> tuple[str, str, str, str]:
+    """The FTS5 columns of a document: id_words, name, summary, params."""
+    return (
+        " ".join(split_words(doc.id)),
+        " ".join(split_words(doc.name)),
+        doc.summary,
+        " ".join(" ".join(split_words(p)) for p in doc.params),
+    )
 
 
 def _sha(text: str) -> str:
@@ -162,6 +212,238 @@ _SCHEMA = (
 )
 
 
+def _probe_recall(exact: np.ndarray, proj: np.ndarray, probe: np.ndarray, wanted: int) -> float:
+    """Recall@10 of the first pass (top `wanted` by projected score, re-ranked exactly)
+    for stored rows used as queries; `exact` holds their exact scores, one column each."""
+    n, k = exact.shape[0], min(10, exact.shape[0] - 1)
+    if wanted >= n - 1 or k < 1:
+        return 1.0
+    first = proj @ proj[probe].T
+    first[probe, np.arange(probe.shape[0])] = -np.inf
+    cand = np.argpartition(first, n - wanted, axis=0)[n - wanted :]
+    cand_exact = np.take_along_axis(exact, cand, axis=0)
+    got = np.take_along_axis(cand, np.argpartition(cand_exact, wanted - k, axis=0)[wanted - k :], 0)
+    want = np.argpartition(exact, n - k, axis=0)[n - k :]
+    hits = sum(len(set(g) & set(w)) for g, w in zip(got.T.tolist(), want.T.tolist(), strict=True))
+    return hits / (k * probe.shape[0])
+
+
+class _Stemmer:
+    """Words → FTS5 terms, through FTS5's own `porter unicode61` tokenizer (cached).
+
+    Runs in a private in-memory database so the index's connection and transactions are
+    never touched; a word may yield several terms (a character unicode61 treats as a
+    separator) or none.
+    """
+
+    def __init__(self) -> None:
+        self._conn = sqlite3.connect(":memory:", check_same_thread=False)
+        self._conn.execute(
+            "CREATE VIRTUAL TABLE words USING fts5(word, tokenize = 'porter unicode61')"
+        )
+        self._conn.execute("CREATE VIRTUAL TABLE wv USING fts5vocab(words, 'instance')")
+        self.known: dict[str, tuple[str, ...]] = {}  # word → its terms
+
+    def learn(self, words: Iterable[str]) -> None:
+        """Look up the terms of the words not seen yet, in one batch."""
+        known = self.known
+        ask: dict[str, None] = {}
+        alias: list[tuple[str, str]] = []
+        for w in dict.fromkeys(words):
+            if w in known:
+                continue
+            if w.isascii():  # unicode61 folds ASCII case like lower(); porter leaves
+                low = w.lower()  # tokens of 1-2 characters and digit-only ones alone
+                if len(low) < 3 or low.isdigit():
+                    known[w] = (low,)
+                    continue
+                if low != w:
+                    alias.append((w, low))
+                    if low in known:
+                        continue
+                    w = low
+            ask[w] = None
+        if ask:
+            new = list(ask)
+            self._conn.execute("DELETE FROM words")
+            self._conn.executemany("INSERT INTO words (rowid, word) VALUES (?, ?)", enumerate(new))
+            found: dict[int, list[str]] = {}
+            for doc, term in self._conn.execute("SELECT doc, term FROM wv ORDER BY doc, offset"):
+                found.setdefault(doc, []).append(term)
+            for i, w in enumerate(new):
+                known[w] = tuple(found.get(i, ()))
+        for w, low in alias:
+            known[w] = known[low]
+
+    def __getitem__(self, word: str) -> tuple[str, ...]:
+        if word not in self.known:
+            self.learn([word])
+        return self.known[word]
+
+
+class _Bm25:
+    """FTS5's bm25() over the FTS5 rows, from postings kept in memory as numpy arrays.
+
+    Documents live in slots (a removed or replaced document leaves a dead slot, compacted
+    by a rebuild). Each term keeps (slots, term frequency) arrays; additions wait in a list
+    of arrays and removals are filtered out when the term is next queried. Tokenising is
+    vectorised over a batch: one regex pass per document, then numpy.
+    """
+
+    def __init__(self, stemmer: _Stemmer) -> None:
+        self.stem = stemmer
+        self.slot_of: dict[int, int] = {}  # FTS rowid (idx_docs.num) → slot
+        self.nums = np.zeros(0, dtype=np.int64)  # slot → rowid
+        self.dl = np.zeros(0, dtype=np.float64)  # slot → tokens over all columns
+        self.alive = np.zeros(0, dtype=bool)
+        self.size = 0  # slots used
+        self.n_alive = 0
+        self.total = 0  # tokens over the live documents
+        self.term_id: dict[str, int] = {}
+        self.postings: list[tuple[np.ndarray, np.ndarray] | None] = []  # by term id
+        self.pending: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+        self.filtered: list[int] = []  # by term id: `removals` when last filtered
+        self.removals = 0
+        self.writes = 0  # the BM25 weights below depend on the average length: any write
+        self.weights: dict[int, tuple[int, np.ndarray]] = {}  # term id → (writes, weights)
+
+    def _tid(self, term: str) -> int:
+        tid = self.term_id.get(term)
+        if tid is None:
+            tid = self.term_id[term] = len(self.postings)
+            self.postings.append(None)
+            self.filtered.append(self.removals)
+        return tid
+
+    def add_many(self, rows: Sequence[tuple[int, Sequence[str | None]]]) -> None:
+        """Index rows (rowid, column texts); a rowid already present is replaced."""
+        for num, _ in rows:
+            self.remove(num)
+        if not rows:
+            return
+        self.writes += 1
+        n = len(rows)
+        # Case is left to FTS5's tokenizer (which folds it) through the word → terms map.
+        per_doc = [_WORD.findall(" ".join(t or "" for t in texts)) for _, texts in rows]
+        flat = list(chain.from_iterable(per_doc))
+        wid: dict[str, int] = dict.fromkeys(flat, 0)
+        words = list(wid)
+        wid.update(zip(words, range(len(words)), strict=True))
+        ids = np.fromiter(map(wid.__getitem__, flat), np.int64, len(flat))
+        self.stem.learn(words)
+        known, tid = self.stem.known, self._tid
+        word_terms = [[tid(t) for t in known[w]] for w in words]
+        n_terms = np.fromiter(map(len, word_terms), np.int64, len(words))
+        term_flat = np.fromiter(chain.from_iterable(word_terms), np.int64, int(n_terms.sum()))
+        doc_of = np.repeat(np.arange(n), np.fromiter(map(len, per_doc), np.int64, n))
+        if (n_terms == 1).all():
+            terms = term_flat[ids]
+        else:  # a word unicode61 splits in several terms (or none)
+            count = n_terms[ids]
+            doc_of = np.repeat(doc_of, count)
+            first = np.concatenate(([0], np.cumsum(n_terms)[:-1]))[ids]
+            offset = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+            terms = term_flat[np.repeat(first, count) + offset]
+        slots = np.arange(self.size, self.size + n)
+        need = self.size + n
+        if need > self.nums.shape[0]:
+            cap = max(1024, need, 2 * self.nums.shape[0])
+            for name in ("nums", "dl", "alive"):
+                grown = np.zeros(cap, dtype=getattr(self, name).dtype)
+                grown[: self.size] = getattr(self, name)[: self.size]
+                setattr(self, name, grown)
+        dl = np.bincount(doc_of, minlength=n)
+        self.nums[slots] = [num for num, _ in rows]
+        self.dl[slots] = dl
+        self.alive[slots] = True
+        self.slot_of.update(zip((num for num, _ in rows), slots.tolist(), strict=True))
+        self.size = need
+        self.n_alive += n
+        self.total += int(dl.sum())
+        keys, tf = np.unique(terms * n + doc_of, return_counts=True)  # by term, then doc
+        key_term = keys // n
+        cuts = np.flatnonzero(np.diff(key_term)) + 1
+        for lo, hi in zip(
+            np.concatenate(([0], cuts)).tolist(),
+            np.append(cuts, keys.shape[0]).tolist(),
+            strict=True,
+        ):
+            self.pending.setdefault(int(key_term[lo]), []).append(
+                (slots[keys[lo:hi] % n], tf[lo:hi].astype(np.float64))
+            )
+
+    def remove(self, num: int) -> None:
+        slot = self.slot_of.pop(num, None)
+        if slot is None:
+            return
+        self.alive[slot] = False
+        self.n_alive -= 1
+        self.total -= int(self.dl[slot])
+        self.removals += 1
+        self.writes += 1
+
+    @property
+    def wasted(self) -> int:
+        """Dead slots: a rebuild is due when they outnumber the live ones."""
+        return self.size - self.n_alive
+
+    def _postings(self, tid: int) -> tuple[np.ndarray, np.ndarray]:
+        arrays = self.postings[tid]
+        add = self.pending.pop(tid, None)
+        if add is not None:
+            if arrays is not None:
+                add.insert(0, arrays)
+            arrays = (
+                np.concatenate([a[0] for a in add]) if len(add) > 1 else add[0][0],
+                np.concatenate([a[1] for a in add]) if len(add) > 1 else add[0][1],
+            )
+        if arrays is None:
+            arrays = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
+        if self.filtered[tid] != self.removals:
+            self.filtered[tid] = self.removals
+            keep = self.alive[arrays[0]]
+            arrays = (arrays[0][keep], arrays[1][keep])
+        self.postings[tid] = arrays
+        return arrays
+
+    def search(
+        self, phrases: list[str], depth: int, excluded_nums: Collection[int]
+    ) -> list[tuple[int, float]]:
+        """The `depth` best (rowid, score) for an OR of one-term phrases, score = -bm25()."""
+        if self.n_alive == 0:
+            return []
+        n_row = float(self.n_alive)
+        avgdl = float(self.total) / n_row
+        k1, b = BM25_K1, BM25_B
+        acc = np.zeros(self.size, dtype=np.float64)  # > 0 exactly for the matching rows
+        for term in phrases:  # in phrase order, as FTS5 sums them
+            tid = self.term_id.get(term)
+            if tid is None:
+                continue
+            slots, tf = self._postings(tid)
+            n_hit = slots.shape[0]
+            if n_hit == 0:
+                continue
+            idf = math.log((n_row - n_hit + 0.5) / (n_hit + 0.5))
+            if idf <= 0.0:
+                idf = 1e-6
+            cached = self.weights.get(tid)
+            if cached is None or cached[0] != self.writes:
+                w = (tf * (k1 + 1.0)) / (tf + k1 * (1 - b + b * self.dl[slots] / avgdl))
+                cached = self.weights[tid] = (self.writes, w)
+            acc[slots] += idf * cached[1]  # FTS5: idf * (f * (k1 + 1) / (f + k1 * (...)))
+        if excluded_nums:
+            acc[[self.slot_of[n] for n in excluded_nums if n in self.slot_of]] = 0.0
+        cand = np.flatnonzero(acc > 0.0)  # a bool mask: ~5× faster than on the floats
+        if cand.shape[0] > depth:  # keep every tie of the depth-th score, then order exactly
+            s = acc[cand]
+            cut = np.partition(s, s.shape[0] - depth)[s.shape[0] - depth]
+            cand = cand[s >= cut]
+        order = np.lexsort((self.nums[cand], -acc[cand]))[:depth]
+        top = cand[order]
+        return list(zip(self.nums[top].tolist(), acc[top].tolist(), strict=True))
+
+
 class CapabilityIndex:
     """Hybrid (semantic + BM25) index over capability documents, persisted in SQLite."""
 
@@ -173,20 +455,27 @@ class CapabilityIndex:
         rrf_k: float = RRF_K,
         weights: tuple[float, float] = RRF_WEIGHTS,
         fusion_depth: int = FUSION_DEPTH,
+        fast_min_docs: int = FAST_MIN_DOCS,
+        fast_dims: int = FAST_DIMS,
+        fast_candidates: int = FAST_CANDIDATES,
     ) -> None:
         self.conn = conn
         self.embedder = embedder
         self.rrf_k = float(rrf_k)
         self.weights = (float(weights[0]), float(weights[1]))  # (semantic, lexical)
         self.fusion_depth = int(fusion_depth)
+        self.fast_min_docs = int(fast_min_docs)  # from this size on, the fast paths are used
+        self.fast_dims = int(fast_dims)
+        self.fast_candidates = int(fast_candidates)
         self.embed_calls = 0  # texts embedded by this index (documents, not queries)
+        self._stemmer_: _Stemmer | None = None  # made on first use (large indexes only)
         self._create_tables()
         self.reload()
 
     # ------------------------------------------------------------------ storage
 
     @contextmanager
-    def _atomic(self) -> Iterator[None]:
+    def _atomic(self) -> Generator[None, None, None]:
         try:
             self.conn.execute("SAVEPOINT idx_write")
         except sqlite3.Error as e:
@@ -239,6 +528,14 @@ class CapabilityIndex:
         self._scores = np.zeros(0, dtype=np.float32)
         self._n = 0
         self._dim: int | None = None
+        self._basis: np.ndarray | None = None  # dim × fast_dims principal directions
+        self._proj = np.zeros((0, 0), dtype=np.float32)  # rows of _mat @ _basis
+        self._pscores = np.zeros(0, dtype=np.float32)
+        self._fit_n = 0  # documents when the basis was fitted (0: never)
+        self.fast_energy: float | None = None  # energy share held by the basis
+        self.fast_recall: float | None = None  # its recall@10 on stored rows as queries
+        self._bm25: _Bm25 | None = None  # built once FTS5 has cost as much (see above)
+        self._fts_seconds = 0.0  # spent in FTS5 BM25 queries since the last reload
         have = [r for r in rows if r[4] is not None]
         sizes = {len(r[4]) for r in have}
         if len(sizes) > 1:  # mixed dimensions under one embedder id: keep the commonest
@@ -257,6 +554,20 @@ class CapabilityIndex:
         if missing:
             docs = [d for d in (self.get(i) for i in missing) if d is not None]
             self._write(docs, force_embed=True)
+
+    def prepare(self) -> None:
+        """Build the fast paths' structures now rather than during searches.
+
+        For processes that will search a large index many times (an agent, a server):
+        fits the compact projection and builds the in-memory BM25 postings, which
+        searches otherwise do lazily (the postings only once FTS5 has cost as much).
+        Does nothing below `fast_min_docs` documents.
+        """
+        if self._n < self.fast_min_docs or self._dim is None:
+            return
+        self._fast_ready()
+        if self._bm25 is None:
+            self._bm25 = self._build_bm25()
 
     def _add_meta(self, doc_id: str, num: int, doc_hash: str, text_hash: str) -> None:
         self._row[doc_id] = len(self._ids)
@@ -280,6 +591,17 @@ class CapabilityIndex:
             grown[: self._n] = self._mat[: self._n]
             self._mat = grown
             self._scores = np.zeros(cap, dtype=np.float32)
+            if self._basis is not None:
+                proj = np.zeros((cap, self._basis.shape[1]), dtype=np.float32)
+                proj[: self._n] = self._proj[: self._n]
+                self._proj = proj
+                self._pscores = np.zeros(cap, dtype=np.float32)
+
+    def _set_row(self, row: int, v: np.ndarray) -> None:
+        """Write one vector into the matrix and, when there is one, its compact copy."""
+        self._mat[row] = v
+        if self._basis is not None:
+            self._proj[row] = self._mat[row] @ self._basis
 
     # ------------------------------------------------------------------ writes
 
@@ -347,13 +669,7 @@ class CapabilityIndex:
                     self.conn.execute(
                         "INSERT INTO idx_fts (rowid, id_words, name, summary, params)"
                         " VALUES (?, ?, ?, ?, ?)",
-                        (
-                            num,
-                            " ".join(split_words(d.id)),
-                            " ".join(split_words(d.name)),
-                            d.summary,
-                            " ".join(" ".join(split_words(p)) for p in d.params),
-                        ),
+                        (num, *_fts_texts(d)),
                     )
                 self.conn.executemany(
                     "INSERT OR REPLACE INTO idx_embeddings (id, embedder_id, text_hash, dim,"
@@ -371,14 +687,16 @@ class CapabilityIndex:
             v = vectors.get(d.id)
             if d.id in self._row:
                 if v is not None:
-                    self._mat[self._row[d.id]] = v
+                    self._set_row(self._row[d.id], v)
                 self._doc_hash[d.id] = _doc_hash(d)
                 self._text_hash[d.id] = text_hash[d.id]
             else:
                 assert v is not None  # new documents are always in `need`
-                self._mat[self._n] = v
+                self._set_row(self._n, v)
                 self._n += 1
                 self._add_meta(d.id, nums[d.id], _doc_hash(d), text_hash[d.id])
+        if self._bm25 is not None:
+            self._bm25.add_many([(nums[d.id], _fts_texts(d)) for d in docs])
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         try:
@@ -412,12 +730,16 @@ class CapabilityIndex:
         if row != last:  # swap-remove: the last row fills the hole
             moved = self._ids[last]
             self._mat[row] = self._mat[last]
+            if self._basis is not None:
+                self._proj[row] = self._proj[last]
             self._ids[row] = moved
             self._row[moved] = row
         self._ids.pop()
         self._n -= 1
         del self._id_of_num[num], self._num[doc_id], self._doc_hash[doc_id]
         del self._text_hash[doc_id]
+        if self._bm25 is not None:
+            self._bm25.remove(num)
         return True
 
     # ------------------------------------------------------------------ reads
@@ -471,16 +793,10 @@ class CapabilityIndex:
         depth = k if mode != "hybrid" else max(k, self.fusion_depth)
 
         sem: dict[str, tuple[int, float]] = {}
-        scores: np.ndarray | None = None
+        qv: np.ndarray | None = None
         if mode != "lexical":
-            scores = self._semantic_scores(query, query_vector)
-            if excluded:
-                scores[[self._row[i] for i in excluded]] = -np.inf
-            m = min(depth, self._n - len(excluded))
-            if m > 0:
-                top = np.argpartition(scores, self._n - m)[self._n - m :]
-                top = top[np.lexsort((top, -scores[top]))]
-                sem = {self._ids[r]: (rank, float(scores[r])) for rank, r in enumerate(top, 1)}
+            qv = self._query_vector(query, query_vector)
+            sem = self._semantic(qv, depth, excluded)
         lex: dict[str, tuple[int, float]] = {}
         terms: list[str] = []
         if mode != "semantic":
@@ -505,8 +821,8 @@ class CapabilityIndex:
         hits = []
         for doc_id, score in ranked:
             s_rank, s_score = sem.get(doc_id, (None, None))
-            if s_score is None and scores is not None:  # beyond the fusion depth: score only
-                s_score = float(scores[self._row[doc_id]])
+            if s_score is None and qv is not None:  # beyond the fusion depth: score only
+                s_score = float(self._mat[self._row[doc_id]] @ qv)
             l_rank, l_score = lex.get(doc_id, (None, None))
             hits.append(
                 Hit(
@@ -521,20 +837,106 @@ class CapabilityIndex:
             )
         return hits
 
-    def _semantic_scores(self, query: str, query_vector: np.ndarray | None) -> np.ndarray:
+    def _query_vector(self, query: str, query_vector: np.ndarray | None) -> np.ndarray:
         assert self._dim is not None
         if query_vector is None:
-            qv = self._embed_query(query)
+            return self._embed_query(query)
+        qv = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+        if qv.shape[0] != self._dim or not np.isfinite(qv).all():
+            raise CapabilityError(
+                f"query_vector must be {self._dim} finite floats, got shape "
+                f"{np.shape(query_vector)}"
+            )
+        return qv
+
+    def _semantic(
+        self, qv: np.ndarray, depth: int, excluded: set[str]
+    ) -> dict[str, tuple[int, float]]:
+        """The `depth` best rows by cosine: {id: (rank, exact score)}, excluded ids masked.
+
+        Large indexes scan the compact projection first and re-rank its best
+        `fast_candidates` rows exactly; the others scan the whole matrix.
+        """
+        n = self._n
+        live = n - len(excluded)
+        m = min(depth, live)
+        if m <= 0:
+            return {}
+        masked = [self._row[i] for i in excluded]
+        wanted = max(self.fast_candidates, 4 * depth)
+        if n >= self.fast_min_docs and wanted < live and self._fast_ready():
+            assert self._basis is not None
+            first = self._pscores[:n]
+            np.dot(self._proj[:n], qv @ self._basis, out=first)
+            if masked:
+                first[masked] = -np.inf  # before the candidates are chosen
+            rows = np.argpartition(first, n - wanted)[n - wanted :]
+            scores = self._mat[rows] @ qv  # exact float32 cosine of the candidates
         else:
-            qv = np.asarray(query_vector, dtype=np.float32).reshape(-1)
-            if qv.shape[0] != self._dim or not np.isfinite(qv).all():
-                raise CapabilityError(
-                    f"query_vector must be {self._dim} finite floats, got shape "
-                    f"{np.shape(query_vector)}"
-                )
-        out = self._scores[: self._n]
-        np.dot(self._mat[: self._n], qv, out=out)
-        return out
+            scores = self._scores[:n]
+            np.dot(self._mat[:n], qv, out=scores)
+            if masked:
+                scores[masked] = -np.inf
+            rows = np.arange(n)
+        if rows.shape[0] > m:
+            pick = np.argpartition(scores, rows.shape[0] - m)[rows.shape[0] - m :]
+            rows, scores = rows[pick], scores[pick]
+        order = np.lexsort((rows, -scores))
+        return {
+            self._ids[r]: (rank, float(s))
+            for rank, (r, s) in enumerate(zip(rows[order], scores[order], strict=True), 1)
+        }
+
+    def _fast_ready(self) -> bool:
+        """Fit the compact projection if due; True when the fast semantic path applies."""
+        n = self._n
+        if self._fit_n == 0 or n > 2 * self._fit_n or 2 * n < self._fit_n:
+            self._fit_projection()
+        return self._basis is not None
+
+    def _fit_projection(self) -> None:
+        """Leading eigenvectors of the (uncentred) second moment of the stored vectors.
+
+        Uncentred because the first pass approximates dot products, not distances to the
+        mean. Fitted on an evenly spaced sample of at most `_FIT_SAMPLE` rows. Keeps the
+        fewest of `fast_dims` × 1, 1.5, 2, 3 directions (at most half the dimension) that
+        hold `FAST_MIN_ENERGY` of the energy; none when no such count does. Isotropic
+        vectors never qualify: m of d directions hold about m/d ≤ 1/2 of their energy.
+        """
+        assert self._dim is not None
+        n, dim = self._n, self._dim
+        sample = self._mat[: n : max(1, n // _FIT_SAMPLE)].astype(np.float64)
+        eigvals, eigvecs = np.linalg.eigh(sample.T @ sample)
+        order = np.argsort(eigvals)[::-1]
+        total = float(eigvals.sum())
+        share = np.cumsum(eigvals[order]) / total if total > 0 else np.zeros(dim)
+        self._fit_n = n
+        self._basis = None
+        self._proj = np.zeros((0, 0), dtype=np.float32)
+        tiers = [t for t in (2, 3, 4, 6) if self.fast_dims * t // 2 <= dim // 2]
+        self.fast_energy = float(share[min(self.fast_dims, dim) - 1])
+        self.fast_recall = None
+        probe = np.linspace(0, n - 1, min(n, _PROBES)).astype(np.int64)
+        exact: np.ndarray | None = None
+        for dims in (self.fast_dims * t // 2 for t in tiers):
+            self.fast_energy = float(share[dims - 1])
+            if self.fast_energy < FAST_MIN_ENERGY:
+                continue
+            basis = np.ascontiguousarray(eigvecs[:, order[:dims]], dtype=np.float32)
+            proj = self._mat[:n] @ basis
+            if exact is None:
+                exact = self._mat[:n] @ self._mat[probe].T
+                exact[probe, np.arange(probe.shape[0])] = -np.inf  # not its own neighbour
+            self.fast_recall = _probe_recall(exact, proj, probe, self.fast_candidates)
+            if self.fast_recall >= FAST_MIN_RECALL:
+                break
+        else:
+            return
+        self._basis = basis
+        cap = self._mat.shape[0]
+        self._proj = np.zeros((cap, dims), dtype=np.float32)
+        self._proj[:n] = proj
+        self._pscores = np.zeros(cap, dtype=np.float32)
 
     def _embed_query(self, query: str) -> np.ndarray:
         try:
@@ -563,6 +965,15 @@ class CapabilityIndex:
     ) -> dict[str, tuple[int, float]]:
         if not terms:
             return {}
+        due = self._fts_seconds >= _BM25_BUILD_S_PER_DOC * self._n
+        if self._n >= self.fast_min_docs and (self._bm25 is not None or due):
+            found = self._lexical_fast(terms, depth, excluded)
+            if found is not None:
+                out: dict[str, tuple[int, float]] = {}
+                for num, score in found:
+                    out[self._id_of_num[num]] = (len(out) + 1, score)
+                return out
+        started = time.perf_counter()
         match = " OR ".join(f'"{t}"' for t in terms)  # words are [^\W_]+: nothing to escape
         sql = "SELECT rowid, -bm25(idx_fts) AS s FROM idx_fts WHERE idx_fts MATCH ?"
         args: tuple[object, ...] = (match,)
@@ -570,12 +981,46 @@ class CapabilityIndex:
             sql += " AND rowid NOT IN (SELECT value FROM json_each(?))"
             args += (json.dumps([self._num[i] for i in excluded]),)
         rows = self.conn.execute(sql + " ORDER BY s DESC, rowid LIMIT ?", (*args, depth)).fetchall()
-        out: dict[str, tuple[int, float]] = {}
+        out = {}
         for num, score in rows:
             doc_id = self._id_of_num.get(num)
             if doc_id is not None:  # written by another process since our reload()
                 out[doc_id] = (len(out) + 1, float(score))
+        self._fts_seconds += time.perf_counter() - started
         return out
+
+    def _lexical_fast(
+        self, terms: list[str], depth: int, excluded: set[str]
+    ) -> list[tuple[int, float]] | None:
+        """BM25 from the in-memory postings, or None when FTS5 must answer itself (a query
+        word its tokenizer splits in several terms: a phrase, which postings cannot match)."""
+        phrases = []
+        for t in terms:
+            stems = self._stemmer()[t]
+            if len(stems) != 1:
+                return None
+            phrases.append(stems[0])
+        bm25 = self._bm25
+        if bm25 is None or bm25.wasted > max(1000, bm25.n_alive):
+            bm25 = self._bm25 = self._build_bm25()
+        return bm25.search(phrases, depth, [self._num[i] for i in excluded])
+
+    def _stemmer(self) -> _Stemmer:
+        if self._stemmer_ is None:
+            self._stemmer_ = _Stemmer()
+        return self._stemmer_
+
+    def _build_bm25(self) -> _Bm25:
+        try:
+            rows = self.conn.execute(
+                "SELECT rowid, id_words, name, summary, params FROM idx_fts"
+            ).fetchall()
+        except sqlite3.Error as e:
+            raise StoreError(f"capability index: cannot read idx_fts: {e}") from e
+        bm25 = _Bm25(self._stemmer())
+        known = self._id_of_num
+        bm25.add_many([(r[0], r[1:]) for r in rows if r[0] in known])
+        return bm25
 
     def _matched_terms(self, doc_ids: list[str], terms: list[str]) -> dict[str, list[str]]:
         """The words of each document that matched the BM25 query, for `Hit.why`.
