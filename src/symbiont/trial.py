@@ -573,6 +573,15 @@ class _Tail:
         buf = re.sub(rb"\nExtension modules: [^\n]*", b"", bytes(self.buf))
         self.total -= len(self.buf) - len(buf)
         self.buf = bytearray(buf)
+        fault = buf.rfind(b"Fatal Python error") if self.keep else -1
+        if fault != -1 and len(buf) - fault > self.keep:
+            # A crash report lists the innermost frame first: keep its head, not its tail.
+            data = buf[fault : fault + self.keep]
+            before = self.total - (len(buf) - fault)
+            later = len(buf) - fault - len(data)
+            head = f"[... {before} earlier bytes omitted ...]\n" if before else ""
+            body = data.decode("utf-8", "replace")
+            return f"{head}{body}\n[... {later} later bytes (outer frames) omitted ...]"
         data = bytes(self.buf[-self.keep :]) if self.keep else b""
         if len(data) < self.total:  # cut mid-stream: drop a split UTF-8 sequence's tail
             data = data.lstrip(bytes(range(0x80, 0xC0)))

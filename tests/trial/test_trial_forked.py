@@ -619,3 +619,21 @@ def test_child_dies_with_its_parent(tmp_path: Any) -> None:
     while not is_gone(child) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert is_gone(child)
+
+
+def test_a_deep_stack_keeps_the_head_of_the_crash_report() -> None:
+    """faulthandler lists the innermost frame first: the tail must keep the report's head."""
+    crash = make_candidate(
+        "import ctypes\n\ndef crash():\n    return ctypes.string_at(0)\n",
+        "crash",
+        "<symbiont test.crash rev2>",
+    )
+
+    def deep(n: int) -> TrialResult:
+        return run_forked(crash, TrialLimits(timeout_s=5, tail_bytes=700)) if n == 0 else deep(n - 1)
+
+    result = deep(80)
+    _failed(result, "crash")
+    assert result.stderr_tail.startswith("Fatal Python error: Segmentation fault")
+    assert '"<symbiont test.crash rev2>", line 4' in result.stderr_tail
+    assert "later bytes (outer frames) omitted" in result.stderr_tail
