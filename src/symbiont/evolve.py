@@ -197,6 +197,11 @@ async def run_evolve(
             runtime._update_revision(handle, active)
     report.baseline_score = active.score
 
+    # Reading and parsing the module's source once per run, not once per attempt.
+    target = dataclasses.replace(
+        Target.from_function(handle.fn, owned_names=handle.owned_names),
+        declared_code=handle.declared_code,
+    )
     failures = runtime.take_failures(handle.fn)
     first_messages = _first_messages(handle, config.prompt, failures)
     messages: list[Message] = list(first_messages)
@@ -233,13 +238,14 @@ async def run_evolve(
         )
         parents = (active.number,)
         t0 = time.perf_counter()
-        target = Target.from_function(handle.fn, owned_names=handle.owned_names)
-        target = dataclasses.replace(target, declared_code=handle.declared_code)
+        if target.owned_names != handle.owned_names:  # a promotion installed helpers
+            target = dataclasses.replace(target, owned_names=handle.owned_names)
         result = run_pipeline(reply.text, target, pipeline_config)
         attempt.timings.update(result.timings)
         attempt.timings.setdefault("pipeline", time.perf_counter() - t0)
         candidate = result.candidate
-        source = candidate.source if candidate is not None else _best_effort_source(reply.text)
+        # Without a candidate there is no source; the reply itself is kept on the revision.
+        source = candidate.source if candidate is not None else ""
         chash = content_hash(source) if source else ""
 
         revision = Revision(
@@ -401,12 +407,6 @@ def _tails(trial: TrialResult) -> str:
     if trial.stderr_tail.strip():
         parts.append("stderr (last lines):\n" + trial.stderr_tail.strip()[-1500:])
     return "\n".join(parts)
-
-
-def _best_effort_source(reply: str) -> str:
-    """What to keep of a reply the extractor found no function in: nothing (the reply itself
-    is stored as the revision's `reply`)."""
-    return ""
 
 
 def _sources_for_hints(handle: Evolvable) -> list[str]:

@@ -336,9 +336,13 @@ class Runtime:
     def _finish_run(self, run_id: int | None, report: EvolveReport) -> None:
         if run_id is None or self.store is None:
             return
-        outcome = "accepted" if report.accepted else "exhausted"
-        if report.attempts and report.attempts[-1].stage == "model" and not report.accepted:
-            outcome = "error" if not report.attempts[-1].repeated else outcome
+        last = report.attempts[-1] if report.attempts else None
+        if report.accepted:
+            outcome = "accepted"
+        elif last is not None and last.stage == "model" and not last.repeated:
+            outcome = "error"  # the model could not be reached at all
+        else:
+            outcome = "exhausted"
         self.store.finish_run(run_id, outcome, report.accepted.number if report.accepted else None)
 
 

@@ -75,6 +75,18 @@ class SandboxResult:
         return self.error is None
 
 
+def parse_input(input_json: str) -> Any:
+    """Decode a capability's input; every tier refuses non-JSON the same way."""
+    import json
+
+    from symbiont.errors import CapabilityError
+
+    try:
+        return json.loads(input_json)
+    except (TypeError, ValueError) as exc:
+        raise CapabilityError(f"the input is not valid JSON: {exc}") from None
+
+
 @runtime_checkable
 class Sandbox(Protocol):
     """Runs `entry(**input)` from `source` in isolation."""

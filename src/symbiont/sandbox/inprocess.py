@@ -14,9 +14,8 @@ import logging
 import time
 
 from symbiont import host as host_module
-from symbiont.errors import CapabilityError
 from symbiont.sandbox._process_runner import run_capability
-from symbiont.sandbox.base import Limits, Permissions, SandboxFailure, SandboxResult
+from symbiont.sandbox.base import Limits, Permissions, SandboxFailure, SandboxResult, parse_input
 from symbiont.sandbox.hostfns import HostFunctions
 
 log = logging.getLogger("symbiont.sandbox")
@@ -39,10 +38,7 @@ class InProcessSandbox:
     ) -> SandboxResult:
         permissions = permissions or Permissions()
         limits = limits or Limits()
-        try:
-            input_value = json.loads(input_json)
-        except (TypeError, ValueError) as exc:
-            raise CapabilityError(f"the input is not valid JSON: {exc}") from None
+        input_value = parse_input(input_json)
         log.info("%s: running %s() (trusted code, no sandbox)", TIER_LABEL, entry)
         hostfns = HostFunctions(permissions, limits)
         started = time.perf_counter()

@@ -41,13 +41,14 @@ from pathlib import Path
 from typing import Any
 
 import symbiont
-from symbiont.errors import CapabilityError, SandboxError
+from symbiont.errors import SandboxError
 from symbiont.sandbox._process_worker import recv_frame, send_frame
 from symbiont.sandbox.base import (
     Limits,
     Permissions,
     SandboxFailure,
     SandboxResult,
+    parse_input,
 )
 from symbiont.sandbox.hostfns import HostFunctions
 
@@ -426,10 +427,7 @@ class ProcessSandbox:
         """Run `entry(**input)` from `source` in a fresh confined worker."""
         permissions = permissions or Permissions()
         limits = limits or Limits()
-        try:
-            json.loads(input_json)
-        except (TypeError, ValueError) as exc:
-            raise CapabilityError(f"the input is not valid JSON: {exc}") from None
+        parse_input(input_json)
         started = time.perf_counter()
         hostfns = HostFunctions(permissions, limits)
         zygote = self._acquire()

@@ -57,6 +57,7 @@ from symbiont.sandbox.base import (
     Permissions,
     SandboxFailure,
     SandboxResult,
+    parse_input,
 )
 
 HOST_INTERFACE = "symbiont:sandbox/host@0.1.0"
@@ -726,10 +727,7 @@ class WasmSandbox:
         """Run `entry(**input)` from `source` in a fresh wasm instance."""
         permissions = permissions or _NO_PERMISSIONS
         limits = limits or _DEFAULT_LIMITS
-        try:
-            json.loads(input_json)
-        except (TypeError, ValueError) as exc:
-            raise CapabilityError(f"the input is not valid JSON: {exc}") from None
+        parse_input(input_json)
         if not isinstance(source, str) or not isinstance(entry, str):
             raise CapabilityError("source and entry must be strings")
         started = time.perf_counter()
