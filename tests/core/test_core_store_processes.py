@@ -71,7 +71,11 @@ def test_an_evolving_process_killed_at_a_random_point_loses_nothing(tmp: Path) -
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     time.sleep(random.Random(7).uniform(1.0, 2.0))
     proc.send_signal(signal.SIGKILL)
-    out, err = proc.communicate(timeout=30)
+    proc.wait(timeout=30)
+    # The same text stream as readline() (communicate() would miss lines it buffered).
+    out = proc.stdout.read()
+    assert proc.stderr is not None
+    err = proc.stderr.read()
     assert proc.returncode == -signal.SIGKILL, err
     reported = numbers(out)
     assert len(reported) >= 3, f"too little evolved before the kill: {err[-2000:]}"

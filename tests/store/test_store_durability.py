@@ -75,7 +75,12 @@ def test_sigkill_at_a_random_point_loses_no_reported_revision(tmp_path: Path, se
     # Kill somewhere in the middle of the stream of writes (not at a line boundary we chose).
     time.sleep(rng.uniform(0.05, 0.6))
     proc.send_signal(signal.SIGKILL)
-    out, err = proc.communicate(timeout=30)
+    proc.wait(timeout=30)
+    # Read through the same text stream as readline(): communicate() reads the raw pipe and
+    # would miss lines readline() already buffered.
+    out = proc.stdout.read()
+    assert proc.stderr is not None
+    err = proc.stderr.read()
     assert proc.returncode == -signal.SIGKILL, err
     numbers = reported_numbers(out)
     assert len(numbers) >= 3, f"the child wrote too little before the kill: {err}"
