@@ -1,0 +1,97 @@
+"""Evolve-loop throughput: attempts per second with a scripted (instant) model.
+
+Two runs on a one-line function, no store, no type check, so the figure is the loop's own
+cost (prompt building, the model call, pipeline, records, feedback):
+
+- *pipeline rejections*: 300 attempts, each a distinct reply rejected before the trial (a
+  syntax error or a wrong signature) — the cost of a long conversation shows here;
+- *trial rejections*: 100 attempts, each a distinct candidate that fails its check in a forked
+  trial child.
+
+Also reported: the messages and estimated input tokens (characters / 4) of the last
+request, and the input tokens of the whole run. The script uses only the public API, so the
+same file measures an older checkout: `python benchmarks/bench_harness.py` from its root.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _report import write_section
+
+import symbiont
+from symbiont.models import ScriptedModel
+
+
+@symbiont.evolvable(timeout=5.0, typecheck=False)
+def bump(x: int) -> int:
+    """Return x plus one."""
+    return x
+
+
+def check_bump(fn) -> None:  # type: ignore[no-untyped-def]
+    assert fn(1) == 2, f"bump(1) returned {fn(1)!r}, expected 2"
+
+
+def pipeline_reply(i: int) -> str:
+    if i % 2:
+        return f"```python\ndef bump(x: int) -> int:\n    return x + ({i}\n```"  # syntax error
+    return f"```python\ndef bump(x: str) -> int:\n    return {i}\n```"  # wrong signature
+
+
+def trial_reply(i: int) -> str:
+    return f"```python\ndef bump(x: int) -> int:\n    return x + {i + 2}\n```"  # check fails
+
+
+def run(replies: list[str]) -> tuple[float, int, int, int]:
+    """(attempts/s, messages in the last request, its estimated tokens, run input tokens)."""
+    model = ScriptedModel(replies)
+    rt = symbiont.Runtime(store=False)
+    try:
+        started = time.perf_counter()
+        report = rt.evolve_sync(bump, model, check=check_bump, attempts=len(replies))
+        elapsed = time.perf_counter() - started
+    finally:
+        rt.close()
+        h = bump.symbiont
+        h.activate(0)
+        del h.revisions[1:]
+    assert len(report.attempts) == len(replies), report.summary()
+    last = model.calls[-1]
+    chars = sum(len(str(m.get("content") or "")) for m in last)
+    return len(replies) / elapsed, len(last), (chars + 3) // 4, report.input_tokens
+
+
+def main() -> str:
+    load = os.getloadavg()[0]
+    rows = []
+    for label, replies in (
+        ("300 attempts rejected in the pipeline", [pipeline_reply(i) for i in range(300)]),
+        ("100 attempts rejected at the check (forked trial)", [trial_reply(i) for i in range(100)]),
+    ):
+        rate, messages, last_tokens, total = run(replies)
+        rows.append(
+            f"| {label} | {rate:.1f} | {messages} | {last_tokens:,} | {total:,} |"
+        )
+        print(rows[-1], flush=True)
+    text = "\n".join(
+        [
+            "## Evolve loop throughput (scripted model)",
+            "",
+            "One-line function, no store, no type check. `python benchmarks/bench_harness.py`.",
+            f"Load average at start: {load:.2f}.",
+            "",
+            "| run | attempts/s | messages in last request | its tokens (est.) | run input tokens |",
+            "| --- | ---: | ---: | ---: | ---: |",
+            *rows,
+        ]
+    )
+    return write_section("harness", text)
+
+
+if __name__ == "__main__":
+    print(main())
