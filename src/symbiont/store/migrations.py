@@ -195,6 +195,31 @@ from symbiont.agent.transcripts import TRANSCRIPT_DDL  # noqa: E402
 
 MIGRATIONS.append(Migration(3, "agent transcripts", tuple(TRANSCRIPT_DDL)))
 
+# 4: live failures (issue 9): exceptions the promoted function raised in a program, with
+# the revision they hit, a bounded repr of the arguments and the traceback. A ring per
+# lineage: `SQLiteStore.add_failure` trims to the newest N in the same transaction.
+MIGRATIONS.append(
+    Migration(
+        4,
+        "live failures",
+        (
+            """CREATE TABLE live_failures (
+                id INTEGER PRIMARY KEY,
+                function_id INTEGER NOT NULL REFERENCES functions(id) ON DELETE CASCADE,
+                revision_number INTEGER NOT NULL,
+                at REAL NOT NULL,
+                kind TEXT NOT NULL,
+                message TEXT NOT NULL,
+                args TEXT NOT NULL DEFAULT '',
+                traceback TEXT NOT NULL DEFAULT '',
+                diagnostic TEXT NOT NULL DEFAULT '{}',
+                pid INTEGER
+            )""",
+            "CREATE INDEX live_failures_by_function ON live_failures (function_id, id)",
+        ),
+    )
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version if MIGRATIONS else 0
 
 

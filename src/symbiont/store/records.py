@@ -99,3 +99,22 @@ class ActivationRecord:
     number: int
     reason: str  # activate | rollback | resume
     at: float
+
+
+@dataclass(slots=True)
+class FailureRecord:
+    """An exception the live function raised in a program, kept with the revision it hit.
+
+    The store keeps the newest few per lineage (a ring; see `SQLiteStore.add_failure`).
+    """
+
+    function_id: int
+    revision_number: int  # the revision whose code raised (0: the declared body)
+    at: float
+    kind: str  # Diagnostic kind: exception | recursion | memory | exit
+    message: str  # "ExcType: message"
+    args: str  # bounded repr of the call's arguments ("" if unknown)
+    traceback: str  # formatted traceback, bounded
+    diagnostic: dict[str, Any] = field(default_factory=dict)  # Diagnostic.to_dict()
+    pid: int | None = None  # the process it happened in
+    id: int | None = None

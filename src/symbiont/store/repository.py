@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from symbiont.store.records import (
     ActivationRecord,
     AttemptRecord,
+    FailureRecord,
     FunctionRecord,
     RevisionRecord,
     RunRecord,
@@ -72,6 +73,12 @@ class Store(Protocol):
     # -- activation -----------------------------------------------------------------------
     def set_active(self, function_id: int, number: int, *, reason: str = "activate") -> None: ...
 
+    def set_active_if(
+        self, function_id: int, expected_active: int | None, new: int, *, reason: str = "activate"
+    ) -> bool:
+        """Compare-and-set activation: `new` only if `expected_active` is still active."""
+        ...
+
     def active_revision(self, key: str, fingerprint: str) -> RevisionRecord | None: ...
 
     def activations(self, function_id: int) -> list[ActivationRecord]: ...
@@ -79,6 +86,15 @@ class Store(Protocol):
     def rollback(self, function_id: int, number: int | None = None) -> int:
         """Make the previously active accepted revision (or `number`) active; returns it."""
         ...
+
+    def record_declared_body(self, rev: RevisionRecord) -> tuple[RevisionRecord, bool]:
+        """Add the declared body unless the newest `default` revision already is it."""
+        ...
+
+    # -- live failures --------------------------------------------------------------------
+    def add_failure(self, failure: FailureRecord, *, keep: int = 100) -> FailureRecord: ...
+
+    def failures(self, function_id: int, limit: int | None = None) -> list[FailureRecord]: ...
 
     # -- evolve runs ----------------------------------------------------------------------
     def start_run(self, function_id: int, config: dict[str, Any]) -> int: ...

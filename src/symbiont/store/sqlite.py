@@ -51,6 +51,7 @@ from symbiont.store.records import (
     STATUSES,
     ActivationRecord,
     AttemptRecord,
+    FailureRecord,
     FunctionRecord,
     RevisionRecord,
     RunRecord,
@@ -545,20 +546,7 @@ class SQLiteStore:
         existing number with the same content hash returns the stored one (two programs
         starting at once both record revision 0); a different content is an error.
         """
-        if rev.origin not in ORIGINS:
-            raise StoreError(
-                f"revision origin must be one of {', '.join(ORIGINS)}, not {rev.origin!r}"
-            )
-        if rev.status not in STATUSES:
-            raise StoreError(
-                f"revision status must be one of {', '.join(STATUSES)}, not {rev.status!r}"
-            )
-        if rev.number < -1:
-            raise StoreError(f"revision number must be >= 0 (or -1 to allocate), not {rev.number}")
-        created = rev.created_at if rev.created_at is not None else time.time()
-        diagnostics = _dumps(list(rev.diagnostics))
-        metrics = _dumps(dict(rev.metrics))
-        parents = tuple(int(p) for p in rev.parents)
+        self._check_revision(rev)
 
         def op(conn: sqlite3.Connection) -> RevisionRecord:
             if (
@@ -585,40 +573,54 @@ class SQLiteStore:
                         f"function id {rev.function_id} already has a different revision "
                         f"{number}; pass number=-1 to get the next free number"
                     )
-            cur = conn.execute(
-                """INSERT INTO revisions (function_id, number, source, reply, origin, model,
-                       status, stage, diagnostics, score, metrics, content_hash, created_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (
-                    rev.function_id,
-                    number,
-                    rev.source,
-                    rev.reply or "",
-                    rev.origin,
-                    rev.model,
-                    rev.status,
-                    rev.stage,
-                    diagnostics,
-                    _score(rev.score),
-                    metrics,
-                    rev.content_hash,
-                    created,
-                ),
+            return _insert_revision(conn, rev, number)
+
+        return self._write(op)
+
+    def _check_revision(self, rev: RevisionRecord) -> None:
+        if rev.origin not in ORIGINS:
+            raise StoreError(
+                f"revision origin must be one of {', '.join(ORIGINS)}, not {rev.origin!r}"
             )
-            conn.executemany(
-                """INSERT INTO revision_parents (function_id, number, position, parent_number)
-                   VALUES (?, ?, ?, ?)""",
-                [(rev.function_id, number, i, p) for i, p in enumerate(parents)],
+        if rev.status not in STATUSES:
+            raise StoreError(
+                f"revision status must be one of {', '.join(STATUSES)}, not {rev.status!r}"
             )
-            return replace(
-                rev,
-                number=number,
-                id=cur.lastrowid,
-                created_at=created,
-                parents=parents,
-                diagnostics=list(rev.diagnostics),
-                metrics=dict(rev.metrics),
-            )
+        if rev.number < -1:
+            raise StoreError(f"revision number must be >= 0 (or -1 to allocate), not {rev.number}")
+
+    def record_declared_body(self, rev: RevisionRecord) -> tuple[RevisionRecord, bool]:
+        """Make sure the lineage's newest `default` revision is the declared body `rev`.
+
+        In one transaction: when the newest revision of origin `default` has `rev`'s content
+        hash, it is returned with False; otherwise `rev` is added under the next number (0
+        for a new lineage), with that earlier default body as its parent, and returned with
+        True. Two processes starting at once with the same edited body record it once.
+        """
+        if rev.origin != "default":
+            raise StoreError(f"a declared body has origin 'default', not {rev.origin!r}")
+        self._check_revision(rev)
+
+        def op(conn: sqlite3.Connection) -> tuple[RevisionRecord, bool]:
+            if (
+                conn.execute("SELECT 1 FROM functions WHERE id = ?", (rev.function_id,)).fetchone()
+                is None
+            ):
+                raise StoreError(
+                    f"cannot record a declared body: the store {self.path} has no function "
+                    f"with id {rev.function_id} (call ensure_function first)"
+                )
+            row = conn.execute(
+                f"""SELECT {_REVISION_COLUMNS} FROM revisions
+                    WHERE function_id = ? AND origin = 'default' ORDER BY number DESC LIMIT 1""",
+                (rev.function_id,),
+            ).fetchone()
+            latest = self._revision(conn, row) if row is not None else None
+            if latest is not None and latest.content_hash == rev.content_hash:
+                return latest, False
+            parents = (latest.number,) if latest is not None else ()
+            number = _next_number(conn, rev.function_id)
+            return _insert_revision(conn, replace(rev, parents=parents), number), True
 
         return self._write(op)
 
@@ -792,6 +794,37 @@ class SQLiteStore:
         """
         self._write(lambda c: self._set_active(c, function_id, number, reason))
 
+    def set_active_if(
+        self,
+        function_id: int,
+        expected_active: int | None,
+        new: int,
+        *,
+        reason: str = "activate",
+    ) -> bool:
+        """Compare-and-set: make `new` active only if `expected_active` still is; True if so.
+
+        Read and write happen in one IMMEDIATE transaction, so of two processes that
+        evaluated candidates against the same active revision, exactly one promotes; the
+        other gets False and the winner's activation stands. `expected_active` None means
+        "no revision is active yet". Setting the revision that is already active is True.
+        """
+
+        def op(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT active_number FROM functions WHERE id = ?", (function_id,)
+            ).fetchone()
+            if row is None:
+                raise RevisionError(f"the store {self.path} has no function with id {function_id}")
+            if row[0] == new:
+                return True
+            if row[0] != expected_active:
+                return False
+            self._set_active(conn, function_id, new, reason)
+            return True
+
+        return self._write(op)
+
     def _set_active(
         self, conn: sqlite3.Connection, function_id: int, number: int, reason: str
     ) -> None:
@@ -868,6 +901,75 @@ class SQLiteStore:
             return target
 
         return self._write(op)
+
+    # -- live failures ----------------------------------------------------------------------
+    def add_failure(self, failure: FailureRecord, *, keep: int = 100) -> FailureRecord:
+        """Record a live failure; only the newest `keep` of its lineage are kept (a ring).
+
+        The insert and the trim are one transaction, so the ring never holds more than
+        `keep` rows, whatever several processes do at once.
+        """
+        if keep < 1:
+            raise StoreError(f"keep must be at least 1, not {keep}")
+
+        def op(conn: sqlite3.Connection) -> FailureRecord:
+            if (
+                conn.execute(
+                    "SELECT 1 FROM functions WHERE id = ?", (failure.function_id,)
+                ).fetchone()
+                is None
+            ):
+                raise StoreError(
+                    f"cannot record a failure: the store {self.path} has no function with id "
+                    f"{failure.function_id}"
+                )
+            cur = conn.execute(
+                """INSERT INTO live_failures (function_id, revision_number, at, kind, message,
+                       args, traceback, diagnostic, pid)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    failure.function_id,
+                    failure.revision_number,
+                    failure.at,
+                    failure.kind,
+                    failure.message,
+                    failure.args,
+                    failure.traceback,
+                    _dumps(dict(failure.diagnostic)),
+                    failure.pid,
+                ),
+            )
+            conn.execute(
+                """DELETE FROM live_failures WHERE function_id = ?1 AND id NOT IN (
+                       SELECT id FROM live_failures WHERE function_id = ?1
+                       ORDER BY id DESC LIMIT ?2)""",
+                (failure.function_id, keep),
+            )
+            return replace(failure, id=cur.lastrowid)
+
+        return self._write(op)
+
+    def failures(self, function_id: int, limit: int | None = None) -> list[FailureRecord]:
+        """The lineage's recorded live failures, oldest first (the newest `limit` if given)."""
+        rows = self._read(
+            lambda c: c.execute(
+                """SELECT * FROM (
+                       SELECT function_id, revision_number, at, kind, message, args, traceback,
+                              diagnostic, pid, id
+                       FROM live_failures WHERE function_id = ? ORDER BY id DESC LIMIT ?)
+                   ORDER BY id""",
+                (function_id, -1 if limit is None else int(limit)),
+            ).fetchall()
+        )
+        return [
+            FailureRecord(
+                *r[:7],
+                diagnostic=self._json(r[7], dict, f"live failure {r[9]}"),
+                pid=r[8],
+                id=r[9],
+            )
+            for r in rows
+        ]
 
     # -- evolve runs ----------------------------------------------------------------------
     def start_run(self, function_id: int, config: dict[str, Any]) -> int:
@@ -1038,6 +1140,46 @@ def _next_number(conn: sqlite3.Connection, function_id: int) -> int:
         (function_id,),
     ).fetchone()
     return int(row[0])
+
+
+def _insert_revision(conn: sqlite3.Connection, rev: RevisionRecord, number: int) -> RevisionRecord:
+    """Insert `rev` as revision `number` with its parents (inside the caller's transaction)."""
+    created = rev.created_at if rev.created_at is not None else time.time()
+    parents = tuple(int(p) for p in rev.parents)
+    cur = conn.execute(
+        """INSERT INTO revisions (function_id, number, source, reply, origin, model,
+               status, stage, diagnostics, score, metrics, content_hash, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (
+            rev.function_id,
+            number,
+            rev.source,
+            rev.reply or "",
+            rev.origin,
+            rev.model,
+            rev.status,
+            rev.stage,
+            _dumps(list(rev.diagnostics)),
+            _score(rev.score),
+            _dumps(dict(rev.metrics)),
+            rev.content_hash,
+            created,
+        ),
+    )
+    conn.executemany(
+        """INSERT INTO revision_parents (function_id, number, position, parent_number)
+           VALUES (?, ?, ?, ?)""",
+        [(rev.function_id, number, i, p) for i, p in enumerate(parents)],
+    )
+    return replace(
+        rev,
+        number=number,
+        id=cur.lastrowid,
+        created_at=created,
+        parents=parents,
+        diagnostics=list(rev.diagnostics),
+        metrics=dict(rev.metrics),
+    )
 
 
 def _activation_stack(conn: sqlite3.Connection, function_id: int) -> list[int]:
