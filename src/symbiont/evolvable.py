@@ -111,7 +111,16 @@ class Evolvable:
     # -- identity -------------------------------------------------------------------------
     @property
     def key(self) -> str:
-        return self.signature.key
+        """Identity across runs, `module.qualname`, the same however the program was launched
+        (`python script.py`, `python -m cProfile script.py`, `python -m pkg.mod`, runpy):
+        see `symbiont._identity`. Computed once."""
+        key = self.__dict__.get("_key")
+        if key is None:
+            from symbiont._identity import function_key
+
+            code = getattr(self, "declared_code", None)
+            key = self.__dict__["_key"] = function_key(self.fn, self.signature.qualname, code)
+        return key
 
     @property
     def name(self) -> str:
@@ -218,11 +227,14 @@ class Evolvable:
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """An exception the live function raised after it was promoted."""
+    """An exception the live function raised (any revision, the declared body r0 included)."""
 
     revision: int
     diagnostic: Diagnostic
     at: float
+    args: str = ""  # bounded repr of the call's arguments when it raised ("" if unknown)
+    traceback: str = ""  # the formatted traceback, bounded
+    function: str = ""  # the function's key
 
 
 def _policy(options: EvolvableOptions) -> Any:
