@@ -6,42 +6,55 @@ Every template is a plain string with `str.format` fields, collected in `TEMPLAT
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from symbiont.diagnostics import Diagnostic
+
+if TYPE_CHECKING:
+    from symbiont.pipeline.policy import Policy
 
 SYSTEM = """\
 You write the body of one Python function that lives inside a running program.
 Rules:
-- Reply with exactly one ```python fenced block containing the complete function: the `def`
-  line must match the declared signature exactly (same name, parameters, defaults and
-  annotations), followed by the new body.
+- Reply with exactly one ```python fenced block containing the complete function. Start it
+  with the function's `def` line and docstring exactly as you are given them (same
+  parameters, defaults, annotations, quotes and indentation), followed by the new body.
 - You may add small helper functions, classes or constants in the same block, above the
   function. Do not redefine names the module already has.
-- The module's globals (its imports, helpers, types and constants) are available to you.
-- Do not use os, sys, subprocess, socket, ctypes, importlib, threading, multiprocessing,
-  signal, shutil, eval, exec, compile, open, __import__, globals or breakpoint.
+- Your code may use Python's builtins and the names listed as available; nothing else of the
+  program is yours to use. Do not write tests, a `main` function, checks, or calls of the
+  function itself.
+- Do not import {denied_imports}.
+- Do not use {denied_names}.
+- Use only the standard library and the modules the program already imports.
 - Keep the code typed and deterministic. No prose is needed outside the code block."""
 
 TASK = """\
 {prompt}
 
-The function to implement (module `{module}`):
+Write the function `{name}` (module `{module}`).
+Your reply starts with these lines, exactly as shown:
 ```python
-{signature}
+{head}
 ```
 
-{context}The active revision (r{active_number}{active_score}):
+The active revision (r{active_number}{active_score}):
 ```python
 {active_source}
 ```
-{failures}
-Reply with the complete function in one ```python block."""
+{context}{failures}
+Reply with the complete function `{name}` in one ```python block."""
 
-CONTEXT = """\
-Names the module defines that your code may use:
+CONTEXT = """
+Names of the program your code may use besides Python's builtins (values are not shown):
 {names}
+"""
 
+EXPLICIT_CONTEXT = """
+Context given for this task:
+{context}
 """
 
 LIVE_FAILURES = """
@@ -49,35 +62,39 @@ Since the last evolution, the live function raised these exceptions; fix their c
 {failures}
 """
 
+# Shown where a prompt was shortened to fit its size cap.
+TRUNCATED = "[... {cut} characters cut: this prompt is limited to {cap} characters]"
+
 # Corrective messages, by diagnostic stage or kind. `{diagnostics}` is the rendered list.
 CORRECTIONS: dict[str, str] = {
-    "extract": (
-        "I could not find Python code in your reply. {diagnostics}\n"
-        "Reply with the complete function `{name}` inside one ```python fenced block."
-    ),
+    "extract": ("I could not find Python code in your reply. {diagnostics}"),
     "parse": (
         "Your code is not valid Python:\n{diagnostics}\n"
-        "Fix the syntax and send the whole function again."
+        "Fix the syntax (check the indentation of every line)."
     ),
     "signature": (
         "Your function does not match the declared signature:\n{diagnostics}\n"
-        "The `def` line must be exactly:\n```python\n{def_line}\n```"
+        "Keep the `def` line exactly as declared."
     ),
     "policy": (
         "Your code uses something this program does not allow:\n{diagnostics}\n"
         "Rewrite it without these imports or names."
     ),
+    "missing_module": (
+        "Your code imports a module that is not installed where it runs:\n{diagnostics}\n"
+        "Write it with the standard library and the modules the program already imports."
+    ),
     "typecheck": (
         "The type checker found errors in your code, checked inside its module:\n"
-        "{diagnostics}\nFix the types and send the whole function again."
+        "{diagnostics}\nFix the types."
     ),
     "compile": (
         "Your code could not be installed in place of the declared function:\n"
-        "{diagnostics}\nSend a plain top-level function with that signature."
+        "{diagnostics}\nWrite a plain top-level function with that signature."
     ),
     "exception": (
         "Your function raised an exception when it was tried:\n{diagnostics}\n"
-        "Fix the cause (do not just catch and hide it) and send the whole function again."
+        "Fix the cause (do not just catch and hide it)."
     ),
     "timeout": (
         "Your function did not finish within {timeout_s:g} s when it was tried (it was "
@@ -88,8 +105,7 @@ CORRECTIONS: dict[str, str] = {
         "Avoid whatever could crash the interpreter."
     ),
     "memory": (
-        "Your function ran out of memory when it was tried:\n{diagnostics}\n"
-        "Use far less memory."
+        "Your function ran out of memory when it was tried:\n{diagnostics}\nUse far less memory."
     ),
     "recursion": (
         "Your function recursed without end:\n{diagnostics}\n"
@@ -99,23 +115,27 @@ CORRECTIONS: dict[str, str] = {
         "Your function tried to exit the process:\n{diagnostics}\n"
         "Never call exit(); return a value instead."
     ),
-    "invalid_result": (
-        "Your function's result could not be evaluated:\n{diagnostics}\n"
-    ),
+    "invalid_result": ("Your function's result could not be evaluated:\n{diagnostics}"),
     "check_failed": (
         "Your function runs, but it does not do what is required:\n{diagnostics}\n"
-        "Fix the behaviour and send the whole function again."
+        "Fix the behaviour."
     ),
     "worse_score": (
         "Your function works but scores {score} ({direction}), worse than the active "
         "revision's {active_score}.\n{diagnostics}\nTry a different idea that scores better."
     ),
-    "promote": ("Your function could not be swapped in:\n{diagnostics}\n"),
+    "promote": ("Your function could not be swapped in:\n{diagnostics}"),
     "repeat": (
         "You sent a function that was already tried and rejected. Do not repeat it: try a "
         "clearly different approach.\n{diagnostics}"
     ),
 }
+
+# Ends every correction, so the model is always told again which function to write.
+RESTATE = (
+    "\n\nSend the complete function `{name}` again in one ```python block, starting exactly "
+    "with:\n```python\n{def_line}\n```"
+)
 
 ACCEPTED = (
     "That revision was accepted (score {score}). Improve it further if you can: send a new "
@@ -126,6 +146,9 @@ TEMPLATES: dict[str, str] = {
     "system": SYSTEM,
     "task": TASK,
     "context": CONTEXT,
+    "explicit_context": EXPLICIT_CONTEXT,
+    "truncated": TRUNCATED,
+    "restate": RESTATE,
     "live_failures": LIVE_FAILURES,
     "accepted": ACCEPTED,
     **{f"correction.{k}": v for k, v in CORRECTIONS.items()},
@@ -155,20 +178,97 @@ def correction(
     direction: str = "maximize",
     limit: int = 6,
 ) -> str:
-    """The corrective message for a rejected candidate (at most `limit` diagnostics)."""
-    shown = list(diagnostics)[:limit]
+    """The corrective message for a rejected candidate (at most `limit` diagnostics).
+
+    `def_line` is what the model must start its next reply with: the `def` line, or better
+    the function's head as the first prompt showed it (`symbiont.prompting.function_head`).
+    Every correction ends by restating it. Tracebacks from the trial and the check keep the
+    candidate's own frames only: the program's checker is not the model's to read or copy.
+    """
+    shown = [_candidate_only(d) for d in list(diagnostics)[:limit]]
     rendered = "\n\n".join(d.render() for d in shown)
     if len(diagnostics) > limit:
         rendered += f"\n\n(and {len(diagnostics) - limit} more)"
-    return CORRECTIONS[correction_key(diagnostics)].format(
-        diagnostics=rendered,
-        name=name,
-        def_line=def_line,
-        timeout_s=timeout_s,
-        score=_fmt(score),
-        active_score=_fmt(active_score),
-        direction=direction,
+    fields = {
+        "diagnostics": rendered,
+        "name": name,
+        "def_line": def_line,
+        "timeout_s": timeout_s,
+        "score": _fmt(score),
+        "active_score": _fmt(active_score),
+        "direction": direction,
+    }
+    return CORRECTIONS[correction_key(diagnostics)].format(**fields) + RESTATE.format(**fields)
+
+
+def system_prompt(policy: Policy | None = None) -> str:
+    """The system message, naming what `policy` (default: the default policy) denies."""
+    from symbiont.pipeline.policy import DEFAULT_POLICY
+
+    chosen = policy if policy is not None else DEFAULT_POLICY
+    return SYSTEM.format(
+        denied_imports=_or_list(sorted(chosen.denied_imports)) or "modules the program lacks",
+        denied_names=_or_list(sorted(chosen.denied_names)) or "nothing outside Python",
     )
+
+
+# The file name prefix of a candidate's code (see symbiont.pipeline.compile.pseudo_filename).
+CANDIDATE_FILE_PREFIX = "<symbiont"
+_FRAME_START = '  File "'
+
+
+def candidate_frames_only(detail: str, prefix: str = CANDIDATE_FILE_PREFIX) -> str:
+    """`detail` with every traceback frame outside the candidate's code removed.
+
+    A frame is its `  File "...", line N, in f` line and the deeper-indented lines under it
+    (source line, carets). A "Traceback" header left with no frame is dropped; the exception
+    lines and anything else (output tails) stay as they are.
+    """
+    out: list[str] = []
+    header: int | None = None  # index in `out` of the current traceback's header
+    frames_kept = 0
+    in_traceback = keep = False
+    for line in detail.splitlines():
+        if line.startswith("Traceback (most recent call last"):
+            in_traceback, header, frames_kept = True, len(out), 0
+            out.append(line)
+            continue
+        if in_traceback and line.startswith(_FRAME_START):
+            keep = line[len(_FRAME_START) :].startswith(prefix)
+            frames_kept += keep
+            if keep:
+                out.append(line)
+            continue
+        if in_traceback and line.startswith("  "):  # under a frame, or "[... repeated]"
+            if keep:
+                out.append(line)
+            continue
+        if in_traceback:  # the exception line: the traceback is over
+            in_traceback = False
+            if header is not None and frames_kept == 0:
+                del out[header]
+            header = None
+        out.append(line)
+    if in_traceback and header is not None and frames_kept == 0:
+        del out[header]
+    return "\n".join(out)
+
+
+def _candidate_only(diagnostic: Diagnostic) -> Diagnostic:
+    if diagnostic.stage not in ("trial", "evaluate") or not diagnostic.detail:
+        return diagnostic
+    detail = candidate_frames_only(diagnostic.detail)
+    # A detail that only repeated the message adds nothing.
+    if detail.strip() == diagnostic.message.strip():
+        detail = ""
+    return dataclasses.replace(diagnostic, detail=detail or None)
+
+
+def _or_list(items: Sequence[str]) -> str:
+    quoted = [f"`{i}`" for i in items]
+    if len(quoted) <= 1:
+        return "".join(quoted)
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
 def _fmt(x: float | None) -> str:

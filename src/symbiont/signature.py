@@ -136,6 +136,48 @@ def function_def_of(fn: Callable[..., Any]) -> tuple[ast.FunctionDef | ast.Async
     raise DeclarationError(f"cannot find 'def {fn.__name__}' in the source of {fn!r}")
 
 
+def head_of(source: str, name: str) -> str | None:
+    """The `def` line(s) of the top-level function `name` in `source` and its docstring,
+    verbatim (same quotes, line breaks and indentation), or None when they cannot be cut out
+    cleanly (a syntax error, no such function, a body on the `def` line).
+
+    A model told to reproduce the function's head copies this text; taking it from the
+    revision it is shown keeps both in one layout.
+    """
+    try:
+        tree = ast.parse(textwrap.dedent(source))
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return None
+    node = None
+    for stmt in tree.body:  # the last definition is the one in effect
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef) and stmt.name == name:
+            node = stmt
+    if node is None or not node.body:
+        return None
+    lines = textwrap.dedent(source).splitlines()
+    first = node.body[0]
+    if first.lineno == node.lineno:  # `def f(x): return x`
+        return None
+    has_doc = (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    )
+    if has_doc:
+        end = int(first.end_lineno or first.lineno)
+        rest = lines[end - 1][int(first.end_col_offset or 0) :].strip()
+        if rest and not rest.startswith("#"):  # `"""doc"""; x = 1`
+            return None
+        if len(node.body) > 1 and node.body[1].lineno == end:
+            return None
+        head = lines[node.lineno - 1 : end]
+    else:
+        head = lines[node.lineno - 1 : first.lineno - 1]
+        while head and (not head[-1].strip() or head[-1].lstrip().startswith("#")):
+            head.pop()
+    return "\n".join(head) or None
+
+
 def module_name(fn: Callable[..., Any]) -> str:
     """The module's name, with `__main__` replaced by the script's file name, so a function
     keeps one identity whether its file is run as a script or imported."""

@@ -1,0 +1,72 @@
+"""Imports of modules that are not installed: a diagnostic before any trial.
+
+A model that writes `from sympy import symbols` in a program without sympy passes every
+static stage and fails only in the trial, with an ImportError the model reads as a bug in its
+code. This check looks each imported top-level module up with `importlib.util.find_spec`,
+which asks the import system's finders where the module would come from without importing
+(running) it, and reports the ones nobody can find.
+
+Relative imports are left alone (the candidate is compiled in its module's package, where
+they are the compile stage's concern), and so are modules the policy denies: the policy
+stage reports those with its own reason.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import sys
+
+from symbiont.diagnostics import Diagnostic
+from symbiont.pipeline._util import node_diagnostic
+from symbiont.pipeline.policy import Policy
+
+
+def is_installed(module: str) -> bool:
+    """Whether the top-level package of `module` can be imported here (nothing is imported)."""
+    top = module.split(".")[0]
+    if not top:
+        return True
+    if top in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):  # a broken finder or a malformed name: not importable
+        return False
+
+
+def missing_imports(
+    tree: ast.Module, source: str = "", *, policy: Policy | None = None
+) -> list[Diagnostic]:
+    """A `policy`/`missing_module` diagnostic for each import of a module not installed."""
+    lines = source.splitlines()
+    out: list[Diagnostic] = []
+    reported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules = [(alias.name, f"import {alias.name}") for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = ", ".join(a.name for a in node.names)
+            modules = [(node.module, f"from {node.module} import {names}")]
+        else:
+            continue
+        for module, spelled in modules:
+            top = module.split(".")[0]
+            if top in reported or (policy is not None and policy.denies_module(module)):
+                continue
+            if is_installed(top):
+                continue
+            reported.add(top)
+            out.append(
+                node_diagnostic(
+                    "policy",
+                    "missing_module",
+                    f"`{spelled}`: the module `{top}` is not installed in this program's "
+                    "environment; do without it",
+                    source,
+                    node,
+                    lines=lines,
+                )
+            )
+    out.sort(key=lambda d: (d.line or 0, d.col or 0))
+    return out
