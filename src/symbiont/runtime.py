@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
+import reprlib
 import sys
 import threading
 import time
+import traceback
 import types
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from symbiont._identity import module_name_of_file
 from symbiont.diagnostics import Diagnostic
 from symbiont.errors import DeclarationError, RevisionError
 from symbiont.evaluation import AcceptRule, Check, Direction, Metric
@@ -30,6 +36,21 @@ if TYPE_CHECKING:
     from symbiont.store import SQLiteStore
 
 StoreArg = "SQLiteStore | str | Path | None | bool"
+SourceChange = Literal["keep", "reset"]
+
+# Live failures: how much of the arguments and the traceback a Failure keeps.
+MAX_ARGS_REPR = 1000
+MAX_TRACEBACK = 8000
+_ARGS_REPR = reprlib.Repr()
+_ARGS_REPR.maxlevel = 3
+_ARGS_REPR.maxstring = 120
+_ARGS_REPR.maxother = 120
+_ARGS_REPR.maxlong = 60
+for _name in ("maxlist", "maxtuple", "maxset", "maxfrozenset", "maxdeque", "maxarray", "maxdict"):
+    setattr(_ARGS_REPR, _name, 8)
+
+# What a start announces, once per process (several runtimes may attach one function).
+_ANNOUNCED: set[tuple[str, str]] = set()
 
 
 class Runtime:
@@ -38,8 +59,18 @@ class Runtime:
     store: None opens the default store (`$SYMBIONT_HOME/symbiont.db`, else
     `./.symbiont/symbiont.db`); a path opens that file; False keeps everything in memory.
     resume: bring each evolvable up with its stored active revision.
-    capture_uncaught: also collect exceptions of active revisions that reach
-    `sys.excepthook` / `threading.excepthook` (see `take_failures`).
+    on_source_change: what a start does when a function's declared body differs from the
+    one its stored revisions were made from. Either way the new body is recorded as a
+    revision (origin `default`, parent: the previous declared body) and the start says so
+    on stderr. "keep" (default) keeps the evolved active revision; "reset" makes the new
+    declared body active. When nothing evolved was active, the new body becomes active in
+    both modes. It is a Runtime option, next to `resume`, because it decides what a start
+    brings back from the store — a property of the program's store, not of the declaration.
+    capture_uncaught: also collect exceptions of evolvable functions that reach
+    `sys.excepthook` / `threading.excepthook`, and asyncio's exception handler (a task whose
+    exception nobody retrieved, a failing callback) (see `take_failures`).
+    failure_ring: how many live failures are kept per function, in memory and in the store;
+    older ones are dropped.
     """
 
     def __init__(
@@ -48,15 +79,29 @@ class Runtime:
         *,
         resume: bool = True,
         capture_uncaught: bool = False,
+        on_source_change: SourceChange = "keep",
+        failure_ring: int = 100,
     ) -> None:
+        if on_source_change not in ("keep", "reset"):
+            raise DeclarationError(
+                f"on_source_change must be 'keep' or 'reset', not {on_source_change!r}"
+            )
+        if failure_ring < 1:
+            raise DeclarationError(f"failure_ring must be at least 1, not {failure_ring}")
         self.store: SQLiteStore | None = _open_store(store)
         self.resume = resume
+        self.on_source_change: SourceChange = on_source_change
+        self.failure_ring = failure_ring
+        self._pid = os.getpid()
         self._function_ids: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._failures: dict[str, deque[Failure]] = {}
+        self._recorded: deque[BaseException] = deque(maxlen=64)  # attributed already
+        self._store_warned = False
+        self._restore_hooks: list[Callable[[], None]] = []
         self._unsubscribe = on_register(self._attach)
         for h in registered():
             self._attach(h)
-        self._restore_hooks: list[Callable[[], None]] = []
         if capture_uncaught:
             self._install_excepthooks()
 
@@ -90,6 +135,8 @@ class Runtime:
     def activate(self, fn: Callable[..., Any], number: int) -> Revision:
         """Make revision `number` live now (and at the next start, when there is a store)."""
         h = handle(fn)
+        if not any(r.number == number for r in h.revisions):
+            self._load_stored(h)  # e.g. recorded by another process since this one started
         rev = h.activate(number)
         self._set_active(h, rev)
         return rev
@@ -117,13 +164,16 @@ class Runtime:
         typecheck: bool | None = None,
         timeout: float | None = None,
         on_attempt: Callable[[AttemptReport], None] | None = None,
+        **options: Any,
     ) -> EvolveReport:
         """Ask `model` for new bodies of `fn` until one is accepted (or attempts run out).
 
         A candidate is accepted when it passes every pipeline stage, its trial (in a forked
         child) raises nothing, `check(fn)` passes, and — with a metric — it scores no worse
         than the active revision (`accept="better"` demands strictly better). Without a
-        model, the offline mutation proposer is used (announced once).
+        model, the offline mutation proposer is used (announced once). Further `options` are
+        `EvolveConfig` fields: `context`, `history`, `max_prompt_tokens`, `token_budget`,
+        `max_reply_bytes`, `max_model_failures`, `max_retries`, `origin`.
         """
         if direction not in ("maximize", "minimize"):
             raise ValueError(f"direction must be 'maximize' or 'minimize', not {direction!r}")
@@ -132,6 +182,7 @@ class Runtime:
         if check is None and metric is None:
             raise ValueError("evolve needs a check, a metric, or both, to judge candidates")
         h = handle(fn)
+        no_source = self._no_source_note(h, typecheck)
         if model is None:
             from symbiont.models import default_model
 
@@ -146,8 +197,13 @@ class Runtime:
             stop_on_accept=stop_on_accept,
             typecheck=typecheck,
             timeout_s=timeout,
+            **options,
         )
-        return await run_evolve(self, h, model, config, on_attempt=on_attempt)
+        report = await run_evolve(self, h, model, config, on_attempt=on_attempt)
+        notes = getattr(report, "notes", None)
+        if no_source and isinstance(notes, list) and no_source not in notes:
+            notes.append(no_source)
+        return report
 
     def evolve_sync(self, fn: Callable[..., Any], model: Model | None = None, **kwargs: Any) -> EvolveReport:
         """`evolve` for code that is not async (runs its own event loop)."""
@@ -159,53 +215,159 @@ class Runtime:
 
     # -- failures of the live function ----------------------------------------------------
     def record_failure(self, exc: BaseException) -> bool:
-        """Attribute `exc` to the evolvable whose active code raised it; True if one did.
+        """Attribute `exc` to the evolvable whose code raised it; True if one did.
 
-        Its diagnostic is fed into that function's next `evolve` automatically.
+        Any revision counts, the declared body (r0) too; the innermost evolvable frame
+        wins. The failure keeps the revision it hit, a bounded repr of that call's
+        arguments and the traceback; it goes into the function's ring (the newest
+        `failure_ring`), into the store, and into the function's next `evolve`. The same
+        exception is recorded once, however many hooks see it.
         """
         from symbiont.trial import exception_diagnostic
 
-        tb = exc.__traceback__
-        codes: list[types.CodeType] = []
-        while tb is not None:
-            codes.append(tb.tb_frame.f_code)
-            tb = tb.tb_next
+        with self._lock:
+            if any(e is exc for e in self._recorded):
+                return True
+        owners: dict[int, tuple[Evolvable, Revision]] = {}
         for h in registered():
-            for code in reversed(codes):  # innermost first
-                rev = next((r for r in h.revisions if r.code is code), None)
-                if rev is not None:
-                    prefix = code.co_filename if code.co_filename.startswith("<") else None
-                    diag = exception_diagnostic(exc, frame_prefix=prefix, stage="trial")
-                    diag = Diagnostic(
-                        "trial",
-                        "exception",
-                        f"in the live program: {diag.message}",
-                        diag.line,
-                        diag.col,
-                        diag.excerpt,
-                        diag.detail,
-                    )
-                    h.failures.append(Failure(rev.number, diag, time.time()))
-                    return True
+            for r in h.revisions:
+                if r.code is not None:
+                    owners[id(r.code)] = (h, r)
+        frames: list[types.FrameType] = []
+        tb = exc.__traceback__
+        while tb is not None:
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
+        for frame in reversed(frames):  # innermost first
+            owner = owners.get(id(frame.f_code))
+            if owner is None or owner[1].code is not frame.f_code:
+                continue
+            h, rev = owner
+            code = frame.f_code
+            prefix = code.co_filename if code.co_filename.startswith("<") else None
+            diag = exception_diagnostic(exc, frame_prefix=prefix, stage="trial")
+            diag = Diagnostic(
+                "trial",
+                "exception",
+                f"in the live program: {diag.message}",
+                diag.line,
+                diag.col,
+                diag.excerpt,
+                diag.detail,
+            )
+            failure = Failure(
+                rev.number,
+                diag,
+                time.time(),
+                args=_arguments_repr(frame),
+                traceback=_traceback_text(exc),
+                function=h.key,
+            )
+            with self._lock:
+                self._recorded.append(exc)
+                ring = self._failures.setdefault(h.key, deque(maxlen=self.failure_ring))
+                ring.append(failure)
+            self._persist_failure(h, failure)
+            return True
         return False
 
     @contextlib.contextmanager
     def capture_failures(self) -> Iterator[None]:
-        """Record (and re-raise) an exception raised by an evolvable inside the block."""
+        """Record (and re-raise) an exception raised by an evolvable inside the block.
+
+        Inside a running event loop, the tasks created in the block are watched too: an
+        exception a task ends with is recorded when the task finishes, whether or not
+        anyone awaits it (asyncio still reports it as never retrieved if nobody does).
+        """
+        restore = self._watch_tasks()
         try:
             yield
         except Exception as exc:
             self.record_failure(exc)
             raise
+        finally:
+            restore()
 
     def take_failures(self, fn: Callable[..., Any] | None = None) -> list[Failure]:
-        """The failures collected since the last call (for one function or all), cleared."""
+        """The failures collected since the last call (for one function or all), cleared.
+
+        The store keeps them (`SQLiteStore.failures`); this only empties the in-memory ring.
+        """
+        keys = [handle(fn).key] if fn is not None else None
         out: list[Failure] = []
-        handles = [handle(fn)] if fn is not None else registered()
-        for h in handles:
-            out.extend(h.failures)
-            h.failures.clear()
+        with self._lock:
+            for key in keys if keys is not None else list(self._failures):
+                ring = self._failures.get(key)
+                if ring:
+                    out.extend(ring)
+                    ring.clear()
+        out.sort(key=lambda f: f.at)
         return out
+
+    def _persist_failure(self, h: Evolvable, failure: Failure) -> None:
+        # Never in a forked child (a trial): the store belongs to the live process.
+        if self.store is None or os.getpid() != self._pid:
+            return
+        from symbiont.store import FailureRecord
+
+        try:
+            fid = self._function_id(h)
+            if fid is None:
+                return
+            self.store.add_failure(
+                FailureRecord(
+                    function_id=fid,
+                    revision_number=failure.revision,
+                    at=failure.at,
+                    kind=failure.diagnostic.kind,
+                    message=failure.diagnostic.message,
+                    args=failure.args,
+                    traceback=failure.traceback,
+                    diagnostic=failure.diagnostic.to_dict(),
+                    pid=os.getpid(),
+                ),
+                keep=self.failure_ring,
+            )
+        except Exception as exc:  # a hook must never raise; say once why nothing was stored
+            if not self._store_warned:
+                self._store_warned = True
+                print(
+                    f"symbiont: could not store a live failure of {h.key}: "
+                    f"{type(exc).__name__}: {exc}",
+                    file=sys.stderr,
+                )
+
+    def _watch_tasks(self) -> Callable[[], None]:
+        """In a running event loop: record the exceptions of tasks created from now on."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return lambda: None
+        previous = loop.get_task_factory()
+
+        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+            if previous is not None:
+                task = previous(loop, coro, **kwargs)
+            else:
+                task = asyncio.Task(coro, loop=loop, **kwargs)
+            task.add_done_callback(self._task_done)
+            return task
+
+        loop.set_task_factory(factory)
+
+        def restore() -> None:
+            if loop.get_task_factory() is factory:
+                loop.set_task_factory(previous)
+
+        return restore
+
+    def _task_done(self, task: asyncio.Future[Any]) -> None:
+        if task.cancelled():
+            return
+        # Read without marking it retrieved, so asyncio still reports an unawaited failure.
+        exc = getattr(task, "_exception", None) if hasattr(task, "_exception") else task.exception()
+        if isinstance(exc, Exception):
+            self.record_failure(exc)
 
     def _install_excepthooks(self) -> None:
         previous_sys = sys.excepthook
@@ -222,40 +384,121 @@ class Runtime:
 
         sys.excepthook = sys_hook
         threading.excepthook = thread_hook
+        # asyncio hands what nobody handled (a task's exception never retrieved, a failing
+        # callback) to its loop's exception handler, whose default logs it to the "asyncio"
+        # logger with exc_info: listening there covers every loop, present and future.
+        asyncio_handler = _AsyncioFailures(self.record_failure)
+        asyncio_logger = logging.getLogger("asyncio")
+        asyncio_logger.addHandler(asyncio_handler)
 
         def restore() -> None:
             sys.excepthook = previous_sys
             threading.excepthook = previous_thread
+            asyncio_logger.removeHandler(asyncio_handler)
 
         self._restore_hooks.append(restore)
 
     # -- persistence (no-ops without a store) ---------------------------------------------
     def _attach(self, h: Evolvable) -> None:
+        self._no_source_note(h, None)
         if self.store is None:
             return
         fr = self.store.ensure_function(h.key, h.signature.fingerprint(), h.signature.render())
         with self._lock:
             self._function_ids[h.key] = fr.id
-        stored = self.store.revisions(h.key, h.signature.fingerprint())
-        if not stored:
-            # First time this lineage is seen: revision 0 is the declared default body.
-            rev0 = h.revision(0)
-            self.store.add_revision(_to_record(fr.id, rev0))
-            self.store.set_active(fr.id, 0)
+        declared = _declared_revision(h)
+        # The declared body is the lineage's newest `default` revision: r0 the first time,
+        # a new revision when the body was edited since (recorded once, atomically).
+        rec, created = self.store.record_declared_body(_to_record(fr.id, declared, number=-1))
+        _renumber_declared(h, declared, rec.number)
+        if created and rec.number == 0:  # first time this lineage is seen
+            self.store.set_active_if(fr.id, None, 0, reason="declared")
             return
-        known = {r.number for r in h.revisions}
-        for rec in stored:
-            if rec.number not in known:
-                h.add_revision(_from_record(rec))
-        if self.resume and fr.active_number not in (None, h.active.number):
+        self._load_stored(h, fr.id)
+        active = self.store.get_function(fr.id).active_number
+        if created:
+            active = self._declared_body_changed(h, fr.id, rec.number, rec.parents, active)
+        if self.resume and active is not None and active != h.active.number:
             try:
-                h.activate(fr.active_number)
+                h.activate(active)
             except RevisionError as exc:
                 print(
-                    f"symbiont: {h.key}: could not resume revision {fr.active_number}: {exc}; "
+                    f"symbiont: {h.key}: could not resume revision {active}: {exc}; "
                     "keeping the declared body",
                     file=sys.stderr,
                 )
+
+    def _declared_body_changed(
+        self, h: Evolvable, fid: int, number: int, parents: tuple[int, ...], active: int | None
+    ) -> int | None:
+        """Announce an edited declared body and apply `on_source_change`; the active number."""
+        assert self.store is not None
+        was = f"r{parents[0]}" if parents else "the stored one"
+        head = (
+            f"symbiont: {h.key}: the declared body changed since its stored revisions were "
+            f"made (it was {was}); recorded the new body as r{number}"
+        )
+        evolved = active is not None and h.revision(active).origin != "default"
+        if self.on_source_change == "reset" or not evolved:
+            self.store.set_active(fid, number, reason="source change")
+            why = (
+                f"; on_source_change='reset': it is active (the evolved r{active} stays in the store)"
+                if evolved
+                else "; it is active"
+            )
+            print(head + why, file=sys.stderr)
+            return number
+        print(
+            f"{head}; keeping the evolved r{active} active (on_source_change='keep'). Use the "
+            f"new body with runtime.activate(fn, {number}), `symbiont rollback {h.key} "
+            f"{number}`, or Runtime(on_source_change='reset')",
+            file=sys.stderr,
+        )
+        return active
+
+    def _load_stored(self, h: Evolvable, fid: int | None = None) -> None:
+        """Add the lineage's stored revisions this process does not know yet to `h`."""
+        if self.store is None:
+            return
+        fid = fid if fid is not None else self._function_id(h)
+        if fid is None:
+            return
+        known = {r.number for r in h.revisions}
+        for rec in self.store.revisions_of(fid):
+            if rec.number not in known:
+                h.add_revision(_from_record(rec))
+
+    def _active_in_store(self, h: Evolvable) -> int | None:
+        """The revision the store says is active (another process may have changed it)."""
+        fid = self._function_id(h)
+        if fid is None or self.store is None:
+            return h.active.number
+        return self.store.get_function(fid).active_number
+
+    def _adopt_active(self, h: Evolvable) -> Revision:
+        """Make the store's active revision live here too (after losing a compare-and-set,
+        the other process's promotion stands, and this process follows it)."""
+        number = self._active_in_store(h)
+        if number is None or number == h.active.number:
+            return h.active
+        self._load_stored(h)
+        return h.activate(number)
+
+    def _no_source_note(self, h: Evolvable, typecheck: bool | None) -> str | None:
+        """Say (once) that a function with no source file is not type-checked; the note."""
+        if not (h.options.typecheck if typecheck is None else typecheck):
+            return None
+        code = getattr(h, "declared_code", None) or h.fn.__code__
+        if module_name_of_file(code.co_filename) is not None:
+            return None
+        note = (
+            f"{h.key} has no source file (it was defined in {code.co_filename}, e.g. by exec "
+            "or in a REPL): its type check is skipped"
+        )
+        if (h.key, "no source") not in _ANNOUNCED:
+            _ANNOUNCED.add((h.key, "no source"))
+            print(f"symbiont: {note}", file=sys.stderr)
+        return note
 
     def _function_id(self, h: Evolvable) -> int | None:
         if self.store is None:
@@ -289,10 +532,29 @@ class Runtime:
                 diagnostics=[d.to_dict() for d in rev.diagnostics],
             )
 
-    def _set_active(self, h: Evolvable, rev: Revision, reason: str = "activate") -> None:
+    def _set_active(
+        self,
+        h: Evolvable,
+        rev: Revision,
+        reason: str = "activate",
+        expected: int | None = None,
+    ) -> bool:
+        """Record `rev` as the active revision in the store; True if it now is.
+
+        `expected` None: unconditional (the user's `activate` / `rollback`). `expected=N`
+        (the active revision number when the attempt started, the one the candidate was
+        evaluated against): a compare-and-set in one store transaction. False means another
+        process promoted something else in between: its promotion stands, nothing was
+        written, and the attempt is a conflict (`_adopt_active` follows the winner).
+        Without a store: True.
+        """
         fid = self._function_id(h)
-        if fid is not None and self.store is not None:
+        if fid is None or self.store is None:
+            return True
+        if expected is None:
             self.store.set_active(fid, rev.number, reason=reason)
+            return True
+        return self.store.set_active_if(fid, expected, rev.number, reason=reason)
 
     def _start_run(self, h: Evolvable, config: EvolveConfig, model: Model) -> int | None:
         fid = self._function_id(h)
@@ -397,3 +659,96 @@ def _from_record(rec: Any) -> Revision:
         reply=rec.reply,
         created_at=rec.created_at or time.time(),
     )
+
+
+def _declared_revision(h: Evolvable) -> Revision:
+    """The in-memory revision holding the declared body (its code object is the declared one)."""
+    declared_code = getattr(h, "declared_code", None)
+    for rev in h.revisions:
+        if rev.origin == "default" and rev.code is not None and rev.code is declared_code:
+            return rev
+    return h.revision(0)
+
+
+def _renumber_declared(h: Evolvable, declared: Revision, number: int) -> None:
+    """Give the declared body the number the store keeps it under (0 unless it was edited).
+
+    The earlier stored body then loads under its own number (r0 is always the first body
+    the lineage was declared with), so in memory and in the store a number means one body.
+    """
+    if declared.number == number:
+        return
+    with h._lock:  # the handle's own lock: no call may see a half-renumbered list
+        was_active = h.active is declared
+        h.revisions[:] = [r for r in h.revisions if r is declared or r.number != number]
+        declared.number = number
+        h.revisions.sort(key=lambda r: r.number)
+        if was_active:
+            h._active = number
+
+
+class _AsyncioFailures(logging.Handler):
+    """Records the exceptions asyncio's default exception handler logs."""
+
+    def __init__(self, record: Callable[[BaseException], bool]) -> None:
+        super().__init__(logging.ERROR)
+        self._record = record
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, Exception):
+            with contextlib.suppress(Exception):
+                self._record(exc)
+        # A handler here hides logging's last-resort stderr output: keep the message visible
+        # when nothing else would print it.
+        last = logging.lastResort
+        if last and record.levelno >= last.level and not _other_handlers(
+            logging.getLogger("asyncio"), self
+        ):
+            last.handle(record)
+
+
+def _other_handlers(logger: logging.Logger, but: logging.Handler) -> bool:
+    current: logging.Logger | None = logger
+    while current is not None:
+        if any(h is not but for h in current.handlers):
+            return True
+        if not current.propagate:
+            break
+        current = current.parent  # type: ignore[assignment]
+    return False
+
+
+def _arguments_repr(frame: types.FrameType) -> str:
+    """The call's arguments as `name=repr` (reprlib-bounded, at most MAX_ARGS_REPR chars)."""
+    code = frame.f_code
+    count = code.co_argcount + code.co_kwonlyargcount
+    count += bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)  # *args, **kwargs
+    values = frame.f_locals
+    parts: list[str] = []
+    for name in code.co_varnames[:count]:
+        if name not in values:
+            continue
+        try:
+            text = _ARGS_REPR.repr(values[name])
+        except Exception:  # a __repr__ that raises must not hide the failure itself
+            text = f"<{type(values[name]).__name__} object: repr failed>"
+        parts.append(f"{name}={text}")
+    out = ", ".join(parts)
+    if len(out) > MAX_ARGS_REPR:
+        out = out[: MAX_ARGS_REPR - 20] + f"… ({len(out)} chars)"
+    return out
+
+
+def _traceback_text(exc: BaseException) -> str:
+    """The formatted traceback; when longer than MAX_TRACEBACK, its head and its innermost
+    end (where the error is) are kept."""
+    try:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except Exception:
+        return f"{type(exc).__name__}: (the traceback could not be formatted)"
+    if len(text) <= MAX_TRACEBACK:
+        return text
+    head, tail = MAX_TRACEBACK // 4, MAX_TRACEBACK * 3 // 4
+    cut = len(text) - head - tail
+    return f"{text[:head]}\n… ({cut} characters cut) …\n{text[-tail:]}"
