@@ -3,6 +3,14 @@
 One call of `run_evolve` is one conversation with the model about one function. Each
 attempt goes through every stage until one rejects it; the rejection's diagnostics become the
 next user message. Accepted candidates are promoted at once (the live function changes).
+
+The loop is bounded: each request carries the task, a digest of older attempts and the last
+few exchanges (`symbiont.conversation`), a run may have a token budget, and a reply over a
+size cap or cut off by the length limit is answered without being parsed. A candidate seen
+before (`symbiont.repeats`, whatever stage rejected it) resets the conversation. A model
+that fails is one failed attempt; the run stops after `max_model_failures` in a row. Every
+slow stage (pipeline with type check, trial) runs off the event loop's thread, so `await
+runtime.evolve(...)` never stalls the caller's other tasks.
 """
 
 from __future__ import annotations
@@ -10,16 +18,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from symbiont import feedback
+from symbiont import feedback, prompting
+from symbiont.conversation import Conversation, Exchange, estimate_tokens
 from symbiont.diagnostics import Diagnostic
+from symbiont.errors import StageError, TransientModelError
 from symbiont.evaluation import AcceptRule, Check, Direction, Metric, Score, as_score, is_acceptable
 from symbiont.evolvable import Evolvable, Revision, content_hash
-from symbiont.models.base import Message, Model
-from symbiont.pipeline import DEFAULT_POLICY, PipelineConfig, Target, run_pipeline
+from symbiont.models.base import Message, Model, ModelReply
+from symbiont.models.retry import call_with_retries
+from symbiont.pipeline import DEFAULT_POLICY, PipelineConfig, Target, extract_code, run_pipeline
+from symbiont.repeats import repeat_key
 from symbiont.trial import TrialLimits, TrialResult, run_forked, run_inprocess
 
 if TYPE_CHECKING:
@@ -39,6 +51,24 @@ class EvolveConfig:
     timeout_s: float | None = None  # None: the evolvable's option
     max_retries: int = 5  # transient model errors, per attempt; they do not use up attempts
     origin: str | None = None  # recorded on revisions; default "mutation" for MutationModel else "model"
+    context: prompting.Context = None  # values or text the caller chose to show the model
+    history: int = 3  # exchanges (reply + our answer) each request repeats verbatim
+    max_prompt_tokens: int | None = 8192  # estimated (chars / 4) bound on one request
+    token_budget: int | None = None  # input + output tokens for the whole run
+    max_reply_bytes: int = 256 * 1024  # a longer reply is refused unread
+    max_model_failures: int = 3  # consecutive attempts failed at the model before stopping
+
+    def __post_init__(self) -> None:
+        if self.history < 0:
+            raise ValueError(f"history must be >= 0 exchanges, not {self.history}")
+        for name in ("max_prompt_tokens", "token_budget"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be a positive number of tokens or None, not {value}")
+        if self.max_reply_bytes < 1:
+            raise ValueError(f"max_reply_bytes must be positive, not {self.max_reply_bytes}")
+        if self.max_model_failures < 1:
+            raise ValueError(f"max_model_failures must be at least 1, not {self.max_model_failures}")
 
 
 @dataclass(slots=True)
@@ -72,6 +102,7 @@ class EvolveReport:
     started_at: float
     duration_s: float = 0.0
     run_id: int | None = None
+    stop_reason: str = ""  # why the run ended, in words
 
     @property
     def ok(self) -> bool:
@@ -92,6 +123,9 @@ class EvolveReport:
             else f"{self.function}: no candidate accepted"
         )
         lines = [f"{head} after {len(self.attempts)} attempt(s) in {self.duration_s:.2f} s"]
+        if self.stop_reason:
+            lines.append(f"  stopped: {self.stop_reason}")
+        lines.append(f"  tokens: {self.input_tokens:,} in, {self.output_tokens:,} out")
         lines += ["  " + a.summary() for a in self.attempts]
         return "\n".join(lines)
 
@@ -172,8 +206,6 @@ async def run_evolve(
     *,
     on_attempt: Callable[[AttemptReport], None] | None = None,
 ) -> EvolveReport:
-    from symbiont.models.retry import call_with_retries
-
     started = time.time()
     report = EvolveReport(handle.key, None, [], None, started)
     origin = config.origin or _model_origin(model)
@@ -182,7 +214,7 @@ async def run_evolve(
     stop_on_accept = config.metric is None if config.stop_on_accept is None else config.stop_on_accept
     policy = handle.options.policy if handle.options.policy is not None else DEFAULT_POLICY
     pipeline_config = PipelineConfig(typecheck=typecheck, policy=policy)
-    def_line = handle.signature.render(with_docstring=False)
+    def_line = prompting.function_head(handle)  # what every correction restates
     run_id = runtime._start_run(handle, config, model)
     report.run_id = run_id
 
@@ -203,165 +235,358 @@ async def run_evolve(
         declared_code=handle.declared_code,
     )
     failures = runtime.take_failures(handle.fn)
-    first_messages = _first_messages(handle, config.prompt, failures)
-    messages: list[Message] = list(first_messages)
+
+    harness = tuple(x for x in (config.check, config.metric) if x is not None)
+
+    def first_messages() -> list[Message]:
+        return prompting.first_messages(
+            handle, config.prompt, failures, context=config.context, harness=harness
+        )
+
+    conversation = Conversation(
+        first_messages(), window=config.history, max_tokens=config.max_prompt_tokens
+    )
+    shown_active = handle.active.number
+    repeats = _RepeatIndex(handle)
+    spent = 0
+    model_failures = 0  # in a row
+
+    def finish(attempt: AttemptReport) -> None:
+        report.attempts.append(attempt)
+        runtime._add_attempt(run_id, attempt)
+        if on_attempt:
+            on_attempt(attempt)
 
     for index in range(1, config.attempts + 1):
         active = handle.active
+        if active.number != shown_active:  # the task shows the active revision and its score
+            conversation.set_first(first_messages())
+            def_line = prompting.function_head(handle)
+            shown_active = active.number
+        messages = conversation.messages()
+        if config.token_budget is not None:
+            needed = estimate_tokens(messages)
+            if spent + needed > config.token_budget:
+                report.stop_reason = (
+                    f"token budget spent: {spent:,} of {config.token_budget:,} tokens used, and "
+                    f"the next request needs about {needed:,} more"
+                )
+                break
         hints = {
             "target": handle.name,
-            "sources": _sources_for_hints(handle),
+            "sources": prompting.sources_for_hints(handle),
             "avoid": [r.source for r in handle.revisions if not r.accepted and r.source][-200:],
         }
+        retried: list[int] = []
         try:
             reply, retries = await call_with_retries(
-                model, messages, hints=hints, max_retries=config.max_retries
+                model,
+                messages,
+                hints=hints,
+                max_retries=config.max_retries,
+                on_retry=lambda n, _exc, _delay, seen=retried: seen.append(n),
             )
-        except Exception as exc:  # the model could not be reached at all
+        except TransientModelError as exc:  # retries exhausted: this attempt failed, not the run
+            model_failures += 1
+            diag = Diagnostic(
+                "model",
+                "error",
+                f"{type(exc).__name__}: {exc} (after {len(retried)} "
+                f"retr{'y' if len(retried) == 1 else 'ies'})",
+            )
+            finish(AttemptReport(index, "model", False, None, (diag,), retries=len(retried)))
+            if model_failures >= config.max_model_failures:
+                report.stop_reason = (
+                    f"the model failed {model_failures} attempts in a row; the last error: {exc}"
+                )
+                break
+            continue
+        except Exception as exc:  # not worth retrying (a refused key, an unknown model, ...)
             diag = Diagnostic("model", "error", f"{type(exc).__name__}: {exc}")
-            attempt = AttemptReport(index, "model", False, None, (diag,))
-            report.attempts.append(attempt)
-            runtime._add_attempt(run_id, attempt)
-            if on_attempt:
-                on_attempt(attempt)
+            finish(AttemptReport(index, "model", False, None, (diag,), retries=len(retried)))
+            report.stop_reason = f"the model could not be used: {type(exc).__name__}: {exc}"
             break
+        model_failures = 0
 
         attempt = AttemptReport(
             index,
             "extract",
             False,
             None,
-            input_tokens=reply.usage.input_tokens,
-            output_tokens=reply.usage.output_tokens,
+            input_tokens=reply.usage.input_tokens or estimate_tokens(messages),
+            output_tokens=reply.usage.output_tokens or estimate_tokens(reply.text),
             model_latency_s=reply.latency_s,
             retries=retries,
         )
+        spent += attempt.input_tokens + attempt.output_tokens
         parents = (active.number,)
-        t0 = time.perf_counter()
-        if target.owned_names != handle.owned_names:  # a promotion installed helpers
-            target = dataclasses.replace(target, owned_names=handle.owned_names)
-        result = run_pipeline(reply.text, target, pipeline_config)
-        attempt.timings.update(result.timings)
-        attempt.timings.setdefault("pipeline", time.perf_counter() - t0)
-        candidate = result.candidate
-        # Without a candidate there is no source; the reply itself is kept on the revision.
-        source = candidate.source if candidate is not None else ""
-        chash = content_hash(source) if source else ""
-
         revision = Revision(
             number=-1,
-            source=source,
+            source="",
             parents=parents,
             origin=origin,
             model=reply.model or getattr(model, "name", None),
             status="rejected",
-            stage=result.stage,
-            diagnostics=tuple(result.diagnostics),
-            content_hash=chash,
+            stage="extract",
             reply=reply.text,
         )
-
-        repeated = bool(chash) and any(
-            r.content_hash == chash and r.number != revision.number
-            for r in handle.revisions
-            if r.status == "rejected" or r.number == active.number
-        )
-        if candidate is not None and repeated:
-            note = Diagnostic(
-                "model",
-                "repeat",
-                "this exact function was already tried"
-                + (" and rejected" if chash != active.content_hash else " (it is the active one)"),
-            )
-            revision.stage, revision.diagnostics = "model", (note,)
-            attempt.stage, attempt.diagnostics, attempt.repeated = "model", (note,), True
-            runtime._record(handle, revision)
-            attempt.revision = revision.number
-            report.attempts.append(attempt)
-            runtime._add_attempt(run_id, attempt)
-            if on_attempt:
-                on_attempt(attempt)
-            # Start the conversation afresh so the model is not anchored on its own repeat.
-            messages = [*first_messages, {"role": "user", "content": feedback.correction(
-                (note,), name=handle.name, def_line=def_line)}]
-            continue
-
-        if candidate is None:
-            attempt.stage, attempt.diagnostics = result.stage, tuple(result.diagnostics)
+        shown_reply = reply.text
+        refused = _refuse_reply(reply, config.max_reply_bytes)
+        key = ""
+        if refused is not None:  # too long to read, or cut off: not parsed at all
+            revision.reply = shown_reply = _head(reply.text)
+            revision.diagnostics = attempt.diagnostics = (refused,)
+            answer = _reply_correction(refused, handle.name, def_line)
         else:
-            # Trial: run check and metric in a forked child of this very process.
-            t1 = time.perf_counter()
-            job = _trial_job(
-                handle, candidate, config.check, config.metric,
-                restore=handle.options.trial == "inprocess",
-            )
-            trial = await asyncio.to_thread(_run_trial, handle, job, timeout_s, candidate.filename)
-            attempt.timings["trial"] = time.perf_counter() - t1
-            verdict = _judge(trial, active, config)
-            if isinstance(verdict, Score):
-                revision.score, revision.metrics = verdict.value, verdict.metrics
-                revision.artifacts = verdict.artifacts
-                attempt.score = verdict.value
-            if isinstance(verdict, tuple):  # rejected: (stage, diagnostics, score)
-                stage, diags, score = verdict
-                attempt.stage, attempt.diagnostics = stage, diags
-                revision.stage, revision.diagnostics = stage, diags
-                if score is not None:
-                    revision.score = attempt.score = score
-            else:
-                revision.status, revision.stage = "accepted", "promote"
-                revision.code = candidate.code
-                revision.helpers_code = candidate.helpers_code
-                revision.helper_names = candidate.helper_names
-                t2 = time.perf_counter()
+            t0 = time.perf_counter()
+            source, key = await asyncio.to_thread(_extract_with_key, reply.text, target)
+            attempt.timings["extract"] = time.perf_counter() - t0
+            revision.source = source
+            revision.content_hash = content_hash(source) if source else ""
+            earlier = repeats.find(key, handle.active)
+            if earlier is not None:
+                note = Diagnostic(
+                    "model",
+                    "repeat",
+                    f"this exact function was already tried as r{earlier.number}"
+                    + (
+                        " (it is the active one)"
+                        if earlier.number == handle.active.number
+                        else f" and rejected at {earlier.stage}"
+                    ),
+                )
+                revision.stage, revision.diagnostics = "model", (note,)
+                attempt.stage, attempt.diagnostics, attempt.repeated = "model", (note,), True
                 runtime._record(handle, revision)
-                try:
-                    handle.activate(revision)
-                except Exception as exc:  # e.g. a helper that fails at module level
-                    diag = Diagnostic("promote", "error", f"{type(exc).__name__}: {exc}")
-                    revision.status, revision.stage, revision.diagnostics = "rejected", "promote", (diag,)
-                    attempt.stage, attempt.diagnostics = "promote", (diag,)
-                    runtime._update_revision(handle, revision)
-                else:
-                    attempt.timings["promote"] = time.perf_counter() - t2
-                    runtime._set_active(handle, revision)
-                    attempt.stage, attempt.accepted = "promote", True
-                    report.accepted = revision
+                repeats.add(key, revision)
+                attempt.revision = revision.number
+                finish(attempt)
+                # Start the conversation afresh so the model is not anchored on its repeat.
+                conversation.reset(
+                    feedback.correction((note,), name=handle.name, def_line=def_line),
+                    dropped=Exchange(index, "", "", "repeat"),
+                )
+                continue
+            if target.owned_names != handle.owned_names:  # a promotion installed helpers
+                target = dataclasses.replace(target, owned_names=handle.owned_names)
+            t0 = time.perf_counter()
+            # Off the loop's thread: the type check can take a while.
+            result = await asyncio.to_thread(run_pipeline, reply.text, target, pipeline_config)
+            attempt.timings.update(result.timings)
+            attempt.timings.setdefault("pipeline", time.perf_counter() - t0)
+            await _judge_candidate(
+                runtime, handle, config, result, revision, attempt, report, timeout_s
+            )
+            answer = ""
 
         if revision.number < 0:
             runtime._record(handle, revision)
+        if key:
+            repeats.add(key, revision)
         attempt.revision = revision.number
-        report.attempts.append(attempt)
-        runtime._add_attempt(run_id, attempt)
-        if on_attempt:
-            on_attempt(attempt)
+        finish(attempt)
 
         if attempt.accepted and stop_on_accept:
+            report.stop_reason = f"accepted r{revision.number}"
             break
-        messages.append({"role": "assistant", "content": reply.text})
         if attempt.accepted:
-            messages.append(
-                {"role": "user", "content": feedback.ACCEPTED.format(score=attempt.score)}
+            answer = feedback.ACCEPTED.format(score=attempt.score)
+        elif not answer:
+            answer = feedback.correction(
+                attempt.diagnostics,
+                name=handle.name,
+                def_line=def_line,
+                timeout_s=timeout_s,
+                score=attempt.score,
+                active_score=handle.active.score,
+                direction=config.direction,
             )
-        else:
-            messages.append(
-                {
-                    "role": "user",
-                    "content": feedback.correction(
-                        attempt.diagnostics,
-                        name=handle.name,
-                        def_line=def_line,
-                        timeout_s=timeout_s,
-                        score=attempt.score,
-                        active_score=handle.active.score,
-                        direction=config.direction,
-                    ),
-                }
-            )
+        conversation.add(
+            Exchange(index, shown_reply, answer, _outcome(attempt), _first_line(attempt))
+        )
 
+    if not report.stop_reason:
+        report.stop_reason = f"all {config.attempts} attempts used"
     report.duration_s = time.time() - started
     runtime._finish_run(run_id, report)
     return report
+
+
+async def _judge_candidate(
+    runtime: Runtime,
+    handle: Evolvable,
+    config: EvolveConfig,
+    result: Any,
+    revision: Revision,
+    attempt: AttemptReport,
+    report: EvolveReport,
+    timeout_s: float,
+) -> None:
+    """Trial and promotion of what came out of the pipeline; fills `revision` and `attempt`."""
+    candidate = result.candidate
+    revision.stage, revision.diagnostics = result.stage, tuple(result.diagnostics)
+    if candidate is None:
+        attempt.stage, attempt.diagnostics = result.stage, tuple(result.diagnostics)
+        return
+    revision.source, revision.content_hash = candidate.source, content_hash(candidate.source)
+    active = handle.active
+    # Trial: run check and metric in a forked child of this very process.
+    t1 = time.perf_counter()
+    job = _trial_job(
+        handle, candidate, config.check, config.metric,
+        restore=handle.options.trial == "inprocess",
+    )
+    trial = await asyncio.to_thread(_run_trial, handle, job, timeout_s, candidate.filename)
+    attempt.timings["trial"] = time.perf_counter() - t1
+    verdict = _judge(trial, active, config)
+    if isinstance(verdict, Score):
+        revision.score, revision.metrics = verdict.value, verdict.metrics
+        revision.artifacts = verdict.artifacts
+        attempt.score = verdict.value
+    if isinstance(verdict, tuple):  # rejected: (stage, diagnostics, score)
+        stage, diags, score = verdict
+        attempt.stage, attempt.diagnostics = stage, diags
+        revision.stage, revision.diagnostics = stage, diags
+        if score is not None:
+            revision.score = attempt.score = score
+        return
+    revision.status, revision.stage = "accepted", "promote"
+    revision.code = candidate.code
+    revision.helpers_code = candidate.helpers_code
+    revision.helper_names = candidate.helper_names
+    t2 = time.perf_counter()
+    runtime._record(handle, revision)
+    try:
+        handle.activate(revision)
+    except Exception as exc:  # e.g. a helper that fails at module level
+        diag = Diagnostic("promote", "error", f"{type(exc).__name__}: {exc}")
+        revision.status, revision.stage, revision.diagnostics = "rejected", "promote", (diag,)
+        attempt.stage, attempt.diagnostics = "promote", (diag,)
+        runtime._update_revision(handle, revision)
+    else:
+        attempt.timings["promote"] = time.perf_counter() - t2
+        runtime._set_active(handle, revision)
+        attempt.stage, attempt.accepted = "promote", True
+        report.accepted = revision
+
+
+class _RepeatIndex:
+    """The repeat keys of the revisions a new candidate must not repeat: every rejected one
+    (this run's and earlier runs') and the active one."""
+
+    def __init__(self, handle: Evolvable) -> None:
+        self._rejected: dict[str, Revision] = {}
+        self._keys: dict[int, str] = {}
+        for rev in handle.revisions:
+            if rev.status == "rejected" and (rev.source or rev.reply):
+                self._rejected.setdefault(self._key(rev), rev)
+
+    def _key(self, rev: Revision) -> str:
+        key = self._keys.get(rev.number)
+        if key is None:
+            key = self._keys[rev.number] = repeat_key(rev.source, rev.reply)
+        return key
+
+    def add(self, key: str, rev: Revision) -> None:
+        self._keys[rev.number] = key
+        if rev.status == "rejected":
+            self._rejected.setdefault(key, rev)
+
+    def find(self, key: str, active: Revision) -> Revision | None:
+        if active.source and self._key(active) == key:
+            return active
+        return self._rejected.get(key)
+
+
+def _extract_with_key(reply: str, target: Target) -> tuple[str, str]:
+    """The code the reply holds ("" when none is found) and the attempt's repeat key."""
+    try:
+        source = extract_code(
+            reply, target.signature.name, def_line=target.signature.render(with_docstring=False)
+        )
+    except StageError:
+        source = ""
+    except Exception:  # the pipeline's extract stage will report it properly
+        source = ""
+    return source, repeat_key(source, reply)
+
+
+# Corrections for replies that are not read at all. They restate the function to write.
+TRUNCATED_CORRECTION = (
+    "Your reply was truncated: it hit the length limit before it ended, so the function is "
+    "incomplete. Send a shorter function: only `{name}` (and any small helper it needs) in one "
+    "```python block, with no explanation or examples. The `def` line is:\n"
+    "```python\n{def_line}\n```"
+)
+TOO_LARGE_CORRECTION = (
+    "{message}\nSend only the function `{name}` (and any small helper it needs) in one "
+    "```python block. The `def` line is:\n```python\n{def_line}\n```"
+)
+
+
+def _refuse_reply(reply: ModelReply, max_bytes: int) -> Diagnostic | None:
+    """A diagnostic for a reply that is not parsed: over the size cap, or cut off."""
+    size = len(reply.text.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        return Diagnostic(
+            "extract",
+            "too_large",
+            f"your reply is {size:,} bytes, over the limit of {max_bytes:,} bytes; it was not read",
+        )
+    if reply.finish_reason == "length":
+        return Diagnostic(
+            "extract",
+            "truncated",
+            "your reply was cut off by the length limit (finish_reason=length) after "
+            f"{len(reply.text):,} characters",
+        )
+    return None
+
+
+def _reply_correction(diag: Diagnostic, name: str, def_line: str) -> str:
+    if diag.kind == "truncated":
+        return TRUNCATED_CORRECTION.format(name=name, def_line=def_line)
+    return TOO_LARGE_CORRECTION.format(message=diag.message, name=name, def_line=def_line)
+
+
+def _head(text: str, limit: int = 4000) -> str:
+    """A long reply as it is kept and shown again: its beginning, and how much is cut."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[… {len(text) - limit:,} more characters not kept]"
+
+
+_OUTCOMES = {
+    "truncated": "truncated reply",
+    "too_large": "oversized reply",
+    "check_failed": "check failure",
+    "worse_score": "worse score",
+    "timeout": "timeout",
+    "extract": "reply without code",
+    "parse": "syntax error",
+    "signature": "signature mismatch",
+    "policy": "refused name or import",
+    "typecheck": "type error",
+    "compile": "compile error",
+    "trial": "exception in the trial",
+    "promote": "failed promotion",
+}
+
+
+def _outcome(attempt: AttemptReport) -> str:
+    """The category an attempt is counted under in the conversation's digest."""
+    if attempt.accepted:
+        return "accepted revision"
+    kind = attempt.diagnostics[0].kind if attempt.diagnostics else ""
+    return _OUTCOMES.get(kind) or _OUTCOMES.get(attempt.stage) or f"{attempt.stage} failure"
+
+
+def _first_line(attempt: AttemptReport, limit: int = 100) -> str:
+    if attempt.accepted or not attempt.diagnostics:
+        return ""
+    lines = attempt.diagnostics[0].message.strip().splitlines()
+    line = lines[0] if lines else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _judge(
@@ -408,58 +633,3 @@ def _tails(trial: TrialResult) -> str:
         parts.append("stderr (last lines):\n" + trial.stderr_tail.strip()[-1500:])
     return "\n".join(parts)
 
-
-def _sources_for_hints(handle: Evolvable) -> list[str]:
-    active = handle.active
-    others = [r for r in handle.revisions if r.accepted and r.number != active.number and r.source]
-    others.sort(key=lambda r: (r.score is None, -(r.score or 0.0)))
-    return [active.source, *[r.source for r in others[:4]]]
-
-
-def _first_messages(handle: Evolvable, prompt: str, failures: Sequence[Any]) -> list[Message]:
-    active = handle.active
-    sig = handle.signature
-    names = _module_names(handle)
-    context = feedback.CONTEXT.format(names=names) if names else ""
-    fails = ""
-    if failures:
-        fails = feedback.LIVE_FAILURES.format(
-            failures="\n\n".join(f.diagnostic.render() for f in failures[-5:])
-        )
-    score = f", score {active.score:.6g}" if active.score is not None else ""
-    task = feedback.TASK.format(
-        prompt=prompt.strip() or "Improve this function.",
-        module=sig.module,
-        signature=sig.render(),
-        context=context,
-        active_number=active.number,
-        active_score=score,
-        active_source=active.source.rstrip(),
-        failures=fails,
-    )
-    return [{"role": "system", "content": feedback.SYSTEM}, {"role": "user", "content": task}]
-
-
-def _module_names(handle: Evolvable, limit: int = 30) -> str:
-    """A short list of the module-level helpers, types and constants a candidate may use."""
-    import inspect
-    import types as _types
-
-    out: list[str] = []
-    for name, value in handle.fn.__globals__.items():
-        if name.startswith("_") or value is handle.fn or name in handle.owned_names:
-            continue
-        if isinstance(value, _types.ModuleType):
-            out.append(f"- module {name}")
-        elif isinstance(value, _types.FunctionType) and value.__module__ == handle.fn.__module__:
-            try:
-                out.append(f"- def {name}{inspect.signature(value)}")
-            except (TypeError, ValueError):
-                out.append(f"- def {name}(...)")
-        elif isinstance(value, type) and value.__module__ == handle.fn.__module__:
-            out.append(f"- class {name}")
-        elif isinstance(value, int | float | str | bool) and name.isupper():
-            out.append(f"- {name} = {value!r}")
-        if len(out) >= limit:
-            break
-    return "\n".join(out)

@@ -125,9 +125,10 @@ def test_a_repeated_rejected_candidate_resets_the_conversation(runtime) -> None:
     assert report.attempts[1].repeated
     assert report.attempts[1].diagnostics[0].kind == "repeat"
     third_call = model.calls[2]
-    # history reset: system + task + the note, not the whole conversation
-    assert len(third_call) == 3
+    # history reset: system + the task with the note, not the whole conversation
+    assert [m["role"] for m in third_call] == ["system", "user"]
     assert "Do not repeat it" in third_call[-1]["content"]
+    assert "return x + 1" not in third_call[-1]["content"]
     assert report.ok
 
 

@@ -22,6 +22,16 @@ The SDK's own retries are switched off (`max_retries=0`): retrying is the caller
 (`symbiont.models.retry.call_with_retries`) so every retry is visible and counted. Errors are
 translated: rate limits, 5xx, timeouts and connection failures become `TransientModelError`
 (with the server's `Retry-After`), everything else a `ModelError` that says what to fix.
+
+Timeouts are made for local CPU servers, which answer one request at a time and may take
+minutes: the limit is `timeout=` or `SYMBIONT_MODEL_TIMEOUT` (seconds, default 600). A request
+that runs past it raises `TransientModelError`, but it is *not* abandoned: the server is still
+working on it, and a second request would only queue behind it (one ran for 686 s that way).
+The next call with the same messages waits for that same request instead of sending another;
+a call with other messages first waits (up to the timeout again) for the server to finish the
+old one, and fails without sending anything while it has not. So after a timeout at most one
+request is in flight. A request is given up for good after `abandon_after` seconds (default
+four timeouts), which closes its connection.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import json
 import os
 import time
 import weakref
@@ -40,12 +51,33 @@ import openai
 from symbiont.errors import ModelError, TransientModelError
 from symbiont.models.base import Message, ModelReply, ToolCall, Usage
 
-__all__ = ["PLACEHOLDER_API_KEY", "OpenAIModel"]
+__all__ = ["DEFAULT_TIMEOUT_S", "PLACEHOLDER_API_KEY", "OpenAIModel"]
 
 # Sent when a base URL is configured without a key: local servers ignore it, and the SDK
 # refuses to start without one.
 PLACEHOLDER_API_KEY = "sk-no-key-required"
 _OPENAI_HOSTS = ("api.openai.com",)
+# A small model on a CPU may take minutes for one reply; a hosted API answers far sooner.
+DEFAULT_TIMEOUT_S = 600.0
+TIMEOUT_ENV = "SYMBIONT_MODEL_TIMEOUT"
+
+
+def _configured_timeout(timeout: float | None) -> float:
+    if timeout is not None:
+        value = float(timeout)
+        where = "timeout"
+    else:
+        raw = os.environ.get(TIMEOUT_ENV, "").strip()
+        if not raw:
+            return DEFAULT_TIMEOUT_S
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"{TIMEOUT_ENV}={raw!r}: expected a number of seconds") from None
+        where = TIMEOUT_ENV
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{where} must be a positive number of seconds, not {value}")
+    return value
 
 
 class OpenAIModel:
@@ -60,9 +92,16 @@ class OpenAIModel:
         stream: bool = False,
         temperature: float | None = None,
         max_tokens: int | None = None,
-        timeout_s: float = 60.0,
+        timeout: float | None = None,
+        timeout_s: float | None = None,
+        abandon_after: float | None = None,
         extra_headers: Mapping[str, str] | None = None,
     ) -> None:
+        """`timeout` (seconds; else `SYMBIONT_MODEL_TIMEOUT`, else 600) bounds how long one
+        call waits; `timeout_s` is its older name. `abandon_after` (default 4 × timeout) is
+        how long a timed-out request may keep running at the server before it is dropped."""
+        if timeout is not None and timeout_s is not None:
+            raise ValueError("pass timeout= or its older name timeout_s=, not both")
         model = model or os.environ.get("SYMBIONT_MODEL") or None
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
@@ -77,8 +116,12 @@ class OpenAIModel:
             raise ModelError(
                 "no model name: set SYMBIONT_MODEL (for example gpt-4o-mini) or pass model="
             )
-        if timeout_s <= 0:
-            raise ValueError(f"timeout_s must be positive, not {timeout_s}")
+        timeout_s = _configured_timeout(timeout if timeout is not None else timeout_s)
+        abandon_s = 4 * timeout_s if abandon_after is None else float(abandon_after)
+        if not abandon_s >= timeout_s:
+            raise ValueError(
+                f"abandon_after ({abandon_s:g} s) must be at least the timeout ({timeout_s:g} s)"
+            )
         self.model: str | None = model
         self.base_url = (base_url or "https://api.openai.com/v1").rstrip("/")
         self.api_key = api_key
@@ -86,6 +129,7 @@ class OpenAIModel:
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.timeout_s = timeout_s
+        self.abandon_after_s = abandon_s
         self.extra_headers = dict(extra_headers or {})
         self.name = model or f"(first model at {self.base_url})"
         # The SDK client's connection pool belongs to the event loop that opened it, and
@@ -94,6 +138,10 @@ class OpenAIModel:
         self._client_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self._client_obj: openai.AsyncOpenAI | None = None
         self._closer: asyncio.Task[None] | None = None
+        # A request that outlived `timeout_s` and is still running at the server, with the
+        # fingerprint of its parameters: the next call waits for it rather than resending.
+        self._pending: asyncio.Task[ModelReply] | None = None
+        self._pending_key = ""
 
     def __repr__(self) -> str:
         return (
@@ -107,7 +155,8 @@ class OpenAIModel:
                 api_key=self.api_key,
                 base_url=self.base_url,
                 max_retries=0,
-                timeout=self.timeout_s,
+                # The SDK gives up only at `abandon_after`; `complete` stops waiting earlier.
+                timeout=self.abandon_after_s,
                 default_headers=self.extra_headers or None,
             )
             self._client_obj, self._client_loop = client, weakref.ref(loop)
@@ -119,6 +168,11 @@ class OpenAIModel:
 
     async def aclose(self) -> None:
         """Close the HTTP connections this model opened (call from the loop that used it)."""
+        pending, self._pending = self._pending, None
+        if pending is not None and not pending.done():
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
         client, self._client_obj, self._client_loop = self._client_obj, None, None
         closer, self._closer = self._closer, None
         if closer is not None and not closer.done():
@@ -164,11 +218,22 @@ class OpenAIModel:
             key = "max_completion_tokens" if _is_openai(self.base_url) else "max_tokens"
             params[key] = self.max_tokens
         started = time.perf_counter()
+        key = json.dumps(params, sort_keys=True, default=str)
+        task = await self._request_task(params, key, model)
+        done, _ = await asyncio.wait({task}, timeout=self.timeout_s)
+        if not done:
+            # Keep it running: the server is working on it, and resending would queue a
+            # second request behind the first. The next call adopts or awaits it.
+            self._pending, self._pending_key = task, key
+            raise TransientModelError(
+                f"the request to {self.base_url} timed out after {self.timeout_s:g} s "
+                f"(model {model!r}); it is left running at the server and not resent "
+                f"(set {TIMEOUT_ENV} or OpenAIModel(timeout=) for slow servers)"
+            )
+        if self._pending is task:
+            self._pending = None
         try:
-            if self.stream:
-                reply = await self._streamed(params)
-            else:
-                reply = await self._plain(params)
+            reply = task.result()
         except openai.OpenAIError as exc:
             raise self._translate(exc, model) from exc
         return ModelReply(
@@ -179,6 +244,30 @@ class OpenAIModel:
             model=reply.model or model,
             finish_reason=reply.finish_reason,
         )
+
+    async def _request_task(
+        self, params: dict[str, Any], key: str, model: str
+    ) -> asyncio.Task[ModelReply]:
+        """The task answering `params`: a still-running earlier request for the same
+        parameters, else a new request once no earlier one is running at the server."""
+        loop = asyncio.get_running_loop()
+        pending = self._pending
+        if pending is not None and pending.get_loop() is not loop:
+            pending = self._pending = None  # its loop is gone, and its connection with it
+        if pending is not None and not pending.done() and self._pending_key == key:
+            return pending  # a retry of the request that timed out: wait for its answer
+        if pending is not None and not pending.done():
+            await asyncio.wait({pending}, timeout=self.timeout_s)
+            if not pending.done():
+                raise TransientModelError(
+                    f"the server at {self.base_url} is still working on an earlier request "
+                    f"that timed out (model {model!r}); not sending another until it answers"
+                )
+        if pending is not None and pending.done():
+            self._pending = None
+            if not pending.cancelled():
+                pending.exception()  # retrieved: an old request's failure is not news
+        return loop.create_task(self._plain(params) if not self.stream else self._streamed(params))
 
     async def _plain(self, params: dict[str, Any]) -> ModelReply:
         response = await self._client().chat.completions.create(**params)
@@ -259,7 +348,8 @@ class OpenAIModel:
         where = self.base_url
         if isinstance(exc, openai.APITimeoutError):
             return TransientModelError(
-                f"the request to {where} timed out after {self.timeout_s:g} s (model {model!r})"
+                f"the request to {where} got no answer within {self.abandon_after_s:g} s "
+                f"(model {model!r}) and was given up"
             )
         if isinstance(exc, openai.APIConnectionError):
             cause = exc.__cause__ or exc.__context__

@@ -5,7 +5,10 @@ client — the official `openai` SDK over real HTTP — against this server inst
 the client, so request encoding, SSE parsing, status codes and headers are all exercised.
 
 Replies are scripted: `server.enqueue(...)` queues them in order, or `server.handler` computes
-one from each request (for multi-turn conversations). Every request is recorded.
+one from each request (for multi-turn conversations). Every request is recorded, and
+`max_in_flight` tells how many chat requests were ever answered at once (a `Reply` with
+`delay_s` plays a slow one-request-at-a-time local server; `finish_reason="length"` a reply
+cut off by the token limit).
 
     with FakeOpenAIServer() as server:
         server.enqueue("Hello")                                    # plain text
@@ -267,6 +270,17 @@ class _Handler(BaseHTTPRequestHandler):
                 "model_not_found",
             )
             return
+        owner._enter_chat()
+        try:
+            self._answer_chat(owner, body, model, messages)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up waiting (a timeout)
+        finally:
+            owner._leave_chat()
+
+    def _answer_chat(
+        self, owner: FakeOpenAIServer, body: dict[str, Any], model: str, messages: list[Any]
+    ) -> None:
         try:
             reply, counter = owner._next_reply(body)
         except Exception as exc:  # a bug in a test's handler: say so, loudly
@@ -490,6 +504,8 @@ class FakeOpenAIServer:
         self._queue: deque[ScriptItem] = deque()
         self._lock = threading.Lock()
         self._served = 0
+        self._in_flight = 0
+        self._max_in_flight = 0
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -519,6 +535,27 @@ class FakeOpenAIServer:
         """The JSON bodies of the chat-completion requests only."""
         with self._lock:
             return [r.body for r in self.log if r.path.rstrip("/").endswith("/chat/completions")]
+
+    @property
+    def in_flight(self) -> int:
+        """Chat requests being answered right now (a slow `Reply` counts until it is sent)."""
+        with self._lock:
+            return self._in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most chat requests that were ever being answered at the same time."""
+        with self._lock:
+            return self._max_in_flight
+
+    def _enter_chat(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+
+    def _leave_chat(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
 
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
