@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 Context = Mapping[str, object] | str | None
 
 DEFAULT_MAX_PROMPT_CHARS = 12_000  # system + first user message; about 3k tokens
+MIN_PROMPT_CHARS = 2_000  # the rules, the task's fixed text and the def line fit in this
 MAX_NAMES = 30  # names listed in the context section
 MAX_NAME_LINE = 240  # characters per listed name
 MAX_CONTEXT_VALUE = 2_000  # characters per value passed in `context=`
@@ -70,6 +71,11 @@ def first_messages(
     objects never to offer even when named (pass the run's check and metric). The messages
     together hold at most `max_prompt_chars` characters.
     """
+    if max_prompt_chars < MIN_PROMPT_CHARS:
+        raise ValueError(
+            f"max_prompt_chars must be at least {MIN_PROMPT_CHARS:,} (the rules and the "
+            f"function's head must fit), not {max_prompt_chars:,}"
+        )
     system = feedback.system_prompt(policy_of(handle))
     active = handle.active
     parts = {
@@ -155,7 +161,7 @@ def _task(handle: Evolvable, parts: Mapping[str, str]) -> str:
 
 # Which parts give way first when the message is over its cap, and whether each sits inside
 # a ```python block (there the note is a comment, so the block still parses).
-_CUT_ORDER = ("context", "failures", "names", "active_source", "prompt", "head")
+_CUT_ORDER = ("context", "failures", "names", "prompt", "active_source", "head")
 _IN_CODE = frozenset({"active_source", "head"})
 
 

@@ -1,0 +1,107 @@
+"""The demos' first prompts are clean: the function's head in the layout of the active
+revision, no harness offered, no constant values.
+
+A small model (Qwen2.5-Coder-0.5B) failed these demos by copying a differently laid-out
+docstring (indentation errors) and by rewriting the `main`, `check_step` and `expected`
+the prompt offered it. Each test runs the demo's own evolve call with a scripted model and
+reads the first request it received.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+sys.path.insert(0, str(EXAMPLES))
+
+import counter  # noqa: E402
+import curve_fit  # noqa: E402
+import fizzbuzz  # noqa: E402
+
+import symbiont  # noqa: E402
+from symbiont.models import ScriptedModel  # noqa: E402
+
+
+@pytest.fixture
+def runtime() -> Iterator[symbiont.Runtime]:
+    rt = symbiont.Runtime(store=False)
+    yield rt
+    rt.close()
+    for fn in (counter.step, fizzbuzz.fizzbuzz, curve_fit.predict):
+        h = fn.symbiont
+        h.activate(0)
+        del h.revisions[1:]
+        h._previous.clear()
+
+
+def head_in_file(path: Path, name: str) -> str:
+    """The `def` line and docstring of `name` as written in the example's file."""
+    lines = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"def {name}("))
+    quotes = 0
+    for end in range(start, len(lines)):
+        quotes += lines[end].count('"""')
+        if quotes >= 2:
+            return "\n".join(lines[start : end + 1])
+    raise AssertionError(f"no docstring under def {name}")
+
+
+def task_message(model: ScriptedModel) -> str:
+    first = model.calls[0]
+    return next(m["content"] for m in reversed(first) if m["role"] == "user")
+
+
+def no_code() -> ScriptedModel:
+    return ScriptedModel(["I would rather not write code today."])
+
+
+def offered(task: str) -> str:
+    return "\n".join(re.findall(r"^- .*$", task, re.MULTILINE))
+
+
+def test_counter_first_prompt(runtime: symbiont.Runtime) -> None:
+    model = no_code()
+    runtime.evolve_sync(
+        counter.step, model, prompt=counter.PROMPT, check=counter.check_step, attempts=1
+    )
+    task = task_message(model)
+    head = head_in_file(EXAMPLES / "counter.py", "step")
+    assert f"```python\n{head}\n```" in task
+    assert counter.step.symbiont.active.source.startswith(head + "\n")
+    for harness in ("main", "check_step", "PROMPT", "evolve_every"):
+        assert not re.search(rf"\b{harness}\b", task), harness
+    assert offered(task) == ""  # step uses nothing of its module
+
+
+def test_fizzbuzz_first_prompt_keeps_the_docstring_layout(runtime: symbiont.Runtime) -> None:
+    model = no_code()
+    fizzbuzz.main(runtime=runtime, model=model, attempts=1)
+    task = task_message(model)
+    head = head_in_file(EXAMPLES / "fizzbuzz.py", "fizzbuzz")
+    assert head.count("\n") == 2  # a docstring over two lines, closed on the second
+    assert f"```python\n{head}\n```" in task
+    # only one layout of the docstring anywhere in the prompt
+    doc_first_line = head.splitlines()[1]
+    assert task.count(doc_first_line) == 2  # the head block and the active revision
+    assert '"""\n    Return "Fizz"' not in task
+    for harness in ("expected", "check_fizzbuzz", "main"):
+        assert not re.search(rf"\b{harness}\b", task), harness
+
+
+def test_curve_fit_first_prompt_names_its_data_without_values(runtime: symbiont.Runtime) -> None:
+    model = no_code()
+    curve_fit.main(runtime=runtime, model=model, attempts=1)
+    task = task_message(model)
+    head = head_in_file(EXAMPLES / "curve_fit.py", "predict")
+    assert f"```python\n{head}\n```" in task
+    for harness in ("mse", "main", "_rng"):
+        assert not re.search(rf"\b{harness}\b", task), harness
+    # DATA, which the docstring and the task name, is offered by its declared type only
+    assert "- DATA: list[tuple[float, float]]" in offered(task)
+    for _x, y in curve_fit.DATA[:5]:
+        assert repr(y) not in task and f"{y:.3f}" not in task
