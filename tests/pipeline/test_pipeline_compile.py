@@ -6,6 +6,7 @@ import ast
 import dataclasses
 import linecache
 import math
+import re
 import traceback
 
 import pipeline_targets as pt
@@ -40,16 +41,25 @@ def test_code_swaps_in_and_helpers_run_in_module_globals() -> None:
         "    return _area_helper_for_test(r)\n"
     )
     cand, _ = _compile(pt.area, src)
-    assert cand.helper_names == ("math", "OFFSET_FOR_TEST", "_area_helper_for_test")
+    written = ("math", "OFFSET_FOR_TEST", "_area_helper_for_test")
+    # each bound under a per-revision name: the written name, a marker and 8 hex digits
+    assert len(cand.helper_names) == 3
+    for name, bound in zip(written, cand.helper_names, strict=True):
+        assert re.fullmatch(re.escape(name) + r"__sym_[0-9a-f]{8}", bound)
     assert cand.function_source.startswith("def area(") and "OFFSET" not in cand.function_source
     original = pt.area.__code__
+    before = set(pt.__dict__)
     try:
         exec(cand.helpers_code, pt.area.__globals__)
+        assert set(pt.__dict__) - before == set(cand.helper_names)
+        assert "OFFSET_FOR_TEST" not in pt.__dict__
         pt.area.__code__ = cand.code
         assert pt.area(1.0) == pytest.approx(math.pi + 10)
+        helper = pt.__dict__[cand.helper_names[2]]
+        assert helper.__name__ == helper.__qualname__ == "_area_helper_for_test"
     finally:
         pt.area.__code__ = original
-        for name in ("OFFSET_FOR_TEST", "_area_helper_for_test"):
+        for name in cand.helper_names:
             pt.__dict__.pop(name, None)
 
 
@@ -109,16 +119,23 @@ def test_helper_overwriting_a_module_global_is_refused() -> None:
     assert d.kind == "overwrite" and d.line == 1 and "`helper_double`" in d.message
 
 
-def test_helper_owned_by_an_earlier_revision_may_be_replaced() -> None:
-    src = "def helper_double(x: int) -> int:\n    return 0\n\ndef area(r: float) -> float:\n    return r\n"
-    cand, _ = _compile(pt.area, src, owned_names=frozenset({"helper_double"}))
-    assert cand.helper_names == ("helper_double",)
+def test_a_helper_name_of_an_earlier_revision_is_free_for_the_next_one() -> None:
+    template = "def _h(x: float) -> float:\n    return {n}\n\ndef area(r: float) -> float:\n    return _h(r)\n"
+    first, _ = _compile(pt.area, template.format(n=1))
+    try:
+        exec(first.helpers_code, pt.area.__globals__)  # as a promotion does
+        second, _ = _compile(pt.area, template.format(n=2))
+        assert "_h" not in pt.__dict__
+        assert first.helper_names != second.helper_names
+    finally:
+        for name in first.helper_names:
+            pt.__dict__.pop(name, None)
 
 
 def test_reimporting_the_same_object_is_fine_but_rebinding_is_not() -> None:
     ok = "import math\nfrom typing import List\ndef area(r: float) -> float:\n    return r\n"
     cand, _ = _compile(pt.area, ok)
-    assert set(cand.helper_names) == {"math", "List"}
+    assert {n.split("__sym_")[0] for n in cand.helper_names} == {"math", "List"}
     (d,) = _refused(pt.area, "import cmath as math\ndef area(r: float) -> float:\n    return r\n")
     assert d.kind == "overwrite" and "`math`" in d.message
 
@@ -126,7 +143,8 @@ def test_reimporting_the_same_object_is_fine_but_rebinding_is_not() -> None:
 def test_helper_rebinding_the_target_name_is_refused() -> None:
     src = "def area(r: float) -> float:\n    return r\narea_alias = 1\n"
     cand, _ = _compile(pt.area, src)  # a new name is fine
-    assert cand.helper_names == ("area_alias",)
+    (bound,) = cand.helper_names
+    assert bound.startswith("area_alias__sym_")
     src = "def area(r: float) -> float:\n    return r\nfor area in []:\n    pass\n"
     with pytest.raises(StageError):
         _compile(pt.area, src)

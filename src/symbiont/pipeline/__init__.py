@@ -10,12 +10,19 @@ excerpt) in a `PipelineResult`. The stages are also usable one by one; their con
 
 - `extract_code`, `parse_source`, `check_signature`, `compile_candidate` return their
   product or raise `symbiont.errors.StageError` carrying the diagnostics;
-- `check_policy` and `typecheck` return a list of diagnostics (empty: passed).
+- `check_policy`, `check_module_level` and `typecheck` return a list of diagnostics (empty:
+  passed).
+
+Promotion only binds names: the policy stage refuses a module level that does more than
+define things (`check_module_level`, kind `policy/module_level`), and the compile stage binds
+every module-level name of a candidate under a per-revision name (`namespaced`), so a swap
+never changes what a running older revision sees.
 
 The policy stage is a guardrail for the model, not a security boundary (see `policy`).
 """
 
 from __future__ import annotations
+import __future__
 
 import time
 from dataclasses import dataclass, field
@@ -23,27 +30,43 @@ from dataclasses import dataclass, field
 from symbiont.diagnostics import Diagnostic
 from symbiont.errors import StageError
 from symbiont.pipeline._target import Target
-from symbiont.pipeline.compile import Candidate, compile_candidate, content_hash
+from symbiont.pipeline.compile import (
+    Candidate,
+    compile_candidate,
+    content_hash,
+    namespaced,
+    original_names,
+)
 from symbiont.pipeline.extract import extract_code
 from symbiont.pipeline.parse import parse_source
-from symbiont.pipeline.policy import DEFAULT_POLICY, Policy, check_policy
+from symbiont.pipeline.policy import (
+    DEFAULT_POLICY,
+    SAFE_DECORATORS,
+    Policy,
+    check_module_level,
+    check_policy,
+)
 from symbiont.pipeline.signature import check_signature, normalise_annotation, typing_aliases_in
 from symbiont.pipeline.typecheck import typecheck
 
 __all__ = [
     "DEFAULT_POLICY",
+    "SAFE_DECORATORS",
     "STAGES",
     "Candidate",
     "PipelineConfig",
     "PipelineResult",
     "Policy",
     "Target",
+    "check_module_level",
     "check_policy",
     "check_signature",
     "compile_candidate",
     "content_hash",
     "extract_code",
+    "namespaced",
     "normalise_annotation",
+    "original_names",
     "parse_source",
     "run_pipeline",
     "typecheck",
@@ -118,6 +141,16 @@ def run_pipeline(
         t = time.perf_counter()
         stage = "policy"
         problems = check_policy(tree, config.policy, source, module_globals=target.globals)
+        problems += check_module_level(
+            tree,
+            source,
+            module_globals=target.globals,
+            target_name=target.signature.name,
+            lazy_annotations=bool(
+                target.declared_code.co_flags & __future__.annotations.compiler_flag
+            ),
+        )
+        problems.sort(key=lambda d: (d.line or 0, d.col or 0))
         timings["policy"] = time.perf_counter() - t
         if problems:
             return done(None, problems, stage)

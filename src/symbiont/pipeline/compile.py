@@ -24,6 +24,7 @@ import copy
 import hashlib
 import inspect
 import linecache
+import re
 import sys
 import types
 from collections.abc import Iterable
@@ -33,7 +34,7 @@ from symbiont.diagnostics import Diagnostic
 from symbiont.errors import StageError
 from symbiont.pipeline._target import Target
 from symbiont.pipeline._util import node_diagnostic
-from symbiont.pipeline.parse import syntax_diagnostic
+from symbiont.pipeline.parse import quiet_syntax_warnings, syntax_diagnostic
 
 _KIND_FLAGS = {
     inspect.CO_GENERATOR: "a generator (it uses `yield`)",
@@ -158,30 +159,56 @@ def _kind(code: types.CodeType) -> str:
     return "a plain function"
 
 
+def namespaced(name: str, digest: str) -> str:
+    """The name a candidate's module-level `name` is bound under in the live module."""
+    return f"{name}{REVISION_SUFFIX}{digest[:8]}"
+
+
+REVISION_SUFFIX = "__sym_"
+_SUFFIX_RE = re.compile(re.escape(REVISION_SUFFIX) + "[0-9a-f]{8}")
+
+
+def original_names(text: str) -> str:
+    """`text` (a message, a traceback) with per-revision helper names shown as written."""
+    return _SUFFIX_RE.sub("", text) if REVISION_SUFFIX in text else text
+
+
 def compile_candidate(
     tree: ast.Module,
     node: ast.FunctionDef | ast.AsyncFunctionDef,
     source: str,
     target: Target,
 ) -> Candidate:
-    """Compile a checked candidate; raise `StageError` with `compile/*` diagnostics."""
+    """Compile a checked candidate; raise `StageError` with `compile/*` diagnostics.
+
+    Every name the candidate binds at its module level (helpers, classes, constants, imports)
+    is rewritten, in the code, to a per-revision name (`_helper` -> `_helper__sym_<digest>`,
+    see `namespaced`), so revisions never share a helper binding and the swap of
+    `fn.__code__` is the one switch between them. `tree` is not modified; `Candidate.source`
+    is the model's text, and functions and classes keep their written `__name__`.
+    """
     digest = content_hash(tree, source)
     filename = pseudo_filename(target, digest)
     lines = source.splitlines()
     flags = _flags_for(target)
-    futures = [s for s in tree.body if isinstance(s, ast.ImportFrom) and s.module == "__future__"]
-    func = copy.copy(node)
+    index = next(i for i, s in enumerate(tree.body) if s is node)
+    is_future = [isinstance(s, ast.ImportFrom) and s.module == "__future__" for s in tree.body]
+    helper_body = [s for i, s in enumerate(tree.body) if i != index and not is_future[i]]
+    helper_names = bound_names(helper_body)
+    problems = _overwrites(helper_body, helper_names, target, source, lines)
+
+    mapping = {n: namespaced(n, digest) for n in helper_names if n != target.signature.name}
+    work = tree
+    if mapping:  # rewrite a fresh copy: the caller's tree stays the model's
+        quiet_syntax_warnings()
+        work = ast.parse(source, filename)
+        _rename_module(work, mapping)
+    futures = [s for i, s in enumerate(work.body) if is_future[i]]
+    func = copy.copy(work.body[index])
+    assert isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef)
     func.decorator_list = []
-    try:
-        module_code = compile(
-            ast.Module(body=[*futures, func], type_ignores=[]),
-            filename,
-            "exec",
-            flags=flags,
-            dont_inherit=True,
-        )
-    except SyntaxError as exc:
-        raise StageError([_as_compile(syntax_diagnostic(exc, source))]) from None
+    back = {new: old for old, new in mapping.items()}
+    module_code = _compile_module([*futures, func], filename, flags, source, back)
     code = next(
         (
             c
@@ -192,25 +219,16 @@ def compile_candidate(
     )
     if code is None:  # cannot happen for a parsed def; say so rather than crash
         raise StageError([Diagnostic("compile", "internal", f"no code object for `{node.name}`")])
-    problems = _replaceability(code, target, source, node, lines)
-
-    helper_body = [s for s in tree.body if s is not node and s not in futures]
-    helper_names = bound_names(helper_body)
-    problems += _overwrites(helper_body, helper_names, target, source, lines)
+    problems = _replaceability(code, target, source, node, lines) + problems
     if problems:
         raise StageError(problems)
+
+    helpers = _binding_only([s for i, s in enumerate(work.body) if i != index and not is_future[i]])
     helpers_code = None
-    if helper_body:
-        try:
-            helpers_code = compile(
-                ast.Module(body=[*futures, *helper_body], type_ignores=[]),
-                filename,
-                "exec",
-                flags=flags,
-                dont_inherit=True,
-            )
-        except SyntaxError as exc:
-            raise StageError([_as_compile(syntax_diagnostic(exc, source))]) from None
+    installed: tuple[str, ...] = ()
+    if helpers:
+        helpers_code = _compile_module([*futures, *helpers], filename, flags, source, back)
+        installed = bound_names(helpers)
     # the def alone, from its `def` line (a copied decorator is not part of it)
     function_source = "\n".join(lines[node.lineno - 1 : node.end_lineno]) + "\n"
     register_source(filename, source)
@@ -219,10 +237,233 @@ def compile_candidate(
         function_source=function_source,
         code=code,
         helpers_code=helpers_code,
-        helper_names=helper_names,
+        helper_names=installed,
         filename=filename,
         content_hash=digest,
     )
+
+
+def _compile_module(
+    body: list[ast.stmt], filename: str, flags: int, source: str, back: dict[str, str]
+) -> types.CodeType:
+    quiet_syntax_warnings()
+    try:
+        code = compile(
+            ast.Module(body=body, type_ignores=[]), filename, "exec", flags=flags, dont_inherit=True
+        )
+    except SyntaxError as exc:
+        raise StageError([_as_compile(syntax_diagnostic(exc, source))]) from None
+    return _restore_names(code, back) if back else code
+
+
+def _restore_names(code: types.CodeType, back: dict[str, str]) -> types.CodeType:
+    """`code` with per-revision names turned back into the written ones where they are *names
+    of things* (code names, qualified names, the class-name constants `__build_class__` and
+    `__qualname__` use), so `__name__`, reprs and tracebacks read as the model wrote them.
+    Global lookups (`co_names`) keep the per-revision names."""
+    consts = tuple(
+        _restore_names(c, back)
+        if isinstance(c, types.CodeType)
+        else back.get(c, c)
+        if type(c) is str
+        else c
+        for c in code.co_consts
+    )
+    return code.replace(
+        co_consts=consts,
+        co_name=back.get(code.co_name, code.co_name),
+        co_qualname=".".join(back.get(p, p) for p in code.co_qualname.split(".")),
+    )
+
+
+def _binding_only(body: list[ast.stmt]) -> list[ast.stmt]:
+    """The helper statements as they are executed in the live module: without docstrings
+    (a leading string would become the module's `__doc__`) and with module-level annotations
+    dropped (`X: int = 1` would write into the module's `__annotations__`)."""
+    out: list[ast.stmt] = []
+    for stmt in body:
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue
+        if isinstance(stmt, ast.AnnAssign):
+            if stmt.value is None or not stmt.simple:
+                continue
+            stmt = ast.copy_location(ast.Assign(targets=[stmt.target], value=stmt.value), stmt)
+        out.append(stmt)
+    return out
+
+
+# -- per-revision names -------------------------------------------------------------------------
+
+
+@dataclass
+class _Scope:
+    kind: str  # module | function | class
+    local: set[str]
+    declared_global: set[str]
+
+
+_NEW_SCOPE = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.Lambda,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+)
+
+
+def _args_of(args: ast.arguments) -> set[str]:
+    every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+    return {a.arg for a in every if a is not None}
+
+
+def _bindings(nodes: Iterable[ast.AST]) -> tuple[set[str], set[str]]:
+    """Names bound in one scope (not in nested ones) and names it declares `global`."""
+    local: set[str] = set()
+    declared: set[str] = set()
+    stack = list(nodes)
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            local.add(n.name)
+            stack.extend(n.decorator_list)
+            if isinstance(n, ast.ClassDef):
+                stack.extend([*n.bases, *n.keywords])
+            else:
+                stack.extend(_evaluated_by_def(n.args, n.returns))
+            continue
+        if isinstance(n, ast.Lambda):
+            stack.extend(_evaluated_by_def(n.args, None))
+            continue
+        if isinstance(n, ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp):
+            stack.append(n.generators[0].iter)
+            # `:=` inside a comprehension binds in the enclosing scope
+            local.update(
+                s.target.id
+                for s in ast.walk(n)
+                if isinstance(s, ast.NamedExpr) and isinstance(s.target, ast.Name)
+            )
+            continue
+        if isinstance(n, ast.Global):
+            declared.update(n.names)
+        elif isinstance(n, ast.Nonlocal):
+            local.update(n.names)
+        elif isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
+            local.add(n.id)
+        elif isinstance(n, ast.alias):
+            local.add((n.asname or n.name).split(".")[0])
+        elif isinstance(n, ast.ExceptHandler | ast.MatchAs | ast.MatchStar) and n.name:
+            local.add(n.name)
+        elif isinstance(n, ast.MatchMapping) and n.rest:
+            local.add(n.rest)
+        stack.extend(ast.iter_child_nodes(n))
+    return local - declared, declared
+
+
+def _evaluated_by_def(args: ast.arguments, returns: ast.expr | None) -> list[ast.expr]:
+    """What a `def` or `lambda` evaluates in the scope around it."""
+    out: list[ast.expr] = [*args.defaults, *(d for d in args.kw_defaults if d is not None)]
+    every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+    out += [a.annotation for a in every if a is not None and a.annotation is not None]
+    if returns is not None:
+        out.append(returns)
+    return out
+
+
+class _Renamer:
+    """Rewrite references to the candidate's module-level names, scope by scope (one pass)."""
+
+    def __init__(self, mapping: dict[str, str]) -> None:
+        self.mapping = mapping
+
+    def is_global(self, name: str, scopes: list[_Scope]) -> bool:
+        innermost = scopes[-1]
+        for scope in reversed(scopes):
+            if scope.kind == "module" or name in scope.declared_global:
+                return True
+            if scope.kind == "class" and scope is not innermost:
+                continue  # a class body's names are not visible in the functions inside it
+            if name in scope.local:
+                return False
+        return True
+
+    def rename(self, name: str, scopes: list[_Scope]) -> str:
+        if name in self.mapping and self.is_global(name, scopes):
+            return self.mapping[name]
+        return name
+
+    def visit(self, node: ast.AST, scopes: list[_Scope]) -> None:
+        stack: list[ast.AST] = [node]
+        while stack:
+            n = stack.pop()
+            if isinstance(n, _NEW_SCOPE):
+                self.scope(n, scopes)
+                continue
+            if isinstance(n, ast.Name):
+                n.id = self.rename(n.id, scopes)
+            elif isinstance(n, ast.Global):
+                n.names = [self.mapping.get(x, x) for x in n.names]
+            stack.extend(ast.iter_child_nodes(n))
+
+    def scope(self, n: ast.AST, scopes: list[_Scope]) -> None:
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            n.name = self.rename(n.name, scopes)
+            for outer in n.decorator_list:
+                self.visit(outer, scopes)
+        if isinstance(n, ast.ClassDef):
+            for outer in [*n.bases, *n.keywords]:
+                self.visit(outer, scopes)
+            local, declared = _bindings(n.body)
+            inner = [*scopes, _Scope("class", local, declared)]
+            for stmt in n.body:
+                self.visit(stmt, inner)
+        elif isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            for outer in _evaluated_by_def(n.args, getattr(n, "returns", None)):
+                self.visit(outer, scopes)
+            body = n.body if isinstance(n.body, list) else [n.body]
+            local, declared = _bindings(body)
+            inner = [*scopes, _Scope("function", local | _args_of(n.args), declared)]
+            for stmt in body:
+                self.visit(stmt, inner)
+        elif isinstance(n, ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp):
+            first, *rest = n.generators
+            self.visit(first.iter, scopes)
+            local = {
+                t.id for g in n.generators for t in ast.walk(g.target) if isinstance(t, ast.Name)
+            }
+            inner = [*scopes, _Scope("function", local, set())]
+            parts: list[ast.AST] = [first.target, *first.ifs, *rest]
+            parts += [n.key, n.value] if isinstance(n, ast.DictComp) else [n.elt]
+            for part in parts:
+                self.visit(part, inner)
+
+
+def _rename_module(tree: ast.Module, mapping: dict[str, str]) -> None:
+    """Rename, in place, the module-level names of `mapping` wherever they refer to the
+    module global (not where a parameter or local of the same name shadows them)."""
+    module = [_Scope("module", set(), set())]
+    renamer = _Renamer(mapping)
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Import):
+            stmt.names = [a for alias in stmt.names for a in _renamed_alias(alias, mapping)]
+        elif isinstance(stmt, ast.ImportFrom) and stmt.module != "__future__":
+            for alias in stmt.names:
+                alias.asname = mapping.get(alias.asname or alias.name, alias.asname)
+        else:
+            renamer.visit(stmt, module)
+
+
+def _renamed_alias(alias: ast.alias, mapping: dict[str, str]) -> list[ast.alias]:
+    """`import a as x`, `import a` -> bound under the per-revision name; `import a.b` (which
+    binds `a`) -> `import a.b as <new a>_a_b, a as <new a>`."""
+    local = alias.asname or alias.name.split(".")[0]
+    new = mapping.get(local, local)
+    if alias.asname or "." not in alias.name:
+        return [ast.copy_location(ast.alias(alias.name, new), alias)]
+    loaded = ast.alias(alias.name, f"{new}_{alias.name.replace('.', '_')}")
+    return [ast.copy_location(loaded, alias), ast.copy_location(ast.alias(local, new), alias)]
 
 
 def _as_compile(d: Diagnostic) -> Diagnostic:
@@ -276,8 +517,12 @@ def _overwrites(
 ) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     g = target.globals
+    first_binder: dict[str, ast.stmt] = {}  # one pass: linear in the number of helpers
+    for stmt in body:
+        for bound in bound_names([stmt]):
+            first_binder.setdefault(bound, stmt)
     for name in names:
-        stmt = next((s for s in body if name in bound_names([s])), None)
+        stmt = first_binder.get(name)
         if name == target.signature.name:
             out.append(
                 node_diagnostic(
@@ -299,8 +544,9 @@ def _overwrites(
             node_diagnostic(
                 "compile",
                 "overwrite",
-                f"your helper `{name}` would replace the module's existing `{name}`; use the "
-                f"existing one or give yours a new name (for example `_{name}_2`)",
+                f"your code binds `{name}`, but the module already has a `{name}`; the module "
+                "level may only bind new names: use the existing one, or give yours a new "
+                f"name (for example `_{name}_2`)",
                 source,
                 stmt,
                 lines=lines,

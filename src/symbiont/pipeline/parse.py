@@ -4,18 +4,44 @@ Besides `ast.parse`, the source is compiled once: some errors are only found by 
 compiler (`return` or `await` outside a function, `break` outside a loop, a misplaced
 `from __future__` import), and the model should hear about them here, as syntax, with the
 line and column, rather than later as an obscure compile failure.
+
+Python warns about some candidate text while parsing or compiling it (`"a" is "a"`, an
+invalid escape such as `"\\d"`). Those `SyntaxWarning`s are about the model's code, not the
+program's: `quiet_syntax_warnings` keeps them off the program's stderr with one warnings filter
+that matches only the pseudo filenames candidates are parsed under (`<unknown>`, the default
+of `ast.parse`, `<candidate>`, `<symbiont ...>`, `<capability ...>`, `<mutation ...>`), so
+it is thread-safe (no `catch_warnings` swapping the process's filters) and leaves every other
+warning alone.
 """
 
 from __future__ import annotations
 
 import ast
+import warnings
 
 from symbiont.diagnostics import Diagnostic, caret_excerpt
 from symbiont.errors import StageError
 
+_CANDIDATE_FILES = r"<(unknown|candidate|symbiont |capability |mutation )"
+
+
+def quiet_syntax_warnings() -> None:
+    """Make sure the filter that drops candidates' `SyntaxWarning`s is in place (cheap; it is
+    put back if the program reset the warnings filters)."""
+    for action, _message, category, module, _lineno in warnings.filters:
+        if (
+            action == "ignore"
+            and category is SyntaxWarning
+            and module is not None
+            and module.pattern == _CANDIDATE_FILES
+        ):
+            return
+    warnings.filterwarnings("ignore", category=SyntaxWarning, module=_CANDIDATE_FILES)
+
 
 def parse_source(source: str, filename: str = "<candidate>") -> ast.Module:
     """Parse (and trial-compile) `source`; raise `StageError` with a `parse/*` diagnostic."""
+    quiet_syntax_warnings()
     if "\x00" in source:
         line = source.count("\n", 0, source.index("\x00")) + 1
         col = source.index("\x00") - (source.rfind("\n", 0, source.index("\x00")) + 1) + 1
@@ -74,3 +100,6 @@ def syntax_diagnostic(exc: SyntaxError, source: str) -> Diagnostic:
         message += f" at line {line}"
     message += "; fix it and send the whole function again"
     return Diagnostic("parse", kind, message, line, col, excerpt)
+
+
+quiet_syntax_warnings()  # from import on: extraction parses replies before this stage runs
