@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ def leaky(p: Point, scale: float) -> Vector:
     token_len = len(SECRET_TOKEN) + len(BIG) * 0
     if os.sep and sys.maxsize and token_len:
         scale = min(scale, LIMIT)
-    return [clamp(p.x * scale), clamp(p.y * scale)]
+    return [clamp(p.x * scale), clamp(p.y * scale) + math.floor(0.5)]
 
 
 @symbiont.evolvable(timeout=2.0, typecheck=False)
