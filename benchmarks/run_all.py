@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
+EXTRA_SECTIONS = ["real_model"]
 ORDER = ["call", "pipeline", "trial", "store", "sandbox_wasm", "sandbox_process", "retrieval"]
 
 
@@ -38,12 +39,15 @@ def machine() -> str:
 
 
 def main() -> int:
-    only = set(sys.argv[1:])
+    # `--collect` only rebuilds RESULTS.md from the sections already in results/ (used by
+    # `make bench-real-model`, whose section comes from benchmarks/real_model/run.py).
+    collect_only = "--collect" in sys.argv[1:]
+    only = set(sys.argv[1:]) - {"--collect"}
     scripts = sorted(HERE.glob("bench_*.py"), key=lambda p: (ORDER.index(p.stem[6:]) if p.stem[6:] in ORDER else 99, p.name))
     failed = []
     for script in scripts:
         name = script.stem[6:]
-        if only and name not in only:
+        if collect_only or (only and name not in only):
             continue
         print(f"== {script.name}", flush=True)
         t0 = time.monotonic()
@@ -54,6 +58,10 @@ def main() -> int:
     sections = []
     for script in scripts:
         f = HERE / "results" / f"{script.stem[6:]}.md"
+        if f.is_file():
+            sections.append(f.read_text().rstrip())
+    for extra in EXTRA_SECTIONS:  # sections written by scripts outside `make bench`
+        f = HERE / "results" / f"{extra}.md"
         if f.is_file():
             sections.append(f.read_text().rstrip())
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
