@@ -78,11 +78,14 @@ STAGES = ("extract", "parse", "signature", "policy", "typecheck", "compile")
 @dataclass(frozen=True)
 class PipelineConfig:
     """`typecheck` switches the type check off; `typechecker` is "auto" (ty, else mypy),
-    "ty" (server, falling back to `ty check`), "ty-cli" or "mypy"."""
+    "ty" (server, falling back to `ty check`), "ty-cli" or "mypy". `module_level` checks that
+    the module level only defines names (off for capabilities: their module runs afresh in a
+    sandbox on each call, never inside a live module)."""
 
     typecheck: bool = True
     policy: Policy = DEFAULT_POLICY
     typechecker: str = "auto"
+    module_level: bool = True
 
 
 @dataclass
@@ -141,15 +144,16 @@ def run_pipeline(
         t = time.perf_counter()
         stage = "policy"
         problems = check_policy(tree, config.policy, source, module_globals=target.globals)
-        problems += check_module_level(
-            tree,
-            source,
-            module_globals=target.globals,
-            target_name=target.signature.name,
-            lazy_annotations=bool(
-                target.declared_code.co_flags & __future__.annotations.compiler_flag
-            ),
-        )
+        if config.module_level:
+            problems += check_module_level(
+                tree,
+                source,
+                module_globals=target.globals,
+                target_name=target.signature.name,
+                lazy_annotations=bool(
+                    target.declared_code.co_flags & __future__.annotations.compiler_flag
+                ),
+            )
         problems.sort(key=lambda d: (d.line or 0, d.col or 0))
         timings["policy"] = time.perf_counter() - t
         if problems:
