@@ -229,7 +229,7 @@ def _names_section(
     handle: Evolvable, *, prompt: str, context: Context, harness: Iterable[object]
 ) -> str:
     offered = _offered(handle, prompt, context, harness)
-    lines = [_describe(name, value, handle) for name, value in offered[:MAX_NAMES]]
+    lines = [_safe_describe(name, value, handle) for name, value in offered[:MAX_NAMES]]
     if len(offered) > MAX_NAMES:
         lines.append(f"- (and {len(offered) - MAX_NAMES} more not listed)")
     return feedback.CONTEXT.format(names="\n".join(lines)) if lines else ""
@@ -248,16 +248,18 @@ def _offered(
         used.setdefault(name)
     mentioned = _IDENTIFIER.findall(f"{handle.signature.docstring or ''}\n{prompt}")
     out: list[tuple[str, object]] = []
+    seen: set[str] = set()
     for name in [*used, *mentioned]:
         if name in own or name in given or name in handle.owned_names or name not in g:
             continue
         value = g[name]
-        if id(value) in excluded_ids or any(n == name for n, _ in out):
+        if id(value) in excluded_ids or name in seen:
             continue
         if name not in used and (name.startswith("_") or not _is_data_or_type(value)):
             continue  # a mention offers data and types, never functions or modules
         if denied_global(value, policy) is not None:
             continue
+        seen.add(name)
         out.append((name, value))
     return out
 
@@ -362,6 +364,13 @@ def _collect_loads(nodes: list[ast.AST], enclosing: frozenset[str], out: dict[st
 
 
 # -- how a name is described ------------------------------------------------------------------
+
+
+def _safe_describe(name: str, value: object, handle: Evolvable) -> str:
+    try:
+        return _describe(name, value, handle)
+    except Exception:  # an odd object (a failing __repr__ or signature) is still named
+        return f"- {name}"
 
 
 def _describe(name: str, value: object, handle: Evolvable) -> str:
