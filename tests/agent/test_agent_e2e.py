@@ -63,12 +63,15 @@ def test_salary_question_is_answered_from_the_json_file(
     first = openai_server.chat_requests[0]
     assert "get_salary_details" in user_prompt(first["messages"])
     assert '"employee_id"' in user_prompt(first["messages"])
-    assert {t["function"]["name"] for t in first["tools"]} == {
+    library_tools = {
         "search_capabilities",
         "run_capability",
         "create_capability",
         "mutate_capability",
     }
+    offered_tools = {t["function"]["name"] for t in first["tools"]}
+    # the library tools, and each offered capability as a tool of its own
+    assert offered_tools == library_tools | set(result.offered)
     # the run was recorded by the library
     assert hr_library.get("get_salary_details").stats.runs == 1
 
@@ -387,7 +390,7 @@ def test_capability_failing_twice_is_deprecated_and_not_offered_again(
     results = tool_results(second_requests[-1]["messages"])
     assert results[0][1]["error"]["kind"] == "deprecated"
     assert "salary_in_currency" not in [c["id"] for c in results[1][1]["capabilities"]]
-    assert second.outcome == "answered"
+    assert second.outcome == "unverified"  # no capability ran: said so
 
 
 # -- (d) malformed tool calls ------------------------------------------------------------------
@@ -412,7 +415,9 @@ def test_malformed_tool_calls_go_back_to_the_model_as_tool_errors(
     with Agent(hr_library, _model(openai_server)) as agent:
         result = agent.run("What is employee E042's salary?")
 
-    assert result.outcome == "answered"
+    # no capability ran, so the closing text is not recorded as a real answer
+    assert result.outcome == "unverified"
+    assert result.error == "answered without running a capability"
     results = tool_results(openai_server.chat_requests[1]["messages"])
     kinds = [b["error"]["kind"] for _, b in results]
     assert kinds == [
@@ -462,7 +467,7 @@ def test_mutation_agent_that_never_completes_stops_at_its_step_cap(
         before = {c.id for c in hr_library.list()}
         result = agent.run("Add 2 and 3 with a new capability")
 
-    assert result.outcome == "answered"
+    assert result.outcome == "unverified"  # it answered, but no capability ran
     assert result.created == []
     assert {c.id for c in hr_library.list()} == before
     (mid,) = result.mutation_transcripts
@@ -480,7 +485,10 @@ def test_mutation_agent_that_never_completes_stops_at_its_step_cap(
 def test_task_agent_that_never_answers_stops_at_its_step_limit(
     openai_server: FakeOpenAIServer, hr_library: Library
 ) -> None:
-    openai_server.handler = lambda request: [call("search_capabilities", query="salary")]
+    # a different query each time: identical calls in a row would end the run sooner
+    openai_server.handler = lambda request: [
+        call("search_capabilities", query=f"salary {len(request['messages'])}")
+    ]
     with Agent(hr_library, _model(openai_server), max_steps=4) as agent:
         result = agent.run("What is employee E042's salary?")
     assert result.outcome == "step_limit"
@@ -497,11 +505,13 @@ def test_task_agent_that_never_answers_stops_at_its_step_limit(
 def test_a_rate_limit_is_retried_and_a_refusal_ends_the_run_as_an_error(
     openai_server: FakeOpenAIServer, hr_library: Library
 ) -> None:
-    openai_server.enqueue(Error(status=429, retry_after=0.01), "Nothing to do.")
+    # an answer before any tool call is reminded once to run a capability, then taken
+    # (marked as given without running one)
+    openai_server.enqueue(Error(status=429, retry_after=0.01), "Nothing to do.", "Nothing to do.")
     with Agent(hr_library, _model(openai_server)) as agent:
         retried = agent.run("Say hello")
-        assert retried.outcome == "answered" and retried.answer == "Nothing to do."
-        assert len(openai_server.chat_requests) == 2
+        assert retried.outcome == "unverified" and retried.answer == "Nothing to do."
+        assert len(openai_server.chat_requests) == 3
 
         openai_server.enqueue(Error(status=400, message="context length exceeded"))
         failed = agent.run("Say hello again")

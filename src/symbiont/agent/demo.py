@@ -16,6 +16,7 @@ agents, the library, the pipeline, the sandbox and the transcripts are all the r
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -392,7 +393,12 @@ class DemoReport:
 
 
 def default_demo_home() -> Path:
-    """Where the demo keeps its store when `--store` is not given (fresh for each demo)."""
+    """Where the demo keeps its store when `--store` is not given (fresh for each demo):
+    `$SYMBIONT_HOME/agent-demo` when SYMBIONT_HOME is set, else under the system temp folder.
+    (A folder of its own: the demo empties it first, never SYMBIONT_HOME itself.)"""
+    home = os.environ.get("SYMBIONT_HOME", "").strip()
+    if home:
+        return Path(home).expanduser() / "agent-demo"
     return Path(tempfile.gettempdir()) / "symbiont-agent-demo"
 
 

@@ -121,6 +121,9 @@ class _Session:
     examples: list[Example] = field(default_factory=list)
     failed_sources: dict[str, str] = field(default_factory=dict)  # code hash -> its failure
     error_streak: list[str] = field(default_factory=list)
+    # The latest build/test/complete error *about the current source*; a new source clears
+    # it (the closing message once blamed `no_source` on a run that had written one).
+    last_error: str | None = None
     stored: Capability | None = None
     reset_note: str | None = None
 
@@ -275,10 +278,11 @@ class MutationAgent:
                 rec.id, "error", error=f"interrupted: {type(exc).__name__}", messages=messages
             )
             raise
-        last = session.error_streak[-1] if session.error_streak else None
+        last = session.last_error
         message = (
             f"the mutation agent stopped at its step limit ({self.max_steps} model calls) "
-            "without a completed capability" + (f"; last error: {last}" if last else "")
+            f"without a completed capability ({_progress(session)})"
+            + (f"; last error: {last}" if last else "")
         )
         rec.store.finish(rec.id, "step_limit", error=message, messages=messages)
         rec.emit("step_limit", message, ok=False)
@@ -365,6 +369,7 @@ class MutationAgent:
                 if streak and streak[-1] != signature:
                     streak.clear()
                 streak.append(signature)
+                session.last_error = signature
                 if len(streak) >= _REPEAT_LIMIT:
                     hint = render("mutation.repeated_error", error=err.message)
                     err.extra["hint"] = hint
@@ -471,6 +476,7 @@ class MutationAgent:
             session.source, session.entry, session.permissions = code, entry, permissions
             session.built = session.tested = False
             session.schemas = None
+            session.last_error = None
         functions = re.findall(r"^def\s+([A-Za-z_]\w*)", code, re.MULTILINE)
         return ok_result(
             lines=len(code.splitlines()),
@@ -737,6 +743,17 @@ class MutationAgent:
             parents=list(stored.parents),
             note="stored",
         )
+
+
+def _progress(session: _Session) -> str:
+    """How far the run got with its latest source, for the closing message."""
+    if session.source is None:
+        return "no source was written"
+    if session.tested:
+        return "the latest source was written, built and tested, but complete() was not accepted"
+    if session.built:
+        return "the latest source was written and built, but its test did not pass"
+    return "a source was written, but build() did not pass on the latest one"
 
 
 def _only_reports_success(summary: str) -> bool:

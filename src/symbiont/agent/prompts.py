@@ -18,7 +18,11 @@ fits its input schema and returns JSON.
 
 How to work:
 - Pick the capability that fits the task from the candidates listed with the task and call
-  run_capability(capability_id, input). Use only ids you were shown.
+  it: each candidate is also a tool of its own (its name is given as "tool"), whose
+  arguments are the capability's input; run_capability(capability_id, input) does the same.
+  Use only ids you were shown.
+- Call tools through the tool-calling interface. A tool call written in your reply's text is
+  not an answer. Never write a tool's result yourself: only a tool call produces one.
 - If none fits, call search_capabilities(query) with other words before giving up.
 - If still none fits, call create_capability(task_description) to have a new one written and
   tested, then run it. If one almost fits, call mutate_capability(parent_id,
@@ -27,8 +31,10 @@ How to work:
 - A tool answers with JSON: {{"ok": true, ...}} or {{"ok": false, "error": {{"kind": ...,
   "message": ...}}}}. Read errors and correct your call; do not repeat a call that failed
   the same way.
+- Capabilities that change data are offered only when the task asks for a change.
 - When you have what the task asks for, answer in plain text, without calling a tool. Base
-  the answer only on what the capabilities returned; quote the figures exactly."""
+  the answer only on what the capabilities returned; quote the figures exactly. If a
+  capability returned an error (for example an unknown id), say so."""
 
 TASK_USER = """\
 Task: {task}
@@ -44,11 +50,26 @@ No capability in the library matches this task yet. Search with other words, or 
 
 TASK_CANDIDATE = """\
 - id: {id}
+  tool: {tool}
   summary: {summary}
   input schema: {input_schema}"""
 
 TASK_EMPTY_REPLY = """\
 Your reply had neither text nor a tool call. Call a tool, or answer the task in plain text."""
+
+TASK_UNVERIFIED = """\
+You answered without running a capability, so the answer is not based on any data. If the
+task needs data, call one of the tools now ({tools}); do not write results yourself. If the
+task really needs no capability, give the answer again."""
+
+TASK_TEXT_CALL_UNKNOWN = """\
+Your reply contains a tool call to '{called}' written as text. Nothing was run: there is no
+tool '{called}'. The tools are: {tools}. Call one of them through the tool-calling interface."""
+
+TASK_TEXT_CALL_BROKEN = """\
+Your reply contains a call to {called} written as text, and it could not be read: {problem}.
+Nothing was run. Call the tool through the tool-calling interface, with its arguments as one
+JSON object. The tools are: {tools}."""
 
 MUTATION_SYSTEM = """\
 You are a capability author. You write one Python capability that does what the task asks,
@@ -128,6 +149,9 @@ TEMPLATES: dict[str, str] = {
     "task.candidate": TASK_CANDIDATE,
     "task.no_candidates": TASK_NO_CANDIDATES,
     "task.empty_reply": TASK_EMPTY_REPLY,
+    "task.unverified": TASK_UNVERIFIED,
+    "task.text_call_unknown": TASK_TEXT_CALL_UNKNOWN,
+    "task.text_call_broken": TASK_TEXT_CALL_BROKEN,
     "mutation.system": MUTATION_SYSTEM,
     "mutation.user": MUTATION_USER,
     "mutation.parent": MUTATION_PARENT,

@@ -4,28 +4,48 @@
     result = agent.run("What is employee E042's salary?")
     result.answer, result.outcome, result.transcript_id
 
-The model sees only the top-k capabilities for the task (hybrid search; deprecated ones are
-excluded before the top k is taken), with their ids, summaries and input schemas, and works
-through tools: `search_capabilities`, `run_capability` (in the sandbox; outcome recorded, so
-a capability failing again and again is deprecated), `create_capability` and
-`mutate_capability` (handed to the `MutationAgent`). A malformed call — bad JSON, an unknown
-tool or id, arguments that break the schema — is answered with a tool error the model can
-act on; it never ends the run. The run ends on a plain-text answer, a model error, or the
-step limit, and every step is kept as a transcript.
+The model sees the top-k capabilities for the task (hybrid search; deprecated ones are
+excluded before the top k is taken) twice: listed with their ids, summaries and input
+schemas, and as tools of their own whose parameters are their input schemas (names made
+to fit the providers' `^[a-zA-Z0-9_-]{1,64}$`). Next to them are the library tools:
+`search_capabilities` (what it finds becomes callable too), `run_capability` (in the
+sandbox; outcome recorded), `create_capability` and `mutate_capability` (handed to the
+`MutationAgent`).
+
+A small model fakes success in a few typical ways, and each is caught:
+
+- a tool call written as text (`{"name": ..., "arguments": {...}}`, fenced or broken) is
+  not an answer: it is run when it names a real tool, otherwise sent back with the list of
+  tools (`textcalls`);
+- an answer given before any capability ran gets one reminder; if it stays, the run ends
+  as `unverified` — "answered without running a capability" — never as `answered`;
+- capabilities that write (`write_files` or `side_effects`) are neither offered nor run
+  for a task that does not ask for a change (`intent.asks_for_change`); with
+  `confirm_writes` a person is asked before each write;
+- the same call with the same arguments three times in a row is not run but answered
+  with a warning, and a fourth ends the run (`repeated_call`).
+
+A malformed call — bad JSON, an unknown tool or id, arguments that break the schema — is
+answered with a tool error the model can act on; it never ends the run. Every step is kept
+as a transcript.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from symbiont.agent._recorder import EventHandler, Recorder, preview
+from symbiont.agent.intent import asks_for_change
 from symbiont.agent.mutation import MutationAgent
 from symbiont.agent.prompts import render
+from symbiont.agent.textcalls import TextCall, find_text_calls
 from symbiont.agent.tools import (
     TASK_TOOLS,
     Tool,
@@ -40,22 +60,36 @@ from symbiont.agent.tools import (
 from symbiont.agent.transcripts import TranscriptStore
 from symbiont.errors import CapabilityError, ModelError, SandboxError, SymbiontError
 from symbiont.library import (
+    Capability,
     CapabilityDeprecated,
     CapabilityNotFound,
     InvalidInput,
     Library,
     SearchResult,
 )
-from symbiont.models.base import Message, Model
+from symbiont.models.base import Message, Model, ToolCall
 
 __all__ = ["OUTCOMES", "Agent", "AgentResult"]
 
-OUTCOMES = ("answered", "step_limit", "error")
+OUTCOMES = ("answered", "unverified", "step_limit", "repeated_call", "error")
+UNVERIFIED_NOTE = "answered without running a capability"
+
+# How many identical calls in a row are run; the next one is answered with a warning
+# instead, and one more after that ends the run.
+REPEAT_LIMIT = 2
+MAX_CAPABILITY_TOOLS = 12  # offered plus found by search: the tool list stays short
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+ConfirmWrite = Callable[[Capability, dict[str, Any]], bool]
 
 
 @dataclass(slots=True)
 class AgentResult:
-    """How a task ended. `outcome`: answered, step_limit or error (then `error` says why)."""
+    """How a task ended.
+
+    `outcome`: answered (after running a capability), unverified (an answer given without
+    running any capability), step_limit, repeated_call or error (then `error` says why).
+    """
 
     task: str
     answer: str | None
@@ -66,13 +100,45 @@ class AgentResult:
     offered: list[str] = field(default_factory=list)  # ids in the first prompt
     ran: list[str] = field(default_factory=list)  # ids run (successfully or not)
     created: list[str] = field(default_factory=list)  # ids stored by mutation runs
+    withheld: list[str] = field(default_factory=list)  # writers not offered (read-only task)
     mutation_transcripts: list[int] = field(default_factory=list)
     input_tokens: int = 0
     output_tokens: int = 0
+    change_requested: bool = False
 
     @property
     def ok(self) -> bool:
         return self.outcome == "answered"
+
+
+class _Stop(Exception):
+    """Ends the run with an outcome other than an answer."""
+
+    def __init__(self, outcome: str, reason: str) -> None:
+        super().__init__(reason)
+        self.outcome = outcome
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class _Run:
+    """The state of one task run."""
+
+    result: AgentResult
+    change_requested: bool
+    cap_tools: dict[str, Tool] = field(default_factory=dict)  # tool name -> tool
+    cap_of_tool: dict[str, str] = field(default_factory=dict)  # tool name -> capability id
+    tool_of_cap: dict[str, str] = field(default_factory=dict)  # capability id -> tool name
+    last_call: str | None = None
+    repeats: int = 0
+    reminded: bool = False
+    tool_calls: int = 0
+
+    def tools(self) -> list[Tool]:
+        return [*TASK_TOOLS, *self.cap_tools.values()]
+
+    def tool_names(self) -> list[str]:
+        return [t.name for t in self.tools()]
 
 
 class Agent:
@@ -80,6 +146,8 @@ class Agent:
 
     `mutation_model` (default: `model`) writes new capabilities; `mutation_max_steps` caps
     each mutation run. `on_event` receives every step as it happens (the CLI prints them).
+    `confirm_writes`, when given, is asked before a capability that writes runs (with the
+    capability and its input); False refuses the run.
     """
 
     def __init__(
@@ -94,6 +162,7 @@ class Agent:
         transcripts: TranscriptStore | None = None,
         on_event: EventHandler | None = None,
         max_retries: int = 5,
+        confirm_writes: ConfirmWrite | None = None,
     ) -> None:
         if k < 1:
             raise SymbiontError(f"k must be at least 1, not {k}")
@@ -107,6 +176,7 @@ class Agent:
         self.transcripts = transcripts or TranscriptStore(library.path)
         self.on_event = on_event
         self.max_retries = max_retries
+        self.confirm_writes = confirm_writes
         self.mutation = MutationAgent(
             library,
             mutation_model or model,
@@ -134,47 +204,79 @@ class Agent:
         task = task.strip()
         if not task:
             raise SymbiontError("the task is empty; say what you want done")
+        change = asks_for_change(task)
         rec = Recorder(
             self.transcripts,
             agent="task",
             task=task,
             model=self.model,
             parent_id=None,
-            config={"k": self.k, "max_steps": self.max_steps, "tier": self.library.tier},
+            config={
+                "k": self.k,
+                "max_steps": self.max_steps,
+                "tier": self.library.tier,
+                "change_requested": change,
+                "confirm_writes": self.confirm_writes is not None,
+            },
             on_event=self.on_event,
         )
-        result = AgentResult(task, None, "error", 0, rec.id)
+        result = AgentResult(task, None, "error", 0, rec.id, change_requested=change)
+        run = _Run(result, change)
         messages: list[Message] = []
         try:
-            hits = self._retrieve(task, rec)
+            hits = self._retrieve(task, rec, run)
             result.offered = [h.capability.id for h in hits]
+            for hit in hits:
+                self._offer(run, hit.capability)
             messages = [
                 {"role": "system", "content": render("task.system")},
                 {
                     "role": "user",
-                    "content": render("task.user", task=task, candidates=_listing(hits)),
+                    "content": render(
+                        "task.user", task=task, candidates=_listing(hits, run.tool_of_cap)
+                    ),
                 },
             ]
-            specs = tool_specs(TASK_TOOLS)
             while rec.model_calls < self.max_steps:
+                specs = tool_specs(run.tools())
                 reply = await rec.ask(self.model, messages, specs, max_retries=self.max_retries)
-                messages.append(assistant_message(reply))
-                if not reply.tool_calls:
-                    if reply.text.strip():
-                        result.answer = reply.text.strip()
-                        result.outcome = "answered"
-                        break
-                    messages.append({"role": "user", "content": render("task.empty_reply")})
-                    rec.step("note", {"note": "empty reply; asked again"})
-                    continue
-                for call in reply.tool_calls:
-                    content = await self._call_tool(rec, result, call.name, call.arguments)
+                calls = list(reply.tool_calls)
+                if not calls:
+                    text = reply.text.strip()
+                    found = find_text_calls(text)
+                    if found:
+                        calls = self._calls_from_text(rec, run, messages, text, found)
+                        if not calls:
+                            continue
+                        messages.append(
+                            {
+                                "role": "assistant",
+                                "content": "",
+                                "tool_calls": [_call_dict(c) for c in calls],
+                            }
+                        )
+                    elif not text:
+                        messages.append(assistant_message(reply))
+                        messages.append({"role": "user", "content": render("task.empty_reply")})
+                        rec.step("note", {"note": "empty reply; asked again"})
+                        continue
+                    else:
+                        messages.append(assistant_message(reply))
+                        if self._accept_answer(rec, run, messages, text):
+                            break
+                        continue
+                else:
+                    messages.append(assistant_message(reply))
+                for call in calls:
+                    content = await self._call_tool(rec, run, call.name, call.arguments)
                     messages.append(tool_message(call.id, content))
             else:
                 result.outcome = "step_limit"
                 result.error = (
                     f"stopped at the step limit ({self.max_steps} model calls) without an answer"
                 )
+        except _Stop as stop:
+            result.outcome, result.error = stop.outcome, stop.reason
         except ModelError as exc:
             result.outcome, result.error = "error", f"model error: {exc}"
         except BaseException as exc:
@@ -182,6 +284,68 @@ class Agent:
             raise
         self._finish(rec, result, messages)
         return result
+
+    def _accept_answer(self, rec: Recorder, run: _Run, messages: list[Message], text: str) -> bool:
+        """A plain-text reply is the answer. Before any tool call it earns one reminder to run a
+        capability; an answer with no capability run is recorded as `unverified`."""
+        result = run.result
+        if result.ran:
+            result.answer, result.outcome = text, "answered"
+            return True
+        if not run.reminded and run.tool_calls == 0:
+            run.reminded = True
+            messages.append(
+                {
+                    "role": "user",
+                    "content": render("task.unverified", tools=", ".join(run.tool_names())),
+                }
+            )
+            rec.step("note", {"note": "answer before any capability ran; reminded once"})
+            rec.emit("note", "answer without running a capability: reminded to run one")
+            return False
+        result.answer, result.outcome, result.error = text, "unverified", UNVERIFIED_NOTE
+        rec.step("note", {"note": UNVERIFIED_NOTE})
+        return True
+
+    def _calls_from_text(
+        self,
+        rec: Recorder,
+        run: _Run,
+        messages: list[Message],
+        text: str,
+        found: list[TextCall],
+    ) -> list[ToolCall]:
+        """Tool calls written as text: the readable ones naming real tools become calls; for
+        the rest the model is told what went wrong (and nothing counts as an answer)."""
+        known = [c for c in found if c.readable and self._resolve_name(run, c.name) is not None]
+        if known:
+            calls = [
+                ToolCall(
+                    f"text_call_{rec.model_calls}_{i}",
+                    self._resolve_name(run, c.name) or "",
+                    c.arguments,
+                )
+                for i, c in enumerate(known)
+            ]
+            rec.step(
+                "note",
+                {"note": "tool call written as text; run as a tool call", "text": text[:2000]},
+            )
+            rec.emit("note", f"tool call written as text: running {calls[0].name}")
+            return calls
+        messages.append({"role": "assistant", "content": text})
+        first = found[0]
+        tools = ", ".join(run.tool_names())
+        if first.name is not None and self._resolve_name(run, first.name) is not None:
+            note = render(
+                "task.text_call_broken", called=first.name, problem=first.problem, tools=tools
+            )
+        else:
+            note = render("task.text_call_unknown", called=first.name or "?", tools=tools)
+        messages.append({"role": "user", "content": note})
+        rec.step("note", {"note": "tool call written as text, not run", "text": text[:2000]})
+        rec.emit("note", f"tool call written as text ({first.name or '?'}): sent back")
+        return []
 
     def _finish(
         self,
@@ -205,51 +369,118 @@ class Agent:
             return
         if result.outcome == "answered":
             rec.emit("answer", result.answer or "", ok=True)
+        elif result.outcome == "unverified":
+            rec.emit("answer", f"({UNVERIFIED_NOTE}) {result.answer or ''}", ok=False)
         else:
             rec.emit(result.outcome, result.error or result.outcome, ok=False)
 
     # -- retrieval ------------------------------------------------------------------------------
-    def _retrieve(self, task: str, rec: Recorder) -> list[SearchResult]:
+    def _retrieve(self, task: str, rec: Recorder, run: _Run) -> list[SearchResult]:
         started = time.perf_counter()
         try:
-            hits = self.library.search(task, self.k)
+            # Writers left out of a read-only task must not shrink the k offered.
+            hits = self.library.search(task, self.k if run.change_requested else 2 * self.k)
             error = None
         except CapabilityError as exc:  # e.g. an empty library without an index yet
             hits, error = [], str(exc)
+        hits, withheld = self._allowed(run, hits)
+        hits = hits[: self.k]
+        run.result.withheld = withheld
         duration = time.perf_counter() - started
         found = [{"id": h.capability.id, "score": round(h.score, 6), "why": h.why} for h in hits]
         rec.step(
             "retrieve",
-            {"query": task, "k": self.k, "results": found, "error": error},
+            {
+                "query": task,
+                "k": self.k,
+                "results": found,
+                "error": error,
+                "change_requested": run.change_requested,
+                "withheld_writers": withheld,
+            },
             duration_s=duration,
         )
         rec.emit(
             "retrieve",
-            f"retrieved {len(hits)}: " + (", ".join(h.capability.id for h in hits) or "(none)"),
+            f"retrieved {len(hits)}: "
+            + (", ".join(h.capability.id for h in hits) or "(none)")
+            + (f" (writers withheld: {', '.join(withheld)})" if withheld else ""),
             results=found,
         )
         return hits
 
+    @staticmethod
+    def _allowed(run: _Run, hits: list[SearchResult]) -> tuple[list[SearchResult], list[str]]:
+        if run.change_requested:
+            return hits, []
+        kept = [h for h in hits if not h.capability.permissions.writes]
+        return kept, [h.capability.id for h in hits if h.capability.permissions.writes]
+
+    def _offer(self, run: _Run, cap: Capability) -> None:
+        """Make `cap` callable as a tool of its own (its input schema as the parameters)."""
+        if cap.id in run.tool_of_cap or len(run.cap_tools) >= MAX_CAPABILITY_TOOLS:
+            return
+        taken = {t.name for t in TASK_TOOLS} | set(run.cap_tools)
+        name = tool_name_for(cap.id, taken)
+        schema = dict(cap.input_schema) if cap.input_schema else {}
+        schema.setdefault("type", "object")
+        schema.setdefault("properties", {})
+        summary = " ".join(cap.summary.split())
+        description = f"Run the capability {cap.id}: {preview(summary, 400)}" + (
+            " (it changes data)" if cap.permissions.writes else ""
+        )
+        run.cap_tools[name] = Tool(name, description, schema)
+        run.cap_of_tool[name] = cap.id
+        run.tool_of_cap[cap.id] = name
+
+    def _resolve_name(self, run: _Run, name: str | None) -> str | None:
+        """The tool a name means: a library tool, an offered capability's tool, or its id."""
+        if name is None:
+            return None
+        if name in run.cap_tools or any(t.name == name for t in TASK_TOOLS):
+            return name
+        return run.tool_of_cap.get(name)
+
     # -- tools ----------------------------------------------------------------------------------
-    async def _call_tool(self, rec: Recorder, result: AgentResult, name: str, raw: str) -> str:
+    async def _call_tool(self, rec: Recorder, run: _Run, name: str, raw: str) -> str:
         started = time.perf_counter()
-        tool = next((t for t in TASK_TOOLS if t.name == name), None)
+        run.tool_calls += 1
+        resolved = self._resolve_name(run, name)
         ok = False
         try:
-            if tool is None:
+            if resolved is None:
+                known_id = name in self.library
                 raise ToolError(
                     "unknown_tool",
                     f"there is no tool {name!r}; the tools are "
-                    + ", ".join(t.name for t in TASK_TOOLS),
+                    + ", ".join(run.tool_names())
+                    + (
+                        f". {name!r} is a capability that was not offered for this task: "
+                        "call run_capability with its id if it fits"
+                        if known_id
+                        else ""
+                    ),
                 )
-            args = parse_arguments(tool, raw)
-            content = await self._dispatch(rec, result, tool, args)
+            if resolved in run.cap_tools:
+                tool = run.cap_tools[resolved]
+                args = parse_arguments(tool, raw)
+                cap_id = run.cap_of_tool[resolved]
+                self._check_repeat(run, resolved, cap_id, args)
+                content = self._run(run, cap_id, args)
+            else:
+                tool = next(t for t in TASK_TOOLS if t.name == resolved)
+                args = parse_arguments(tool, raw)
+                target = str(args["capability_id"]) if resolved == "run_capability" else resolved
+                self._check_repeat(
+                    run, resolved, target, args.get("input", args) if target != resolved else args
+                )
+                content = await self._dispatch(rec, run, tool, args)
             ok = True
         except ToolError as err:
             content = error_result(err)
         except SandboxError as exc:
             content = error_result(ToolError("sandbox_unavailable", str(exc)))
-        except ModelError:
+        except (ModelError, _Stop):
             raise
         except Exception as exc:  # a bug or an unexpected failure must not end the task
             content = error_result(
@@ -270,35 +501,66 @@ class Agent:
         )
         return content
 
-    async def _dispatch(
-        self, rec: Recorder, result: AgentResult, tool: Tool, args: dict[str, Any]
-    ) -> str:
+    def _check_repeat(self, run: _Run, tool: str, target: str, args: Any) -> None:
+        """Notice the same call made again and again: warn once, then stop the run.
+
+        A capability called directly and through run_capability with the same input count as
+        the same call."""
+        signature = target + "\0" + json.dumps(args, sort_keys=True, default=str)
+        if signature == run.last_call:
+            run.repeats += 1
+        else:
+            run.last_call, run.repeats = signature, 1
+        if run.repeats == REPEAT_LIMIT + 1:
+            raise ToolError(
+                "repeated_call",
+                f"you called {tool} with the same arguments {run.repeats} times in a row; its "
+                "result will not change, so it was not run again. Use the result you already "
+                "have to answer, or make a different call. Repeating it once more ends the task",
+            )
+        if run.repeats > REPEAT_LIMIT + 1:
+            raise _Stop(
+                "repeated_call",
+                f"stopped: the model called {tool} with the same arguments {run.repeats} times "
+                "in a row, after being told its result would not change",
+            )
+
+    async def _dispatch(self, rec: Recorder, run: _Run, tool: Tool, args: dict[str, Any]) -> str:
         if tool.name == "search_capabilities":
-            return self._search(str(args["query"]), int(args.get("k", self.k)))
+            return self._search(run, str(args["query"]), int(args.get("k", self.k)))
         if tool.name == "run_capability":
-            return self._run(result, str(args["capability_id"]), args["input"])
+            return self._run(run, str(args["capability_id"]), args["input"])
         if tool.name == "create_capability":
-            return await self._mutate(rec, result, str(args["task_description"]), None, False)
+            return await self._mutate(rec, run, str(args["task_description"]), None, False)
         if tool.name == "mutate_capability":
             return await self._mutate(
                 rec,
-                result,
+                run,
                 str(args["task_description"]),
                 str(args["parent_id"]),
                 bool(args.get("replace_parent", False)),
             )
         raise ToolError("unknown_tool", f"there is no tool {tool.name!r}")
 
-    def _search(self, query: str, k: int) -> str:
+    def _search(self, run: _Run, query: str, k: int) -> str:
         if not query.strip():
             raise ToolError("invalid_arguments", "the query is empty; say what to look for")
         try:
             hits = self.library.search(query, k)
         except CapabilityError as exc:
             raise ToolError("search_failed", str(exc)) from None
-        return ok_result(capabilities=[_describe(h) for h in hits])
+        hits, withheld = self._allowed(run, hits)
+        for hit in hits:
+            self._offer(run, hit.capability)
+        extra: dict[str, Any] = {}
+        if withheld:
+            extra["note"] = (
+                f"{len(withheld)} capability(ies) that change data were left out: the task "
+                "does not ask for a change"
+            )
+        return ok_result(capabilities=[_describe(h, run.tool_of_cap) for h in hits], **extra)
 
-    def _run(self, result: AgentResult, cap_id: str, value: Mapping[str, Any]) -> str:
+    def _run(self, run: _Run, cap_id: str, value: Mapping[str, Any]) -> str:
         try:
             cap = self.library.get(cap_id)
         except CapabilityNotFound as exc:
@@ -306,8 +568,9 @@ class Agent:
                 "unknown_capability",
                 f"{exc}. Use an id from the candidates or from search_capabilities",
             ) from None
+        self._check_write(run, cap, value)
         try:
-            run = self.library.run(cap_id, dict(value))
+            outcome = self.library.run(cap_id, dict(value))
         except CapabilityDeprecated as exc:
             raise ToolError(
                 "deprecated",
@@ -315,29 +578,52 @@ class Agent:
             ) from None
         except InvalidInput as exc:
             raise ToolError("invalid_input", str(exc), input_schema=cap.input_schema) from None
-        result.ran.append(cap_id)
-        if run.ok:
-            return ok_result(capability_id=cap_id, output=run.output, duration_s=run.duration_s)
-        message = f"{cap_id} failed ({run.error_kind}): {run.error}"
-        if run.deprecated_now:
+        run.result.ran.append(cap_id)
+        if outcome.ok:
+            return ok_result(
+                capability_id=cap_id, output=outcome.output, duration_s=outcome.duration_s
+            )
+        message = f"{cap_id} failed ({outcome.error_kind}): {outcome.error}"
+        if outcome.deprecated_now:
             message += (
                 f". It has now failed {self.library.deprecate_after} times in a row and is "
                 "deprecated: it will not be offered again. Use another capability or "
                 "create_capability"
             )
-        extra: dict[str, Any] = {"deprecated_now": run.deprecated_now}
-        if run.traceback:
-            extra["traceback"] = run.traceback[-1500:]
+        extra: dict[str, Any] = {"deprecated_now": outcome.deprecated_now}
+        if outcome.traceback:
+            extra["traceback"] = outcome.traceback[-1500:]
         raise ToolError("run_failed", message, **extra)
+
+    def _check_write(self, run: _Run, cap: Capability, value: Mapping[str, Any]) -> None:
+        """A capability that writes runs only for a task asking for a change, and only after
+        the person confirmed when `confirm_writes` is set."""
+        if not cap.permissions.writes:
+            return
+        what = "writes files" if cap.permissions.write_files else "has side effects"
+        if not run.change_requested:
+            raise ToolError(
+                "write_not_allowed",
+                f"{cap.id} changes data (it {what}) and this task does not ask for a change, "
+                "so it was not run. Use a capability that only reads, or answer with what you "
+                "have",
+            )
+        if self.confirm_writes is not None and not self.confirm_writes(cap, dict(value)):
+            raise ToolError(
+                "not_confirmed",
+                f"the person did not confirm running {cap.id} (it {what}); nothing was "
+                "changed. Tell them what you would have changed, or stop",
+            )
 
     async def _mutate(
         self,
         rec: Recorder,
-        result: AgentResult,
+        run: _Run,
         description: str,
         parent_id: str | None,
         replace_parent: bool,
     ) -> str:
+        result = run.result
         if not description.strip():
             raise ToolError(
                 "invalid_arguments", "task_description is empty; say what the capability must do"
@@ -359,28 +645,54 @@ class Agent:
             )
         cap = outcome.capability
         result.created.append(cap.id)
+        if not cap.permissions.writes or run.change_requested:
+            self._offer(run, cap)
+        tool = run.tool_of_cap.get(cap.id)
         return ok_result(
             capability_id=cap.id,
             summary=cap.summary,
             input_schema=cap.input_schema,
             parents=list(cap.parents),
-            note=f"stored; run it with run_capability({cap.id!r}, input)",
+            note=f"stored; run it with run_capability({cap.id!r}, input)"
+            + (f" or call the tool {tool}" if tool else ""),
         )
 
 
-def _describe(hit: SearchResult) -> dict[str, Any]:
+def tool_name_for(cap_id: str, taken: set[str]) -> str:
+    """A tool name for a capability id that fits `^[a-zA-Z0-9_-]{1,64}$` and is not taken."""
+    name = re.sub(r"[^a-zA-Z0-9_-]", "_", cap_id)
+    if not _TOOL_NAME.match(name) or name in taken:
+        digest = hashlib.sha256(cap_id.encode()).hexdigest()[:8]
+        name = f"{name[:50]}_{digest}"
+    return name
+
+
+def _call_dict(call: ToolCall) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+
+
+def _describe(hit: SearchResult, tools: Mapping[str, str]) -> dict[str, Any]:
     cap = hit.capability
-    return {"id": cap.id, "summary": cap.summary, "input_schema": cap.input_schema}
+    out = {"id": cap.id, "summary": cap.summary, "input_schema": cap.input_schema}
+    if cap.id in tools:
+        out["tool"] = tools[cap.id]
+    return out
 
 
-def _listing(hits: list[SearchResult]) -> str:
+def _listing(hits: list[SearchResult], tools: Mapping[str, str]) -> str:
     if not hits:
         return render("task.no_candidates")
     entries = [
         render(
             "task.candidate",
             id=h.capability.id,
-            summary=" ".join(h.capability.summary.split()),
+            tool=tools.get(h.capability.id, h.capability.id),
+            summary=" ".join(h.capability.summary.split())
+            + (" (changes data)" if h.capability.permissions.writes else ""),
             input_schema=json.dumps(h.capability.input_schema, ensure_ascii=False),
         )
         for h in hits

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "--store",
             default=None,
             help="store file (default: $SYMBIONT_HOME/symbiont.db or ./.symbiont/symbiont.db; "
-            "the demo uses a fresh one under the system temp folder)",
+            "the demo uses a fresh one in $SYMBIONT_HOME/agent-demo, else under the system temp "
+            "folder)",
         )
 
     p = sub.add_parser(
@@ -53,6 +55,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=int,
         default=16,
         help="model calls per new capability (default 16)",
+    )
+    p.add_argument(
+        "--confirm-writes",
+        action="store_true",
+        help="ask before running a capability that changes data (needs an interactive terminal)",
     )
     p.add_argument("--examples", default=None, help="the demo's HR examples folder")
     p.add_argument("--quiet", action="store_true", help="do not print the model calls")
@@ -102,6 +109,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
             "the agent needs a model that can call tools: set SYMBIONT_MODEL (and OPENAI_API_KEY) "
             "or OPENAI_BASE_URL for a local server; or watch `symbiont agent --demo`"
         )
+    confirm = _confirm_on_terminal(console) if args.confirm_writes else None
+
     from symbiont.agent import Agent
     from symbiont.agent.demo import EventPrinter
     from symbiont.library import Library
@@ -117,6 +126,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
             max_steps=args.max_steps,
             mutation_max_steps=args.mutation_max_steps,
             on_event=EventPrinter(console, show_model=not args.quiet),
+            confirm_writes=confirm,
         ) as agent,
     ):
         result = agent.run(args.task)
@@ -124,10 +134,36 @@ def cmd_agent(args: argparse.Namespace) -> int:
         f"[dim]outcome {result.outcome}, {result.steps} model calls, "
         f"{result.input_tokens}+{result.output_tokens} tokens, transcript {result.transcript_id}[/]"
     )
+    if result.outcome == "unverified":
+        console.print(f"[yellow]{escape(result.error or 'unverified')}[/]")
+        return 0
     if result.outcome != "answered":
         console.print(f"[red]{escape(result.error or result.outcome)}[/]")
         return 1
     return 0
+
+
+def _confirm_on_terminal(console: Console) -> Any:
+    """The `--confirm-writes` question, asked on the terminal; refused up front without one."""
+    if not sys.stdin.isatty():
+        raise SymbiontError(
+            "--confirm-writes asks before each change, but stdin is not a terminal, so nobody "
+            "could answer; run the command in a terminal, or leave out --confirm-writes (then "
+            "only tasks that ask for a change may run capabilities that write)"
+        )
+
+    def confirm(cap: Any, value: dict[str, Any]) -> bool:
+        console.print(
+            f"[bold yellow]{escape(cap.id)}[/] changes data; input: "
+            f"{escape(json.dumps(value, ensure_ascii=False))}"
+        )
+        try:
+            answer = input("run it? [y/N] ")
+        except EOFError:
+            return False
+        return answer.strip().lower() in ("y", "yes")
+
+    return confirm
 
 
 # -- transcripts ----------------------------------------------------------------------------

@@ -359,6 +359,9 @@ class CapabilityPermissions:
 
     `data` names a shared data folder (`<data_root>/<data>/`); by default a capability's
     data folder is `<data_root>/<id>/`. The twelve HR capabilities share `hr`.
+    `side_effects` marks a capability that changes something outside its data folder (sends a
+    message, books a room through an API): like `write_files`, it makes the capability a
+    *writer*, which an agent offers only for tasks that ask for a change.
     """
 
     http_allow: tuple[str, ...] = ()
@@ -366,6 +369,12 @@ class CapabilityPermissions:
     read_files: bool = False
     write_files: bool = False
     data: str | None = None
+    side_effects: bool = False
+
+    @property
+    def writes(self) -> bool:
+        """Running it may change data or the world (write_files or side_effects)."""
+        return self.write_files or self.side_effects
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -376,6 +385,8 @@ class CapabilityPermissions:
         }
         if self.data is not None:
             out["data"] = self.data
+        if self.side_effects:  # only when set, so existing folders and stores read the same
+            out["side_effects"] = True
         return out
 
     @classmethod
@@ -387,11 +398,12 @@ class CapabilityPermissions:
             "read_files",
             "write_files",
             "data",
+            "side_effects",
         }
         if unknown:
             raise CapabilityError(
                 f"unknown permission(s) {sorted(unknown)}; permissions are http_allow, "
-                "allow_private_network, read_files, write_files and data"
+                "allow_private_network, read_files, write_files, side_effects and data"
             )
         http = data.get("http_allow", ())
         if isinstance(http, str):
@@ -405,6 +417,7 @@ class CapabilityPermissions:
             bool(data.get("read_files", False)),
             bool(data.get("write_files", False)),
             None if folder is None else str(folder),
+            bool(data.get("side_effects", False)),
         )
 
 

@@ -27,6 +27,7 @@ import ast
 import builtins
 import contextlib
 import copy
+import dataclasses
 import difflib
 import json
 import logging
@@ -80,13 +81,14 @@ T = TypeVar("T")
 DEFAULT_DEPRECATE_AFTER = 2
 # On top of the pipeline's default policy: capabilities do I/O through `symbiont.host` only.
 # (A guardrail that tells a model where to go, not the boundary: that is the sandbox.)
+# In-memory helpers stay allowed: `io.StringIO` to parse CSV text read with `read_file`,
+# `urllib.parse` to build the URL for `http_get` (see CAPABILITY_ALLOWED_MODULES).
 CAPABILITY_DENIED_IMPORTS = frozenset(
     {
         "pathlib",
         "tempfile",
         "glob",
         "fileinput",
-        "io",
         "urllib.request",
         "http",
         "requests",
@@ -100,6 +102,40 @@ CAPABILITY_DENIED_IMPORTS = frozenset(
         "dbm",
         "asyncio",
     }
+)
+# Harmless standard-library modules a capability may import (documented, and tested to pass
+# the capability policy: a denied-import list that grows must not catch one of them).
+CAPABILITY_ALLOWED_MODULES: tuple[str, ...] = (
+    "io",
+    "csv",
+    "json",
+    "re",
+    "math",
+    "datetime",
+    "collections",
+    "itertools",
+    "functools",
+    "statistics",
+    "decimal",
+    "string",
+    "textwrap",
+    "base64",
+    "hashlib",
+    "uuid",
+    "random",
+    "dataclasses",
+    "typing",
+    "enum",
+    "heapq",
+    "bisect",
+    "difflib",
+    "html",
+    "urllib.parse",
+)
+_HOST_HINT = (
+    "a capability reaches files and the network only through "
+    "`from symbiont.host import read_file, write_file, list_files, http_get` "
+    "(its permissions decide what they may do)"
 )
 SEARCH_MODES = ("hybrid", "semantic", "lexical")
 _ERROR_TEXT_LIMIT = 2000
@@ -270,7 +306,6 @@ class Library:
             raise StoreError(f"cannot open the capability tables in {self.path}: {exc}") from exc
         return conn
 
-
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One IMMEDIATE transaction (the write lock is taken up front, so busy waits apply)."""
@@ -416,7 +451,6 @@ class Library:
         policy, type check); returns the tree and the (input, output) JSON schemas, or raises
         `CapabilityRefused` with the diagnostics. The mutation agent's `build()` uses it."""
         from symbiont.pipeline import (
-            DEFAULT_POLICY,
             PipelineConfig,
             Target,
             parse_source,
@@ -506,11 +540,12 @@ class Library:
         own = _symbiont_imports(tree, cap.source)
         if own:
             raise self._refuse(cap, own)
-        policy = self.policy or DEFAULT_POLICY.extend(imports=CAPABILITY_DENIED_IMPORTS)
-        config = PipelineConfig(typecheck=self.typecheck, policy=policy)
+        policy = self.policy or capability_policy()
+        # No module-level rule: a capability's module runs afresh in the sandbox on each call.
+        config = PipelineConfig(typecheck=self.typecheck, policy=policy, module_level=False)
         result = run_pipeline(_fence(cap.source), target, config)
         if not result.ok:
-            raise self._refuse(cap, result.diagnostics)
+            raise self._refuse(cap, [_with_host_hint(d) for d in result.diagnostics])
         return tree, schemas
 
     def _run_examples(self, cap: Capability) -> list[ExampleFailure]:
@@ -1119,6 +1154,25 @@ class Library:
                 if src.is_dir():
                     copy_seed_data(src, root / "data" / folder)
         return written
+
+
+def capability_policy() -> Policy:
+    """The policy for capabilities: the pipeline's default plus `CAPABILITY_DENIED_IMPORTS`,
+    never denying a module of `CAPABILITY_ALLOWED_MODULES`."""
+    from symbiont.pipeline import DEFAULT_POLICY
+
+    return DEFAULT_POLICY.extend(imports=CAPABILITY_DENIED_IMPORTS).allow(
+        imports=frozenset(CAPABILITY_ALLOWED_MODULES)
+    )
+
+
+def _with_host_hint(d: Diagnostic) -> Diagnostic:
+    """A refused import or builtin (open, os, socket...) says where a capability's I/O goes."""
+    if d.stage != "policy" or "symbiont.host" in d.message:
+        return d
+    if d.kind not in ("denied_import", "denied_name", "denied_attribute", "denied_call"):
+        return d
+    return dataclasses.replace(d, message=f"{d.message.rstrip('.')}; {_HOST_HINT}")
 
 
 def _symbiont_imports(tree: ast.Module, source: str) -> list[Diagnostic]:
