@@ -17,6 +17,35 @@ which stays alive and responsive:
   when the waiting thread is interrupted), no leaked descriptors, no orphans (the child
   dies with its parent, and processes the job started die with the trial).
 
+A trial is **confined** by default (`confine=True`, mode "confined"): before the job runs,
+the child confines itself with the process sandbox tier's machinery (`sandbox._confine`),
+because a candidate that gets past the policy guard would otherwise act with the program's
+full authority:
+
+* descriptors: every inherited one is closed except the report pipe and stdio (pipes the
+  runner made), so the program's database, sockets and files are out of reach;
+* secrets: the environment is emptied (os.environ and the C environ) and its values, and
+  every object given to `register_secret` (model clients' API keys), are overwritten with
+  zeros in the child's memory (the parent keeps its values: the child's pages are copies);
+* no network: seccomp denies `socket()` for every family (`socketpair(AF_UNIX)` stays, an
+  event loop needs it); Landlock (ABI ≥ 4) denies TCP as well; a network namespace is the
+  fallback where seccomp is missing;
+* files: Landlock, read-only and only beneath the Python installation, sys.path and the
+  system libraries (what imports need), nothing writable but /dev/null; no capabilities;
+  seccomp denies changing modes, owners, times and extended attributes;
+* other processes: seccomp denies signals to anyone but the child itself, ptrace,
+  `process_vm_readv`/`writev`, System V IPC and every new process (fork, vfork, clone
+  without CLONE_THREAD; clone3 and exec), so nothing outlives the trial; the child is not
+  dumpable, dies with its parent (and may not undo that), and cannot open
+  /proc/<parent>/mem (Landlock grants no /proc, and denies ptrace access out of its domain);
+* rlimits: the memory limit above, no core files, a CPU-time backstop.
+
+Where the kernel lacks a protection, confined trials run with the others and say which one
+is missing, once, on the "symbiont.trial" logger (`confinement_report` lists them). A step
+that fails in the child fails the trial: it never runs half-confined without saying so.
+`confine=False` (mode "fork") is the unconfined fork for trusted code: the job may write
+files, use the network and start processes, and the first such trial says so.
+
 As with any fork of a threaded program, a lock another thread held at the moment of the
 fork stays held in the child; the runner gives the child fresh stdio objects and takes no
 locks itself, but a job that takes a lock of the program may time out on it.
@@ -42,6 +71,7 @@ import importlib
 import io
 import json
 import linecache
+import logging
 import math
 import os
 import re
@@ -59,14 +89,19 @@ from typing import Any, NoReturn
 
 from symbiont.diagnostics import Diagnostic, caret_excerpt
 from symbiont.errors import SandboxError
+from symbiont.sandbox import _confine, _landlock
 
 __all__ = [
     "TrialLimits",
     "TrialResult",
+    "confinement_report",
     "exception_diagnostic",
+    "register_secret",
     "run_forked",
     "run_inprocess",
 ]
+
+log = logging.getLogger("symbiont.trial")
 
 # Python ≥ 3.12 warns when a multi-threaded process forks. Forking a threaded program is
 # exactly what a trial does, and the child is written for it (no locks, fresh stdio, only
@@ -143,7 +178,7 @@ class TrialResult:
     stdout_tail: str
     stderr_tail: str
     duration_s: float
-    mode: str  # "fork" | "inprocess"
+    mode: str  # "confined" | "fork" (unconfined) | "inprocess"
 
 
 # -- exceptions as diagnostics ---------------------------------------------------------------
@@ -306,6 +341,194 @@ def _decode(data: bytes) -> tuple[bool, Any, Diagnostic | None] | None:
     return None
 
 
+# -- confinement (worked out in the parent, applied by the child) -----------------------------
+
+_MIN_SECRET_CHARS = 4  # shorter values are no secret (and may be interpreter-wide singletons)
+_SECRETS: dict[int, tuple[str | bytes, tuple[int, int]]] = {}  # id → (object, its characters)
+_SECRETS_LOCK = threading.Lock()
+
+
+def register_secret(value: str | bytes | None) -> bool:
+    """Have every confined trial overwrite `value` with zeros in its child's memory.
+
+    For credentials the program holds, such as a model client's API key: register the very
+    object the client keeps (`register_secret(self.api_key)`), since the child wipes that
+    object's characters, not other copies of the same text. The parent's value is untouched.
+    The object is kept alive for as long as the program runs. Returns False (and does
+    nothing) for None, values shorter than 4 characters and objects whose layout cannot be
+    read (non-CPython); environment variables need no registration, all of them are wiped.
+    """
+    if not isinstance(value, str | bytes) or len(value) < _MIN_SECRET_CHARS:
+        return False
+    region = _confine.data_region(value)
+    if region is None:
+        return False
+    with _SECRETS_LOCK:
+        _SECRETS[id(value)] = (value, region)
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class _Confinement:
+    """What a confined child applies; built once (again when sys.path changes)."""
+
+    key: tuple[str, ...]  # sys.path and the prefixes it was built for
+    ruleset: int | None  # Landlock ruleset descriptor (close-on-exec), None without Landlock
+    seccomp: _confine.SeccompProgram | None
+    netns: bool  # enter a network namespace (only where seccomp cannot deny sockets)
+    env_block: tuple[int, int] | None
+    report: dict[str, str]  # protection → "active" or "missing: why"
+
+
+_CONFINEMENT: _Confinement | None = None
+_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE = 1, 4
+# Calls a trial never needs beyond the process tier's list: file metadata Landlock does not
+# cover, and System V IPC (shared with every process of the machine).
+_TRIAL_DENIED = (
+    "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat",
+    "utime", "utimes", "futimesat", "utimensat", "setxattr", "lsetxattr", "fsetxattr",
+    "setxattrat", "removexattr", "lremovexattr", "fremovexattr", "removexattrat", "shmget",
+    "shmat", "shmctl", "shmdt", "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop",
+    "semctl", "semtimedop",
+)  # fmt: skip
+
+
+def _probe_netns() -> str | None:
+    """Can a child enter a network namespace? Tried once in a throwaway child."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the probe child
+        code = 1
+        try:
+            _confine.enter_network_namespace()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) == 0:
+        return None
+    return "unshare(CLONE_NEWNET) failed (no CAP_SYS_ADMIN and no user namespaces)"
+
+
+def _build_confinement(key: tuple[str, ...], previous: _Confinement | None) -> _Confinement:
+    report: dict[str, str] = {}
+    missing: dict[str, str] = {}
+    seccomp_error = _confine.seccomp_available()
+    program = None
+    if seccomp_error is None:
+        program = _confine.seccomp_program(
+            extra_denied=_TRIAL_DENIED,
+            unix_socketpair=True,
+            denied_prctl=(_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE),
+        )
+        report["seccomp (no signals to others, ptrace, new processes, sockets)"] = "active"
+    else:
+        missing["seccomp (no signals to others, ptrace, new processes, sockets)"] = seccomp_error
+    abi = _landlock.abi_version() if sys.platform.startswith("linux") else 0
+    ruleset = None
+    landlock = "Landlock (read-only imports, no writes)"
+    if abi >= 1:
+        try:
+            ruleset = _confine.read_only_ruleset(abi, _confine.read_only_paths())
+            report[landlock] = f"active (ABI {abi})"
+        except OSError as exc:
+            missing[landlock] = f"the ruleset could not be built: {exc}"
+    else:
+        missing[landlock] = "Landlock is not available in this kernel (or disabled at boot)"
+    netns = False
+    network = "no network"
+    if program is not None:
+        report[network] = "active (seccomp denies socket())" + (
+            "; Landlock denies TCP" if abi >= 4 else ""
+        )
+    else:
+        netns_error = _probe_netns() if sys.platform.startswith("linux") else "not Linux"
+        if netns_error is None:
+            netns = True
+            report[network] = "active (network namespace)"
+        elif abi >= 4:
+            report[network] = "partly: Landlock denies TCP; UDP and unix sockets are open"
+        else:
+            missing[network] = netns_error
+    if previous is not None and previous.ruleset is not None:
+        os.close(previous.ruleset)  # under _FORK_LOCK: no child is about to use it
+    report.update({name: f"missing: {why}" for name, why in missing.items()})
+    if missing and (previous is None or set(missing) - _missing(previous.report)):
+        log.warning(
+            "confined trials on this machine run without: %s",
+            "; ".join(f"{name} ({why})" for name, why in missing.items()),
+        )
+    return _Confinement(key, ruleset, program, netns, _confine.environment_block(), report)
+
+
+def _missing(report: dict[str, str]) -> set[str]:
+    return {name for name, state in report.items() if state.startswith("missing")}
+
+
+def _confinement() -> _Confinement:
+    """The current confinement plan; call with _FORK_LOCK held (it may replace the ruleset)."""
+    global _CONFINEMENT
+    key = (sys.prefix, sys.base_prefix, *sys.path)
+    if _CONFINEMENT is None or _CONFINEMENT.key != key:
+        _CONFINEMENT = _build_confinement(key, _CONFINEMENT)
+    return _CONFINEMENT
+
+
+def confinement_report() -> dict[str, str]:
+    """Which protections a confined trial gets on this machine: name → "active ..." or
+    "missing: why"."""
+    with _FORK_LOCK:
+        return dict(_confinement().report)
+
+
+_UNCONFINED_ANNOUNCED = False
+
+
+def _announce_unconfined() -> None:
+    global _UNCONFINED_ANNOUNCED
+    if not _UNCONFINED_ANNOUNCED:
+        _UNCONFINED_ANNOUNCED = True
+        log.warning(
+            "unconfined fork trial (trial='fork'): candidates run with this program's full "
+            "authority (files, network, environment, processes); use it for trusted code only"
+        )
+
+
+class _ConfinementError(Exception):
+    pass
+
+
+def _confine_child(result_w: int, plan: _ChildPlan) -> int:
+    """Confine the child before the job runs; returns the report pipe's new number.
+
+    The order matters: seccomp comes last since it denies calls the other steps make, and
+    descriptors are closed after Landlock has used its ruleset descriptor.
+    """
+    c = plan.confinement
+    assert c is not None
+    step = "wiping secrets"
+    try:
+        _confine.wipe(plan.secrets)
+        _confine.scrub_environment(c.env_block)
+        step = "rlimits"
+        _confine.set_rlimits({resource.RLIMIT_CPU: (plan.cpu_seconds, plan.cpu_seconds + 1)})
+        if c.netns:
+            step = "network namespace"
+            _confine.enter_network_namespace()
+        if c.ruleset is not None:
+            step = "Landlock"
+            _confine.enter_landlock(c.ruleset)
+        step = "closing inherited descriptors"
+        result_w = _confine.close_descriptors(result_w)
+        step = "dropping capabilities"
+        _confine.drop_capabilities()
+        if c.seccomp is not None:
+            step = "seccomp"
+            _confine.install_seccomp(c.seccomp, os.getpid())
+    except Exception as exc:
+        raise _ConfinementError(f"confining the trial failed at {step}: {exc}") from None
+    return result_w
+
+
 # -- the child -------------------------------------------------------------------------------
 
 _MEMORY_FALLBACK = _encode_failure(
@@ -333,9 +556,12 @@ class _ChildPlan:
     handled_signals: tuple[int, ...]  # signals with a Python-level handler to reset
     address_limit: int | None  # RLIMIT_AS for the child, None to leave it alone
     parent_pid: int
+    confinement: _Confinement | None  # None: an unconfined fork
+    secrets: tuple[tuple[int, int], ...]  # (address, size) of registered secrets to wipe
+    cpu_seconds: int  # RLIMIT_CPU of a confined child: a backstop behind the wall clock
 
 
-def _plan(limits: TrialLimits) -> _ChildPlan:
+def _plan(limits: TrialLimits, confine: bool) -> _ChildPlan:
     handled = []
     for sig in _SIGNALS:
         with contextlib.suppress(OSError, ValueError, TypeError):
@@ -349,7 +575,16 @@ def _plan(limits: TrialLimits) -> _ChildPlan:
             hard = resource.getrlimit(resource.RLIMIT_AS)[1]
             if hard != resource.RLIM_INFINITY:
                 address_limit = min(address_limit, hard)
-    return _ChildPlan(tuple(handled), address_limit, os.getpid())
+    confinement = secrets = None
+    if confine:
+        confinement = _confinement()
+        with _SECRETS_LOCK:
+            secrets = tuple(region for _obj, region in _SECRETS.values())
+    # Every core may burn CPU for the whole wall-clock limit before the parent kills us.
+    cpu_seconds = math.ceil(limits.timeout_s * (os.cpu_count() or 1)) + 1
+    return _ChildPlan(
+        tuple(handled), address_limit, os.getpid(), confinement, secrets or (), cpu_seconds
+    )
 
 
 def _make_stdio() -> tuple[io.TextIOWrapper, io.TextIOWrapper, io.TextIOWrapper]:
@@ -505,6 +740,8 @@ def _child_main(
     me = os.getpid()
     try:
         result_w, _keep, ours = _child_setup(result_w, out_w, err_w, plan)
+        if plan.confinement is not None:
+            result_w = _confine_child(result_w, plan)
         payload = _run_job_in_child(job, limits, frame_prefix)
         if os.getpid() == me:  # (if the job forked and its child returned too, one reports)
             for stream in ours:
@@ -751,11 +988,14 @@ def run_forked(
     limits: TrialLimits = TrialLimits(),  # frozen: a shared default is safe
     *,
     frame_prefix: str | None = "<symbiont",
+    confine: bool = True,
 ) -> TrialResult:
     """Run `job()` in a forked child of this process and report what happened.
 
     The child sees the live state copy-on-write; nothing it does reaches the parent except
-    its JSON report and the tails of its stdout and stderr. Safe to call from any thread,
+    its JSON report and the tails of its stdout and stderr. With `confine` (the default) the
+    child is confined first (see the module's docstring; mode "confined"); `confine=False`
+    is the unconfined fork for trusted code (mode "fork"). Safe to call from any thread,
     from several threads at once, and from an asyncio event loop's thread (it blocks that
     thread for the trial's duration; use `asyncio.to_thread` to keep the loop running).
     """
@@ -764,6 +1004,9 @@ def run_forked(
         raise TypeError(f"run_forked needs a zero-argument callable, not {type(job).__name__}")
     if not _PRCTL_LOADED:
         _PRCTL, _PRCTL_LOADED = _load_prctl(), True
+    if not confine:
+        _announce_unconfined()
+    mode = "confined" if confine else "fork"
     started = time.perf_counter()
     deadline = time.monotonic() + limits.timeout_s
     fds: list[int] = []
@@ -771,8 +1014,8 @@ def run_forked(
     pidfd: int | None = None
     reaped = False
     try:
-        plan = _plan(limits)
         with _FORK_LOCK:  # pipes are registered before any other thread forks
+            plan = _plan(limits, confine)  # under the lock: it may replace the ruleset
             _prepare_stdio()
             try:
                 result_r, result_w = os.pipe()
@@ -820,7 +1063,7 @@ def run_forked(
         report = None if result.over else _decode(bytes(result.buf))
 
         def done(ok: bool, value: Any, diag: Diagnostic | None) -> TrialResult:
-            return TrialResult(ok, value, diag, stdout_tail, stderr_tail, duration, "fork")
+            return TrialResult(ok, value, diag, stdout_tail, stderr_tail, duration, mode)
 
         if timed_out:
             return done(
@@ -845,6 +1088,18 @@ def run_forked(
             return done(False, None, _crash_diagnostic(-code, stderr_tail, frame_prefix))
         if result.buf:
             return done(False, None, _invalid("the trial's report was garbled (not valid JSON)"))
+        if code == _EXIT_HARNESS_FAILED and "confining the trial failed" in stderr_tail:
+            return done(
+                False,
+                None,
+                Diagnostic(
+                    "trial",
+                    "exit",
+                    "the trial could not be confined, so the candidate was not run (a fault "
+                    "of this machine or of symbiont, not of the candidate)",
+                    detail=stderr_tail[stderr_tail.rfind("confining the trial failed") :],
+                ),
+            )
         if code == _EXIT_HARNESS_FAILED and "symbiont trial harness failed" in stderr_tail:
             return done(
                 False,

@@ -29,10 +29,10 @@ def _pid_from(tail: str) -> int:
     return int(tail.split("PID=")[1].split()[0])
 
 
-def _failed(result: TrialResult, kind: str) -> Diagnostic:
+def _failed(result: TrialResult, kind: str, mode: str = "confined") -> Diagnostic:
     assert not result.ok, result
     assert result.value is None
-    assert result.mode == "fork"
+    assert result.mode == mode
     diag = result.diagnostic
     assert diag is not None
     assert diag.stage == "trial"
@@ -48,7 +48,7 @@ def test_value_round_trips_as_json() -> None:
     result = run_forked(lambda: value, QUICK)
     assert result.ok and result.diagnostic is None
     assert result.value == value
-    assert result.mode == "fork"
+    assert result.mode == "confined"
     assert result.duration_s > 0
 
 
@@ -207,6 +207,10 @@ def test_sleeping_child_that_ignores_sigterm_is_still_killed() -> None:
     _failed(run_forked(job, TrialLimits(timeout_s=0.3)), "timeout")
 
 
+# Tests of processes the job starts use the unconfined fork: a confined trial cannot start
+# any (tests/trial/test_trial_confined.py shows that).
+
+
 def test_grandchild_holding_the_pipes_does_not_delay_or_survive() -> None:
     def job() -> int:
         # The grandchild inherits stdout/stderr: an EOF-based wait would hang for 30 s.
@@ -214,7 +218,7 @@ def test_grandchild_holding_the_pipes_does_not_delay_or_survive() -> None:
         return proc.pid
 
     started = time.monotonic()
-    result = run_forked(job, QUICK)
+    result = run_forked(job, QUICK, confine=False)
     assert result.ok
     assert time.monotonic() - started < 5.0
     grandchild = result.value
@@ -484,7 +488,7 @@ def test_without_pidfd_the_fallback_wait_works(monkeypatch: pytest.MonkeyPatch) 
     _failed(run_forked(lambda: time.sleep(10), TrialLimits(timeout_s=0.2)), "timeout")
     _failed(run_forked(lambda: os._exit(4), QUICK), "exit")
     _failed(run_forked(os.abort, QUICK), "crash")
-    result = run_forked(lambda: subprocess.Popen(["sleep", "30"]).pid, QUICK)
+    result = run_forked(lambda: subprocess.Popen(["sleep", "30"]).pid, QUICK, confine=False)
     assert result.ok  # a grandchild holding the pipes is noticed by the periodic waitid
     assert open_fds() == before
     assert set(my_children()) <= children_before  # other tests' helpers may live on
@@ -518,7 +522,7 @@ def test_a_job_can_run_trials_of_its_own() -> None:
         assert crashed.diagnostic is not None
         return [inner.value, inner.stdout_tail, crashed.diagnostic.kind]
 
-    result = run_forked(job, QUICK)
+    result = run_forked(job, QUICK, confine=False)  # its inner trials are confined
     assert result.ok, result
     assert result.value == [{"depth": 2}, "", "crash"]
 
@@ -526,7 +530,9 @@ def test_a_job_can_run_trials_of_its_own() -> None:
 def test_job_can_wait_for_subprocesses_even_if_the_program_ignores_sigchld() -> None:
     previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     try:
-        result = run_forked(lambda: subprocess.run(["sh", "-c", "exit 7"]).returncode, QUICK)
+        result = run_forked(
+            lambda: subprocess.run(["sh", "-c", "exit 7"]).returncode, QUICK, confine=False
+        )
     finally:
         signal.signal(signal.SIGCHLD, previous)
     assert result.ok and result.value == 7
@@ -569,7 +575,7 @@ def test_job_that_forks_and_returns_twice_reports_once() -> None:
         pid = os.fork()
         return "grandchild" if pid == 0 else "child"
 
-    result = run_forked(job, QUICK)
+    result = run_forked(job, QUICK, confine=False)
     assert result.ok and result.value == "child"
 
 
@@ -590,27 +596,47 @@ def test_parent_with_closed_stdio(monkeypatch: pytest.MonkeyPatch) -> None:
     assert failed.diagnostic is not None and failed.diagnostic.kind == "exception"
 
 
-def test_child_dies_with_its_parent(tmp_path: Any) -> None:
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def _job_running(pid: int) -> bool:
+    """The trial child has reached its job: confined (seccomp mode 2), or spinning unconfined."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            status = f.read()
+    except OSError:
+        return False
+    return "Seccomp:\t2" in status or "State:\tR" in status
+
+
+@pytest.mark.parametrize("confine", [True, False])
+def test_child_dies_with_its_parent(confine: bool) -> None:
     # A parent killed mid-trial must not leave its child spinning as an orphan.
-    pid_file = tmp_path / "child.pid"
     script = (
-        "import os, sys\n"
         "from symbiont.trial import run_forked, TrialLimits\n"
         "def job():\n"
-        f"    with open({str(pid_file)!r}, 'w') as f:\n"
-        "        f.write(str(os.getpid()))\n"
         "    while True:\n"
         "        pass\n"
-        "run_forked(job, TrialLimits(timeout_s=60))\n"
+        f"run_forked(job, TrialLimits(timeout_s=60), confine={confine})\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", script])
     try:
         deadline = time.monotonic() + 20
-        while not (pid_file.exists() and pid_file.read_text()):
+        while not [c for c in _children_of(parent.pid) if _job_running(c)]:
             assert time.monotonic() < deadline, "the trial never started"
             assert parent.poll() is None, "the parent process ended early"
             time.sleep(0.01)
-        child = int(pid_file.read_text())
+        (child,) = _children_of(parent.pid)
         assert not is_gone(child)
     finally:
         parent.kill()

@@ -91,11 +91,15 @@ def _check(res: int, what: str) -> int:
     return res
 
 
-def restrict(abi: int, rules: list[tuple[int, int]]) -> None:
-    """Restrict this process to `rules`: (O_PATH fd of a file or folder, allowed rights).
+def create_ruleset(abi: int, rules: list[tuple[int, int]]) -> int:
+    """A ruleset descriptor for `rules`: (O_PATH fd of a file or folder, allowed rights).
 
-    Needs PR_SET_NO_NEW_PRIVS (or CAP_SYS_ADMIN) first. Rights the ABI does not know are
-    dropped; rights not valid on a file are dropped for file fds.
+    Every filesystem right the ABI knows is handled (so denied unless a rule grants it), TCP
+    bind and connect too (ABI 4: no rule grants them), and from ABI 6 signals and abstract
+    unix sockets are scoped to the domain. Rights the ABI does not know are dropped; rights
+    not valid on a file are dropped for file fds. The descriptor (close-on-exec) can restrict
+    any number of processes: a forking parent builds it once and each child only calls
+    `restrict_self`.
     """
     fs = handled_fs(abi)
     net = NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0
@@ -132,13 +136,31 @@ def restrict(abi: int, rules: list[tuple[int, int]]) -> None:
                 ),
                 "landlock_add_rule",
             )
-        _check(
-            _syscall(
-                ctypes.c_long(SYS_LANDLOCK_RESTRICT_SELF),
-                ctypes.c_int(ruleset),
-                ctypes.c_uint32(0),
-            ),
-            "landlock_restrict_self",
-        )
+    except BaseException:
+        os.close(ruleset)
+        raise
+    return ruleset
+
+
+def restrict_self(ruleset: int) -> None:
+    """Enter the domain of `ruleset` (needs PR_SET_NO_NEW_PRIVS or CAP_SYS_ADMIN first)."""
+    _check(
+        _syscall(
+            ctypes.c_long(SYS_LANDLOCK_RESTRICT_SELF),
+            ctypes.c_int(ruleset),
+            ctypes.c_uint32(0),
+        ),
+        "landlock_restrict_self",
+    )
+
+
+def restrict(abi: int, rules: list[tuple[int, int]]) -> None:
+    """Restrict this process to `rules`: (O_PATH fd of a file or folder, allowed rights).
+
+    Needs PR_SET_NO_NEW_PRIVS (or CAP_SYS_ADMIN) first. See `create_ruleset`.
+    """
+    ruleset = create_ruleset(abi, rules)
+    try:
+        restrict_self(ruleset)
     finally:
         os.close(ruleset)

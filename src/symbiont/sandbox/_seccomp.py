@@ -103,6 +103,29 @@ DENIED = (
 )  # fmt: skip
 SELF_ONLY_SIGNALS = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
 
+# More calls a caller may deny through `build_filter(extra_denied=...)` (the confined trial
+# does): file metadata changes Landlock does not cover (mode, owner, times, extended
+# attributes), System V IPC (shared with other processes of the machine), and prctl.
+_EXTRA_GENERIC = {"fchmodat2": 452, "setxattrat": 463, "removexattrat": 466}
+EXTRA_SYSCALLS: dict[str, dict[str, int]] = {
+    "x86_64": {
+        "chmod": 90, "fchmod": 91, "fchmodat": 268, "chown": 92, "fchown": 93, "lchown": 94,
+        "fchownat": 260, "utime": 132, "utimes": 235, "futimesat": 261, "utimensat": 280,
+        "setxattr": 188, "lsetxattr": 189, "fsetxattr": 190, "removexattr": 197,
+        "lremovexattr": 198, "fremovexattr": 199, "shmget": 29, "shmat": 30, "shmctl": 31,
+        "shmdt": 67, "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71, "semget": 64,
+        "semop": 65, "semctl": 66, "semtimedop": 220, "prctl": 157, **_EXTRA_GENERIC,
+    },
+    "aarch64": {
+        "fchmod": 52, "fchmodat": 53, "fchown": 55, "fchownat": 54, "utimensat": 88,
+        "setxattr": 5, "lsetxattr": 6, "fsetxattr": 7, "removexattr": 14, "lremovexattr": 15,
+        "fremovexattr": 16, "shmget": 194, "shmctl": 195, "shmat": 196, "shmdt": 197,
+        "msgget": 186, "msgctl": 187, "msgrcv": 188, "msgsnd": 189, "semget": 190,
+        "semctl": 191, "semtimedop": 192, "semop": 193, "prctl": 167, **_EXTRA_GENERIC,
+    },
+}  # fmt: skip
+AF_UNIX = 1
+
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -122,10 +145,25 @@ def _ins(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
     return struct.pack("=HBBI", code, jt, jf, k & 0xFFFFFFFF)
 
 
-def build_filter(pid: int, arch: str | None = None) -> bytes:
-    """The BPF program for a worker whose pid is `pid` (signals only to itself)."""
+def build_filter(
+    pid: int,
+    arch: str | None = None,
+    *,
+    extra_denied: tuple[str, ...] = (),
+    unix_socketpair: bool = False,
+    denied_prctl: tuple[int, ...] = (),
+) -> bytes:
+    """The BPF program for a worker whose pid is `pid` (signals only to itself).
+
+    Options (the process worker uses none): `extra_denied` names more calls to refuse (from
+    SYSCALLS or EXTRA_SYSCALLS; names this architecture lacks are skipped);
+    `unix_socketpair` allows `socketpair(AF_UNIX, ...)`, a connected pair inside the process
+    that reaches nothing outside it (an asyncio event loop needs one), while `socket()`
+    stays denied for every family; `denied_prctl` refuses those prctl options (say,
+    PR_SET_PDEATHSIG, so a child cannot opt out of dying with its parent).
+    """
     arch = arch or machine()
-    nrs = SYSCALLS[arch]
+    nrs = {**SYSCALLS[arch], **EXTRA_SYSCALLS.get(arch, {})}
     eperm = SECCOMP_RET_ERRNO | EPERM
     prog: list[bytes] = [
         _ins(BPF_LD_W_ABS, OFF_ARCH),
@@ -135,9 +173,23 @@ def build_filter(pid: int, arch: str | None = None) -> bytes:
     ]
     if arch == "x86_64":
         prog += [_ins(BPF_JGE_K, X32_SYSCALL_BIT, jt=0, jf=1), _ins(BPF_RET_K, eperm)]
-    for name in DENIED:
+    denied = [n for n in DENIED if not (unix_socketpair and n == "socketpair")]
+    for name in (*denied, *extra_denied):
         if name in nrs:
             prog += [_ins(BPF_JEQ_K, nrs[name], jt=0, jf=1), _ins(BPF_RET_K, eperm)]
+    if unix_socketpair:  # socketpair: AF_UNIX only (the block returns, A is intact after it)
+        prog += [
+            _ins(BPF_JEQ_K, nrs["socketpair"], jt=0, jf=4),
+            _ins(BPF_LD_W_ABS, OFF_ARG0_LO),
+            _ins(BPF_JEQ_K, AF_UNIX, jt=0, jf=1),
+            _ins(BPF_RET_K, SECCOMP_RET_ALLOW),
+            _ins(BPF_RET_K, eperm),
+        ]
+    if denied_prctl:
+        n = len(denied_prctl)
+        prog += [_ins(BPF_JEQ_K, nrs["prctl"], jt=0, jf=n + 3), _ins(BPF_LD_W_ABS, OFF_ARG0_LO)]
+        prog += [_ins(BPF_JEQ_K, opt, jt=n - i, jf=0) for i, opt in enumerate(denied_prctl)]
+        prog += [_ins(BPF_RET_K, SECCOMP_RET_ALLOW), _ins(BPF_RET_K, eperm)]
     prog += [
         _ins(BPF_JEQ_K, nrs["clone3"], jt=0, jf=1),
         _ins(BPF_RET_K, SECCOMP_RET_ERRNO | ENOSYS),
@@ -182,7 +234,11 @@ def set_no_new_privs() -> None:
 
 def install(pid: int) -> None:
     """Install the filter on the calling thread (the worker is single-threaded here)."""
-    code = build_filter(pid)
+    install_program(build_filter(pid))
+
+
+def install_program(code: bytes) -> None:
+    """Install a program from `build_filter` on the calling thread (and its future threads)."""
     buf = ctypes.create_string_buffer(code, len(code))
     prog = _SockFprog(len(code) // 8, ctypes.cast(buf, ctypes.c_void_p))
     set_no_new_privs()

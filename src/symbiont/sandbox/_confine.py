@@ -1,0 +1,297 @@
+"""Confinement pieces shared by the forked trial and the process sandbox tier.
+
+Each function does one step of confining the calling process, the one that is about to run
+code nobody reviewed: close inherited descriptors, empty the environment and wipe secrets
+from memory, rlimits, death with the parent, a network namespace, Landlock, no
+capabilities, seccomp. The expensive parts (the seccomp program, the Landlock ruleset, the
+secrets' addresses) are built once by the parent; a forked child only applies them, which
+costs it a few system calls. The order the callers follow: wipe, rlimits, namespace,
+no-new-privs + Landlock, close descriptors, drop capabilities, seccomp last (it denies
+calls the earlier steps make).
+
+Linux only; every function raises OSError when the kernel refuses, so a caller can fail
+closed (never run the code half-confined without saying so).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import resource
+import signal
+import struct
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from symbiont.sandbox import _landlock, _seccomp
+
+CLONE_NEWNET = 0x40000000
+CLONE_NEWUSER = 0x10000000
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_GET_SECCOMP = 21
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_memset = ctypes.memset
+
+# A pid placeholder for a seccomp program built before the fork: above PID_MAX_LIMIT (2**22),
+# so it never matches a real pid and cannot be confused with a system call number.
+_PID_PLACEHOLDER = 0x7FFFFFF0
+
+# Public data imports may need besides the Python installation and sys.path.
+_SYSTEM_READ_ONLY = ("/usr/lib", "/lib", "/lib64", "/usr/lib64", "/usr/local/lib")
+_DEVICES = (
+    ("/dev/null", _landlock.FS_READ_FILE | _landlock.FS_WRITE_FILE),  # discarding output
+    ("/dev/urandom", _landlock.FS_READ_FILE),
+    ("/dev/zero", _landlock.FS_READ_FILE),
+)
+
+
+def _raise_errno(what: str) -> None:
+    err = ctypes.get_errno()
+    raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+# -- probing (in the parent) -----------------------------------------------------------------
+
+
+def seccomp_available() -> str | None:
+    """None when this kernel can install a seccomp filter here, else why not."""
+    if not sys.platform.startswith("linux"):
+        return f"seccomp is Linux-only (this is {sys.platform})"
+    if not _seccomp.supported():
+        return f"no seccomp system call table for architecture {_seccomp.machine()!r}"
+    # PR_GET_SECCOMP fails with EINVAL on a kernel built without seccomp.
+    if _libc.prctl(PR_GET_SECCOMP, 0, 0, 0, 0) < 0:
+        return f"seccomp is not available in this kernel ({os.strerror(ctypes.get_errno())})"
+    return None
+
+
+def read_only_paths(extra: Iterable[str] = ()) -> list[str]:
+    """What confined code may read: the Python installation, sys.path, system libraries.
+
+    Real paths of existing folders, without duplicates; "/" is never granted (it would
+    grant everything).
+    """
+    candidates = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
+    candidates += [p for p in sys.path if p]
+    candidates += [*_SYSTEM_READ_ONLY, *extra]
+    seen: list[str] = []
+    for path in candidates:
+        real = os.path.realpath(path)
+        if os.path.isdir(real) and real not in seen and real != "/":
+            seen.append(real)
+    return seen
+
+
+def read_only_ruleset(abi: int, paths: Iterable[str]) -> int:
+    """A Landlock ruleset descriptor: read `paths`, write nothing but /dev/null, no TCP.
+
+    Built once in a parent; each forked child enters it with `_landlock.restrict_self`.
+    """
+    fds: list[int] = []
+    try:
+        rules: list[tuple[int, int]] = []
+        for path in paths:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            fds.append(fd)
+            rules.append((fd, _landlock.READ_ONLY))
+        for path, rights in _DEVICES:
+            with contextlib.suppress(OSError):  # a container without the device: no rule
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+                fds.append(fd)
+                rules.append((fd, rights))
+        ruleset = _landlock.create_ruleset(abi, rules)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    os.set_inheritable(ruleset, False)
+    return ruleset
+
+
+@dataclass(frozen=True, slots=True)
+class SeccompProgram:
+    """A seccomp program built before the fork; `for_pid` bakes in the child's pid."""
+
+    code: bytes
+    pid_offsets: tuple[int, ...]  # byte offsets of the instructions comparing with the pid
+
+    def for_pid(self, pid: int) -> bytes:
+        buf = bytearray(self.code)
+        for offset in self.pid_offsets:
+            struct.pack_into("=I", buf, offset + 4, pid)  # the k field of that instruction
+        return bytes(buf)
+
+
+def seccomp_program(
+    *,
+    extra_denied: tuple[str, ...] = (),
+    unix_socketpair: bool = False,
+    denied_prctl: tuple[int, ...] = (),
+) -> SeccompProgram:
+    """`_seccomp.build_filter` with a placeholder pid, and where to patch the real one."""
+    code = _seccomp.build_filter(
+        _PID_PLACEHOLDER,
+        extra_denied=extra_denied,
+        unix_socketpair=unix_socketpair,
+        denied_prctl=denied_prctl,
+    )
+    offsets = tuple(
+        i
+        for i in range(0, len(code), 8)
+        if struct.unpack_from("=HBBI", code, i)[0] == _seccomp.BPF_JEQ_K
+        and struct.unpack_from("=HBBI", code, i)[3] == _PID_PLACEHOLDER
+    )
+    return SeccompProgram(code, offsets)
+
+
+def data_region(obj: str | bytes) -> tuple[int, int] | None:
+    """(address, size) of the characters of a str or bytes object, to wipe them later.
+
+    CPython only. None when the object's layout is not the compact one this reads (then it
+    cannot be wiped). A str's cached UTF-8 copy (non-ASCII text only) is not covered.
+    """
+    if sys.implementation.name != "cpython":
+        return None
+    if isinstance(obj, bytes):
+        return id(obj) + bytes.__basicsize__ - 1, len(obj)  # ob_sval follows the header
+    if not isinstance(obj, str) or not obj:
+        return None
+    widest = max(map(ord, obj))
+    codec = "latin-1" if widest < 256 else "utf-16-le" if widest < 65536 else "utf-32-le"
+    payload = obj.encode(codec, "surrogatepass")
+    raw = ctypes.string_at(id(obj), sys.getsizeof(obj))
+    offset = raw.find(payload, 16)  # past the reference count and type pointer
+    if offset < 0:
+        return None
+    return id(obj) + offset, len(payload)
+
+
+def environment_block() -> tuple[int, int] | None:
+    """Where the kernel put this process's initial environment strings (its stack).
+
+    Those bytes stay in memory after `clearenv`; a child wipes them. Read once: they never
+    move.
+    """
+    try:
+        with open("/proc/self/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        start, end = int(fields[49]), int(fields[50])  # fields 52 and 53 (env_start/end)
+    except (OSError, ValueError, IndexError):
+        return None
+    return (start, end - start) if 0 < start < end else None
+
+
+# -- applying (in the child) -----------------------------------------------------------------
+
+
+def wipe(regions: Iterable[tuple[int, int]]) -> None:
+    """Overwrite each (address, size) with zeros: copies of secrets in this process only
+    (a forked child's pages are its own copies, the parent keeps its values)."""
+    for address, size in regions:
+        _memset(address, 0, size)
+
+
+def scrub_environment(block: tuple[int, int] | None) -> None:
+    """Empty the environment and overwrite its values in memory.
+
+    Python's `os.environ` and the C-level `environ` are both emptied; before that the C
+    strings ("NAME=value"), the bytes objects `os.environ` holds and the initial block on
+    the stack are overwritten, so neither getenv, os.environ, /proc/self/environ nor a
+    scan of the process's memory finds them.
+    """
+    data = os.environ._data  # type: ignore[attr-defined]
+    regions = []
+    for value in data.values():
+        if isinstance(value, bytes) and len(value) > 1:  # length 0-1 bytes are shared singletons
+            region = data_region(value)
+            if region is not None:
+                regions.append(region)
+    wipe(regions)
+    data.clear()  # os.environ and os.environb share this dict
+    environ = ctypes.POINTER(ctypes.c_void_p).in_dll(_libc, "environ")
+    strlen = _libc.strlen
+    strlen.restype = ctypes.c_size_t
+    if environ:
+        i = 0
+        while environ[i]:
+            address = environ[i]
+            _memset(address, 0, strlen(ctypes.c_void_p(address)))
+            i += 1
+    if block is not None:
+        _memset(block[0], 0, block[1])
+    if _libc.clearenv() != 0:
+        _raise_errno("clearenv")
+
+
+def set_rlimits(limits: dict[int, tuple[int, int]]) -> None:
+    """Set each rlimit; soft = hard where the caller says so, so code cannot raise it back."""
+    for which, value in limits.items():
+        resource.setrlimit(which, value)
+
+
+def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:
+    """PR_SET_PDEATHSIG, then check the parent did not die before it took effect."""
+    if _libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+        _raise_errno("prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent_pid:
+        raise OSError(0, "the parent died before the child was confined")
+
+
+def set_not_dumpable() -> None:
+    """No core file, and other processes of the user may not ptrace or read our memory."""
+    if _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        _raise_errno("prctl(PR_SET_DUMPABLE)")
+
+
+def enter_network_namespace() -> None:
+    """A new network namespace (no interfaces but a down loopback): no network at all.
+
+    As root, unshare(CLONE_NEWNET); otherwise inside a new user namespace that maps only our
+    own uid and gid. Costs about a millisecond, and the kernel tears the namespace down
+    asynchronously after the process exits.
+    """
+    if os.geteuid() == 0:
+        if _libc.unshare(CLONE_NEWNET) != 0:
+            _raise_errno("unshare(CLONE_NEWNET)")
+        return
+    uid, gid = os.geteuid(), os.getegid()
+    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
+        _raise_errno("unshare(CLONE_NEWUSER|CLONE_NEWNET) (unprivileged user namespaces off?)")
+    with open("/proc/self/setgroups", "w") as fh:
+        fh.write("deny")
+    with open("/proc/self/uid_map", "w") as fh:
+        fh.write(f"{uid} {uid} 1")
+    with open("/proc/self/gid_map", "w") as fh:
+        fh.write(f"{gid} {gid} 1")
+
+
+def enter_landlock(ruleset: int) -> None:
+    """No new privileges, then the Landlock domain of `ruleset` (see `read_only_ruleset`)."""
+    _seccomp.set_no_new_privs()
+    _landlock.restrict_self(ruleset)
+
+
+def close_descriptors(keep: int) -> int:
+    """Close every descriptor but stdio (0-2) and `keep`; returns `keep`'s new number (3).
+
+    Whatever the process inherited (database files, sockets, other pipes) is gone, so the
+    code that runs next cannot reach it, whichever Python objects still name the numbers.
+    """
+    if keep != 3:
+        os.dup2(keep, 3, inheritable=False)
+        keep = 3
+    os.closerange(4, 1 << 20)  # close_range(2) where the kernel has it: one system call
+    return keep
+
+
+def drop_capabilities() -> None:
+    """Empty every capability set (root stays uid 0 but loses its privileges)."""
+    _seccomp.drop_capabilities()
+
+
+def install_seccomp(program: SeccompProgram, pid: int) -> None:
+    """The seccomp filter, with `pid` as the only target signals may reach. Last step."""
+    _seccomp.install_program(program.for_pid(pid))
