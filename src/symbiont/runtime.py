@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from symbiont._identity import module_name_of_file
+from symbiont._identity import module_key, module_name_of_file
 from symbiont.diagnostics import Diagnostic
 from symbiont.errors import DeclarationError, RevisionError
 from symbiont.evaluation import AcceptRule, Check, Direction, Metric
@@ -403,7 +403,7 @@ class Runtime:
         self._no_source_note(h, None)
         if self.store is None:
             return
-        fr = self.store.ensure_function(h.key, h.signature.fingerprint(), h.signature.render())
+        fr = self.store.ensure_function(h.key, _fingerprint(h), h.signature.render())
         with self._lock:
             self._function_ids[h.key] = fr.id
         declared = _declared_revision(h)
@@ -659,6 +659,15 @@ def _from_record(rec: Any) -> Revision:
         reply=rec.reply,
         created_at=rec.created_at or time.time(),
     )
+
+
+def _fingerprint(h: Evolvable) -> str:
+    """The signature fingerprint with the launch-independent module name of the key (the
+    signature's own module is `cProfile` when the script runs under `python -m cProfile`)."""
+    import dataclasses
+
+    module = module_key(h.fn, getattr(h, "declared_code", None))
+    return dataclasses.replace(h.signature, module=module).fingerprint()
 
 
 def _declared_revision(h: Evolvable) -> Revision:
