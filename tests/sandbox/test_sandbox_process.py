@@ -70,8 +70,9 @@ def test_worker_sees_no_environment_and_works_in_a_fresh_scratch(sb: ProcessSand
     finally:
         del os.environ["SYMBIONT_PROCESS_TEST_KEY"]
     assert first.output[0] == {} and first.output[2] == ["note"]
-    assert second.output[2] == ["note"] and first.output[1] != second.output[1]
-    assert not os.path.exists(first.output[1])  # scratch removed after the call
+    assert second.output[2] == ["note"]  # the first call's file is gone: a fresh scratch
+    assert first.output[1] == second.output[1] == "/scratch"  # a tmpfs in its own mount ns
+    assert not os.path.exists("/scratch")  # which the host never sees
 
 
 def test_failures_have_kinds_and_trimmed_tracebacks(sb: ProcessSandbox) -> None:

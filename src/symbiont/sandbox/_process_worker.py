@@ -3,17 +3,34 @@
 The parent starts this module once per pool slot as a fresh interpreter (`python -I`, an empty
 environment): the *zygote*. A fresh interpreter rather than a fork of the parent, because the
 parent's memory holds what a capability must not see (API keys inside model clients, user
-data) and may run threads that make fork unsafe. The zygote imports what workers need,
-enters a new network namespace (no interfaces but a down loopback), probes the kernel and
-opens the folders workers may read. Then, for each call, it forks a *worker* that confines
-itself (rlimits, empty environment, cwd = scratch folder, Landlock, no capabilities, seccomp)
-and runs the capability. The parent talks to the worker over a socketpair passed through the
-zygote: the job in, host-function calls out (brokered by the parent), the result out; JSON
-and bytes only, never pickle.
+data) and may run threads that make fork unsafe. The zygote imports what workers need, then
+isolates itself once:
+
+- new network and UTS namespaces (no interfaces but a down loopback; hostname "sandbox"),
+- a new mount namespace whose root is a small read-only tmpfs holding only read-only binds of
+  the Python installation and import paths, /dev/null, /dev/zero, /dev/urandom and an empty
+  /scratch (pivot_root; the old root is detached, so nothing else exists, not even /proc),
+- a new PID namespace: the zygote becomes its pid 1, workers get pids 2, 3, ... and see no
+  other process; when the zygote dies every worker dies with it.
+
+It probes what the kernel gave (see `PROTECTIONS`) and reports it. Then, for each call, it
+forks a *worker* that confines itself before anything of the capability runs: new mount and
+IPC namespaces (a fresh tmpfs with a size and inode cap on /scratch, its working directory;
+SysV and POSIX IPC objects die with it), rlimits (CPU, address space, file size, open files,
+tasks), an empty environment, a dedicated unprivileged uid/gid with no supplementary groups
+and no capabilities, no new privileges, Landlock, and seccomp last. The parent talks to the
+worker over a socketpair passed through the zygote: the job in, host-function calls out
+(brokered by the parent), the result out; JSON and bytes only, never pickle.
 
 Frames on the call socket: 1 type byte + 4-byte big-endian length + payload.
-  parent → worker: b"J" job JSON {"source", "entry", "input"}; b"H" host reply JSON
-  worker → parent: b"C" host call "name\\nargs_json"; b"R" result JSON; b"E" failure JSON
+  parent → worker: b"J" job JSON {"source", "entry", "input", ...}; b"H" host reply JSON
+  worker → parent, first: b"K" (confined; nothing of the capability has run yet) or b"S"
+    (setup failed, JSON {"message"}; the worker exits).
+  then, written by code the capability controls, so the parent checks every byte:
+    b"C" host call "name\\nargs_json"; b"R" result JSON; b"E" failure JSON {"kind",
+    "message", "traceback"} with a kind the worker can know (WORKER_KINDS); b"M" the
+    traceback of a MemoryError, after which the worker exits with EXIT_OUT_OF_MEMORY.
+  Timeouts, crashes and memory exhaustion are decided by the parent from the exit status.
 """
 
 from __future__ import annotations
@@ -35,11 +52,58 @@ from symbiont import host as host_module
 from symbiont.sandbox import _landlock, _process_runner, _seccomp
 
 HEADER = struct.Struct(">cI")
-CLONE_NEWNET = 0x40000000
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MNT_DETACH = 0x2
+PR_SET_PDEATHSIG = 1
+PR_CAPBSET_DROP = 24
+IPC_PRIVATE = 0
+IPC_CREAT = 0o1000
+
 MAX_REPLY_BYTES = 256 * 1024 * 1024
-_MEMORY_FRAME = json.dumps({"kind": "memory", "message": "the capability ran out of memory"})
 TIER_HINT = "process tier"
+# Workers run as WORKER_ID_BASE + the zygote's pid (uid and gid): unused ids, one per zygote,
+# so RLIMIT_NPROC counts only that worker's own tasks (threads included, raw clone too).
+# Above the ranges distributions and container managers hand out (systemd: < 0x70000000).
+WORKER_ID_BASE = 0x70000000
+MAX_TASKS = 32  # threads + processes of one worker, the main thread included
+SCRATCH = "/scratch"
+SCRATCH_INODES = 10_000
+EXIT_SETUP_FAILED = 71
+EXIT_OUT_OF_MEMORY = 86
+# What a worker may say about its own failure; everything else is the parent's call.
+WORKER_KINDS = ("exception", "denied", "output_too_large", "invalid_output", "unavailable")
+# Denied on top of `_seccomp.DENIED`: file metadata (Landlock does not cover it; the data
+# folder is only reached through host functions, so nothing in the worker needs these) and
+# System V IPC (objects that would outlive the worker and escape its memory limit).
+EXTRA_DENIED = (
+    "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat",
+    "utime", "utimes", "futimesat", "utimensat", "setxattr", "lsetxattr", "fsetxattr",
+    "setxattrat", "removexattr", "lremovexattr", "fremovexattr", "removexattrat",
+    "shmget", "shmat", "shmctl", "shmdt", "msgget", "msgsnd", "msgrcv", "msgctl", "semget",
+    "semop", "semctl", "semtimedop",
+)  # fmt: skip
+# Every protection the zygote reports on (name -> None when in effect, else why not).
+PROTECTIONS = (
+    "network namespace", "mount namespace", "IPC namespace", "PID namespace",
+    "UTS namespace", "unprivileged uid", "task limit", "scratch quota", "landlock", "seccomp",
+)  # fmt: skip
+_DEVICES = (
+    ("/dev/null", _landlock.FS_READ_FILE | _landlock.FS_WRITE_FILE),
+    ("/dev/urandom", _landlock.FS_READ_FILE),
+    ("/dev/zero", _landlock.FS_READ_FILE),
+)
 
 
 # ---------------------------------------------------------------------------------------
@@ -75,14 +139,51 @@ def recv_frame(sock: socket.socket, max_bytes: int) -> tuple[bytes, bytes] | Non
 
 
 # ---------------------------------------------------------------------------------------
-# probing the kernel (in the zygote)
+# kernel calls
 # ---------------------------------------------------------------------------------------
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [
+    ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p
+]  # fmt: skip
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+
+
+def _check(res: int, what: str) -> None:
+    if res != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _unshare(flags: int, what: str) -> None:
+    _check(_libc.unshare(flags), f"unshare({what})")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str = "") -> None:
+    _check(
+        _libc.mount(
+            source.encode() if source else None,
+            target.encode(),
+            fstype.encode() if fstype else None,
+            flags,
+            data.encode() if data else None,
+        ),
+        f"mount {target}",
+    )
+
+
+def _pivot_root_here() -> None:
+    """Make the current directory the root; the old root is detached (gone for good)."""
+    nr = _seccomp.SYSCALLS[_seccomp.machine()]["pivot_root"]
+    _check(_syscall(ctypes.c_long(nr), b".", b"."), "pivot_root")
+    _check(_libc.umount2(b".", MNT_DETACH), "umount2(old root)")
+    os.chdir("/")
 
 
 def _enter_network_namespace() -> str | None:
-    """Unshare the network namespace; returns an error text or None."""
+    """Unshare the network namespace (in a user namespace when not root); error text or None."""
     if os.geteuid() == 0:
         if _libc.unshare(CLONE_NEWNET) == 0:
             return None
@@ -105,38 +206,14 @@ def _enter_network_namespace() -> str | None:
     return None
 
 
-def _probe_seccomp() -> str | None:
-    """Install the filter in a throwaway child and check that socket() is refused."""
-    if not _seccomp.supported():
-        return f"no seccomp syscall table for architecture {_seccomp.machine()!r}"
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 3
-        try:
-            _seccomp.install(os.getpid())
-            try:
-                socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                code = 1
-            except PermissionError:
-                code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    if code == 0:
-        return None
-    return f"seccomp filter could not be installed or did not work (probe exit {code})"
-
-
-def _count_user_processes(uid: int) -> int:
-    count = 0
-    with contextlib.suppress(OSError):
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                with contextlib.suppress(OSError):
-                    if os.stat(f"/proc/{entry}").st_uid == uid:
-                        count += 1
-    return count
+def _enter_uts_namespace() -> str | None:
+    try:
+        _unshare(CLONE_NEWUTS, "CLONE_NEWUTS")
+        name = b"sandbox"
+        _check(_libc.sethostname(name, len(name)), "sethostname")
+    except OSError as exc:
+        return str(exc)
+    return None
 
 
 def _read_only_paths() -> list[str]:
@@ -150,6 +227,214 @@ def _read_only_paths() -> list[str]:
         if os.path.isdir(real) and real not in seen and real != "/":
             seen.append(real)
     return seen
+
+
+def _build_root(paths: list[str]) -> None:
+    """Pivot into a read-only tmpfs that holds only read-only binds of `paths`, three
+    devices and an empty /scratch. Needs a private mount namespace; undone if it fails."""
+    # Descriptors first: the tmpfs is mounted over a folder that may hold some of the paths.
+    sources = {path: os.open(path, os.O_PATH | os.O_CLOEXEC) for path in paths}
+    for device, _rights in _DEVICES:
+        with contextlib.suppress(OSError):
+            sources[device] = os.open(device, os.O_PATH | os.O_CLOEXEC)
+    base = "/tmp" if os.path.isdir("/tmp") else "/mnt"
+    try:
+        _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we mount reaches the host
+        _mount("symbiont-root", base, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+        try:
+            bound: list[str] = []
+            for path in sorted(paths, key=len):
+                if any(path.startswith(done + "/") for done in bound):
+                    continue  # already inside a bind
+                target = base + path
+                os.makedirs(target, 0o755, exist_ok=True)
+                _mount(f"/proc/self/fd/{sources[path]}", target, None, MS_BIND)
+                _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+                bound.append(path)
+            os.makedirs(base + "/dev", 0o755, exist_ok=True)
+            for device, _rights in _DEVICES:
+                if device in sources:
+                    os.close(os.open(base + device, os.O_CREAT | os.O_WRONLY, 0o644))
+                    _mount(f"/proc/self/fd/{sources[device]}", base + device, None, MS_BIND)
+            for link in ("/bin", "/lib", "/lib64", "/sbin"):  # merged-/usr systems
+                if os.path.islink(link) and not os.path.lexists(base + link):
+                    os.symlink(os.readlink(link), base + link)
+            os.mkdir(base + SCRATCH, 0o755)
+            _mount(None, base, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+            os.chdir(base)
+            _pivot_root_here()
+        except BaseException:
+            os.chdir("/")
+            _libc.umount2(base.encode(), MNT_DETACH)
+            raise
+    finally:
+        for fd in sources.values():
+            os.close(fd)
+
+
+def _count_user_processes(uid: int) -> int:
+    count = 0
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError):
+                    if os.stat(f"/proc/{entry}").st_uid == uid:
+                        count += 1
+    return count
+
+
+def _address_space_now() -> int:
+    page = os.sysconf("SC_PAGE_SIZE")
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[0]) * page
+
+
+# ---------------------------------------------------------------------------------------
+# confining one process (the worker, and the zygote's probe)
+# ---------------------------------------------------------------------------------------
+
+
+def _private_scratch(zygote: dict[str, Any], scratch_bytes: int) -> None:
+    """Own mount namespace with a fresh size- and inode-capped tmpfs on /scratch."""
+    _unshare(CLONE_NEWNS, "CLONE_NEWNS")
+    uid, gid = zygote["uid"], zygote["gid"]
+    options = f"size={scratch_bytes},nr_inodes={SCRATCH_INODES},mode=0700,uid={uid},gid={gid}"
+    _mount("symbiont-scratch", SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, options)
+
+
+def _become_worker_user(uid: int, gid: int) -> None:
+    """Drop the capability bounding set (needs CAP_SETPCAP), then switch every id: the
+    permitted and effective capabilities go with uid 0."""
+    for cap in range(64):
+        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:
+            break  # EINVAL: past the last capability this kernel knows
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+
+
+def _install_seccomp(pid: int) -> None:
+    _seccomp.install_program(_seccomp.build_filter(pid, extra_denied=EXTRA_DENIED))
+
+
+def _confine(
+    sock: socket.socket, req: dict[str, Any], zygote: dict[str, Any], ro_fds: list[int]
+) -> None:
+    """Everything between fork and running the capability; raises if a protection fails."""
+    os.setsid()  # own session and process group: kill(0, ...) reaches only ourselves
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversize writes raise EFBIG instead
+    limits = req["limits"]
+    enabled = zygote["enabled"]
+    if enabled["IPC namespace"]:
+        _unshare(CLONE_NEWIPC, "CLONE_NEWIPC")
+    if enabled["mount namespace"]:
+        _private_scratch(zygote, int(limits["scratch_bytes"]))
+        os.chdir(SCRATCH)
+    else:
+        os.chdir(req["scratch"])
+        if enabled["unprivileged uid"]:
+            os.chown(".", zygote["uid"], zygote["gid"])
+    cpu = int(limits["timeout_s"]) + 2
+    rlimits = {
+        resource.RLIMIT_CPU: (cpu, cpu + 1),
+        resource.RLIMIT_AS: (zygote["address_space"] + int(limits["memory_bytes"]),) * 2,
+        resource.RLIMIT_FSIZE: (int(limits["max_file_bytes"]),) * 2,
+        resource.RLIMIT_NOFILE: (64, 64),
+        resource.RLIMIT_CORE: (0, 0),
+    }
+    if zygote["max_tasks"]:
+        rlimits[resource.RLIMIT_NPROC] = (zygote["max_tasks"],) * 2
+    for which, value in rlimits.items():
+        resource.setrlimit(which, value)
+    os.environ.clear()  # calls unsetenv for each key: nothing from the host remains
+    if enabled["unprivileged uid"]:
+        _become_worker_user(zygote["uid"], zygote["gid"])
+    _seccomp.set_no_new_privs()
+    if enabled["landlock"]:
+        scratch_fd = os.open(".", os.O_PATH | os.O_CLOEXEC)
+        rules = [(fd, _landlock.READ_ONLY) for fd in ro_fds]
+        rules.append((scratch_fd, _landlock.READ_WRITE))
+        rules += [(fd, rights) for fd, rights in zygote["dev_rules"]]
+        _landlock.restrict(zygote["landlock_abi"], rules)
+        os.close(scratch_fd)
+    keep = sock.fileno()
+    os.closerange(3, keep)
+    os.closerange(keep + 1, 65536)
+    _seccomp.drop_capabilities()
+    if enabled["seccomp"]:
+        _install_seccomp(os.getpid())
+
+
+def _probe_in_child(zygote: dict[str, Any], paths: list[str]) -> dict[str, str | None]:
+    """The per-call steps, one by one, each checked (runs in a throwaway child)."""
+    found: dict[str, str | None] = {}
+    try:
+        _unshare(CLONE_NEWIPC, "CLONE_NEWIPC")
+        found["IPC namespace"] = None
+    except OSError as exc:
+        found["IPC namespace"] = str(exc)
+    if zygote["enabled"]["mount namespace"]:
+        try:
+            _private_scratch(zygote, 1 << 20)
+            found["scratch quota"] = None
+        except OSError as exc:
+            found["scratch quota"] = f"no tmpfs for the scratch folder: {exc}"
+    if os.geteuid() == 0:
+        try:
+            _become_worker_user(zygote["uid"], zygote["gid"])
+            unreadable = [p for p in paths if not os.access(p, os.R_OK | os.X_OK)]
+            found["unprivileged uid"] = (
+                None
+                if not unreadable
+                else "the Python installation is not readable by other users: "
+                + ", ".join(unreadable)
+            )
+        except OSError as exc:
+            found["unprivileged uid"] = f"cannot switch to uid {zygote['uid']}: {exc}"
+    if not _seccomp.supported():
+        found["seccomp"] = f"no seccomp syscall table for architecture {_seccomp.machine()!r}"
+        return found
+    try:
+        _install_seccomp(os.getpid())
+    except OSError as exc:
+        found["seccomp"] = f"the seccomp filter could not be installed: {exc}"
+        return found
+    try:
+        socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).close()
+        found["seccomp"] = "the seccomp filter did not refuse socket()"
+    except PermissionError:
+        # System V IPC is open to every user, so EPERM here can only come from the filter.
+        if _libc.shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0o600) != -1:
+            found["seccomp"] = "the seccomp filter did not refuse shmget()"
+        else:
+            found["seccomp"] = None
+    return found
+
+
+def _probe_worker(zygote: dict[str, Any], paths: list[str]) -> dict[str, str | None]:
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        found: dict[str, str | None] = {}
+        try:
+            found = _probe_in_child(zygote, paths)
+        except BaseException as exc:
+            found = {"seccomp": f"the probe failed: {exc!r}"}
+        finally:
+            os.write(writer, json.dumps(found).encode())
+            os._exit(0)
+    os.close(writer)
+    data = b""
+    while chunk := os.read(reader, 65536):
+        data += chunk
+    os.close(reader)
+    os.waitpid(pid, 0)
+    try:
+        return dict(json.loads(data))
+    except ValueError:
+        return {"seccomp": "the probe child died before reporting"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -180,56 +465,11 @@ class _HostClient:
         return frame[1].decode("utf-8")
 
 
-def _confine(
-    sock: socket.socket, req: dict[str, Any], zygote: dict[str, Any], ro_fds: list[int]
-) -> None:
-    """Everything between fork and running the capability; raises if a protection fails."""
-    os.setsid()  # own session and process group: kill(0, ...) reaches only ourselves
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversize writes raise EFBIG instead
-    limits = req["limits"]
-    features = zygote["enabled"]
-    cpu = int(limits["timeout_s"]) + 2
-    page = os.sysconf("SC_PAGE_SIZE")
-    with open("/proc/self/statm") as fh:
-        vm_now = int(fh.read().split()[0]) * page
-    rlimits = {
-        resource.RLIMIT_CPU: (cpu, cpu + 1),
-        resource.RLIMIT_AS: (vm_now + int(limits["memory_bytes"]),) * 2,
-        resource.RLIMIT_FSIZE: (int(limits["max_file_bytes"]),) * 2,
-        resource.RLIMIT_NOFILE: (64, 64),
-        resource.RLIMIT_CORE: (0, 0),
-    }
-    if os.geteuid() != 0:  # root is exempt from RLIMIT_NPROC; seccomp denies fork anyway
-        n = zygote["user_processes"] + 16
-        rlimits[resource.RLIMIT_NPROC] = (n, n)
-    for which, value in rlimits.items():
-        resource.setrlimit(which, value)
-    os.environ.clear()  # calls unsetenv for each key: nothing from the host remains
-    os.chdir(req["scratch"])
-    _seccomp.set_no_new_privs()
-    if features["landlock"]:
-        scratch_fd = os.open(req["scratch"], os.O_PATH | os.O_CLOEXEC)
-        rules = [(fd, _landlock.READ_ONLY) for fd in ro_fds]
-        rules.append((scratch_fd, _landlock.READ_WRITE))
-        rules += [(fd, rights) for fd, rights in zygote["dev_rules"]]
-        _landlock.restrict(zygote["landlock_abi"], rules)
-        os.close(scratch_fd)
-    keep = sock.fileno()
-    os.closerange(3, keep)
-    os.closerange(keep + 1, 65536)
-    if features["drop_capabilities"]:
-        _seccomp.drop_capabilities()
-    if features["seccomp"]:
-        _seccomp.install(os.getpid())
-
-
-def _serve(sock: socket.socket) -> None:
-    """Read the job, run it, send the outcome."""
+def _serve(sock: socket.socket) -> int:
+    """Read the job, run it, send the outcome; the exit code of the worker."""
     frame = recv_frame(sock, MAX_REPLY_BYTES)
     if frame is None or frame[0] != b"J":
-        return
+        return 0
     job = json.loads(frame[1])
     host_module.install_process_transport(_HostClient(sock, int(job["max_call_bytes"])))
     try:
@@ -239,7 +479,10 @@ def _serve(sock: socket.socket) -> None:
         )
         if outcome.kind is None:
             send_frame(sock, b"R", outcome.payload.encode("utf-8"))
-            return
+            return 0
+        if outcome.kind == "memory":  # the parent decides from the exit code
+            send_frame(sock, b"M", (outcome.traceback or "")[-65536:].encode("utf-8", "replace"))
+            return EXIT_OUT_OF_MEMORY
         failure = {
             "kind": outcome.kind,
             "message": outcome.payload[:65536],
@@ -247,7 +490,8 @@ def _serve(sock: socket.socket) -> None:
         }
         send_frame(sock, b"E", json.dumps(failure).encode("utf-8", "replace"))
     except MemoryError:
-        send_frame(sock, b"E", _MEMORY_FRAME.encode())
+        return EXIT_OUT_OF_MEMORY
+    return 0
 
 
 def _worker(callfd: int, req: dict[str, Any], zygote: dict[str, Any], ro_fds: list[int]) -> None:
@@ -257,15 +501,14 @@ def _worker(callfd: int, req: dict[str, Any], zygote: dict[str, Any], ro_fds: li
         try:
             _confine(sock, req, zygote, ro_fds)
         except BaseException as exc:
-            failure = {
-                "kind": "crash",
-                "message": f"sandbox setup failed, the capability was not run: {exc!r}",
-                "traceback": None,
-            }
-            send_frame(sock, b"E", json.dumps(failure).encode())
-            code = 71
+            message = f"sandbox setup failed, the capability was not run: {exc!r}"
+            send_frame(sock, b"S", json.dumps({"message": message}).encode())
+            code = EXIT_SETUP_FAILED
             return
-        _serve(sock)
+        send_frame(sock, b"K", b"")
+        code = _serve(sock)
+    except MemoryError:
+        code = EXIT_OUT_OF_MEMORY
     except BaseException:
         code = 70
     finally:
@@ -283,6 +526,83 @@ def _status_dict(status: int) -> dict[str, Any]:
     return {"exit": os.waitstatus_to_exitcode(status)}
 
 
+def _isolate_zygote() -> tuple[dict[str, Any], dict[str, str | None], list[str]]:
+    """Namespaces, the new root and the probe; (zygote state, protections, read-only paths)."""
+    found: dict[str, str | None] = dict.fromkeys(PROTECTIONS)
+    found["network namespace"] = _enter_network_namespace()
+    found["UTS namespace"] = _enter_uts_namespace()
+    root = os.geteuid() == 0
+    worker_id = WORKER_ID_BASE + os.getpid()
+    paths = _read_only_paths()
+    zygote: dict[str, Any] = {
+        "uid": worker_id if root else os.geteuid(),
+        "gid": worker_id if root else os.getegid(),
+        "address_space": _address_space_now(),
+        "max_tasks": 0 if root else _count_user_processes(os.geteuid()) + 16,
+    }
+    try:
+        _unshare(CLONE_NEWNS, "CLONE_NEWNS")
+        _build_root(paths)
+    except OSError as exc:
+        found["mount namespace"] = str(exc)
+    abi = _landlock.abi_version()
+    if abi < 1:
+        found["landlock"] = "Landlock is not available in this kernel (or disabled at boot)"
+    zygote["landlock_abi"] = abi
+    zygote["enabled"] = {
+        "mount namespace": found["mount namespace"] is None,
+        "IPC namespace": False,
+        "unprivileged uid": False,
+        "landlock": abi >= 1,
+        "seccomp": False,
+    }
+    found.update(_probe_worker(zygote, paths))
+    if not zygote["enabled"]["mount namespace"]:
+        found["scratch quota"] = (
+            "no mount namespace: scratch is a folder in the host's temporary directory, "
+            "bounded per file by RLIMIT_FSIZE only"
+        )
+    if not root:
+        found["unprivileged uid"] = None  # the worker keeps the caller's own, non-root uid
+    for name in ("IPC namespace", "unprivileged uid", "seccomp"):
+        zygote["enabled"][name] = found[name] is None
+    if root and zygote["enabled"]["unprivileged uid"]:
+        zygote["max_tasks"] = MAX_TASKS
+    elif root:
+        found["task limit"] = "the worker runs as root, which RLIMIT_NPROC does not bind"
+    return zygote, found, paths
+
+
+def _enter_pid_namespace() -> str | None:
+    """Fork the zygote into a new PID namespace as its pid 1; the original process only
+    waits and exits with it. Returns in the new zygote (or here, with the error text)."""
+    try:
+        _unshare(CLONE_NEWPID, "CLONE_NEWPID")
+    except OSError as exc:
+        return str(exc)
+    alive_r, alive_w = os.pipe()  # EOF on alive_r: the original process is gone
+    pid = os.fork()
+    if pid == 0:
+        # Die with the original process (the parent kills that one); a SIGKILL from the
+        # ancestor namespace reaches a pid 1. Then check it did not die before that.
+        os.close(alive_w)
+        _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "PR_SET_PDEATHSIG")
+        os.set_blocking(alive_r, False)
+        try:
+            if os.read(alive_r, 1) == b"":
+                os._exit(1)
+        except BlockingIOError:
+            pass
+        os.close(alive_r)
+        return None
+    for fd in range(3, 1024):  # the control socket and the rest belong to the new zygote
+        if fd != alive_w:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
 def main() -> None:
     ctrl = socket.socket(fileno=int(sys.argv[1]))
     config = json.loads(sys.argv[2])
@@ -290,41 +610,27 @@ def main() -> None:
         for name in config.get("preload", ()):
             with contextlib.suppress(ImportError):
                 importlib.import_module(name)
-        missing: dict[str, str] = {}
-        netns_error = _enter_network_namespace()
-        if netns_error:
-            missing["network namespace"] = netns_error
-        abi = _landlock.abi_version()
-        if abi < 1:
-            missing["landlock"] = "Landlock is not available in this kernel (or disabled at boot)"
-        seccomp_error = _probe_seccomp()
-        if seccomp_error:
-            missing["seccomp"] = seccomp_error
-        ro_fds = [os.open(p, os.O_PATH | os.O_CLOEXEC) for p in _read_only_paths()]
+        outer_pid = os.getpid()
+        zygote, found, paths = _isolate_zygote()
+        found["PID namespace"] = _enter_pid_namespace()
+        ro_fds = [os.open(p, os.O_PATH | os.O_CLOEXEC) for p in paths]
         dev_rules: list[tuple[int, int]] = []
-        for path, rights in (
-            ("/dev/null", _landlock.FS_READ_FILE | _landlock.FS_WRITE_FILE),
-            ("/dev/urandom", _landlock.FS_READ_FILE),
-            ("/dev/zero", _landlock.FS_READ_FILE),
-        ):
+        for path, rights in _DEVICES:
             with contextlib.suppress(OSError):
                 dev_rules.append((os.open(path, os.O_PATH | os.O_CLOEXEC), rights))
-        zygote = {
-            "landlock_abi": abi,
-            "enabled": {
-                "landlock": abi >= 1,
-                "seccomp": seccomp_error is None,
-                "drop_capabilities": True,
-            },
-            "dev_rules": dev_rules,
-            "user_processes": 0 if os.geteuid() == 0 else _count_user_processes(os.geteuid()),
-        }
+        zygote["dev_rules"] = dev_rules
+        missing = {name: why for name, why in found.items() if why is not None}
         ready = {
             "ready": True,
-            "landlock_abi": abi,
+            "landlock_abi": zygote["landlock_abi"],
             "missing": missing,
-            "read_only": _read_only_paths(),
-            "pid": os.getpid(),
+            "protections": found,
+            "read_only": paths,
+            "pid": outer_pid,
+            "uid": zygote["uid"],
+            "gid": zygote["gid"],
+            "max_tasks": zygote["max_tasks"],
+            "scratch": "tmpfs" if zygote["enabled"]["mount namespace"] else "folder",
         }
         ctrl.send(json.dumps(ready).encode())
     except BaseException:

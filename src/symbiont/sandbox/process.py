@@ -6,19 +6,25 @@
 Per call the worker is forked from a zygote (a fresh interpreter started once, see
 `_process_worker`) and confines itself before the capability runs:
 
-- network namespace of its own (no network at all; `http_get` goes through the parent),
-- Landlock: read-only the Python installation and import paths, read-write a fresh scratch
-  folder that is also its working directory; no other file, not even /proc,
+- namespaces: network (no network at all; `http_get` goes through the parent), UTS and PID
+  (shared with its zygote), mount (a read-only root holding only the Python installation, the
+  import paths, three devices and a fresh size-capped tmpfs /scratch, its working directory;
+  no other file exists for it, not even /proc) and IPC (its own, gone with it),
+- a dedicated unprivileged uid/gid, no supplementary groups, no capabilities, no new privileges,
+- Landlock: read-only the Python installation and import paths, read-write the scratch folder,
 - seccomp: no execve, no new sockets, no new processes, no ptrace, no mount, no namespace or
-  keyring calls, signals only to itself,
-- rlimits: CPU seconds, address space, file size, open files (and processes when not root),
-- an empty environment (no API keys), no capabilities,
+  keyring calls, no file metadata changes (mode, owner, times, extended attributes), no
+  System V IPC, signals only to itself,
+- rlimits: CPU seconds, address space, file size, open files, tasks (threads included),
+- an empty environment (no API keys),
 - host functions brokered over a socketpair to the parent, which runs `HostFunctions.dispatch`
-  with the same checks as every tier; results cross as JSON, never pickle.
+  with the same checks as every tier; results cross as JSON, never pickle, and every frame the
+  worker sends is checked (strict JSON, finite numbers, only kinds a worker can know).
 
 The parent enforces the wall-clock limit with SIGKILL (through a pidfd, so a recycled pid can
-never be hit). If the kernel lacks a protection, the first call raises `SandboxError` naming
-it, unless the sandbox was created with `allow_weaker_isolation=True`.
+never be hit) and decides timeouts, crashes and memory exhaustion from the exit status. If the
+kernel lacks a protection, the first call raises `SandboxError` naming it, unless the sandbox
+was created with `allow_weaker_isolation=True`.
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ import contextlib
 import importlib.util
 import json
 import logging
+import math
 import os
 import queue
-import shutil
 import signal
 import socket
 import subprocess
@@ -42,7 +48,12 @@ from typing import Any
 
 import symbiont
 from symbiont.errors import SandboxError
-from symbiont.sandbox._process_worker import recv_frame, send_frame
+from symbiont.sandbox._process_worker import (
+    EXIT_OUT_OF_MEMORY,
+    WORKER_KINDS,
+    recv_frame,
+    send_frame,
+)
 from symbiont.sandbox.base import (
     Limits,
     Permissions,
@@ -70,6 +81,93 @@ _CRASH_SIGNALS = {
 }
 _ZYGOTE_START_TIMEOUT_S = 60.0
 _STATUS_TIMEOUT_S = 10.0
+_MIN_SCRATCH_BYTES = 16 * 1024 * 1024
+
+
+def scratch_bytes(limits: Limits) -> int:
+    """The scratch quota of one call: four files of the size limit, at least 16 MiB, at most
+    the memory limit (the tmpfs lives in the host's memory)."""
+    return min(max(_MIN_SCRATCH_BYTES, 4 * limits.max_file_bytes), limits.memory_bytes)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def strict_json(text: str) -> Any:
+    """Decode JSON as the standard defines it: no NaN or Infinity, no number that overflows."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def remove_tree(root: str) -> None:
+    """Remove `root` and everything below it, however deep; never raises, never recurses.
+
+    Walks with directory descriptors (no path ever grows past one name, so depth cannot hit
+    PATH_MAX or the interpreter's recursion limit) and holds at most two open at a time.
+    Symlinks are removed, never followed. What cannot be removed is left, not retried.
+    """
+    names: list[str] = []  # the path from root to the current folder
+    stuck: set[tuple[int, int]] = set()  # folders that could not be emptied
+    try:
+        current = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        while True:
+            descend = None
+            with contextlib.suppress(OSError), os.scandir(current) as entries:
+                for entry in entries:
+                    is_dir = False
+                    with contextlib.suppress(OSError):
+                        is_dir = entry.is_dir(follow_symlinks=False)
+                    if not is_dir:
+                        with contextlib.suppress(OSError):
+                            os.unlink(entry.name, dir_fd=current)
+                        continue
+                    with contextlib.suppress(OSError):
+                        info = entry.stat(follow_symlinks=False)
+                        if (info.st_dev, info.st_ino) not in stuck:
+                            descend = entry.name
+                            break
+            if descend is not None:
+                try:
+                    child = os.open(
+                        descend, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=current
+                    )
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        info = os.stat(descend, dir_fd=current, follow_symlinks=False)
+                        stuck.add((info.st_dev, info.st_ino))
+                    continue
+                os.close(current)
+                current = child
+                names.append(descend)
+                continue
+            if not names:
+                break
+            name = names.pop()
+            parent = os.open("..", os.O_RDONLY | os.O_DIRECTORY, dir_fd=current)
+            try:
+                os.rmdir(name, dir_fd=parent)
+            except OSError:
+                info = os.fstat(current)
+                stuck.add((info.st_dev, info.st_ino))
+            os.close(current)
+            current = parent
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(current)
+    with contextlib.suppress(OSError):
+        os.rmdir(root)
 
 
 def _default_preload() -> tuple[str, ...]:
@@ -124,6 +222,15 @@ class _Zygote:
             self.proc.wait(timeout=5)
 
 
+class _Output:
+    """A result the worker sent that passed every check: the decoded JSON value."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 class _Call:
     """The parent's side of one worker run."""
 
@@ -135,6 +242,8 @@ class _Call:
         self.killed_for_timeout = False
         self.pidfd: int | None = None
         self.frame_cap = 6 * max(limits.max_file_bytes, limits.max_log_bytes, 64 * 1024) + 64 * 1024
+        self.setup_failure: str | None = None  # the worker could not confine itself
+        self.memory_traceback: str | None = None  # sent with a MemoryError, before exiting
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -144,8 +253,11 @@ class _Call:
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
 
-    def run(self, source: str, entry: str, input_json: str) -> SandboxFailure | str:
-        scratch = tempfile.mkdtemp(prefix="symbiont-scratch-")
+    def run(self, source: str, entry: str, input_json: str) -> SandboxFailure | _Output:
+        # Without a mount namespace the scratch folder is a host folder; else a tmpfs that
+        # exists only in the worker's mount namespace and vanishes with it.
+        in_namespace = self.zygote.ready.get("scratch") == "tmpfs"
+        scratch = None if in_namespace else tempfile.mkdtemp(prefix="symbiont-scratch-")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         ctrl = self.zygote.ctrl
         request = {
@@ -155,6 +267,7 @@ class _Call:
                 "timeout_s": self.limits.timeout_s,
                 "memory_bytes": self.limits.memory_bytes,
                 "max_file_bytes": self.limits.max_file_bytes,
+                "scratch_bytes": scratch_bytes(self.limits),
             },
         }
         try:
@@ -180,9 +293,10 @@ class _Call:
                 theirs.close()
             if self.pidfd is not None:
                 os.close(self.pidfd)
-            shutil.rmtree(scratch, ignore_errors=True)
+            if scratch is not None:
+                remove_tree(scratch)
 
-    def _reap(self, outcome: SandboxFailure | str | None) -> dict[str, Any]:
+    def _reap(self, outcome: SandboxFailure | _Output | None) -> dict[str, Any]:
         """Make sure the worker is gone and read its exit status from the zygote."""
         if outcome is not None:
             self.kill()  # we have what we need; whatever the worker does next is irrelevant
@@ -214,6 +328,14 @@ class _Call:
             return SandboxFailure(
                 "timeout", f"the capability ran longer than {self.limits.timeout_s} s"
             )
+        if self.setup_failure is not None:
+            return SandboxFailure("crash", self.setup_failure)
+        if status.get("exit") == EXIT_OUT_OF_MEMORY and self.memory_traceback is not None:
+            return SandboxFailure(
+                "memory",
+                f"the capability ran out of memory (limit {self.limits.memory_bytes} bytes)",
+                self.memory_traceback or None,
+            )
         if sig == signal.SIGXCPU:
             return SandboxFailure("timeout", "the capability used up its CPU-time limit")
         if sig is not None:
@@ -234,8 +356,9 @@ class _Call:
 
     def _converse(
         self, sock: socket.socket, source: str, entry: str, input_json: str
-    ) -> SandboxFailure | str | None:
-        """Send the job, broker host calls; the result text, a failure, or None (worker died)."""
+    ) -> SandboxFailure | _Output | None:
+        """Send the job, broker host calls; the result, a failure, or None (the exit status
+        decides: the worker died, could not confine itself, or ran out of memory)."""
         job = {
             "source": source,
             "entry": entry,
@@ -246,6 +369,7 @@ class _Call:
         try:
             sock.settimeout(max(self.remaining(), 0.001))
             send_frame(sock, b"J", json.dumps(job).encode("utf-8", "surrogatepass"))
+            confined = False
             while True:
                 left = self.remaining()
                 if left <= 0:
@@ -260,6 +384,16 @@ class _Call:
                 if frame is None:
                     return None
                 kind, payload = frame
+                if not confined:
+                    # Sent before anything of the capability ran: the worker's own word.
+                    if kind == b"K":
+                        confined = True
+                        continue
+                    if kind == b"S":
+                        self.setup_failure = self._setup_message(payload)
+                        return None
+                    self.kill()
+                    return SandboxFailure("crash", "the worker sent no confinement report")
                 if kind == b"C":
                     name, _, args = payload.decode("utf-8", "replace").partition("\n")
                     reply = self.hostfns.dispatch(name, args)
@@ -269,9 +403,14 @@ class _Call:
                     return self._result(payload)
                 elif kind == b"E":
                     return self._failure(payload)
+                elif kind == b"M" and self.memory_traceback is None:
+                    # Only a note: "memory" needs the exit status that goes with it.
+                    self.memory_traceback = payload[-65536:].decode("utf-8", "replace")
                 else:
                     self.kill()
-                    return SandboxFailure("crash", f"the worker sent an unknown frame {kind!r}")
+                    return SandboxFailure(
+                        "invalid_output", f"the worker sent an unexpected frame {kind[:1]!r}"
+                    )
         except TimeoutError:
             self.killed_for_timeout = True
             self.kill()
@@ -281,33 +420,48 @@ class _Call:
         except (BrokenPipeError, ConnectionResetError):
             return None
 
-    def _result(self, payload: bytes) -> SandboxFailure | str:
+    def _result(self, payload: bytes) -> SandboxFailure | _Output:
         if len(payload) > self.limits.max_output_bytes:
             return SandboxFailure(
                 "output_too_large",
                 f"the result is larger than the limit of {self.limits.max_output_bytes} bytes",
             )
         try:
-            text = payload.decode("utf-8")
-            json.loads(text)
+            return _Output(strict_json(payload.decode("utf-8")))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             return SandboxFailure("invalid_output", f"the result is not valid JSON: {exc}")
-        return text
 
     @staticmethod
     def _failure(payload: bytes) -> SandboxFailure:
+        """A failure the worker reports: only kinds it can know, text fields only."""
         try:
-            data = json.loads(payload)
-            kind = data["kind"]
-            if kind not in (
-                "timeout", "memory", "denied", "exception", "output_too_large", "crash",
-                "invalid_output", "unavailable",
-            ):  # fmt: skip
-                raise ValueError(kind)
-            tb = data.get("traceback")
-            return SandboxFailure(kind, str(data.get("message", "")), str(tb) if tb else None)
+            data = strict_json(payload.decode("utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            kind, message, tb = data.get("kind"), data.get("message"), data.get("traceback")
+            if not isinstance(message, str) or not (tb is None or isinstance(tb, str)):
+                raise ValueError("message and traceback must be text")
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            return SandboxFailure(
+                "invalid_output", f"the worker sent a malformed failure report ({exc})"
+            )
+        if kind not in WORKER_KINDS:
+            return SandboxFailure(
+                "invalid_output",
+                f"the worker reported the error kind {str(kind)[:40]!r}, which only the host "
+                f"decides (a worker may report: {', '.join(WORKER_KINDS)})",
+            )
+        return SandboxFailure(kind, message[:65536], tb[-65536:] if tb else None)
+
+    @staticmethod
+    def _setup_message(payload: bytes) -> str:
+        try:
+            message = json.loads(payload)["message"]
         except (ValueError, KeyError, TypeError, RecursionError):
-            return SandboxFailure("crash", "the worker sent a malformed failure report")
+            message = None
+        if not isinstance(message, str):
+            return "sandbox setup failed, the capability was not run"
+        return message[:4096]
 
 
 class ProcessSandbox:
@@ -362,13 +516,20 @@ class ProcessSandbox:
         return zygote
 
     def probe(self) -> dict[str, Any]:
-        """What this machine offers: Landlock ABI, missing protections, readable folders."""
+        """What this machine offers: every protection (None when in effect, else why not),
+        the missing ones, Landlock ABI, the worker's ids and task cap, readable folders."""
         zygote = self._acquire()
         try:
+            ready = zygote.ready
             return {
-                "landlock_abi": zygote.ready.get("landlock_abi", 0),
-                "missing": dict(zygote.ready.get("missing", {})),
-                "read_only": list(zygote.ready.get("read_only", [])),
+                "landlock_abi": ready.get("landlock_abi", 0),
+                "protections": dict(ready.get("protections", {})),
+                "missing": dict(ready.get("missing", {})),
+                "read_only": list(ready.get("read_only", [])),
+                "uid": ready.get("uid"),
+                "gid": ready.get("gid"),
+                "max_tasks": ready.get("max_tasks"),
+                "scratch": ready.get("scratch"),
             }
         finally:
             self._release(zygote)
@@ -454,7 +615,7 @@ class ProcessSandbox:
         if isinstance(outcome, SandboxFailure):
             result.error = outcome
         else:
-            result.output = json.loads(outcome)
+            result.output = outcome.value
         return result
 
 
