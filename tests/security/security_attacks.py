@@ -47,14 +47,15 @@ WASM_FS = "no filesystem preopened in the WebAssembly instance"
 WASM_NOFN = "the function does not exist in CPython on WASI"
 LANDLOCK = "Landlock (read-only Python + read-write scratch only)"
 SECCOMP = "seccomp filter (EPERM)"
+MOUNT_NS = "mount namespace: the path does not exist for the worker (Landlock behind it)"
 
 ATTACKS: list[Attack] = [
     Attack(
         "read_etc_passwd_open",
         "read /etc/passwd with open()",
         "def main():\n    return open('/etc/passwd').read()\n",
-        {"wasm": "exception", "process": "denied"},
-        {"wasm": WASM_FS, "process": LANDLOCK},
+        both("exception"),
+        {"wasm": WASM_FS, "process": MOUNT_NS},
     ),
     Attack(
         "read_etc_passwd_host",
@@ -76,23 +77,23 @@ ATTACKS: list[Attack] = [
         "import os\n\ndef main():\n"
         "    pid = os.getppid() if hasattr(os, 'getppid') else 1\n"
         "    return open(f'/proc/{pid}/environ', 'rb').read().decode('latin-1')\n",
-        {"wasm": "exception", "process": "denied"},
-        {"wasm": WASM_FS, "process": LANDLOCK + ": no /proc"},
+        both("exception"),
+        {"wasm": WASM_FS, "process": MOUNT_NS + ": no /proc"},
     ),
     Attack(
         "write_outside_open",
         "write a file outside the data folder with open()",
         "def main(outside):\n    open(outside + '/pwned.txt', 'w').write('pwned')\n    return 'written'\n",
-        {"wasm": "exception", "process": "denied"},
-        {"wasm": WASM_FS, "process": LANDLOCK},
+        both("exception"),
+        {"wasm": WASM_FS, "process": MOUNT_NS},
         input_keys=("outside",),
     ),
     Attack(
         "write_tmp_open",
         "write /tmp/symbiont_pwned with open()",
         "def main():\n    open('/tmp/symbiont_pwned', 'w').write('pwned')\n    return 'written'\n",
-        {"wasm": "exception", "process": "denied"},
-        {"wasm": WASM_FS, "process": LANDLOCK},
+        both("exception"),
+        {"wasm": WASM_FS, "process": MOUNT_NS},
     ),
     Attack(
         "write_outside_host",
@@ -138,8 +139,8 @@ ATTACKS: list[Attack] = [
         "other_capability_open",
         "open() another capability's data file",
         "def main(other):\n    return open(other + '/secret.txt').read()\n",
-        {"wasm": "exception", "process": "denied"},
-        {"wasm": WASM_FS, "process": LANDLOCK},
+        both("exception"),
+        {"wasm": WASM_FS, "process": MOUNT_NS},
         input_keys=("other",),
     ),
     Attack(
