@@ -10,6 +10,7 @@ finishes entirely on the old body.
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import inspect
 import threading
@@ -69,7 +70,8 @@ class Revision:
 def content_hash(source: str) -> str:
     """Hash of a source with formatting and comments normalised away (via the AST)."""
     try:
-        text = ast.dump(ast.parse(source))
+        # a pseudo filename whose SyntaxWarnings the pipeline keeps off stderr
+        text = ast.dump(ast.parse(source, "<candidate>"))
     except (SyntaxError, ValueError):
         text = source.strip()
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -86,6 +88,7 @@ class Evolvable:
         self.options = options
         self.signature: DeclaredSignature = declared_signature(fn)
         node, source = function_def_of(fn)
+        _refuse_decorators_above(fn, node)
         # The default body without its decorators: what the model is shown as revision 0.
         lines = source.splitlines()
         default_source = "\n".join(lines[node.lineno - 1 : node.end_lineno]) + "\n"
@@ -190,12 +193,25 @@ class Evolvable:
         helpers_code: types.CodeType | None,
         helper_names: tuple[str, ...],
     ) -> None:
-        """Swap a compiled body into the live function (helpers first, then the code)."""
+        """Swap a compiled body into the live function: bind its helpers, then switch the code.
+
+        The helpers come from the compile stage: definitions only (the policy stage refused
+        anything else), each bound under its revision's own name (`_h` -> `_h__sym_<digest>`),
+        so executing them binds new names and changes nothing a running call can see. Helpers
+        already bound in this process (re-activating a revision) are not executed again. Then
+        `fn.__code__ = code` is the single, atomic switch: a call already running keeps its
+        code object and finds its own revision's helpers, which stay bound for the life of the
+        process (a call of any earlier revision may still be running; they are small).
+        """
         with self._lock:
-            if helpers_code is not None:
+            if helpers_code is not None and not self._bound(helper_names):
                 exec(helpers_code, self.fn.__globals__)
                 self._owned_names.update(helper_names)
             self.fn.__code__ = code
+
+    def _bound(self, names: tuple[str, ...]) -> bool:
+        g = self.fn.__globals__
+        return bool(names) and all(n in self._owned_names and n in g for n in names)
 
     def _swap(self, rev: Revision) -> None:
         assert rev.code is not None
@@ -213,7 +229,8 @@ class Evolvable:
         )
         if result.candidate is None:
             raise RevisionError(
-                f"{self.key} revision {rev.number} no longer compiles against the current "
+                f"{self.key} revision {rev.number} was not installed (none of it was executed): "
+                f"it fails the {result.stage} stage against the current module and "
                 "declaration:\n" + "\n".join(d.render() for d in result.diagnostics)
             )
         rev.code = result.candidate.code
@@ -257,8 +274,98 @@ _REGISTRY_LOCK = threading.Lock()
 _on_register: list[Callable[[Evolvable], None]] = []
 
 
+_ONLY_DECORATOR = (
+    "@evolvable swaps the code of the function object itself, so it must be the only decorator"
+)
+_CACHING = ("cache", "memo")
+
+
+def _spelled_decorator(node: ast.expr) -> str:
+    return "@" + ast.unparse(node)
+
+
+def _is_evolvable_decorator(node: ast.expr) -> bool:
+    target = node.func if isinstance(node, ast.Call) else node
+    while isinstance(target, ast.Attribute):
+        if target.attr == "evolvable":
+            return True
+        target = target.value
+    return isinstance(target, ast.Name) and target.id == "evolvable"
+
+
+def _decorators_around(
+    node: ast.FunctionDef | ast.AsyncFunctionDef,
+) -> tuple[list[ast.expr], list[ast.expr]]:
+    """The decorators written above and below `@evolvable` (both empty if it is not written)."""
+    decorators = node.decorator_list
+    at = next((i for i, d in enumerate(decorators) if _is_evolvable_decorator(d)), None)
+    if at is None:
+        return [], []
+    return decorators[:at], decorators[at + 1 :]
+
+
+def _refuse_decorators_above(
+    fn: types.FunctionType, node: ast.FunctionDef | ast.AsyncFunctionDef
+) -> None:
+    """A decorator above `@evolvable` receives the evolvable function and may cache, wrap or
+    replace it; the swap would then not reach (all) callers. Refuse it, saying why."""
+    above, _ = _decorators_around(node)
+    if not above:
+        return
+    dec = above[-1]  # the one applied right after @evolvable
+    spelled = _spelled_decorator(dec)
+    if any(word in spelled.lower() for word in _CACHING):
+        why = (
+            "it caches results: after a swap it would keep answering with results an earlier "
+            "revision computed, and the calls it answers never reach the evolved body"
+        )
+        advice = "cache inside the function body if you need to, or around its call sites"
+    else:
+        why = (
+            "it receives the evolvable function and may wrap or replace it, and then the "
+            "module's name (and every caller) would hold the wrapper, not the function that "
+            "evolves"
+        )
+        call = ast.unparse(dec)
+        advice = f"if it only registers the function, apply it after the definition: `{call}({fn.__name__})`"
+    raise DeclarationError(
+        f"`{spelled}` above @evolvable on `{fn.__qualname__}` is not supported: {why}. "
+        f"{_ONLY_DECORATOR}; {advice}."
+    )
+
+
+def _refuse_wrapper(fn: Any) -> None:
+    """A decorator *below* `@evolvable` already replaced the function by a wrapper (it has
+    `__wrapped__`, as `functools.wraps` and `lru_cache` set): say which one, not "closure"."""
+    try:
+        inner = inspect.unwrap(fn)
+    except ValueError:  # a __wrapped__ cycle
+        return
+    if inner is fn:
+        return
+    below: list[ast.expr] = []
+    if isinstance(inner, types.FunctionType):
+        with contextlib.suppress(DeclarationError):  # no source: name no decorator
+            _, below = _decorators_around(function_def_of(inner)[0])
+    named = ", ".join(f"`{_spelled_decorator(d)}`" for d in below) or "a decorator"
+    caching = any(word in named.lower() for word in _CACHING) or "cache" in type(fn).__name__
+    why = (
+        " (a cache in front of it would also keep answering with an earlier revision's results)"
+        if caching
+        else ""
+    )
+    raise DeclarationError(
+        f"@evolvable received a {type(fn).__name__} wrapping "
+        f"`{getattr(inner, '__qualname__', inner)}`: {named} below @evolvable replaced the "
+        f"function before @evolvable saw it. {_ONLY_DECORATOR}{why}; remove {named}, or call "
+        "the decorated function from a separate evolvable one."
+    )
+
+
 def _refuse(fn: Any) -> None:
     supported = "plain functions defined at the top level of a module"
+    if not isinstance(fn, staticmethod | classmethod) and getattr(fn, "__wrapped__", None):
+        _refuse_wrapper(fn)
     if isinstance(fn, staticmethod | classmethod):
         raise DeclarationError(f"@evolvable supports {supported}, not methods ({fn!r})")
     if isinstance(fn, types.BuiltinFunctionType | types.BuiltinMethodType):
@@ -266,9 +373,7 @@ def _refuse(fn: Any) -> None:
     if inspect.ismethod(fn):
         raise DeclarationError(f"@evolvable supports {supported}, not bound methods ({fn!r})")
     if not isinstance(fn, types.FunctionType):
-        raise DeclarationError(
-            f"@evolvable supports {supported}; got {type(fn).__name__} {fn!r}"
-        )
+        raise DeclarationError(f"@evolvable supports {supported}; got {type(fn).__name__} {fn!r}")
     if fn.__name__ == "<lambda>":
         raise DeclarationError(f"@evolvable supports {supported}, not lambdas")
     parent = fn.__qualname__.rpartition(".")[0]
@@ -280,7 +385,9 @@ def _refuse(fn: Any) -> None:
     if parent or fn.__closure__:
         raise DeclarationError(
             f"@evolvable supports {supported}, not nested functions or closures "
-            f"({fn.__qualname__}); move it to module level and pass what it needs as arguments"
+            f"({fn.__qualname__}); move it to module level and pass what it needs as arguments "
+            "(if a decorator below @evolvable returned it, remove that decorator: "
+            f"{_ONLY_DECORATOR})"
         )
 
 
