@@ -7,6 +7,7 @@ Every template is a plain string with `str.format` fields, collected in `TEMPLAT
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -206,9 +207,14 @@ def system_prompt(policy: Policy | None = None) -> str:
     from symbiont.pipeline.policy import DEFAULT_POLICY
 
     chosen = policy if policy is not None else DEFAULT_POLICY
-    return SYSTEM.format(
+    text = SYSTEM.format(
         denied_imports=_or_list(sorted(chosen.denied_imports)) or "modules the program lacks",
         denied_names=_or_list(sorted(chosen.denied_names)) or "nothing outside Python",
+    )
+    # The policy's lists make long lines; wrap them like the rest of the rules.
+    return "\n".join(
+        textwrap.fill(line, 92, subsequent_indent="  ", break_on_hyphens=False)
+        for line in text.splitlines()
     )
 
 
