@@ -195,3 +195,99 @@ def test_eight_threads_calling_during_a_thousand_swaps_see_whole_revisions() -> 
     assert sum(calls) > 8
     assert all(a == b for a, b in results), f"a call mixed two revisions: {results}"
     assert {a for a, _ in results} <= set(range(11))
+
+
+# -- decorators around @evolvable (issue 9, item 8) -------------------------------------------
+
+
+def _import_file(tmp_path: Path, name: str, body: str) -> types.ModuleType:
+    import importlib.util
+
+    path = tmp_path / f"{name}.py"
+    path.write_text("import functools\n\nimport symbiont\n\n" + body)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_caching_decorator_above_evolvable_is_refused_with_the_reason(tmp_path: Path) -> None:
+    body = (
+        "@functools.lru_cache(maxsize=None)\n"
+        "@symbiont.evolvable\n"
+        "def cached_square(x: int) -> int:\n"
+        "    return x * x\n"
+    )
+    with pytest.raises(symbiont.DeclarationError) as info:
+        _import_file(tmp_path, "deco_above_cache", body)
+    message = str(info.value)
+    assert "@functools.lru_cache(maxsize=None)" in message and "above @evolvable" in message
+    assert "earlier revision" in message  # the reason: stale answers after a swap
+    assert "only decorator" in message
+
+
+def test_any_other_decorator_above_evolvable_is_refused_with_a_way_out(tmp_path: Path) -> None:
+    body = (
+        "REGISTRY = []\n\n"
+        "def register(f):\n"
+        "    REGISTRY.append(f)\n"
+        "    return f\n\n"
+        "@register\n"
+        "@symbiont.evolvable\n"
+        "def registered_square(x: int) -> int:\n"
+        "    return x * x\n"
+    )
+    with pytest.raises(symbiont.DeclarationError) as info:
+        _import_file(tmp_path, "deco_above_register", body)
+    message = str(info.value)
+    assert "`@register` above @evolvable" in message
+    assert "register(registered_square)" in message  # how to keep the registration
+
+
+def test_a_caching_decorator_below_evolvable_is_named_not_called_a_closure(tmp_path: Path) -> None:
+    body = (
+        "@symbiont.evolvable\n"
+        "@functools.lru_cache\n"
+        "def below_cache(x: int) -> int:\n"
+        "    return x * x\n"
+    )
+    with pytest.raises(symbiont.DeclarationError) as info:
+        _import_file(tmp_path, "deco_below_cache", body)
+    message = str(info.value)
+    assert "`@functools.lru_cache` below @evolvable" in message
+    assert "below_cache" in message and "only decorator" in message
+
+
+def test_a_wrapping_decorator_below_evolvable_is_named(tmp_path: Path) -> None:
+    body = (
+        "def logged(f):\n"
+        "    @functools.wraps(f)\n"
+        "    def inner(*args, **kwargs):\n"
+        "        return f(*args, **kwargs)\n"
+        "    return inner\n\n"
+        "@symbiont.evolvable\n"
+        "@logged\n"
+        "def below_logged(x: int) -> int:\n"
+        "    return x * x\n"
+    )
+    with pytest.raises(symbiont.DeclarationError) as info:
+        _import_file(tmp_path, "deco_below_wraps", body)
+    message = str(info.value)
+    assert "`@logged` below @evolvable" in message
+    assert "closure" not in message
+
+
+def test_evolvable_alone_and_a_registering_decorator_below_are_fine(tmp_path: Path) -> None:
+    body = (
+        "SEEN = []\n\n"
+        "def remember(f):\n"
+        "    SEEN.append(f)\n"
+        "    return f\n\n"
+        "@symbiont.evolvable\n"
+        "@remember\n"
+        "def remembered(x: int) -> int:\n"
+        "    return x + 1\n"
+    )
+    module = _import_file(tmp_path, "deco_below_register", body)
+    assert module.SEEN == [module.remembered] and module.remembered(1) == 2
