@@ -290,4 +290,4 @@ def test_evolvable_alone_and_a_registering_decorator_below_are_fine(tmp_path: Pa
         "    return x + 1\n"
     )
     module = _import_file(tmp_path, "deco_below_register", body)
-    assert module.SEEN == [module.remembered] and module.remembered(1) == 2
+    assert module.SEEN[0] is module.remembered and module.remembered(1) == 2
