@@ -7,8 +7,9 @@ Every template is a plain string with `str.format` fields, collected in `TEMPLAT
 from __future__ import annotations
 
 import dataclasses
+import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 from symbiont.diagnostics import Diagnostic
@@ -221,14 +222,22 @@ def system_prompt(policy: Policy | None = None) -> str:
 # The file name prefix of a candidate's code (see symbiont.pipeline.compile.pseudo_filename).
 CANDIDATE_FILE_PREFIX = "<symbiont"
 _FRAME_START = '  File "'
+_FRAME = re.compile(r'^  File "(?P<file>.*)", line \d+, in (?P<function>.+)$')
 
 
-def candidate_frames_only(detail: str, prefix: str = CANDIDATE_FILE_PREFIX) -> str:
+def candidate_frames_only(
+    detail: str,
+    prefix: str = CANDIDATE_FILE_PREFIX,
+    *,
+    functions: Collection[tuple[str, str]] = (),
+) -> str:
     """`detail` with every traceback frame outside the candidate's code removed.
 
-    A frame is its `  File "...", line N, in f` line and the deeper-indented lines under it
-    (source line, carets). A "Traceback" header left with no frame is dropped; the exception
-    lines and anything else (output tails) stay as they are.
+    Kept are frames in files whose name starts with `prefix` (a candidate's pseudo file) and
+    frames of the (file, function) pairs in `functions` (say, the declared body in its
+    module). A frame is its `  File "...", line N, in f` line and the deeper-indented lines
+    under it (source line, carets). A "Traceback" header left with no frame is dropped; the
+    exception lines and anything else (output tails) stay as they are.
     """
     out: list[str] = []
     header: int | None = None  # index in `out` of the current traceback's header
@@ -240,7 +249,10 @@ def candidate_frames_only(detail: str, prefix: str = CANDIDATE_FILE_PREFIX) -> s
             out.append(line)
             continue
         if in_traceback and line.startswith(_FRAME_START):
-            keep = line[len(_FRAME_START) :].startswith(prefix)
+            frame = _FRAME.match(line)
+            keep = line[len(_FRAME_START) :].startswith(prefix) or (
+                frame is not None and (frame["file"], frame["function"]) in functions
+            )
             frames_kept += keep
             if keep:
                 out.append(line)

@@ -22,6 +22,7 @@ What is never shown:
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import re
 import types
@@ -84,7 +85,7 @@ def first_messages(
         "active_source": active.source.rstrip(),
         "names": _names_section(handle, prompt=prompt, context=context, harness=harness),
         "context": _explicit_section(context),
-        "failures": _failures_section(failures),
+        "failures": _failures_section(handle, failures),
     }
     budget = max_prompt_chars - len(system) - len(_task(handle, dict.fromkeys(parts, "")))
     _fit(parts, budget, max_prompt_chars)
@@ -189,10 +190,19 @@ def _note(cut: int, cap: int, *, code: bool) -> str:
     return "\n" + ("# " + text if code else text) + "\n"
 
 
-def _failures_section(failures: Sequence[Any]) -> str:
+def _failures_section(handle: Evolvable, failures: Sequence[Any]) -> str:
+    """The live function's recent exceptions, with the frames of its own code only (those of
+    the program that called it are the program's business, not the model's)."""
     if not failures:
         return ""
-    shown = [f.diagnostic.render() for f in list(failures)[-MAX_LIVE_FAILURES:]]
+    own = {(handle.declared_code.co_filename, handle.name)}
+    shown = []
+    for failure in list(failures)[-MAX_LIVE_FAILURES:]:
+        diag = failure.diagnostic
+        if diag.detail:
+            detail = feedback.candidate_frames_only(diag.detail, functions=own)
+            diag = dataclasses.replace(diag, detail=detail or None)
+        shown.append(diag.render())
     return feedback.LIVE_FAILURES.format(failures="\n\n".join(shown))
 
 

@@ -66,3 +66,16 @@ def shout(text: str) -> str:
 def check_shout(fn: object) -> None:
     got = fn("abc")  # type: ignore[operator]
     assert got == "ABC", f"shout('abc') returned {got!r}, expected 'ABC'"
+
+
+@symbiont.evolvable(timeout=2.0, typecheck=False)
+def divide(x: int) -> int:
+    """Return 100 divided by x."""
+    return 100 // x
+
+
+def run_program() -> int:  # the program around `divide`, which the model has no business reading
+    total = 0
+    for x in (5, 0):
+        total += divide(x)
+    return total

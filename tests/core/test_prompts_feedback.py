@@ -39,7 +39,9 @@ def fenced(code: str) -> str:
 
 def answer_to(model: ScriptedModel, call: int, marker: str) -> str:
     """The user message of request `call` that carries `marker` (our answer to a reply)."""
-    found = [m["content"] for m in model.calls[call] if m["role"] == "user" and marker in m["content"]]
+    found = [
+        m["content"] for m in model.calls[call] if m["role"] == "user" and marker in m["content"]
+    ]
     assert found, [m["content"][:200] for m in model.calls[call]]
     return found[-1]
 

@@ -71,7 +71,10 @@ def test_the_head_follows_the_active_revision_after_a_promotion(
     promoted = 'def shout(text: str) -> str:\n    """\n    Upper-case text.\n    """\n    return text.upper()\n'
     runtime.evolve_sync(t.shout, ScriptedModel([f"```python\n{promoted}```"]), check=t.check_shout)
     assert t.shout.symbiont.active.number > 0
-    assert function_head(t.shout.symbiont) == 'def shout(text: str) -> str:\n    """\n    Upper-case text.\n    """'
+    assert (
+        function_head(t.shout.symbiont)
+        == 'def shout(text: str) -> str:\n    """\n    Upper-case text.\n    """'
+    )
 
 
 def test_names_used_through_attributes_annotations_and_closures() -> None:

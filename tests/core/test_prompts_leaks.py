@@ -36,11 +36,12 @@ def runtime() -> Iterator[symbiont.Runtime]:
     rt = symbiont.Runtime(store=False)
     yield rt
     rt.close()
-    for fn in (t.leaky, t.answer, t.shout):
+    for fn in (t.leaky, t.answer, t.shout, t.divide):
         h = fn.symbiont
         h.activate(0)
         del h.revisions[1:]
         h._previous.clear()
+        h.failures.clear()
 
 
 def first_request(runtime: symbiont.Runtime, fn: object, **kwargs: object) -> list[dict[str, str]]:
@@ -102,6 +103,19 @@ def test_a_local_named_like_a_global_does_not_offer_the_global(runtime: symbiont
     assert "expected" not in offered
 
 
+def test_live_failures_show_the_functions_frames_not_its_callers(
+    runtime: symbiont.Runtime,
+) -> None:
+    with pytest.raises(ZeroDivisionError) as caught:
+        t.run_program()
+    assert runtime.record_failure(caught.value)
+    task = first_request(runtime, t.divide, check=lambda fn: None)[-1]["content"]
+    assert "ZeroDivisionError" in task
+    assert "in divide" in task and "return 100 // x" in task  # the function's own frame
+    assert "run_program" not in task and "total += divide(x)" not in task
+    assert "test_live_failures" not in task
+
+
 def test_a_prompt_over_the_cap_is_cut_with_a_visible_note(runtime: symbiont.Runtime) -> None:
     huge = "Make it upper-case. " + "Really, " * 20_000  # 160 KB of task text
     messages = first_request(runtime, t.shout, prompt=huge, check=t.check_shout)
@@ -118,7 +132,9 @@ def test_values_shown_only_when_passed_explicitly_and_each_is_bounded() -> None:
     from symbiont.prompting import first_messages
 
     h = t.leaky.symbiont
-    messages = first_messages(h, "", context={"LIMIT": t.LIMIT, "BIG": t.BIG}, max_prompt_chars=8000)
+    messages = first_messages(
+        h, "", context={"LIMIT": t.LIMIT, "BIG": t.BIG}, max_prompt_chars=8000
+    )
     text = all_text(messages)
     assert "LIMIT = 10" in text
     assert "'xxxxxxxx" in text  # the value was asked for: its head is shown...
@@ -179,3 +195,39 @@ def test_the_prompts_command_names_what_it_cannot_find(
     assert main(["prompts", f"{t.__file__}:check_scaled"]) == 1
     err = capsys.readouterr().err
     assert "check_scaled" in err and "leaky" in err  # what is evolvable there
+
+
+def test_the_prompts_command_shows_the_stored_active_revision(
+    runtime: symbiont.Runtime, tmp_path: Path
+) -> None:
+    import subprocess
+
+    store = tmp_path / "symbiont.db"
+    promoted = 'def shout(text: str) -> str:\n    """\n    Upper-case text.\n    """\n    return text.upper()\n'
+    with symbiont.Runtime(store=store) as rt:
+        report = rt.evolve_sync(
+            t.shout, ScriptedModel([f"```python\n{promoted}```"]), check=t.check_shout
+        )
+        assert report.ok
+    # A fresh process, as a person would run it: the function comes up on the stored revision.
+    command = "import sys; from symbiont.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            command,
+            "prompts",
+            f"{t.__file__}:shout",
+            "--store",
+            str(store),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    task = json.loads(done.stdout)[-1]["content"]
+    assert f"The active revision (r{report.accepted.number})" in task
+    head = 'def shout(text: str) -> str:\n    """\n    Upper-case text.\n    """'
+    assert f"```python\n{head}\n```" in task
