@@ -94,9 +94,13 @@ def test_history_shows_the_lineage_tree(filled: Path, capsys: pytest.CaptureFixt
     assert "rejected" in r2 and "typecheck" in r2 and "unsupported operand" in r2
     assert "◀ active" not in r2
     assert "gpt-test" in line_of(out, "r1 ")
-    # Tree structure: r1 under r0, r2 and r3 under r1, r4 under r3 (deeper indentation).
+    # The line r0 → r1 → r3 (towards the active revision) is drawn flat, at one depth;
+    # r1's other child r2 and r3's leaf child r4 are indented beneath their parents.
     indent = {n: line_of(out, f"r{n} ").index(f"r{n} ") for n in range(5)}
-    assert indent[0] < indent[1] < indent[2] == indent[3] < indent[4]
+    assert indent[0] == indent[1] == indent[3] < indent[2] == indent[4]
+    lines = out.splitlines()
+    order = [next(i for i, line in enumerate(lines) if f"r{n} " in line) for n in range(5)]
+    assert order == sorted(order)  # r2 right under r1, r4 right under r3
     assert "1 older lineage(s)" in out
     assert "oldfp000" not in out
 
@@ -264,3 +268,35 @@ def test_store_from_symbiont_home(
     monkeypatch.setenv("SYMBIONT_HOME", str(home))
     code, out, _ = run_cli(capsys, "history", "counter.step")
     assert code == 0 and "◀ active" in out
+
+
+def test_history_draws_a_long_chain_flat(
+    tmp_path: Path, make_rev: MakeRev, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """100 improvements in a row (each with a failed try beside it) stay at one depth."""
+    monkeypatch.setenv("COLUMNS", "200")
+    path = tmp_path / "chain.db"
+    with open_store(path) as s:
+        f = s.ensure_function("m.chain", "fp", "def chain(x: int) -> int:")
+        prev = s.add_revision(make_rev(f.id, "def chain(x: int) -> int:\n    return x\n",
+                                       origin="default", model=None))  # fmt: skip
+        accepted = [prev.number]
+        for i in range(1, 100):
+            s.add_revision(make_rev(f.id, f"def chain(x):\n    return x - {i}\n",
+                                    parents=(prev.number,), status="rejected"))  # fmt: skip
+            prev = s.add_revision(
+                make_rev(f.id, f"def chain(x: int) -> int:\n    return x + {i}\n",
+                         parents=(prev.number,))
+            )  # fmt: skip
+            accepted.append(prev.number)
+        s.set_active(f.id, prev.number)
+    code, out, _ = run_cli(capsys, "history", "m.chain", "--store", str(path))
+    assert code == 0
+    lines = out.splitlines()
+    indents = {line_of(out, f"r{n} ").index(f"r{n} ") for n in accepted}
+    assert len(indents) == 1  # every accepted revision of the chain at one depth
+    rejected_indents = {line_of(out, f"r{n + 1} ").index(f"r{n + 1} ") for n in accepted[:-1]}
+    assert len(rejected_indents) == 1 and rejected_indents.pop() > indents.pop()
+    marks = [line.index(m) for line in lines for m in ("✔", "✘") if m in line]
+    assert len(marks) == 199 and max(marks) <= 8  # nothing walks off the screen
+    assert "◀ active" in line_of(out, f"r{accepted[-1]} ")

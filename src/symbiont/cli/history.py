@@ -227,6 +227,10 @@ def cmd_history(args: argparse.Namespace) -> int:
             if i:
                 out.print()
             out.print(lineage_tree(fr, store.revisions_of(fr.id), now, accepted_only=args.accepted))
+        out.print(
+            "[dim]A revision that continues a line is drawn under its parent at the same "
+            "depth; the parent's other children are indented beneath it.[/]"
+        )
         if not args.all:
             others = len(store.lineages(lineages[0].key)) - 1
             if others > 0:
@@ -282,15 +286,55 @@ def lineage_tree(
             parts.append("[bold cyan]◀ active[/]")
         return "  ".join(parts)
 
-    # Iterative, so a long chain of improvements cannot hit the recursion limit.
+    # A line of descent is drawn flat: a revision's main child (the one towards the active
+    # revision, else the one with the longest line below it) follows it at the same depth;
+    # only the other children — tries that led nowhere, abandoned lines — nest under it. So
+    # a chain of 100 improvements is 100 lines at one depth, not a staircase off the screen.
+    # Iterative throughout, so a long chain cannot hit the recursion limit either.
+    towards_active = _ancestors(fr.active_number, {r.number: r for r in shown})
+    height = _heights(children)
     stack: list[tuple[Tree, RevisionRecord]] = [(root, r) for r in reversed(children.get(None, []))]
     while stack:
-        node, r = stack.pop()
-        child = node.add(label(r))
-        stack.extend((child, c) for c in reversed(children.get(r.number, [])))
+        parent_node, r = stack.pop()
+        node = parent_node.add(label(r))
+        kids = children.get(r.number, [])
+        # Candidates to continue the line: children with children, and the active path.
+        lines = [k for k in kids if children.get(k.number) or k.number in towards_active]
+        main = max(
+            lines,
+            key=lambda k: (k.number in towards_active, height[k.number], k.number),
+            default=None,
+        )
+        if main is not None:
+            stack.append((parent_node, main))  # drawn after r's side branches, at r's depth
+        stack.extend((node, k) for k in reversed(kids) if k is not main)
     if not revs:
         root.add("[dim](no revisions)[/]")
     return root
+
+
+def _ancestors(number: int | None, by_number: dict[int, RevisionRecord]) -> set[int]:
+    """`number` and its first-parent ancestors among the shown revisions."""
+    out: set[int] = set()
+    while number is not None and number in by_number and number not in out:
+        out.add(number)
+        parents = by_number[number].parents
+        number = parents[0] if parents else None
+    return out
+
+
+def _heights(children: dict[int | None, list[RevisionRecord]]) -> dict[int, int]:
+    """Length of the longest line of descent below each revision (0 for a leaf)."""
+    height: dict[int, int] = {}
+    order: list[int] = []
+    stack = [r.number for r in children.get(None, [])]
+    while stack:  # parents before children...
+        n = stack.pop()
+        order.append(n)
+        stack.extend(c.number for c in children.get(n, []))
+    for n in reversed(order):  # ...so children are done first here
+        height[n] = max((height[c.number] + 1 for c in children.get(n, [])), default=0)
+    return height
 
 
 # -- show ----------------------------------------------------------------------------------------
