@@ -300,3 +300,25 @@ def test_history_draws_a_long_chain_flat(
     marks = [line.index(m) for line in lines for m in ("✔", "✘") if m in line]
     assert len(marks) == 199 and max(marks) <= 8  # nothing walks off the screen
     assert "◀ active" in line_of(out, f"r{accepted[-1]} ")
+
+
+def test_failures_lists_the_live_failures_with_revision_and_arguments(
+    filled: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from symbiont.store import FailureRecord
+
+    code, out, _ = run_cli(capsys, "failures", "counter.step", "--store", str(filled))
+    assert code == 0 and "no live failures" in out
+    with open_store(filled) as s:
+        fid = s.lineages(KEY)[0].id
+        for n, rev in ((1, 3), (2, 0)):
+            s.add_failure(
+                FailureRecord(fid, rev, 1000.0 + n, "exception", f"ValueError: bad {n}",
+                              f"x={n}", f"Traceback (most recent call last):\nValueError: bad {n}")
+            )  # fmt: skip
+    code, out, _ = run_cli(capsys, "failures", "step", "--traceback", "--store", str(filled))
+    assert code == 0 and "2 live failure(s)" in out
+    first, second = line_of(out, "bad 1"), line_of(out, "bad 2")
+    assert "r3" in first and "◀ active" in first and "r0" in second
+    assert out.index("bad 1") < out.index("bad 2")  # newest last
+    assert "arguments: x=1" in out and "Traceback (most recent call last)" in out

@@ -1,4 +1,4 @@
-"""`symbiont history | show | diff | rollback | export | runs`: read and steer the store.
+"""`symbiont history | show | diff | rollback | export | failures | runs`: read and steer the store.
 
 Every command works on the store file only (not on a running program): `rollback` changes
 the revision a program comes up with at its next start. Functions are named by their key
@@ -107,6 +107,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--to", required=True, metavar="FILE", help="file to write ('-': stdout)")
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "failures",
+        parents=[common, lineage],
+        help="exceptions the live function raised in programs (newest last)",
+        description="The live failures a program recorded for a function (see "
+        "Runtime.capture_failures / capture_uncaught): the revision each hit, when, the "
+        "exception, the call's arguments and, with --traceback, the traceback. The store keeps "
+        "the newest few per function (Runtime(failure_ring=N)).",
+    )
+    p.add_argument("function", metavar="FUNC", help=FUNC_HELP)
+    p.add_argument("--limit", type=int, default=10, help="how many, newest (default 10)")
+    p.add_argument("--traceback", action="store_true", help="print each full traceback")
+    p.set_defaults(func=cmd_failures)
 
     p = sub.add_parser(
         "runs",
@@ -502,6 +516,34 @@ def write_atomically(target: Path, text: str) -> None:
             raise
     except OSError as exc:
         raise SymbiontError(f"cannot write {target}: {exc.strerror or exc}") from exc
+
+
+# -- failures ------------------------------------------------------------------------------------
+
+
+def cmd_failures(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise SymbiontError("--limit must be at least 1")
+    out = console()
+    with open_existing(args.store) as store:
+        fr = pick_lineage(store, args.function, args.fingerprint)
+        failures = store.failures(fr.id, limit=args.limit)
+    if not failures:
+        out.print(f"{escape(fr.key)}: no live failures recorded")
+        return 0
+    now = time.time()
+    out.print(f"[bold]{escape(fr.key)}[/]: {len(failures)} live failure(s), newest last")
+    for f in failures:
+        active = "  [bold cyan]◀ active[/]" if f.revision_number == fr.active_number else ""
+        out.print(
+            f"[red]✘[/] [bold]r{f.revision_number}[/]{active}  [dim]{age(f.at, now)}"
+            f"{f'  pid {f.pid}' if f.pid else ''}[/]  {escape(f.message)}"
+        )
+        if f.args:
+            out.print(Text("    arguments: " + f.args, style="dim"), soft_wrap=True)
+        if args.traceback and f.traceback:
+            out.print(Panel(Text(f.traceback.rstrip()), border_style="red"))
+    return 0
 
 
 # -- runs ----------------------------------------------------------------------------------------
