@@ -6,12 +6,13 @@ compiler (`return` or `await` outside a function, `break` outside a loop, a misp
 line and column, rather than later as an obscure compile failure.
 
 Python warns about some candidate text while parsing or compiling it (`"a" is "a"`, an
-invalid escape such as `"\\d"`). Those `SyntaxWarning`s are about the model's code, not the
-program's: `quiet_syntax_warnings` keeps them off the program's stderr with one warnings filter
-that matches only the pseudo filenames candidates are parsed under (`<unknown>`, the default
-of `ast.parse`, `<candidate>`, `<symbiont ...>`, `<capability ...>`, `<mutation ...>`), so
-it is thread-safe (no `catch_warnings` swapping the process's filters) and leaves every other
-warning alone.
+invalid escape such as `"\\d"`). Those `SyntaxWarning`s (and `DeprecationWarning`s, as 3.11
+calls the invalid escape) are about the model's code, not the program's:
+`quiet_syntax_warnings` keeps them off the program's stderr with warnings filters that match
+only the pseudo filenames candidates are parsed under (`<unknown>`, the default of
+`ast.parse`, `<candidate>`, `<symbiont ...>`, `<capability ...>`, `<mutation ...>`). That is
+thread-safe (no `catch_warnings` swapping the process's filters while other threads run) and
+leaves every other warning alone.
 """
 
 from __future__ import annotations
@@ -23,20 +24,20 @@ from symbiont.diagnostics import Diagnostic, caret_excerpt
 from symbiont.errors import StageError
 
 _CANDIDATE_FILES = r"<(unknown|candidate|symbiont |capability |mutation )"
+_QUIETED = (SyntaxWarning, DeprecationWarning)  # 3.11 reports `"\\d"` as the latter
 
 
 def quiet_syntax_warnings() -> None:
-    """Make sure the filter that drops candidates' `SyntaxWarning`s is in place (cheap; it is
-    put back if the program reset the warnings filters)."""
-    for action, _message, category, module, _lineno in warnings.filters:
-        if (
-            action == "ignore"
-            and category is SyntaxWarning
-            and module is not None
-            and module.pattern == _CANDIDATE_FILES
-        ):
-            return
-    warnings.filterwarnings("ignore", category=SyntaxWarning, module=_CANDIDATE_FILES)
+    """Make sure the filters that drop candidates' compile-time warnings are in place (cheap;
+    they are put back if the program reset the warnings filters)."""
+    present = {
+        category
+        for action, _message, category, module, _lineno in warnings.filters
+        if action == "ignore" and module is not None and module.pattern == _CANDIDATE_FILES
+    }
+    for category in _QUIETED:
+        if category not in present:
+            warnings.filterwarnings("ignore", category=category, module=_CANDIDATE_FILES)
 
 
 def parse_source(source: str, filename: str = "<candidate>") -> ast.Module:
