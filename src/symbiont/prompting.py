@@ -345,7 +345,9 @@ def _bindings(nodes: Iterable[ast.AST]) -> set[str]:
     return bound - declared_global
 
 
-def _collect_loads(nodes: list[ast.AST], enclosing: frozenset[str], out: dict[str, None]) -> None:
+def _collect_loads(
+    nodes: Sequence[ast.AST], enclosing: frozenset[str], out: dict[str, None]
+) -> None:
     visible = enclosing | _bindings(nodes)
     for node in _scope_nodes(nodes):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
