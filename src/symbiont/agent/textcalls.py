@@ -101,7 +101,10 @@ def _json_chunks(text: str) -> Iterator[str]:
             return
         end = _matching_brace(rest, start)
         if end is None:
-            yield rest[start:].strip()
+            # unclosed: drop trailing prose or tags ("...}}</tool_call>") after the last bracket
+            tail = rest[start:]
+            last = max(tail.rfind("}"), tail.rfind("]"), tail.rfind('"'))
+            yield (tail[: last + 1] if last > 0 else tail).strip()
             return
         yield rest[start : end + 1]
         i = end + 1
