@@ -208,9 +208,14 @@ def system_prompt(policy: Policy | None = None) -> str:
     from symbiont.pipeline.policy import DEFAULT_POLICY
 
     chosen = policy if policy is not None else DEFAULT_POLICY
+    # The default policy's entries first: a long list is cut, and they are the usual ones.
+    imports = sorted(
+        chosen.denied_imports, key=lambda m: (m not in DEFAULT_POLICY.denied_imports, m)
+    )
+    names = sorted(chosen.denied_names, key=lambda n: (n not in DEFAULT_POLICY.denied_names, n))
     text = SYSTEM.format(
-        denied_imports=_or_list(sorted(chosen.denied_imports)) or "modules the program lacks",
-        denied_names=_or_list(sorted(chosen.denied_names)) or "nothing outside Python",
+        denied_imports=_or_list(imports) or "modules the program lacks",
+        denied_names=_or_list(names) or "nothing outside Python",
     )
     # The policy's lists make long lines; wrap them like the rest of the rules.
     return "\n".join(
@@ -282,8 +287,11 @@ def _candidate_only(diagnostic: Diagnostic) -> Diagnostic:
     return dataclasses.replace(diagnostic, detail=detail or None)
 
 
-def _or_list(items: Sequence[str]) -> str:
-    quoted = [f"`{i}`" for i in items]
+def _or_list(items: Sequence[str], limit: int = 24) -> str:
+    """`a`, `b` or `c`; past `limit` items, the rest are counted (the prompt stays small)."""
+    quoted = [f"`{i}`" for i in items[:limit]]
+    if len(items) > limit:
+        quoted.append(f"{len(items) - limit} more that the policy denies")
     if len(quoted) <= 1:
         return "".join(quoted)
     return ", ".join(quoted[:-1]) + " or " + quoted[-1]

@@ -90,9 +90,10 @@ def first_messages(
     budget = max_prompt_chars - len(system) - len(_task(handle, dict.fromkeys(parts, "")))
     _fit(parts, budget, max_prompt_chars)
     task = _task(handle, parts)
-    if len(system) + len(task) > max_prompt_chars:  # a cap smaller than the fixed text
-        note = "\n" + feedback.TRUNCATED.format(cut=f"{len(task):,}", cap=f"{max_prompt_chars:,}")
-        task = task[: max(0, max_prompt_chars - len(system) - len(note))] + note
+    if len(system) + len(task) > max_prompt_chars:  # the fixed text alone is over the cap
+        note = _note(len(task), max_prompt_chars, code=False)  # the longest it can be
+        keep = max(0, max_prompt_chars - len(system) - len(note))
+        task = task[:keep] + _note(len(task) - keep, max_prompt_chars, code=False)
     return [{"role": "system", "content": system}, {"role": "user", "content": task}]
 
 

@@ -7,6 +7,7 @@ builder (`symbiont.prompting`) directly.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
@@ -231,3 +232,21 @@ def test_the_prompts_command_shows_the_stored_active_revision(
     assert f"The active revision (r{report.accepted.number})" in task
     head = 'def shout(text: str) -> str:\n    """\n    Upper-case text.\n    """'
     assert f"```python\n{head}\n```" in task
+
+
+def test_a_long_policy_keeps_the_rules_short_and_the_cap_holds() -> None:
+    from symbiont.pipeline import DEFAULT_POLICY
+    from symbiont.prompting import first_messages
+
+    h = t.shout.symbiont
+    saved = h.options
+    try:
+        many = DEFAULT_POLICY.extend(imports={f"vendor_module_{i}" for i in range(300)})
+        h.options = dataclasses.replace(saved, policy=many)
+        messages = first_messages(h, "", max_prompt_chars=2000)
+    finally:
+        h.options = saved
+    assert size(messages) <= 2000
+    system = messages[0]["content"]
+    assert "`os`" in system and "`sys`" in system  # the usual ones are named
+    assert "more that the policy denies" in system
