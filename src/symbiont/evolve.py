@@ -103,6 +103,7 @@ class EvolveReport:
     duration_s: float = 0.0
     run_id: int | None = None
     stop_reason: str = ""  # why the run ended, in words
+    notes: list[str] = field(default_factory=list)  # things the person should know
 
     @property
     def ok(self) -> bool:
@@ -125,6 +126,7 @@ class EvolveReport:
         lines = [f"{head} after {len(self.attempts)} attempt(s) in {self.duration_s:.2f} s"]
         if self.stop_reason:
             lines.append(f"  stopped: {self.stop_reason}")
+        lines += [f"  note: {note}" for note in self.notes]
         lines.append(f"  tokens: {self.input_tokens:,} in, {self.output_tokens:,} out")
         lines += ["  " + a.summary() for a in self.attempts]
         return "\n".join(lines)
@@ -463,11 +465,24 @@ async def _judge_candidate(
         revision.status, revision.stage, revision.diagnostics = "rejected", "promote", (diag,)
         attempt.stage, attempt.diagnostics = "promote", (diag,)
         runtime._update_revision(handle, revision)
-    else:
-        attempt.timings["promote"] = time.perf_counter() - t2
-        runtime._set_active(handle, revision)
-        attempt.stage, attempt.accepted = "promote", True
-        report.accepted = revision
+        return
+    # A compare-and-set in the store: promote only over the revision this candidate was
+    # evaluated against. Another process that promoted meanwhile wins; this one follows it.
+    if not runtime._set_active(handle, revision, expected=active.number):
+        winner = runtime._adopt_active(handle)
+        diag = Diagnostic(
+            "promote",
+            "conflict",
+            f"another process made r{winner.number} active while this candidate was tried "
+            f"against r{active.number}; its promotion stands",
+        )
+        revision.status, revision.stage, revision.diagnostics = "rejected", "promote", (diag,)
+        attempt.stage, attempt.diagnostics = "promote", (diag,)
+        runtime._update_revision(handle, revision)
+        return
+    attempt.timings["promote"] = time.perf_counter() - t2
+    attempt.stage, attempt.accepted = "promote", True
+    report.accepted = revision
 
 
 class _RepeatIndex:

@@ -254,8 +254,10 @@ class OpenAIModel:
         pending = self._pending
         if pending is not None and pending.get_loop() is not loop:
             pending = self._pending = None  # its loop is gone, and its connection with it
-        if pending is not None and not pending.done() and self._pending_key == key:
-            return pending  # a retry of the request that timed out: wait for its answer
+        if pending is not None and self._pending_key == key:
+            # A retry of the request that timed out: wait for its answer, or take the answer
+            # that arrived in the meantime.
+            return pending
         if pending is not None and not pending.done():
             await asyncio.wait({pending}, timeout=self.timeout_s)
             if not pending.done():
