@@ -25,6 +25,14 @@ Why these tables
   current one is also cached in `functions.active_number`. `rollback` replays it as a stack.
 - `evolve_runs` / `evolve_attempts`: one evolve call and its attempts with stage timings,
   tokens, model latency, retries and cost.
+- `live_failures` (migration 4): exceptions the live function raised in a program, with the
+  revision they hit, a bounded repr of the arguments, the traceback and the pid. A ring per
+  lineage (the newest N), trimmed in the insert's transaction, so it never grows unbounded.
+- Activation by several processes is a compare-and-set (`set_active_if`): no extra table,
+  the check and the write are one IMMEDIATE transaction on `functions.active_number`.
+- An edited declared body is a new revision of origin `default` whose parent is the
+  previous declared body (`record_declared_body`): the newest `default` revision is always
+  the body the program declares now.
 
 Plan for later migrations (NOT created here; the capability library and agents add them)
 -----------------------------------------------------------------------------------------
