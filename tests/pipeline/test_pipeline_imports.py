@@ -72,11 +72,6 @@ def test_odd_names_do_not_raise() -> None:
     assert is_installed("")  # nothing to look up
 
 
-@pytest.mark.xfail(
-    reason="run_pipeline calls missing_imports after the policy stage once the pipeline "
-    "owner wires it (src/symbiont/pipeline/__init__.py)",
-    strict=False,
-)
 def test_run_pipeline_stops_a_missing_import_before_the_trial() -> None:
     reply = (
         "```python\n"

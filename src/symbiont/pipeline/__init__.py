@@ -38,6 +38,7 @@ from symbiont.pipeline.compile import (
     original_names,
 )
 from symbiont.pipeline.extract import extract_code
+from symbiont.pipeline.imports import missing_imports
 from symbiont.pipeline.parse import parse_source
 from symbiont.pipeline.policy import (
     DEFAULT_POLICY,
@@ -154,6 +155,8 @@ def run_pipeline(
                     target.declared_code.co_flags & __future__.annotations.compiler_flag
                 ),
             )
+        if not problems:  # an import of a module that is not installed fails before any trial
+            problems = missing_imports(tree, source, policy=config.policy)
         problems.sort(key=lambda d: (d.line or 0, d.col or 0))
         timings["policy"] = time.perf_counter() - t
         if problems:
