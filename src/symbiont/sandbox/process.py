@@ -526,6 +526,7 @@ class ProcessSandbox:
                 "protections": dict(ready.get("protections", {})),
                 "missing": dict(ready.get("missing", {})),
                 "read_only": list(ready.get("read_only", [])),
+                "pid": ready.get("pid"),
                 "uid": ready.get("uid"),
                 "gid": ready.get("gid"),
                 "max_tasks": ready.get("max_tasks"),
