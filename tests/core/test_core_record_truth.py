@@ -250,10 +250,88 @@ def test_two_processes_promoting_over_one_revision_one_wins_the_other_follows(tm
     assert after["active"] == winner["number"]
 
 
+# The evolve loop end to end: process A asks its model, and while A waits for the answer
+# process B activates another revision; A's candidate passes its check but must not be
+# promoted over B's (A evaluated it against r0): the attempt is a conflict, B's stands.
+EVOLVE_SLOWLY = '''
+import asyncio, json, sys
+sys.path.insert(0, sys.argv[1])
+import symbiont
+from symbiont.models import ScriptedModel
+import changing
+
+rt = symbiont.Runtime(store=sys.argv[2])
+
+async def answer_when_told(messages):
+    print("asked", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    return "```python\\ndef step(x: int) -> int:\\n    return x + 7\\n```"
+
+def check(fn):
+    assert fn(0) == 7
+
+report = rt.evolve_sync(changing.step, ScriptedModel([answer_when_told]), check=check, attempts=1)
+a = report.attempts[0]
+out = {"accepted": report.accepted is not None, "stage": a.stage, "revision": a.revision,
+       "kinds": [d.kind for d in a.diagnostics], "active": changing.step.symbiont.active.number,
+       "value": changing.step(0)}
+rt.close()
+print(json.dumps(out), flush=True)
+'''
+
+ACTIVATE_OTHER = '''
+import sys
+sys.path.insert(0, sys.argv[1])
+import symbiont
+from symbiont.evolvable import Revision, content_hash
+import changing
+
+rt = symbiont.Runtime(store=sys.argv[2])
+h = changing.step.symbiont
+source = "def step(x: int) -> int:\\n    return x + 20\\n"
+rev = Revision(number=-1, source=source, parents=(0,), content_hash=content_hash(source))
+rt._record(h, rev)
+rt.activate(changing.step, rev.number)
+rt.close()
+print(rev.number)
+'''
+
+
+def test_an_evolve_promotion_over_a_revision_another_process_replaced_is_a_conflict(
+    tmp: Path,
+) -> None:
+    (tmp / "slow.py").write_text(EVOLVE_SLOWLY)
+    (tmp / "other.py").write_text(ACTIVATE_OTHER)
+    run_script(tmp, "keep", "idle")  # the lineage, r0 active
+    a = subprocess.Popen(
+        [sys.executable, str(tmp / "slow.py"), str(tmp), str(tmp / "store.db")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=clean_env(),
+    )  # fmt: skip
+    assert a.stdout is not None and a.stdout.readline().strip() == "asked"
+    b = subprocess.run(
+        [sys.executable, str(tmp / "other.py"), str(tmp), str(tmp / "store.db")],
+        capture_output=True, text=True, env=clean_env(), timeout=120,
+    )  # fmt: skip
+    assert b.returncode == 0, b.stderr
+    theirs = int(b.stdout.strip().splitlines()[-1])
+    out, err = a.communicate("go\n", timeout=180)
+    assert a.returncode == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["accepted"] is False and result["stage"] == "promote"
+    assert "conflict" in result["kinds"]
+    assert result["active"] == theirs and result["value"] == 20  # A now runs B's revision
+    assert active_in_store(tmp) == theirs
+    with open_store(tmp / "store.db") as s:
+        fid = s.lineages("changing.step")[0].id
+        assert result["revision"] not in [x.number for x in s.activations(fid)]
+    assert run_script(tmp, "keep", "idle")[0]["active"] == theirs  # and so does the next start
+
+
 # -- no source file ------------------------------------------------------------------------------
 
 NO_SOURCE = '''
-import linecache, sys
+import json, linecache, sys
 import symbiont
 from symbiont.models import ScriptedModel
 
@@ -272,7 +350,7 @@ print("declared", file=sys.stderr, flush=True)
 rt = symbiont.Runtime(store=sys.argv[1])
 reply = "```python\\ndef shout(text: str) -> str:\\n    return text.upper() + '!'\\n```"
 report = rt.evolve_sync(ns["shout"], ScriptedModel([reply]), check=lambda fn: None)
-print(report.accepted is not None)
+print(json.dumps({"accepted": report.accepted is not None, "notes": report.notes}))
 '''
 
 
@@ -283,6 +361,9 @@ def test_a_function_without_a_source_file_says_its_type_check_is_skipped(tmp_pat
         capture_output=True, text=True, env=clean_env(), timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == "True"
-    notes = [line for line in proc.stderr.splitlines() if "type check is skipped" in line]
-    assert len(notes) == 1 and "generated.shout" in notes[0] and "no source file" in notes[0]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["accepted"] is True
+    said = [line for line in proc.stderr.splitlines() if "type check is skipped" in line]
+    assert len(said) == 1 and "generated.shout" in said[0] and "no source file" in said[0]
+    # ...and the evolve report says it too.
+    assert any("generated.shout" in n and "type check is skipped" in n for n in result["notes"])
