@@ -41,6 +41,8 @@ class InProcessSandbox:
         input_value = parse_input(input_json)
         log.info("%s: running %s() (trusted code, no sandbox)", TIER_LABEL, entry)
         hostfns = HostFunctions(permissions, limits)
+        # Not enforced on the capability itself here, but host functions keep to it.
+        hostfns.deadline = time.monotonic() + limits.timeout_s
         started = time.perf_counter()
         with host_module.using(hostfns.dispatch):
             outcome = run_capability(

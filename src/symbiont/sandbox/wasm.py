@@ -80,6 +80,7 @@ _KINDS = frozenset(
     }
 )
 _MAX_MESSAGE = 4_000
+_SMALL_ARGS = 64 * 1024  # host-call arguments other than file contents and log lines
 _MAX_TRACEBACK = 20_000
 # Trusted warm-up run on every pooled instance before a capability sees it: keyword
 # arguments, containers, an exception caught, an f-string, a nested JSON result. It touches
@@ -178,17 +179,104 @@ class _LazyHost:
         return self.hostfns
 
 
-def _host_call(_store: Any, name: str, args: str) -> str:
+class _DeadlineTrap(Exception):
+    """Internal: a host call reached the call's deadline; the guest must trap."""
+
+
+def _reply_error(kind: str, message: str) -> str:
+    return json.dumps({"error": {"kind": kind, "message": message}})
+
+
+def _args_cap(name: str, limits: Limits) -> int:
+    """The largest JSON argument text host function `name` can need (escapes: 6x)."""
+    if name == "write_file":
+        return 6 * limits.max_file_bytes + _SMALL_ARGS
+    if name == "log":
+        return 6 * limits.max_log_bytes + _SMALL_ARGS
+    return _SMALL_ARGS
+
+
+def _host_call(name: str, args: str) -> str:
     """The `host.call` import: forwards to the current call's host functions."""
     host: _LazyHost | None = getattr(_current, "host", None)
+    if name == "sleep":  # the guest's `time.sleep`: never past the call's deadline
+        if host is not None:
+            with contextlib.suppress(ValueError):
+                seconds = float(args)
+                left = host.deadline - time.monotonic()
+                time.sleep(max(0.0, min(seconds, left)))
+                if seconds >= left:
+                    raise _DeadlineTrap
+        return '{"ok": null}'
     if host is None:
-        return json.dumps(
-            {"error": {"kind": "denied", "message": "no host functions during warm-up"}}
-        )
+        return _reply_error("denied", "no host functions during warm-up")
     try:
         return host.get().dispatch(name, args)
     except Exception as exc:  # dispatch promises not to raise; never let it trap the guest
-        return json.dumps({"error": {"kind": "io", "message": f"{type(exc).__name__}: {exc}"}})
+        return _reply_error("io", f"{type(exc).__name__}: {exc}")
+
+
+def _lift_string(vec: Any) -> str:
+    if not vec.size:
+        return ""
+    return str(
+        (ctypes.c_uint8 * vec.size).from_address(ctypes.addressof(vec.data.contents)), "utf-8"
+    )
+
+
+def _host_call_raw_impl(
+    _idx: Any, _context: Any, _ty: Any, args: Any, nargs: int, results: Any, nresults: int
+) -> int:
+    """The raw C callback of `host.call(name, args) -> string`.
+
+    wasmtime-py's generic `add_func` turns every argument into Python objects first (a
+    120 MB argument cost 830 MB of host memory); this one reads the argument's size and
+    refuses an oversized one before copying it, and lifts the rest with one copy each.
+    """
+    try:
+        if nargs != 2 or nresults != 1 or args[0].kind != _STRING or args[1].kind != _STRING:
+            reply = _reply_error("invalid", "host.call takes (name, args) strings")
+        else:
+            name_vec, args_vec = args[0].of.string, args[1].of.string
+            host: _LazyHost | None = getattr(_current, "host", None)
+            limits = host.limits if host is not None else _DEFAULT_LIMITS
+            name = _lift_string(name_vec) if name_vec.size <= 64 else "?"
+            cap = _args_cap(name, limits)
+            if args_vec.size > cap:
+                reply = _reply_error(
+                    "too_large",
+                    f"the arguments of {name} are {args_vec.size} bytes; the limit is {cap}",
+                )
+            else:
+                reply = _host_call(name, _lift_string(args_vec))
+    except _DeadlineTrap:  # ends the call as a timeout: the guest runs no further
+        trap = wasmtime.WasmtimeError("interrupt: the call's deadline passed in time.sleep")
+        return ctypes.cast(trap._consume(), ctypes.c_void_p).value or 0
+    except Exception as exc:  # never let a host-side bug trap the guest or escape into C
+        reply = _reply_error("io", f"{type(exc).__name__}: {exc}")
+    data = reply.encode("utf-8", "surrogatepass")
+    out = results[0]
+    out.kind = _STRING
+    _ffi.wasm_byte_vec_new(ctypes.byref(out.of.string), len(data), _as_bytes_ptr(data))
+    return 0
+
+
+_host_call_raw = _ffi.wasmtime_component_func_callback_t(_host_call_raw_impl)
+_host_call_finalize = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _idx: None)
+
+
+def _add_host_call(instance: Any) -> None:
+    name = b"call"
+    err = _ffi.wasmtime_component_linker_instance_add_func(
+        instance.ptr(),
+        ctypes.create_string_buffer(name),
+        len(name),
+        _host_call_raw,
+        None,
+        _host_call_finalize,
+    )
+    if err:
+        raise wasmtime.WasmtimeError._from_ptr(err)
 
 
 class _EpochTicker:
@@ -350,7 +438,7 @@ def _get_runtime(progress: Progress | None) -> _Runtime:
             linker = Linker(engine)
             linker.add_wasip2()
             with linker.root() as root, root.add_instance(HOST_INTERFACE) as host:
-                host.add_func("call", _host_call)
+                _add_host_call(host)
             _runtime = _Runtime(
                 engine, component, linker, _EpochTicker(engine), time.perf_counter() - started
             )

@@ -139,8 +139,14 @@ class HostDenied(HostError, PermissionError):
     """A host function refused the call: the capability lacks the permission."""
 
 
+MAX_HOST_ARGS = 64 * 1024 * 1024  # the host refuses larger arguments before copying them
+
+
 def _call(name: str, **args: object) -> object:
-    reply = json.loads(_host_import.call(name, json.dumps(args)))
+    payload = json.dumps(args)
+    if len(payload) > MAX_HOST_ARGS:
+        raise HostError("too_large", f"the arguments of {name} exceed {MAX_HOST_ARGS} bytes")
+    reply = json.loads(_host_import.call(name, payload))
     if "error" in reply:
         err = reply["error"]
         kind = str(err.get("kind", "io"))
@@ -198,31 +204,91 @@ def _install_host_module() -> None:
 _install_host_module()
 
 
-def _install_interruptible_sleep() -> None:
-    """Make `time.sleep` sleep in short slices.
+def _sleep(seconds: float, /) -> None:
+    """`time.sleep`, served by the host, which sleeps no longer than the call has left.
 
-    A WASI sleep blocks inside the host, where the epoch deadline cannot interrupt it;
-    between slices the guest runs wasm code again, so a capability that sleeps past its
-    time limit is stopped within one slice. (The host also has a wall-clock watchdog for
-    anything that still blocks.)
+    The real WASI sleep blocks inside the host, where the epoch deadline cannot interrupt
+    it; the host's sleep ends at the call's deadline, and the guest traps as soon as it
+    runs again.
     """
-    real_sleep = time.sleep
-    monotonic = time.monotonic
-
-    def sleep(seconds: float, /) -> None:
-        if seconds < 0:
-            raise ValueError("sleep length must be non-negative")
-        end = monotonic() + seconds
-        while True:
-            left = end - monotonic()
-            if left <= 0:
-                return
-            real_sleep(min(left, 0.02))
-
-    time.sleep = sleep
+    if isinstance(seconds, (str, bytes, bytearray)) or not hasattr(seconds, "__float__"):
+        raise TypeError(f"'{type(seconds).__name__}' object cannot be interpreted as a number")
+    value = float(seconds)
+    if value != value:
+        raise ValueError("Invalid value NaN (not a number)")
+    if value < 0:
+        raise ValueError("sleep length must be non-negative")
+    if value > 0:
+        _host_import.call("sleep", repr(value))
 
 
-_install_interruptible_sleep()
+def _no_select(*args: object, **kwargs: object) -> object:
+    raise OSError(38, "select and poll are not available in the wasm sandbox (no sockets or pipes)")
+
+
+def _no_new_builtin(spec: object = None, *args: object, **kwargs: object) -> object:
+    name = getattr(spec, "name", None)
+    raise ModuleNotFoundError(
+        f"module {name!r} cannot be loaded in the wasm sandbox (no fresh copies of "
+        "built-in modules)",
+        name=name if isinstance(name, str) else None,
+    )
+
+
+# Built-in modules not loaded ahead: importing them pulls in Python packages (asyncio,
+# socket, subprocess) the sandbox has never offered.
+_NOT_PRELOADED = frozenset({"_asyncio"})
+
+
+def _fence_blocking_waits() -> None:
+    """Leave no blocking host wait reachable from Python (run once, before the snapshot).
+
+    The waits that block inside the host (WASI `poll_oneoff`) are `time.sleep` and the
+    `select` module (sockets cannot be created; timed lock waits return at once in this
+    single-threaded build). `time.sleep` becomes the host's bounded sleep, `select`/`poll`
+    raise. The originals are dropped, not kept in a closure, and no fresh copy of a
+    built-in module can be made (`_imp.create_builtin` & co. are replaced), so Python code
+    has no path back to them: every built-in module is imported here instead.
+    """
+    import _imp
+    import gc
+    import select
+
+    before = set(sys.modules)
+    for name in sys.builtin_module_names:
+        if name not in sys.modules and name not in _NOT_PRELOADED:
+            with contextlib.suppress(Exception):
+                __import__(name)
+    for name in set(sys.modules) - before:  # Python modules those imports pulled in
+        if name not in sys.builtin_module_names:
+            del sys.modules[name]
+    time.sleep = _sleep
+    select.select = _no_select
+    select.poll = _no_select
+    selectors = sys.modules.get("selectors")  # keeps its own references to both
+    if selectors is not None:
+        for cls_name, attr in (("SelectSelector", "_select"), ("PollSelector", "_selector_cls")):
+            cls = getattr(selectors, cls_name, None)
+            if cls is not None and attr in vars(cls):
+                setattr(cls, attr, staticmethod(_no_select))
+    for name in ("create_builtin", "exec_builtin", "create_dynamic", "exec_dynamic"):
+        if hasattr(_imp, name):
+            setattr(_imp, name, _no_new_builtin)
+    gc.collect()
+    leftovers = [
+        obj
+        for obj in gc.get_objects()
+        if type(obj).__name__ == "builtin_function_or_method"
+        and getattr(obj, "__name__", "") in ("sleep", "select", "poll", "create_builtin")
+        and getattr(obj, "__self__", None) in (time, select, _imp)
+    ]
+    if leftovers:  # fail the build rather than ship a runner that can block the host
+        holders = [
+            (type(ref).__name__, str(ref)[:300])
+            for obj in leftovers
+            for ref in gc.get_referrers(obj)
+        ]
+        raise RuntimeError(f"blocking built-ins still reachable: {leftovers!r} from {holders}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -438,4 +504,5 @@ def _finish_snapshot() -> None:
 
 
 _warm_interpreter()
+_fence_blocking_waits()
 _finish_snapshot()
