@@ -97,7 +97,7 @@ class ActivationRecord:
 
     function_id: int
     number: int
-    reason: str  # activate | rollback | resume
+    reason: str  # activate | rollback | declared (first start) | source change | ...
     at: float
 
 
