@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ from symbiont.errors import CapabilityError, SandboxError
 from symbiont.sandbox import Limits, Permissions, get_sandbox
 from symbiont.sandbox._seccomp import build_filter
 from symbiont.sandbox.inprocess import InProcessSandbox
-from symbiont.sandbox.process import ProcessSandbox
+from symbiont.sandbox.process import ProcessSandbox, remove_tree, strict_json
 
 ADD = "def main(a, b):\n    return a + b\n"
 
@@ -31,6 +33,87 @@ def test_probe_reports_full_isolation_on_this_machine(sb: ProcessSandbox) -> Non
     assert info["missing"] == {}, info["missing"]
     assert info["landlock_abi"] >= 1
     assert all(not p.startswith("/etc") and p != "/" for p in info["read_only"])
+    assert info["protections"] and all(why is None for why in info["protections"].values())
+    assert info["scratch"] == "tmpfs"
+
+
+def test_worker_identity_and_namespaces(sb: ProcessSandbox) -> None:
+    source = (
+        "import os, resource, socket\n"
+        "def main():\n"
+        "    return {'ids': [os.getuid(), os.geteuid(), os.getgid(), os.getegid()],\n"
+        "            'groups': os.getgroups(), 'pid': os.getpid(),\n"
+        "            'host': socket.gethostname(),\n"
+        "            'nproc': resource.getrlimit(resource.RLIMIT_NPROC)[0]}\n"
+    )
+    result = sb.run(source, "main", "{}")
+    assert result.ok, result.error
+    out = result.output
+    if os.geteuid() == 0:
+        assert 0 not in out["ids"] and len(set(out["ids"])) == 1  # one unprivileged id
+        assert 0 < out["nproc"] <= 64
+    assert out["groups"] == []
+    assert out["pid"] != os.getpid() and out["pid"] < 100  # numbered in its own namespace
+    assert out["host"] != socket.gethostname()
+
+
+def test_strict_json_refuses_what_json_module_accepts() -> None:
+    for text in ("Infinity", "-Infinity", "NaN", "[1e999]", '{"a": -1e400}'):
+        json.loads(text)  # the standard library takes these...
+        with pytest.raises(ValueError):
+            strict_json(text)  # ...the boundary does not
+    assert strict_json('{"a": [1.5, -2e-300, "NaN"]}') == {"a": [1.5, -2e-300, "NaN"]}
+
+
+def _deep_tree(root: Path, depth: int, outside: Path) -> None:
+    """`depth` nested folders (deeper than PATH_MAX allows by name), each with a file and
+    a symlink to `outside`."""
+    root.mkdir()
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        os.close(os.open("f", os.O_CREAT | os.O_WRONLY, 0o600, dir_fd=fd))
+        os.symlink(str(outside), "link", dir_fd=fd)
+        child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(fd)
+
+
+def test_remove_tree_goes_deeper_than_recursion_and_path_limits(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    scratch = tmp_path / "scratch"
+    _deep_tree(scratch, 1100, outside)
+    remove_tree(str(scratch))  # must not raise (RecursionError, ENAMETOOLONG, ...)
+    assert not scratch.exists()
+    assert (outside / "keep.txt").read_text() == "keep"  # links removed, never followed
+    remove_tree(str(tmp_path / "missing"))  # nothing there: still no error
+
+
+def test_host_folder_scratch_when_there_is_no_mount_namespace() -> None:
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "symbiont-scratch-*")))
+    with ProcessSandbox(allow_weaker_isolation=True, _without=("mount namespace",)) as weak:
+        info = weak.probe()
+        assert set(info["missing"]) >= {"mount namespace", "scratch quota"}
+        assert "mount namespace" in weak.run(ADD, "main", '{"a": 1, "b": 2}').tier
+        deep = (
+            "import os\n"
+            "def main(depth):\n"
+            "    for _ in range(depth):\n"
+            "        os.mkdir('d')\n"
+            "        os.chdir('d')\n"
+            "    return depth\n"
+        )
+        result = weak.run(deep, "main", '{"depth": 1100}')
+        assert result.ok and result.output == 1100, result.error
+        hidden = weak.run(
+            "import os\ndef main():\n    return os.path.exists('/etc')\n", "main", "{}"
+        )
+        assert hidden.ok and hidden.output is True  # Landlock still stops reading it, though
+    after = set(glob.glob(os.path.join(tempfile.gettempdir(), "symbiont-scratch-*")))
+    assert after <= before
 
 
 def test_runs_and_returns_json(sb: ProcessSandbox) -> None:

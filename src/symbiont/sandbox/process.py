@@ -177,14 +177,14 @@ def _default_preload() -> tuple[str, ...]:
 class _Zygote:
     """One zygote process and its control socket; serves one call at a time."""
 
-    def __init__(self, preload: tuple[str, ...]) -> None:
+    def __init__(self, preload: tuple[str, ...], without: tuple[str, ...] = ()) -> None:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         package_root = str(Path(symbiont.__file__).resolve().parent.parent)
         code = (
             "import sys; sys.path.insert(0, sys.argv.pop(1)); "
             "from symbiont.sandbox._process_worker import main; main()"
         )
-        config = json.dumps({"preload": list(preload)})
+        config = json.dumps({"preload": list(preload), "without": list(without)})
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-I", "-c", code, package_root, str(child_end.fileno()), config],
@@ -480,12 +480,15 @@ class ProcessSandbox:
         allow_weaker_isolation: bool = False,
         pool_size: int = 1,
         preload: tuple[str, ...] | None = None,
+        *,
+        _without: tuple[str, ...] = (),
     ) -> None:
         if pool_size < 1:
             raise SandboxError(f"pool_size must be at least 1, not {pool_size}")
         self.allow_weaker_isolation = allow_weaker_isolation
         self.pool_size = pool_size
         self.preload = _default_preload() if preload is None else tuple(preload)
+        self._without = tuple(_without)  # protections left out on purpose (tests of fallbacks)
         self._lock = threading.Lock()
         self._idle: queue.LifoQueue[_Zygote] = queue.LifoQueue()
         self._all: list[_Zygote] = []
@@ -500,7 +503,7 @@ class ProcessSandbox:
             raise SandboxError("the process tier needs Linux (namespaces, Landlock, seccomp)")
         if not hasattr(os, "pidfd_open"):
             raise SandboxError("the process tier needs os.pidfd_open (Linux ≥ 5.3)")
-        zygote = _Zygote(self.preload)
+        zygote = _Zygote(self.preload, self._without)
         missing: dict[str, str] = zygote.ready.get("missing", {})
         if missing and not self.allow_weaker_isolation:
             zygote.close()
