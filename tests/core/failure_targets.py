@@ -20,3 +20,9 @@ def pick(table: dict[str, int], name: str) -> int:
 def caller(items: list[int]) -> float:
     """Not evolvable: a frame between the program and the evolvable that raises."""
     return ratio(items, 0.0)
+
+
+@symbiont.evolvable(typecheck=False)
+def shifted(x: float) -> float:
+    """1 / x, shifted by one."""
+    return 1.0 / x + 1.0

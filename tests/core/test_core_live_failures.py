@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import failure_targets as t
 
 import symbiont
+from symbiont.models import ScriptedModel
 from symbiont.store import open_store
 
 TARGETS_FILE = str(Path(t.__file__).resolve())
@@ -140,3 +141,24 @@ def test_a_never_retrieved_task_exception_is_recorded_with_capture_uncaught(
         rt.close()
     # asyncio's own report is not swallowed.
     assert "Task exception was never retrieved" in caplog.text
+
+
+def test_a_failure_of_a_promoted_revision_names_that_revision(
+    runtime: symbiont.Runtime, store_path: Path
+) -> None:
+    reply = "```python\ndef shifted(x: float) -> float:\n    return 1.0 / (x - 1.0)\n```"
+
+    def check(fn: object) -> None:
+        assert t.shifted(2.0) == 1.0
+
+    report = runtime.evolve_sync(t.shifted, ScriptedModel([reply]), check=check)
+    assert report.accepted is not None
+    promoted = report.accepted.number
+    with pytest.raises(ZeroDivisionError), runtime.capture_failures():
+        t.shifted(1.0)
+    [failure] = runtime.take_failures(t.shifted)
+    assert failure.revision == promoted != 0 and failure.args == "x=1.0"
+    assert "ZeroDivisionError" in failure.traceback
+    with open_store(store_path) as store:
+        fid = store.lineages(t.shifted.symbiont.key)[0].id
+        assert [f.revision_number for f in store.failures(fid)] == [promoted]
