@@ -33,6 +33,7 @@ import trial_attack_targets as targets
 
 import symbiont
 from symbiont import trial
+from symbiont.diagnostics import Diagnostic
 from symbiont.evolve import EvolveReport
 from symbiont.models.openai import OpenAIModel
 from symbiont.pipeline.policy import DEFAULT_POLICY, check_policy
@@ -166,26 +167,35 @@ def passes_the_guard(source: str) -> bool:
 
 
 def evolve(host: dict[str, Any], source: str, attempts: int = 1) -> EvolveReport:
-    """Run `source` as the model's reply through the real evolve loop; check the host after."""
+    """Run `source` as the model's reply through the real evolve loop; check the host after
+    (the caller checks its own harm, then `trial_diagnostic`)."""
     assert passes_the_guard(source)
     before = children()
     server: FakeOpenAIServer = host["server"]
     server.enqueue(fenced(source), *[fenced(BENIGN)] * (attempts - 1))
-    report = host["runtime"].evolve_sync(
-        targets.victim,
-        host["model"],
-        prompt="add one",
-        check=targets.check_victim,
-        attempts=attempts,
-    )
-    first = report.attempts[0]
-    assert first.stage == "trial", report.summary()  # it ended as a trial diagnostic
-    assert first.diagnostics and first.diagnostics[0].stage == "trial"
+    try:
+        report = host["runtime"].evolve_sync(
+            targets.victim,
+            host["model"],
+            prompt="add one",
+            check=targets.check_victim,
+            attempts=attempts,
+        )
+    except Exception as exc:  # harm that reached the live program's own calls
+        raise AssertionError(f"the live program's evolve broke: {exc!r}") from exc
     # The host afterwards: the live function works, no process of ours left, memory intact.
     assert targets.victim(41) == 42
     assert children() <= before
     assert bytes(targets.MARKER) == targets.MARKER_TEXT
     return report
+
+
+def trial_diagnostic(report: EvolveReport) -> Diagnostic:
+    """The attack ended as a diagnostic of the trial stage (not accepted, not elsewhere)."""
+    first = report.attempts[0]
+    assert first.stage == "trial", report.summary()
+    assert first.diagnostics and first.diagnostics[0].stage == "trial"
+    return first.diagnostics[0]
 
 
 def test_the_prelude_gets_past_the_policy_guard() -> None:
@@ -213,10 +223,11 @@ s.sendall(("env=" + env_key + " model=" + "|".join(model_keys)).encode())
 s.close()
 """
     )
-    evolve(host, source)
+    report = evolve(host, source)
     time.sleep(0.2)  # let the listener thread take in whatever might have arrived
-    assert listener.connections == 0
     assert SECRET.encode() not in bytes(listener.data)
+    assert listener.connections == 0
+    trial_diagnostic(report)
 
 
 def test_secret_put_into_the_report_never_reaches_the_model(host: dict[str, Any]) -> None:
@@ -229,12 +240,12 @@ raise RuntimeError(f"found={len(model_keys)} env={env_key} model={'|'.join(model
 """
     )
     report = evolve(host, source, attempts=2)
-    first = report.attempts[0].diagnostics[0]
-    assert "found=" in first.message and "found=0" not in first.message  # it found the model
-    assert SECRET not in first.render()
     server: FakeOpenAIServer = host["server"]
     assert len(server.chat_requests) == 2
     assert SECRET not in json.dumps(server.chat_requests)  # bodies: what the model was told
+    first = trial_diagnostic(report)
+    assert "found=" in first.message and "found=0" not in first.message  # it found the model
+    assert SECRET not in first.render()
     assert os.environ["OPENAI_API_KEY"] == SECRET  # the parent keeps its values
     assert host["model"].api_key == SECRET
 
@@ -246,7 +257,7 @@ ctypes = I("ctypes")
 raise RuntimeError(f"environ={dict(os_.environ)!r} getenv={ctypes.CDLL(None).getenv(b'OPENAI_API_KEY')!r}")
 """
     )
-    diag = evolve(host, source).attempts[0].diagnostics[0]
+    diag = trial_diagnostic(evolve(host, source))
     assert "environ={} getenv=0" in diag.message  # 0: the C getenv found nothing
     assert SECRET not in diag.render()
 
@@ -267,9 +278,10 @@ with op({str(created)!r}, "w") as f:
     f.write("created by the candidate")
 """
     )
-    evolve(host, source)
+    report = evolve(host, source)
     assert existing.read_text() == "original\n"
     assert not created.exists()
+    trial_diagnostic(report)
 
 
 def test_file_metadata_cannot_change(host: dict[str, Any]) -> None:
@@ -283,9 +295,10 @@ os_.utime({str(existing)!r}, (0, 0))
 os_.chmod({str(existing)!r}, 0o777)
 """
     )
-    evolve(host, source)
+    report = evolve(host, source)
     after = existing.stat()
     assert (after.st_mode, after.st_mtime_ns) == (before.st_mode, before.st_mtime_ns)
+    trial_diagnostic(report)
 
 
 def _store_tables(path: Path) -> set[str]:
@@ -308,18 +321,25 @@ gc = I("gc")
 gc.unfreeze()
 conns = [o for o in gc.get_objects() if type(o) is sqlite3.Connection]
 assert conns, "no connection found"
-for conn in conns:
-    conn.execute("CREATE TABLE pwned_by_trial (x)")
-    conn.execute("INSERT INTO pwned_by_trial VALUES (1)")
-    conn.commit()
+errors = []
+for conn in conns:  # the store's own connection among them
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS pwned_by_trial (x)")
+        conn.execute("INSERT INTO pwned_by_trial VALUES (1)")
+        conn.commit()
+        break
+    except Exception as exc:
+        errors.append(repr(exc))
+else:
+    raise PermissionError("; ".join(errors))
 """
     )
     revisions_before = _store_revisions(store)
     report = evolve(host, source)
-    assert "no connection found" not in report.attempts[0].diagnostics[0].message
     assert "pwned_by_trial" not in _store_tables(store)
-    # The runtime recorded the rejected attempt itself: its own connection still works.
+    # The runtime recorded the attempt itself: its own connection still works.
     assert _store_revisions(store) == revisions_before + 1
+    assert "no connection found" not in trial_diagnostic(report).message
 
 
 def test_reopening_the_store_file_cannot_write(host: dict[str, Any]) -> None:
@@ -331,8 +351,9 @@ conn.execute("CREATE TABLE pwned_by_trial (x)")
 conn.commit()
 """
     )
-    evolve(host, source)
+    report = evolve(host, source)
     assert "pwned_by_trial" not in _store_tables(store)
+    trial_diagnostic(report)
 
 
 # -- the parent's memory ----------------------------------------------------------------------
@@ -354,7 +375,7 @@ with B["op" + "en"](f"/proc/{os_.getppid()}/mem", "r+b", buffering=0) as mem:
     mem.write(b"X" * n)
 """
     )
-    evolve(host, source)  # checks the marker afterwards
+    trial_diagnostic(evolve(host, source))  # evolve() checks the marker
 
 
 def test_process_vm_writev_to_the_parent_fails(host: dict[str, Any]) -> None:
@@ -374,7 +395,7 @@ if done != n:
     raise OSError(ctypes.get_errno(), "process_vm_writev failed")
 """
     )
-    evolve(host, source)
+    trial_diagnostic(evolve(host, source))  # evolve() checks the marker
 
 
 # -- processes --------------------------------------------------------------------------------
@@ -394,9 +415,10 @@ os_.waitpid(pid, 0)
 """
     )
     try:
-        evolve(host, source)
+        report = evolve(host, source)
         time.sleep(0.3)  # an orphan would have exec'd by now
         assert processes_with(marker) == []
+        trial_diagnostic(report)
     finally:
         for pid in processes_with(marker):  # an unconfined trial leaves one: clean up
             with contextlib.suppress(OSError):
@@ -405,8 +427,8 @@ os_.waitpid(pid, 0)
 
 def test_subprocess_cannot_start(host: dict[str, Any]) -> None:
     source = candidate('I("subprocess").run(["/bin/true"], check=True)')
-    diag = evolve(host, source).attempts[0].diagnostics[0]
-    assert "PermissionError" in diag.message
+    report = evolve(host, source)
+    assert "PermissionError" in trial_diagnostic(report).message
 
 
 # -- attacks that would take the test runner down: a separate live program -------------------
@@ -432,7 +454,11 @@ print(json.dumps({{
 def run_live_program(source: str) -> dict[str, Any]:
     script = HOST_SCRIPT.format(here=str(HERE), source=source)
     proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        start_new_session=True,  # its own process group: a group kill must not reach pytest
     )
     assert proc.returncode == 0, f"the live program died: {proc.returncode}\n{proc.stderr[-3000:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -468,5 +494,5 @@ libc.ptrace(17, ppid, None, None)  # PTRACE_DETACH
 """
     )
     out = run_live_program(source)
-    assert out["stage"] == "trial" and "ptrace" in out["diagnostic"]
     assert out["marker_intact"] and out["still_works"]
+    assert out["stage"] == "trial" and "ptrace" in out["diagnostic"]
