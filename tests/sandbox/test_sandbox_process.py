@@ -258,3 +258,27 @@ def test_factory() -> None:
     process.close()
     with pytest.raises(SandboxError):
         get_sandbox("inprocess", pool_size=3)
+
+
+def test_a_missing_protection_is_refused_by_name() -> None:
+    strict = ProcessSandbox(_without=("mount namespace",))
+    with pytest.raises(SandboxError, match="mount namespace"):
+        strict.run(ADD, "main", '{"a": 1, "b": 2}')
+    strict.close()
+
+
+def test_doctor_reports_every_protection(capsys: pytest.CaptureFixture[str]) -> None:
+    from symbiont.cli import main
+    from symbiont.cli.doctor import PROCESS_PROTECTIONS, _process_lines
+
+    assert main(["doctor", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["process"]["protections"]) == set(PROCESS_PROTECTIONS)
+    assert report["trial"] and report["machine"]["kernel"]
+    assert main(["doctor"]) == 0
+    text = capsys.readouterr().out
+    assert "✗" not in text and text.count("✓") >= len(PROCESS_PROTECTIONS)
+    lines, missing = _process_lines(
+        {"protections": {"IPC namespace": None, "seccomp": "no filter here"}, "uid": 7}
+    )
+    assert missing == 1 and any("MISSING: no filter here" in line for line in lines)
