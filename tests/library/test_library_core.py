@@ -155,17 +155,24 @@ def test_run_validates_input_naming_the_field_and_records_nothing(lib: Library) 
     assert lib.get("lookup").stats.runs == 0
 
 
-def test_run_records_outcomes_and_a_returned_error_counts_as_failure(lib: Library) -> None:
+def test_run_records_outcomes_and_only_the_capabilitys_own_failures_count(lib: Library) -> None:
     lib.add(lookup_capability())
     ok = lib.run("lookup", '{"key": "abcdef", "limit": 10}')
     assert ok.ok and ok.output == {"key": "abcdef", "length": 6}
+    # an error value its example declares ("no entry"): a failed call, not a fault
     bad = lib.run("lookup", {"key": "bad"})
     assert (
         not bad.ok and bad.error_kind == "error_value" and "no entry for bad" in (bad.error or "")
     )
+    assert bad.blame == "declared" and not bad.counted
     stats = lib.get("lookup").stats
-    assert (stats.runs, stats.failures, stats.consecutive_failures) == (2, 1, 1)
-    assert stats.last_error == "no entry for bad"
+    assert (stats.runs, stats.failures, stats.consecutive_failures) == (2, 0, 0)
+    # an exception in its code counts
+    boom = lib.run("lookup", {"key": "boom"})
+    assert not boom.ok and boom.error_kind == "exception" and boom.counted
+    stats = lib.get("lookup").stats
+    assert (stats.runs, stats.failures, stats.consecutive_failures) == (3, 1, 1)
+    assert "boom" in (stats.last_error or "")
     assert stats.p50_latency_s is not None
     assert lib.run("lookup", {"key": "x"}).ok
     assert lib.get("lookup").stats.consecutive_failures == 0  # a success ends the streak
@@ -185,7 +192,7 @@ from symbiont.embed import HashingEmbedder
 from symbiont.library import Library
 with Library(sys.argv[1], tier="inprocess", data_root=sys.argv[2], typecheck=False,
              embedder=HashingEmbedder()) as lib:
-    first = lib.run("lookup", {"key": "bad"})
+    first = lib.run("lookup", {"key": "boom"})
     second = lib.run("lookup", {"key": "boom"})
     print(json.dumps([first.ok, first.deprecated_now, second.ok, second.deprecated_now,
                       second.error_kind]))
@@ -266,7 +273,7 @@ def test_replace_under_the_same_id_is_a_new_version(lib: Library) -> None:
         source=LOOKUP.replace("limit: int = 3", "limit: int = 2"),
         examples=[{"input": {"key": "abcd"}, "expect": {"key": "abcd", "length": 2}}],
     )
-    with pytest.raises(Exception, match="use replace"):
+    with pytest.raises(Exception, match=r"Library\.replace\('lookup', new\)"):
         lib.add(v2)
     stored = lib.replace("lookup", v2)
     assert stored.version == 2

@@ -583,14 +583,25 @@ class Agent:
             return ok_result(
                 capability_id=cap_id, output=outcome.output, duration_s=outcome.duration_s
             )
-        message = f"{cap_id} failed ({outcome.error_kind}): {outcome.error}"
+        if outcome.blame == "declared":
+            message = (
+                f"{cap_id} answered with an error it declares for this input (a correct "
+                f"answer, not a fault of the capability): {outcome.error}"
+            )
+        elif outcome.blame == "host":
+            message = (
+                f"{cap_id} could not reach what it needs (a passing host failure, not counted "
+                f"against it): {outcome.error}"
+            )
+        else:
+            message = f"{cap_id} failed ({outcome.error_kind}): {outcome.error}"
         if outcome.deprecated_now:
             message += (
                 f". It has now failed {self.library.deprecate_after} times in a row and is "
                 "deprecated: it will not be offered again. Use another capability or "
                 "create_capability"
             )
-        extra: dict[str, Any] = {"deprecated_now": outcome.deprecated_now}
+        extra: dict[str, Any] = {"deprecated_now": outcome.deprecated_now, "blame": outcome.blame}
         if outcome.traceback:
             extra["traceback"] = outcome.traceback[-1500:]
         raise ToolError("run_failed", message, **extra)

@@ -25,7 +25,17 @@ from rich.text import Text
 
 from symbiont.errors import CapabilityError
 from symbiont.library.capability import STATUSES, Capability
-from symbiont.library.library import SEARCH_MODES, InvalidInput, Library, parse_input
+from symbiont.library.library import (
+    SEARCH_MODES,
+    CapabilityDeprecated,
+    CapabilityExists,
+    InvalidInput,
+    Library,
+    parse_input,
+)
+
+# Below this many columns, tables become one block per row (a table would cut its text).
+_TABLE_MIN_WIDTH = 100
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -101,6 +111,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("id")
     common(p)
     p.set_defaults(func=cmd_restore)
+
+    p = cmds.add_parser(
+        "doctor",
+        help="re-run the examples of deprecated capabilities; restore those that pass again",
+        description="Re-run the examples of deprecated capabilities (or of the given ids) in "
+        "the sandbox, on a copy of their data. One deprecated for failing whose examples "
+        "pass again is restored; one deprecated by hand is only reported.",
+    )
+    p.add_argument("ids", nargs="*", metavar="ID", help="only these capabilities")
+    p.add_argument("--dry-run", action="store_true", help="report only, restore nothing")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    common(p)
+    p.set_defaults(func=cmd_doctor)
 
     p = cmds.add_parser("import", help="import capability folders (and seed data) from DIR")
     p.add_argument("dir")
@@ -184,7 +207,10 @@ def cmd_add(args: argparse.Namespace) -> int:
 
     cap = read_capability_dir(_capability_folder(Path(args.path)))
     with _open(args) as lib:
-        stored = lib.replace(cap.id, cap) if args.replace and cap.id in lib else lib.add(cap)
+        try:
+            stored = lib.replace(cap.id, cap) if args.replace and cap.id in lib else lib.add(cap)
+        except CapabilityExists as exc:
+            raise CapabilityError(exc.cli_message) from None
     _console().print(
         f"[green]stored[/green] {stored.id} (version {stored.version}): "
         f"{len(stored.examples)} example(s) passed"
@@ -202,17 +228,28 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not caps:
         console.print("no capabilities" + (f" with status {args.status}" if args.status else ""))
         return 0
+    if console.width < _TABLE_MIN_WIDTH:
+        for c in caps:
+            console.print(Text(c.id, style="bold", overflow="fold"))
+            console.print(
+                Text.assemble(
+                    "  ",
+                    _status(c),
+                    f" · v{c.version} · runs {c.stats.runs} · fail {c.stats.failures} · "
+                    f"p50 {_ms(c.stats.p50_latency_s)}",
+                    overflow="fold",
+                )
+            )
+            _print_wrapped(console, c.summary)
+        return 0
     table = Table(show_lines=False)
-    table.add_column("id", no_wrap=True, style="bold", min_width=max(len(c.id) for c in caps))
-    table.add_column("status", no_wrap=True, min_width=10)
-    table.add_column("v", justify="right", no_wrap=True, min_width=2)
-    table.add_column("runs", justify="right", no_wrap=True, min_width=4)
-    table.add_column("fail", justify="right", no_wrap=True, min_width=4)
-    table.add_column("p50", justify="right", no_wrap=True, min_width=8)
-    fixed = max(len(c.id) for c in caps) + 10 + 2 + 4 + 4 + 8 + 3 * 7 + 1
-    table.add_column(
-        "summary", overflow="ellipsis", no_wrap=True, max_width=max(20, console.width - fixed)
-    )
+    table.add_column("id", style="bold", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    table.add_column("v", justify="right", no_wrap=True)
+    table.add_column("runs", justify="right", no_wrap=True)
+    table.add_column("fail", justify="right", no_wrap=True)
+    table.add_column("p50", justify="right", no_wrap=True)
+    table.add_column("summary", overflow="fold", ratio=1)
     for c in caps:
         table.add_row(
             c.id,
@@ -221,7 +258,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             str(c.stats.runs),
             str(c.stats.failures),
             _ms(c.stats.p50_latency_s),
-            c.summary,
+            " ".join(c.summary.split()),
         )
     console.print(table)
     return 0
@@ -297,20 +334,39 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not results:
         console.print("no matching capabilities")
         return 0
+    if console.width < _TABLE_MIN_WIDTH:
+        console.print(Text(f"{args.mode} search: {args.task}", overflow="fold"))
+        for i, r in enumerate(results, 1):
+            console.print(
+                Text.assemble(
+                    f"{i}. ", (r.capability.id, "bold"), f"  {r.score:.4f}", overflow="fold"
+                )
+            )
+            _print_wrapped(console, r.why or r.capability.summary)
+        return 0
     table = Table(title=f"{args.mode} search: {args.task}", title_justify="left")
-    table.add_column("#", justify="right", no_wrap=True, min_width=2)
-    table.add_column(
-        "id", no_wrap=True, style="bold", min_width=max(len(r.capability.id) for r in results)
-    )
-    table.add_column("score", justify="right", no_wrap=True, min_width=6)
-    fixed = max(len(r.capability.id) for r in results) + 2 + 6 + 3 * 4 + 1
-    table.add_column(
-        "why", overflow="ellipsis", no_wrap=True, max_width=max(20, console.width - fixed)
-    )
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("id", style="bold", overflow="fold")
+    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("why", overflow="fold", ratio=1)
     for i, r in enumerate(results, 1):
-        table.add_row(str(i), r.capability.id, f"{r.score:.4f}", r.why or r.capability.summary)
+        table.add_row(
+            str(i),
+            r.capability.id,
+            f"{r.score:.4f}",
+            " ".join((r.why or r.capability.summary).split()),
+        )
     console.print(table)
     return 0
+
+
+def _print_wrapped(console: Console, text: str, indent: str = "    ") -> None:
+    """`text` wrapped at words to the console width, indented, never cut."""
+    import textwrap
+
+    width = max(10, console.width - len(indent))
+    for line in textwrap.wrap(" ".join(text.split()), width, break_long_words=True) or [""]:
+        console.print(Text(indent + line))
 
 
 def _read_input(text: str) -> dict[str, Any]:
@@ -328,7 +384,10 @@ def _read_input(text: str) -> dict[str, Any]:
 def cmd_run(args: argparse.Namespace) -> int:
     value = _read_input(args.input)
     with _open(args) as lib:
-        result = lib.run(args.id, value, force=args.force)
+        try:
+            result = lib.run(args.id, value, force=args.force)
+        except CapabilityDeprecated as exc:
+            raise CapabilityError(exc.cli_message) from None
     if result.ok:
         print(json.dumps(result.output, indent=2, ensure_ascii=False))
         return 0
@@ -357,6 +416,44 @@ def cmd_restore(args: argparse.Namespace) -> int:
     with _open(args) as lib:
         cap = lib.restore(args.id)
     _console().print(f"restored {cap.id} (active)")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    with _open(args) as lib:
+        entries = lib.doctor(args.ids or None, restore=not args.dry_run)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": e.capability_id,
+                        "status": e.status,
+                        "passed": e.passed,
+                        "restored": e.restored,
+                        "note": e.note,
+                        "failures": [f.render() for f in e.failures],
+                    }
+                    for e in entries
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    console = _console()
+    if not entries:
+        console.print("no deprecated capabilities: nothing to check")
+        return 0
+    for e in entries:
+        mark = "[green]ok[/green]" if e.passed else "[red]failing[/red]"
+        console.print(f"{mark} {e.capability_id} ({e.status}): {e.note}", soft_wrap=True)
+        for f in e.failures:
+            console.print(Text(f.render(), overflow="fold"))
+    restored = sum(e.restored for e in entries)
+    console.print(
+        f"checked {len(entries)}, restored {restored}"
+        + (" (dry run: nothing restored)" if args.dry_run else "")
+    )
     return 0
 
 

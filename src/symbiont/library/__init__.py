@@ -27,8 +27,10 @@ if TYPE_CHECKING:
     from symbiont.library.jsonschema import SchemaError, function_schemas, validate
     from symbiont.library.library import (
         CapabilityDeprecated,
+        CapabilityExists,
         CapabilityNotFound,
         CapabilityRefused,
+        DoctorEntry,
         ExampleFailure,
         ImportReport,
         InvalidInput,
@@ -47,8 +49,10 @@ _WHERE = {
     **dict.fromkeys(
         (
             "CapabilityDeprecated",
+            "CapabilityExists",
             "CapabilityNotFound",
             "CapabilityRefused",
+            "DoctorEntry",
             "ExampleFailure",
             "ImportReport",
             "InvalidInput",
@@ -65,11 +69,13 @@ __all__ = [
     "STATUSES",
     "Capability",
     "CapabilityDeprecated",
+    "CapabilityExists",
     "CapabilityNotFound",
     "CapabilityPermissions",
     "CapabilityRefused",
     "CapabilityStats",
     "Check",
+    "DoctorEntry",
     "Example",
     "ExampleFailure",
     "ImportReport",

@@ -16,7 +16,11 @@ Runtime this replaces):
   store inside one IMMEDIATE transaction that also takes the deprecation decision, so it
   survives restarts and two processes cannot race past it; `search` passes deprecated ids to
   the index's `exclude`, so the k results are k usable capabilities.
-- **A returned error is a failure.** `{"error": ...}` counts like an exception.
+- **Only the capability's own failures retire it.** An exception, crash, timeout, invalid
+  output or undeclared `{"error": ...}` counts; an error its examples or output schema
+  declare (an unknown id), and a transient host failure (server down, 5xx), do not
+  (`symbiont.library.blame`). `doctor` re-checks deprecated ones and restores them when
+  their examples pass again.
 - **Nothing untrusted runs in the host.** Schemas come from the source's AST, examples and
   runs go through `symbiont.sandbox`.
 """
@@ -46,6 +50,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from symbiont.diagnostics import Diagnostic, render_all
 from symbiont.errors import CapabilityError, SandboxError, StageError, StoreError
+from symbiont.library.blame import failure_blame
 from symbiont.library.capability import (
     STATUSES,
     Capability,
@@ -137,6 +142,12 @@ _HOST_HINT = (
     "`from symbiont.host import read_file, write_file, list_files, http_get` "
     "(its permissions decide what they may do)"
 )
+# The reason `_record` gives an automatic deprecation (a hand-given one is free text).
+_AUTO_DEPRECATION = re.compile(r"^failed \d+ times in a row")
+_BLAME_NOTE = {
+    "declared": "an error its examples or schema declare",
+    "host": "a transient host failure",
+}
 SEARCH_MODES = ("hybrid", "semantic", "lexical")
 _ERROR_TEXT_LIMIT = 2000
 
@@ -171,7 +182,50 @@ class InvalidInput(CapabilityError, ValueError):
 
 
 class CapabilityDeprecated(CapabilityError):
-    """A deprecated capability was asked to run without `force=True`."""
+    """A deprecated capability was asked to run without `force=True`.
+
+    `cli_message` says the same with the command-line flags (`--force`, `lib doctor`)."""
+
+    def __init__(self, capability_id: str, reason: str) -> None:
+        self.capability_id = capability_id
+        self.reason = reason
+        head = f"capability {capability_id!r} is deprecated ({reason})"
+        self.cli_message = (
+            f"{head}; it refuses to run: add --force to run it anyway, or re-check it with "
+            f"`symbiont lib doctor {capability_id}` (restored when its examples pass again)"
+        )
+        super().__init__(
+            f"{head}; it refuses to run unless forced: Library.run(..., force=True), or "
+            "Library.doctor() to re-check its examples"
+        )
+
+
+class CapabilityExists(CapabilityError):
+    """`add` was given a different capability under an id that is already stored.
+
+    `cli_message` names the command-line way (`symbiont lib add --replace`)."""
+
+    def __init__(self, capability_id: str, version: int) -> None:
+        self.capability_id = capability_id
+        self.version = version
+        head = f"a different capability {capability_id!r} (version {version}) is already stored"
+        self.cli_message = (
+            f"{head}; to store this one as version {version + 1}, add --replace to "
+            "`symbiont lib add`"
+        )
+        super().__init__(f"{head}; Library.replace({capability_id!r}, new) stores a new version")
+
+
+@dataclass(slots=True)
+class DoctorEntry:
+    """What `Library.doctor` found for one capability."""
+
+    capability_id: str
+    status: str  # before the check
+    passed: bool  # every example passed
+    restored: bool
+    note: str
+    failures: list[ExampleFailure] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +266,15 @@ class RunResult:
     tier: str = ""
     deprecated_now: bool = False  # this failure made it reach the deprecation threshold
     forced: bool = False
+    # Who a failure is attributed to (`blame.failure_blame`): "capability" failures count
+    # towards deprecation; "declared" errors (its examples or schema say so) and "host"
+    # failures (network down, server 5xx) do not. None for a success.
+    blame: str | None = None
+
+    @property
+    def counted(self) -> bool:
+        """This run counts as a failure of the capability (towards deprecation)."""
+        return not self.ok and self.blame == "capability"
 
 
 @dataclass(frozen=True, slots=True)
@@ -650,10 +713,7 @@ class Library:
         if existing is not None:
             if _same_content(existing, cap):
                 return existing
-            raise CapabilityError(
-                f"a different capability {cap.id!r} (version {existing.version}) is already stored; "
-                f"use replace({cap.id!r}, new) to store a new version"
-            )
+            raise CapabilityExists(cap.id, existing.version)
         verified = self.verify(cap)
         stamp = now()
         verified = verified.with_(
@@ -961,15 +1021,15 @@ class Library:
 
         The input is checked against the input schema first (`InvalidInput` names the
         field; nothing is recorded, the capability did not run). A deprecated capability
-        refuses unless `force`. Failures are returned, not raised: exceptions, returned
-        error values and outputs of the wrong shape all count towards deprecation.
+        refuses unless `force`. Failures are returned, not raised; only those attributable
+        to the capability (`RunResult.blame == "capability"`: an exception or crash in its
+        code, a timeout, an invalid output, an undeclared error value) count towards
+        deprecation — not an error its examples or output schema declare, nor a transient
+        host failure (see `symbiont.library.blame`).
         """
         cap = self.get(cap_id)
         if cap.status == "deprecated" and not force:
-            raise CapabilityDeprecated(
-                f"capability {cap_id!r} is deprecated ({cap.status_reason or 'no reason given'}); "
-                "it refuses to run unless forced (force=True, `--force`)"
-            )
+            raise CapabilityDeprecated(cap_id, cap.status_reason or "no reason given")
         value = parse_input(input)
         problems = validate(value, cap.input_schema, what="input")
         if problems:
@@ -1001,12 +1061,16 @@ class Library:
             tier=result.tier,
             forced=force and cap.status == "deprecated",
         )
+        if error is not None:
+            run.blame = failure_blame(cap, value, result, error)
         run.deprecated_now = self._record(cap, run, started)
         return run
 
     def _record(self, cap: Capability, run: RunResult, started: float) -> bool:
         """Record an outcome; deprecate in the same transaction when the threshold is reached."""
         error = None if run.error is None else run.error[:_ERROR_TEXT_LIMIT]
+        if error is not None and not run.counted:
+            error = f"(not counted: {_BLAME_NOTE.get(run.blame or '', run.blame)}) {error}"
         with self._tx() as conn:
             conn.execute(
                 "INSERT INTO capability_runs (capability_id, version, started_at, duration_s, ok, "
@@ -1030,6 +1094,15 @@ class Library:
                 conn.execute(
                     "UPDATE capability_stats SET runs = runs + 1, consecutive_failures = 0, "
                     "last_run_at = ? WHERE capability_id = ?",
+                    (started, cap.id),
+                )
+                return False
+            if not run.counted:
+                # its own declared error, or the host's failure: the streak neither grows
+                # nor ends
+                conn.execute(
+                    "UPDATE capability_stats SET runs = runs + 1, last_run_at = ? "
+                    "WHERE capability_id = ?",
                     (started, cap.id),
                 )
                 return False
@@ -1084,6 +1157,40 @@ class Library:
                 (cap_id,),
             )
         return self.get(cap_id)
+
+    def doctor(
+        self, ids: Sequence[str] | None = None, *, restore: bool = True
+    ) -> builtins.list[DoctorEntry]:
+        """Re-run the examples of deprecated capabilities (or of `ids`) in the sandbox, on a
+        copy of their data, and restore those deprecated for failing whose examples pass
+        again (a server that came back, a fixed data file). One deprecated by hand is only
+        checked: its reason was a person's decision. `restore=False` only reports."""
+        caps = [self.get(i) for i in ids] if ids else self.list(status="deprecated")
+        entries: builtins.list[DoctorEntry] = []
+        for cap in caps:
+            failures = self._run_examples(cap)
+            passed = not failures
+            restored = False
+            auto = cap.status == "deprecated" and bool(
+                _AUTO_DEPRECATION.match(cap.status_reason or "")
+            )
+            if not passed:
+                note = f"{len(failures)} of {len(cap.examples)} example(s) still fail"
+            elif cap.status != "deprecated":
+                note = f"examples pass; it is {cap.status}"
+            elif not auto:
+                note = (
+                    "examples pass, but it was deprecated by hand "
+                    f"({cap.status_reason or 'no reason given'}); left as it is"
+                )
+            elif restore:
+                self.restore(cap.id)
+                restored = True
+                note = "examples pass again: restored"
+            else:
+                note = "examples pass again: would be restored"
+            entries.append(DoctorEntry(cap.id, cap.status, passed, restored, note, list(failures)))
+        return entries
 
     def _set_status(
         self, cap_id: str, status: str, reason: str | None, replaced_by: str | None
