@@ -233,7 +233,7 @@ async def run_evolve(
 
     # Reading and parsing the module's source once per run, not once per attempt.
     target = dataclasses.replace(
-        Target.from_function(handle.fn, owned_names=handle.owned_names),
+        await asyncio.to_thread(Target.from_function, handle.fn, owned_names=handle.owned_names),
         declared_code=handle.declared_code,
     )
     failures = runtime.take_failures(handle.fn)
@@ -249,7 +249,7 @@ async def run_evolve(
         first_messages(), window=config.history, max_tokens=config.max_prompt_tokens
     )
     shown_active = handle.active.number
-    repeats = _RepeatIndex(handle)
+    repeats = await asyncio.to_thread(_RepeatIndex, handle)  # parses every rejected revision
     spent = 0
     model_failures = 0  # in a row
 
