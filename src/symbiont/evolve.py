@@ -46,11 +46,15 @@ class EvolveConfig:
     direction: Direction = "maximize"
     accept: AcceptRule = "not_worse"
     attempts: int = 10
-    stop_on_accept: bool | None = None  # None: stop at the first accepted candidate unless a metric is given
+    stop_on_accept: bool | None = (
+        None  # None: stop at the first accepted candidate unless a metric is given
+    )
     typecheck: bool | None = None  # None: the evolvable's option
     timeout_s: float | None = None  # None: the evolvable's option
     max_retries: int = 5  # transient model errors, per attempt; they do not use up attempts
-    origin: str | None = None  # recorded on revisions; default "mutation" for MutationModel else "model"
+    origin: str | None = (
+        None  # recorded on revisions; default "mutation" for MutationModel else "model"
+    )
     context: prompting.Context = None  # values or text the caller chose to show the model
     history: int = 3  # exchanges (reply + our answer) each request repeats verbatim
     max_prompt_tokens: int | None = 8192  # estimated (chars / 4) bound on one request
@@ -68,7 +72,9 @@ class EvolveConfig:
         if self.max_reply_bytes < 1:
             raise ValueError(f"max_reply_bytes must be positive, not {self.max_reply_bytes}")
         if self.max_model_failures < 1:
-            raise ValueError(f"max_model_failures must be at least 1, not {self.max_model_failures}")
+            raise ValueError(
+                f"max_model_failures must be at least 1, not {self.max_model_failures}"
+            )
 
 
 @dataclass(slots=True)
@@ -189,7 +195,9 @@ def _candidate_frames(exc: BaseException, candidate: Any) -> int:
     return n
 
 
-def _run_trial(handle: Evolvable, job: Callable[[], Any], timeout_s: float, frame: str | None) -> TrialResult:
+def _run_trial(
+    handle: Evolvable, job: Callable[[], Any], timeout_s: float, frame: str | None
+) -> TrialResult:
     opts = handle.options
     limits = TrialLimits(
         timeout_s=timeout_s,
@@ -213,7 +221,9 @@ async def run_evolve(
     origin = config.origin or _model_origin(model)
     typecheck = handle.options.typecheck if config.typecheck is None else config.typecheck
     timeout_s = handle.options.timeout_s if config.timeout_s is None else config.timeout_s
-    stop_on_accept = config.metric is None if config.stop_on_accept is None else config.stop_on_accept
+    stop_on_accept = (
+        config.metric is None if config.stop_on_accept is None else config.stop_on_accept
+    )
     policy = handle.options.policy if handle.options.policy is not None else DEFAULT_POLICY
     pipeline_config = PipelineConfig(typecheck=typecheck, policy=policy)
     def_line = prompting.function_head(handle)  # what every correction restates
@@ -435,7 +445,10 @@ async def _judge_candidate(
     # Trial: run check and metric in a forked child of this very process.
     t1 = time.perf_counter()
     job = _trial_job(
-        handle, candidate, config.check, config.metric,
+        handle,
+        candidate,
+        config.check,
+        config.metric,
         restore=handle.options.trial == "inprocess",
     )
     trial = await asyncio.to_thread(_run_trial, handle, job, timeout_s, candidate.filename)
@@ -647,4 +660,3 @@ def _tails(trial: TrialResult) -> str:
     if trial.stderr_tail.strip():
         parts.append("stderr (last lines):\n" + trial.stderr_tail.strip()[-1500:])
     return "\n".join(parts)
-

@@ -68,7 +68,14 @@ def test_each_stage_rejects_and_its_diagnostic_becomes_the_next_prompt(runtime) 
     report = runtime.evolve_sync(t.triple, model, prompt="multiply by three", check=check_triple)
     stages = [a.stage for a in report.attempts]
     assert stages == [
-        "extract", "parse", "signature", "policy", "typecheck", "trial", "evaluate", "promote"
+        "extract",
+        "parse",
+        "signature",
+        "policy",
+        "typecheck",
+        "trial",
+        "evaluate",
+        "promote",
     ]
     assert report.ok and report.accepted is not None
     assert t.triple(7) == 21  # live, same function object
@@ -90,10 +97,12 @@ def test_each_stage_rejects_and_its_diagnostic_becomes_the_next_prompt(runtime) 
 
 
 def test_hang_in_a_candidate_is_a_timeout_and_the_loop_goes_on(runtime) -> None:
-    model = ScriptedModel([
-        fenced("def triple(x: int) -> int:\n    while True:\n        pass\n"),
-        fenced(GOOD),
-    ])
+    model = ScriptedModel(
+        [
+            fenced("def triple(x: int) -> int:\n    while True:\n        pass\n"),
+            fenced(GOOD),
+        ]
+    )
     report = runtime.evolve_sync(t.triple, model, check=check_triple, timeout=0.5)
     assert report.attempts[0].stage == "trial"
     assert report.attempts[0].diagnostics[0].kind == "timeout"
@@ -102,11 +111,15 @@ def test_hang_in_a_candidate_is_a_timeout_and_the_loop_goes_on(runtime) -> None:
 
 
 def test_metric_rejects_worse_and_promotes_better(runtime) -> None:
-    model = ScriptedModel([
-        fenced("def objective(x: float) -> float:\n    return (x - 30.0) ** 2\n"),  # worse
-        fenced("def objective(x: float) -> float:\n    return (x - 2.0) ** 2\n"),  # better
-        fenced("def objective(x: float) -> float:\n    return (x - 1.0) ** 2\n"),  # better still
-    ])
+    model = ScriptedModel(
+        [
+            fenced("def objective(x: float) -> float:\n    return (x - 30.0) ** 2\n"),  # worse
+            fenced("def objective(x: float) -> float:\n    return (x - 2.0) ** 2\n"),  # better
+            fenced(
+                "def objective(x: float) -> float:\n    return (x - 1.0) ** 2\n"
+            ),  # better still
+        ]
+    )
     report = runtime.evolve_sync(
         t.objective, model, metric=lambda fn: fn(0.0), direction="minimize", attempts=3
     )
@@ -142,7 +155,9 @@ def test_transient_errors_are_retried_without_using_attempts(runtime) -> None:
 def test_live_failures_are_fed_into_the_next_evolve(runtime) -> None:
     with pytest.raises(ZeroDivisionError), runtime.capture_failures():
         t.fragile(0)
-    model = ScriptedModel([fenced("def fragile(x: int) -> int:\n    return 100 // x if x else 0\n")])
+    model = ScriptedModel(
+        [fenced("def fragile(x: int) -> int:\n    return 100 // x if x else 0\n")]
+    )
     report = runtime.evolve_sync(t.fragile, model, check=lambda fn: fn(0) == 0)
     first_prompt = user_messages(model)[0]
     assert "ZeroDivisionError" in first_prompt and "live program" in first_prompt

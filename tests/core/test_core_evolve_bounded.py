@@ -95,7 +95,9 @@ def test_a_token_budget_stops_the_run_with_its_reason(runtime) -> None:
 
 def test_max_prompt_tokens_bounds_each_request(runtime) -> None:
     long_comment = "# " + "padding " * 400  # about 800 tokens per reply
-    replies = [fenced(f"{long_comment}\ndef bump(x: int) -> int:\n    return x + ({i}\n") for i in range(8)]
+    replies = [
+        fenced(f"{long_comment}\ndef bump(x: int) -> int:\n    return x + ({i}\n") for i in range(8)
+    ]
     model = ScriptedModel(replies)
     runtime.evolve_sync(t.bump, model, check=check_bump, attempts=8, max_prompt_tokens=1500)
     first = chars(model.calls[0])
@@ -143,7 +145,9 @@ def test_a_cut_off_reply_gets_the_truncation_correction(runtime) -> None:
     assert report.ok
 
 
-def test_a_repeated_parse_failure_is_caught_and_resets_the_conversation(runtime, monkeypatch) -> None:
+def test_a_repeated_parse_failure_is_caught_and_resets_the_conversation(
+    runtime, monkeypatch
+) -> None:
     parsed: list[str] = []
     real = evolve_module.run_pipeline
 
@@ -170,12 +174,11 @@ def test_a_repeated_parse_failure_is_caught_and_resets_the_conversation(runtime,
 def test_docstring_and_comment_variants_of_a_type_error_are_repeats(runtime) -> None:
     bad = 'def halve(x: int) -> int:\n    """Halve."""\n    return x / 2\n'
     variant = (
-        "def halve(x: int) -> int:\n"
-        '    """\n    Halve.\n    """\n'
-        "    # divide\n"
-        "    return x / 2\n"
+        'def halve(x: int) -> int:\n    """\n    Halve.\n    """\n    # divide\n    return x / 2\n'
     )
-    model = ScriptedModel([fenced(bad), fenced(variant), fenced("def halve(x: int) -> int:\n    return x // 2\n")])
+    model = ScriptedModel(
+        [fenced(bad), fenced(variant), fenced("def halve(x: int) -> int:\n    return x // 2\n")]
+    )
     report = runtime.evolve_sync(t.halve, model, check=lambda fn: fn(5) == 2, attempts=3)
     assert report.attempts[0].stage == "typecheck"
     assert report.attempts[1].repeated
@@ -202,7 +205,9 @@ def test_rejected_candidates_keep_the_source_extracted_from_them(tmp_path) -> No
         t.reset(t.halve)
 
 
-def test_await_evolve_keeps_the_event_loop_running_through_a_slow_stage(runtime, monkeypatch) -> None:
+def test_await_evolve_keeps_the_event_loop_running_through_a_slow_stage(
+    runtime, monkeypatch
+) -> None:
     ticks = 0
     during: list[tuple[int, int]] = []
     real = evolve_module.run_pipeline

@@ -29,7 +29,9 @@ def test_evolve_with_openai_model_retries_a_429_and_feeds_back_errors(openai_ser
     rt = symbiont.Runtime(store=False)
     try:
         report = rt.evolve_sync(
-            t.triple, model, prompt="multiply by three",
+            t.triple,
+            model,
+            prompt="multiply by three",
             check=check_triple,
         )
     finally:
@@ -58,12 +60,17 @@ GOOD_REPLY = "```python\ndef triple(x: int) -> int:\n    return x * SCALE\n```"
 
 def _evolve(server, **kwargs):
     model = OpenAIModel(
-        "fake-model", base_url=server.base_url, api_key="test-key",
-        timeout=kwargs.pop("model_timeout", 30), abandon_after=60,
+        "fake-model",
+        base_url=server.base_url,
+        api_key="test-key",
+        timeout=kwargs.pop("model_timeout", 30),
+        abandon_after=60,
     )
     rt = symbiont.Runtime(store=False)
     try:
-        return rt.evolve_sync(t.triple, model, prompt="multiply by three", check=check_triple, **kwargs)
+        return rt.evolve_sync(
+            t.triple, model, prompt="multiply by three", check=check_triple, **kwargs
+        )
     finally:
         rt.close()
         h = t.triple.symbiont
@@ -87,7 +94,9 @@ def test_exhausted_retries_end_the_attempt_not_the_run(openai_server) -> None:
 
 
 def test_the_run_stops_after_consecutive_model_failures_with_its_reason(openai_server) -> None:
-    openai_server.handler = lambda body: Error(status=503, message="model loading", retry_after=0.01)
+    openai_server.handler = lambda body: Error(
+        status=503, message="model loading", retry_after=0.01
+    )
     report = _evolve(openai_server, attempts=10, max_retries=1, max_model_failures=3)
     assert [a.stage for a in report.attempts] == ["model"] * 3
     assert all(a.retries == 1 for a in report.attempts)
@@ -103,7 +112,10 @@ def test_after_a_timeout_one_request_at_a_time_and_the_late_answer_is_used(opena
     report = _evolve(
         openai_server, attempts=10, max_retries=1, max_model_failures=10, model_timeout=0.3
     )
-    assert report.attempts[0].stage == "model" and "timed out" in report.attempts[0].diagnostics[0].message
+    assert (
+        report.attempts[0].stage == "model"
+        and "timed out" in report.attempts[0].diagnostics[0].message
+    )
     assert report.ok  # the slow answer arrived and was used
     assert len(openai_server.chat_requests) == 1  # the server was never asked twice
     assert openai_server.max_in_flight == 1

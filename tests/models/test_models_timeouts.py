@@ -35,7 +35,9 @@ def test_timeout_comes_from_the_argument_the_environment_or_a_local_friendly_def
         OpenAIModel("m", base_url=base, timeout=1, timeout_s=1)
 
 
-def test_a_retry_after_a_timeout_waits_for_the_same_request(openai_server: FakeOpenAIServer) -> None:
+def test_a_retry_after_a_timeout_waits_for_the_same_request(
+    openai_server: FakeOpenAIServer,
+) -> None:
     openai_server.enqueue(Reply(text="worth the wait", delay_s=1.5))
     model = OpenAIModel(
         "fake-model", base_url=openai_server.base_url, timeout=0.3, abandon_after=30
@@ -45,7 +47,11 @@ def test_a_retry_after_a_timeout_waits_for_the_same_request(openai_server: FakeO
     async def go() -> tuple[str, int]:
         try:
             reply, retries = await call_with_retries(
-                model, USER, max_retries=20, base_delay_s=0.01, max_delay_s=0.02,
+                model,
+                USER,
+                max_retries=20,
+                base_delay_s=0.01,
+                max_delay_s=0.02,
                 on_retry=lambda n, exc, delay: retried.append(n),
             )
             return reply.text, retries
