@@ -69,6 +69,15 @@ def run(replies: list[str]) -> tuple[float, float, int, int, int]:
     return n / elapsed, cpu / n * 1000, len(last), (chars + 3) // 4, report.input_tokens
 
 
+# The same script on main before the bounded loop (commit bdcce4e, whose conversation grew by
+# two messages per attempt), medians of three rounds interleaved with this code's rounds on
+# 2026-11-30 (load average about 9: other work shared the two cores).
+BEFORE = {
+    "300 attempts rejected in the pipeline": "| 173.3 | 1.99 | 600 | 26,253 | 3,986,607 |",
+    "100 attempts rejected at the check (forked trial)": "| 26.5 | 8.41 | 200 | 14,902 | 762,471 |",
+}
+
+
 def main() -> str:
     load = os.getloadavg()[0]
     rows = []
@@ -77,8 +86,10 @@ def main() -> str:
         ("100 attempts rejected at the check (forked trial)", [trial_reply(i) for i in range(100)]),
     ):
         rate, cpu_ms, messages, last_tokens, total = run(replies)
+        rows.append(f"| {label}, before (bdcce4e) {BEFORE[label]}")
         rows.append(
-            f"| {label} | {rate:.1f} | {cpu_ms:.2f} | {messages} | {last_tokens:,} | {total:,} |"
+            f"| {label}, now | {rate:.1f} | {cpu_ms:.2f} | {messages} | {last_tokens:,} "
+            f"| {total:,} |"
         )
         print(rows[-1], flush=True)
     text = "\n".join(
@@ -86,7 +97,10 @@ def main() -> str:
             "## Evolve loop throughput (scripted model)",
             "",
             "One-line function, no store, no type check. `python benchmarks/bench_harness.py`.",
-            f"Load average at start: {load:.2f}.",
+            "The *before* rows are the same script on main before the bounded loop (commit",
+            "bdcce4e), medians of three rounds interleaved with the new code's on a loaded",
+            "machine; wall-clock rates swing with the load, CPU ms per attempt much less.",
+            f"Load average at start of this run: {load:.2f}.",
             "",
             "| run | attempts/s | CPU ms/attempt | messages in last request | its tokens (est.) "
             "| run input tokens |",
