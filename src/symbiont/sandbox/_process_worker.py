@@ -49,6 +49,7 @@ import traceback
 from typing import Any
 
 from symbiont import host as host_module
+from symbiont.sandbox import _confine as _shared
 from symbiont.sandbox import _landlock, _process_runner, _seccomp
 
 HEADER = struct.Struct(">cI")
@@ -313,8 +314,19 @@ def _become_worker_user(uid: int, gid: int) -> None:
     os.setresuid(uid, uid, uid)
 
 
+_SECCOMP_PROGRAM: _shared.SeccompProgram | None = None
+
+
+def _seccomp_program() -> _shared.SeccompProgram:
+    """The worker's filter, built once per zygote: a fork only patches in its pid."""
+    global _SECCOMP_PROGRAM
+    if _SECCOMP_PROGRAM is None:
+        _SECCOMP_PROGRAM = _shared.seccomp_program(extra_denied=EXTRA_DENIED)
+    return _SECCOMP_PROGRAM
+
+
 def _install_seccomp(pid: int) -> None:
-    _seccomp.install_program(_seccomp.build_filter(pid, extra_denied=EXTRA_DENIED))
+    _seccomp.install_program(_seccomp_program().for_pid(pid))
 
 
 def _confine(
@@ -353,6 +365,8 @@ def _confine(
         _become_worker_user(zygote["uid"], zygote["gid"])
     _seccomp.set_no_new_privs()
     if enabled["landlock"]:
+        # Per call: a rule on the /scratch mount point would not cover the tmpfs on it
+        # (Landlock skips hidden mount points), so the rule names this call's tmpfs.
         scratch_fd = os.open(".", os.O_PATH | os.O_CLOEXEC)
         rules = [(fd, _landlock.READ_ONLY) for fd in ro_fds]
         rules.append((scratch_fd, _landlock.READ_WRITE))
@@ -626,6 +640,8 @@ def main() -> None:
             with contextlib.suppress(OSError):
                 dev_rules.append((os.open(path, os.O_PATH | os.O_CLOEXEC), rights))
         zygote["dev_rules"] = dev_rules
+        if zygote["enabled"]["seccomp"]:
+            _seccomp_program()
         missing = {name: why for name, why in found.items() if why is not None}
         ready = {
             "ready": True,
