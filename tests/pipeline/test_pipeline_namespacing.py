@@ -14,6 +14,7 @@ import pipeline_targets as pt
 import pytest
 
 from symbiont.pipeline import Target, compile_candidate, original_names
+from symbiont.pipeline import compile as compile_stage
 from symbiont.pipeline.signature import find_target
 
 # Every scoping rule a rename could get wrong, each contributing a distinct power of ten.
@@ -66,9 +67,18 @@ def _compile(fn, src: str):
     return compile_candidate(tree, node, src, target)
 
 
-@pytest.fixture
-def installed():
-    """Install candidates into pipeline_targets as a promotion does; undo afterwards."""
+@pytest.fixture(params=["bytecode", "tree"])
+def installed(request, monkeypatch):
+    """Install candidates into pipeline_targets as a promotion does; undo afterwards.
+
+    Run once with the rename done on the bytecode (the normal path) and once with the rename
+    done on the syntax tree (the fallback when the bytecode has no room for it)."""
+    if request.param == "tree":
+
+        def no_room(*args, **kwargs):
+            raise compile_stage._TooWide
+
+        monkeypatch.setattr(compile_stage, "_namespace_code", no_room)
     original = pt.area.__code__
     names: list[str] = []
 
@@ -95,6 +105,28 @@ def test_renamed_code_computes_what_the_written_code_computes(installed) -> None
     assert pt.area(1.0) == expected
     assert "K" not in pt.__dict__ and "_Box" not in pt.__dict__  # nothing bound as written
     assert all(pt.__dict__[k] is v for k, v in before.items() if k != "area")
+
+
+def test_a_rename_the_bytecode_has_no_room_for_falls_back_and_still_computes_the_same(
+    installed,
+) -> None:
+    # `K` is both a global and an attribute in `_many`, whose 300 other names push the index of
+    # a new `co_names` entry past what LOAD_GLOBAL's one argument byte can address.
+    attrs = " + ".join(f"o.a{i}" for i in range(300))
+    src = (
+        "K = 7\n\n"
+        "def _many(o: object) -> float:\n"
+        f"    return K + o.K + ({attrs}) * 0\n\n"
+        "def area(r: float) -> float:\n"
+        "    class O:\n"
+        "        def __getattr__(self, name: str) -> int:\n"
+        "            return 1\n"
+        "    return _many(O())\n"
+    )
+    reference: dict[str, object] = {}
+    exec(compile(src, "<reference>", "exec"), reference)
+    installed(src)
+    assert pt.area(1.0) == reference["area"](1.0) == 8  # type: ignore[operator]
 
 
 def test_functions_and_classes_keep_the_names_the_model_wrote(installed) -> None:

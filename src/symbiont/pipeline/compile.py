@@ -21,6 +21,8 @@ import __future__
 
 import ast
 import copy
+import dis
+import functools
 import hashlib
 import inspect
 import linecache
@@ -48,13 +50,32 @@ _MISSING = object()
 class Candidate:
     """A candidate that passed every stage, ready to be promoted."""
 
-    source: str  # the extracted candidate, whole (target def + helpers)
+    source: str  # the extracted candidate, whole (target def + helpers), as the model wrote it
     function_source: str  # just the target def
     code: types.CodeType  # the target function's code object
     helpers_code: types.CodeType | None  # module-level code of everything else
-    helper_names: tuple[str, ...]  # names that helpers_code binds
+    helper_names: tuple[str, ...]  # the per-revision names that helpers_code binds
     filename: str  # pseudo filename, registered in linecache
-    content_hash: str  # sha256 of the normalised source (duplicate detection)
+
+    @functools.cached_property
+    def content_hash(self) -> str:
+        """sha256 of the normalised source (duplicate detection); computed when asked, as it
+        costs a walk over the whole tree."""
+        return content_hash(parse_quietly(self.source), self.source)
+
+
+def parse_quietly(source: str) -> ast.Module | None:
+    quiet_syntax_warnings()
+    try:
+        return ast.parse(source, "<candidate>")
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return None
+
+
+def source_digest(source: str) -> str:
+    """What names a candidate's pseudo file and per-revision names: a hash of its text
+    (deterministic per source, and cheap at any size)."""
+    return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def content_hash(tree: ast.Module | None, source: str) -> str:
@@ -182,53 +203,41 @@ def compile_candidate(
     """Compile a checked candidate; raise `StageError` with `compile/*` diagnostics.
 
     Every name the candidate binds at its module level (helpers, classes, constants, imports)
-    is rewritten, in the code, to a per-revision name (`_helper` -> `_helper__sym_<digest>`,
+    is bound, and referred to, under a per-revision name (`_helper` -> `_helper__sym_<digest>`,
     see `namespaced`), so revisions never share a helper binding and the swap of
-    `fn.__code__` is the one switch between them. `tree` is not modified; `Candidate.source`
-    is the model's text, and functions and classes keep their written `__name__`.
+    `fn.__code__` is the one switch between them. The rename is done on the compiled code's
+    global-name operations (the compiler has resolved scopes already; one pass over the
+    bytecode), with the same rename on the syntax tree as the fallback. `tree` is not
+    modified; `Candidate.source` is the model's text, and functions and classes keep the
+    names written (`__name__`, `__qualname__`, tracebacks). Linear in the candidate's size.
     """
-    digest = content_hash(tree, source)
+    digest = source_digest(source)
     filename = pseudo_filename(target, digest)
     lines = source.splitlines()
     flags = _flags_for(target)
-    index = next(i for i, s in enumerate(tree.body) if s is node)
-    is_future = [isinstance(s, ast.ImportFrom) and s.module == "__future__" for s in tree.body]
-    helper_body = [s for i, s in enumerate(tree.body) if i != index and not is_future[i]]
-    helper_names = bound_names(helper_body)
-    problems = _overwrites(helper_body, helper_names, target, source, lines)
+    futures = [s for s in tree.body if isinstance(s, ast.ImportFrom) and s.module == "__future__"]
+    helper_body = [s for s in tree.body if s is not node and not _is_future(s)]
+    binders = _binders(helper_body, source)
+    problems = _overwrites(binders, target, source, lines)
+    mapping = {n: namespaced(n, digest) for n in binders if n != target.signature.name}
 
-    mapping = {n: namespaced(n, digest) for n in helper_names if n != target.signature.name}
-    work = tree
-    if mapping:  # rewrite a fresh copy: the caller's tree stays the model's
-        quiet_syntax_warnings()
-        work = ast.parse(source, filename)
-        _rename_module(work, mapping)
-    futures = [s for i, s in enumerate(work.body) if is_future[i]]
-    func = copy.copy(work.body[index])
-    assert isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef)
+    func = copy.copy(node)
     func.decorator_list = []
-    back = {new: old for old, new in mapping.items()}
-    module_code = _compile_module([*futures, func], filename, flags, source, back)
-    code = next(
-        (
-            c
-            for c in module_code.co_consts
-            if isinstance(c, types.CodeType) and c.co_name == node.name
-        ),
-        None,
-    )
-    if code is None:  # cannot happen for a parsed def; say so rather than crash
-        raise StageError([Diagnostic("compile", "internal", f"no code object for `{node.name}`")])
+    helpers = _binding_only(helper_body, mapping)
+    try:
+        code = _target_code(_compile_module([*futures, func], filename, flags, source), node)
+        helpers_code = None
+        if helpers:
+            helpers_code = _compile_module([*futures, *helpers], filename, flags, source)
+            helpers_code = _namespace_code(helpers_code, mapping, "module")
+        code = _namespace_code(code, mapping, "function")
+    except _TooWide:  # a rename the bytecode has no room for: rename the tree instead
+        code, helpers_code = _compile_renamed_tree(
+            source, tree, node, futures, mapping, flags, filename
+        )
     problems = _replaceability(code, target, source, node, lines) + problems
     if problems:
         raise StageError(problems)
-
-    helpers = _binding_only([s for i, s in enumerate(work.body) if i != index and not is_future[i]])
-    helpers_code = None
-    installed: tuple[str, ...] = ()
-    if helpers:
-        helpers_code = _compile_module([*futures, *helpers], filename, flags, source, back)
-        installed = bound_names(helpers)
     # the def alone, from its `def` line (a copied decorator is not part of it)
     function_source = "\n".join(lines[node.lineno - 1 : node.end_lineno]) + "\n"
     register_source(filename, source)
@@ -237,15 +246,77 @@ def compile_candidate(
         function_source=function_source,
         code=code,
         helpers_code=helpers_code,
-        helper_names=installed,
+        helper_names=tuple(mapping.values()) if helpers_code is not None else (),
         filename=filename,
-        content_hash=digest,
     )
 
 
-def _compile_module(
-    body: list[ast.stmt], filename: str, flags: int, source: str, back: dict[str, str]
-) -> types.CodeType:
+def _is_future(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__"
+
+
+def _binders(body: list[ast.stmt], source: str) -> dict[str, ast.stmt]:
+    """Each module-level name the statements bind, with the first statement binding it."""
+    out: dict[str, ast.stmt] = {}
+    walrus = ":=" in source  # else no statement can hide a binding in an expression
+    for stmt in body:
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            out.setdefault(stmt.name, stmt)
+        elif (
+            not walrus
+            and isinstance(stmt, ast.Assign)
+            and all(isinstance(t, ast.Name) for t in stmt.targets)
+        ):
+            for t in stmt.targets:
+                out.setdefault(t.id, stmt)  # type: ignore[attr-defined]
+        else:
+            for name in bound_names([stmt]):
+                out.setdefault(name, stmt)
+    return out
+
+
+def _target_code(module_code: types.CodeType, node: ast.AST) -> types.CodeType:
+    name = getattr(node, "name", "")
+    for c in module_code.co_consts:
+        if isinstance(c, types.CodeType) and c.co_name == name:
+            return c
+    # cannot happen for a parsed def; say so rather than crash
+    raise StageError([Diagnostic("compile", "internal", f"no code object for `{name}`")])
+
+
+def _compile_renamed_tree(
+    source: str,
+    tree: ast.Module,
+    node: ast.FunctionDef | ast.AsyncFunctionDef,
+    futures: list[ast.stmt],
+    mapping: dict[str, str],
+    flags: int,
+    filename: str,
+) -> tuple[types.CodeType, types.CodeType | None]:
+    """The fallback: rename on a fresh copy of the tree, compile, restore the written names
+    where they name things (`__name__`, `__qualname__`)."""
+    index = next(i for i, s in enumerate(tree.body) if s is node)
+    work = parse_quietly(source)
+    assert work is not None  # it parsed once already
+    _rename_module(work, mapping)
+    func = copy.copy(work.body[index])
+    assert isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef)
+    func.decorator_list = []
+    back = {new: old for old, new in mapping.items()}
+    n_futures = len(futures)
+    work_futures = [s for s in work.body if _is_future(s)][:n_futures]
+    code = _target_code(_compile_module([*work_futures, func], filename, flags, source), node)
+    helpers = _binding_only(
+        [s for i, s in enumerate(work.body) if i != index and not _is_future(s)], {}
+    )
+    helpers_code = None
+    if helpers:
+        helpers_code = _compile_module([*work_futures, *helpers], filename, flags, source)
+        helpers_code = _restore_names(helpers_code, back)
+    return _restore_names(code, back), helpers_code
+
+
+def _compile_module(body: list[ast.stmt], filename: str, flags: int, source: str) -> types.CodeType:
     quiet_syntax_warnings()
     try:
         code = compile(
@@ -253,7 +324,7 @@ def _compile_module(
         )
     except SyntaxError as exc:
         raise StageError([_as_compile(syntax_diagnostic(exc, source))]) from None
-    return _restore_names(code, back) if back else code
+    return code
 
 
 def _restore_names(code: types.CodeType, back: dict[str, str]) -> types.CodeType:
@@ -276,10 +347,13 @@ def _restore_names(code: types.CodeType, back: dict[str, str]) -> types.CodeType
     )
 
 
-def _binding_only(body: list[ast.stmt]) -> list[ast.stmt]:
-    """The helper statements as they are executed in the live module: without docstrings
-    (a leading string would become the module's `__doc__`) and with module-level annotations
-    dropped (`X: int = 1` would write into the module's `__annotations__`)."""
+def _binding_only(body: list[ast.stmt], mapping: dict[str, str]) -> list[ast.stmt]:
+    """The helper statements as they are executed in the live module (new nodes where they
+    differ; the caller's tree is left alone): without docstrings (a leading string would
+    become the module's `__doc__`), module-level annotations dropped (`X: int = 1` would write
+    into the module's `__annotations__`), and imports bound under their per-revision names
+    with `as` (an import names the module and the binding with one string, which the
+    bytecode rename could not tell apart)."""
     out: list[ast.stmt] = []
     for stmt in body:
         if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
@@ -288,11 +362,144 @@ def _binding_only(body: list[ast.stmt]) -> list[ast.stmt]:
             if stmt.value is None or not stmt.simple:
                 continue
             stmt = ast.copy_location(ast.Assign(targets=[stmt.target], value=stmt.value), stmt)
+        elif isinstance(stmt, ast.Import) and mapping:
+            names = [
+                # `import a.b` binds `a` but imports `a.b`: two strings, renamed in the bytecode
+                a if a.asname is None and "." in a.name else _renamed_alias(a, mapping)[0]
+                for a in stmt.names
+            ]
+            stmt = ast.copy_location(ast.Import(names=names), stmt)
+        elif isinstance(stmt, ast.ImportFrom) and mapping:
+            names = [
+                ast.copy_location(ast.alias(a.name, mapping.get(a.asname or a.name, a.asname)), a)
+                for a in stmt.names
+            ]
+            stmt = ast.copy_location(ast.ImportFrom(stmt.module, names, stmt.level), stmt)
         out.append(stmt)
     return out
 
 
-# -- per-revision names -------------------------------------------------------------------------
+# -- per-revision names in the bytecode ---------------------------------------------------------
+#
+# The compiler has already resolved every name's scope: a module-level name is read and written
+# with *_NAME operations in module code, *_GLOBAL ones in functions (comprehensions, lambdas and
+# `global` declarations included). A class body uses *_NAME for its own attributes and for
+# globals alike, so there only loads of names the class body does not bind are renamed. The
+# same string can also be an attribute or module name (`x.K`, `import K`) in one code object;
+# then the renamed operations get a new entry in `co_names`, if its index fits the operation's
+# argument bytes (the code's length, jumps and line table must not move), else `_TooWide`.
+
+_OP = dis.opmap
+_NAME_OPS = frozenset(_OP[n] for n in ("LOAD_NAME", "STORE_NAME", "DELETE_NAME") if n in _OP)
+_GLOBAL_OPS = frozenset(
+    _OP[n] for n in ("LOAD_GLOBAL", "STORE_GLOBAL", "DELETE_GLOBAL") if n in _OP
+)
+_OTHER_NAME_OPS = frozenset(
+    _OP[n]
+    for n in (
+        "LOAD_ATTR", "STORE_ATTR", "DELETE_ATTR", "LOAD_METHOD", "IMPORT_NAME", "IMPORT_FROM",
+        "LOAD_SUPER_ATTR",
+    )
+    if n in _OP
+)  # fmt: skip
+_KNOWN_NAME_OPS = _NAME_OPS | _GLOBAL_OPS | _OTHER_NAME_OPS
+_NAME_OP_BYTES = re.compile(b"[" + b"".join(re.escape(bytes([op])) for op in dis.hasname) + b"]")
+_SHIFT = {_OP["LOAD_GLOBAL"]: 1}  # the name index sits above low flag bits (3.11+)
+if sys.version_info >= (3, 12):
+    _SHIFT[_OP["LOAD_ATTR"]] = 1
+    _SHIFT[_OP["LOAD_SUPER_ATTR"]] = 2
+_LOAD_NAME = _OP["LOAD_NAME"]
+_EXTENDED_ARG = dis.EXTENDED_ARG
+_FUNCTION_CODE = inspect.CO_NEWLOCALS
+
+
+class _TooWide(Exception):
+    """The bytecode rename cannot be done in place (see above)."""
+
+
+def _namespace_code(code: types.CodeType, mapping: dict[str, str], kind: str) -> types.CodeType:
+    """`code` (and the code nested in it) with module-level names renamed per `mapping`.
+
+    `kind` is "module" (the helpers' module code), "function" or "class" (a class body).
+    """
+    if not mapping:
+        return code
+    consts = tuple(
+        _namespace_code(c, mapping, "function" if c.co_flags & _FUNCTION_CODE else "class")
+        if isinstance(c, types.CodeType)
+        else c
+        for c in code.co_consts
+    )
+    raw = code.co_code
+    names = list(code.co_names)
+    # (first byte incl. EXTENDED_ARG prefixes, byte of the op, op, whole argument); the regex
+    # finds candidate bytes at C speed, an even offset makes one an operation (code units are
+    # two bytes: operation, argument)
+    found: list[tuple[int, int, int, int]] = []
+    for match in _NAME_OP_BYTES.finditer(raw):
+        at = match.start()
+        if at % 2:
+            continue
+        op = raw[at]
+        if op not in _KNOWN_NAME_OPS:
+            raise _TooWide  # an operation this rename does not know: use the tree
+        first, arg, shift = at, raw[at + 1], 8
+        while first >= 2 and raw[first - 2] == _EXTENDED_ARG:
+            first -= 2
+            arg |= raw[first + 1] << shift
+            shift += 8
+        found.append((first, at, op, arg))
+
+    class_own = (
+        {names[arg] for _, _, op, arg in found if op in _NAME_OPS and op != _LOAD_NAME}
+        if kind == "class"
+        else set()
+    )
+    renamed: list[tuple[int, int, int, int, str]] = []
+    kept: set[int] = set()
+    for first, at, op, arg in found:
+        index = arg >> _SHIFT.get(op, 0)
+        name = names[index]
+        rename = name in mapping and (
+            op in _GLOBAL_OPS
+            or (
+                op in _NAME_OPS
+                and (kind != "class" or (op == _LOAD_NAME and name not in class_own))
+            )
+        )
+        if rename:
+            renamed.append((first, at, op, arg, mapping[name]))
+        else:
+            kept.add(index)
+    if not renamed:
+        return code.replace(co_consts=consts) if consts != code.co_consts else code
+
+    out = bytearray(raw)
+    for first, at, op, arg, new in renamed:
+        shift = _SHIFT.get(op, 0)
+        index = arg >> shift
+        if index not in kept:
+            names[index] = new  # every use of this entry is renamed: rename the entry
+            continue
+        new_index = _index_of(names, new)
+        new_arg = (new_index << shift) | (arg & ((1 << shift) - 1))
+        width = (at - first) // 2 + 1  # argument bytes available
+        if new_arg >= 1 << (8 * width):
+            raise _TooWide
+        for k in range(width):
+            out[first + 2 * k + 1] = (new_arg >> (8 * (width - 1 - k))) & 0xFF
+    return code.replace(co_code=bytes(out), co_names=tuple(names), co_consts=consts)
+
+
+def _index_of(names: list[str], name: str) -> int:
+    try:
+        return names.index(name)
+    except ValueError:
+        names.append(name)
+        return len(names) - 1
+
+
+# -- per-revision names on the syntax tree (the fallback) ---------------------------------------
 
 
 @dataclass
@@ -509,20 +716,14 @@ def _replaceability(
 
 
 def _overwrites(
-    body: list[ast.stmt],
-    names: tuple[str, ...],
+    binders: dict[str, ast.stmt],
     target: Target,
     source: str,
     lines: list[str],
 ) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     g = target.globals
-    first_binder: dict[str, ast.stmt] = {}  # one pass: linear in the number of helpers
-    for stmt in body:
-        for bound in bound_names([stmt]):
-            first_binder.setdefault(bound, stmt)
-    for name in names:
-        stmt = first_binder.get(name)
+    for name, stmt in binders.items():
         if name == target.signature.name:
             out.append(
                 node_diagnostic(

@@ -498,6 +498,14 @@ class _ModuleLevel:
 
     # -- expressions ----------------------------------------------------------------------
     def expression(self, expr: ast.expr, at: ast.AST, what: str = "the value") -> None:
+        if isinstance(expr, ast.Constant):
+            return  # the common cases, without walking: literals ...
+        if isinstance(expr, ast.Name) and (
+            expr.id in self.bound
+            or expr.id not in self.globals
+            or _definition_safe_global(self.globals[expr.id])
+        ):
+            return  # ... and plain names (`int`, a class, the candidate's own constant)
         local: set[str] = set()  # comprehension variables
         for sub in ast.walk(expr):
             if isinstance(sub, ast.comprehension):
