@@ -508,7 +508,7 @@ def _confine_child(result_w: int, plan: _ChildPlan) -> int:
     step = "wiping secrets"
     try:
         _confine.wipe(plan.secrets)
-        _confine.scrub_environment(c.env_block)
+        _confine.scrub_environment(plan.env_regions, c.env_block)
         step = "rlimits"
         _confine.set_rlimits({resource.RLIMIT_CPU: (plan.cpu_seconds, plan.cpu_seconds + 1)})
         if c.netns:
@@ -520,7 +520,7 @@ def _confine_child(result_w: int, plan: _ChildPlan) -> int:
         step = "closing inherited descriptors"
         result_w = _confine.close_descriptors(result_w)
         step = "dropping capabilities"
-        _confine.drop_capabilities()
+        _confine.drop_capabilities(bounding=c.seccomp is None)  # seccomp denies execve
         if c.seccomp is not None:
             step = "seccomp"
             _confine.install_seccomp(c.seccomp, os.getpid())
@@ -558,6 +558,7 @@ class _ChildPlan:
     parent_pid: int
     confinement: _Confinement | None  # None: an unconfined fork
     secrets: tuple[tuple[int, int], ...]  # (address, size) of registered secrets to wipe
+    env_regions: tuple[tuple[int, int], ...]  # (address, size) of the environment's values
     cpu_seconds: int  # RLIMIT_CPU of a confined child: a backstop behind the wall clock
 
 
@@ -575,16 +576,39 @@ def _plan(limits: TrialLimits, confine: bool) -> _ChildPlan:
             hard = resource.getrlimit(resource.RLIMIT_AS)[1]
             if hard != resource.RLIM_INFINITY:
                 address_limit = min(address_limit, hard)
-    confinement = secrets = None
+    confinement = None
+    secrets: tuple[tuple[int, int], ...] = ()
+    env_regions: tuple[tuple[int, int], ...] = ()
     if confine:
         confinement = _confinement()
         with _SECRETS_LOCK:
             secrets = tuple(region for _obj, region in _SECRETS.values())
+        env_regions = _environment_regions()
     # Every core may burn CPU for the whole wall-clock limit before the parent kills us.
     cpu_seconds = math.ceil(limits.timeout_s * (os.cpu_count() or 1)) + 1
     return _ChildPlan(
-        tuple(handled), address_limit, os.getpid(), confinement, secrets or (), cpu_seconds
+        tuple(handled),
+        address_limit,
+        os.getpid(),
+        confinement,
+        secrets,
+        env_regions,
+        cpu_seconds,
     )
+
+
+_ENV_CACHE: tuple[Any, tuple[tuple[int, int], ...]] = (None, ())
+
+
+def _environment_regions() -> tuple[tuple[int, int], ...]:
+    """`_confine.environment_regions`, recomputed only when the environment changed (a
+    change replaces the C strings and the bytes objects, so their addresses tell)."""
+    global _ENV_CACHE
+    data = os.environ._data  # type: ignore[attr-defined]
+    key = (tuple(_confine.c_environ()), tuple((id(v), len(v)) for v in data.values()))
+    if _ENV_CACHE[0] != key:
+        _ENV_CACHE = (key, tuple(_confine.environment_regions()))
+    return _ENV_CACHE[1]
 
 
 def _make_stdio() -> tuple[io.TextIOWrapper, io.TextIOWrapper, io.TextIOWrapper]:

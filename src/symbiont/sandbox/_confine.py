@@ -18,12 +18,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import resource
 import signal
 import struct
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from symbiont.sandbox import _landlock, _seccomp
 
@@ -35,6 +37,33 @@ PR_GET_SECCOMP = 21
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _memset = ctypes.memset
+
+
+def _function(name: str, restype: Any, *argtypes: Any) -> Any:
+    """A libc function bound with its own types (a fresh object, so the same symbol can be
+    bound twice, as `syscall` is, with different argument types)."""
+    fn = _libc[name]
+    fn.restype = restype
+    fn.argtypes = list(argtypes)
+    return fn
+
+
+# Bound in the parent at import: a forked child then only calls them. Its first use of a
+# ctypes function or type would otherwise build converters and types, and every page it
+# writes on the way is a copy-on-write fault (together several hundred microseconds).
+_ulong, _long, _ptr = ctypes.c_ulong, ctypes.c_long, ctypes.c_void_p
+_prctl = _function("prctl", ctypes.c_int, ctypes.c_int, _ulong, _ulong, _ulong, _ulong)
+_clearenv = _function("clearenv", ctypes.c_int)
+_restrict_self = _function("syscall", _long, _long, ctypes.c_int, ctypes.c_uint32)
+_capset = _function("syscall", _long, _long, _ptr, _ptr)
+_CAP_HEADER = _seccomp._CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
+_CAP_DATA = (_seccomp._CapData * 2)()  # all zero: no capabilities
+_CAP_HEADER_ADDRESS = ctypes.addressof(_CAP_HEADER)
+_CAP_DATA_ADDRESS = ctypes.addressof(_CAP_DATA)
+_NR_CAPSET = _seccomp.SYSCALLS.get(_seccomp.machine(), {}).get("capset", -1)
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
 
 # A pid placeholder for a seccomp program built before the fork: above PID_MAX_LIMIT (2**22),
 # so it never matches a real pid and cannot be confused with a system call number.
@@ -113,10 +142,16 @@ def read_only_ruleset(abi: int, paths: Iterable[str]) -> int:
 
 @dataclass(frozen=True, slots=True)
 class SeccompProgram:
-    """A seccomp program built before the fork; `for_pid` bakes in the child's pid."""
+    """A seccomp program built before the fork; `for_pid` bakes in the child's pid.
+
+    It also carries the program in a ctypes buffer with its `sock_fprog`, both made in the
+    parent, so `install_seccomp` in a child patches the pid in place and makes two calls.
+    """
 
     code: bytes
     pid_offsets: tuple[int, ...]  # byte offsets of the instructions comparing with the pid
+    buffer: Any = field(default=None, compare=False, repr=False)  # ctypes copy of `code`
+    fprog: Any = field(default=None, compare=False, repr=False)  # struct sock_fprog for it
 
     def for_pid(self, pid: int) -> bytes:
         buf = bytearray(self.code)
@@ -144,7 +179,9 @@ def seccomp_program(
         if struct.unpack_from("=HBBI", code, i)[0] == _seccomp.BPF_JEQ_K
         and struct.unpack_from("=HBBI", code, i)[3] == _PID_PLACEHOLDER
     )
-    return SeccompProgram(code, offsets)
+    buffer = ctypes.create_string_buffer(code, len(code))
+    fprog = _seccomp._SockFprog(len(code) // 8, ctypes.addressof(buffer))
+    return SeccompProgram(code, offsets, buffer, fprog)
 
 
 def data_region(obj: str | bytes) -> tuple[int, int] | None:
@@ -194,35 +231,64 @@ def wipe(regions: Iterable[tuple[int, int]]) -> None:
         _memset(address, 0, size)
 
 
-def scrub_environment(block: tuple[int, int] | None) -> None:
-    """Empty the environment and overwrite its values in memory.
+# Names of environment variables whose values are credentials. All variables are removed;
+# these are also overwritten in memory (the values of the others are no secret, and every
+# overwrite costs the child a call and a page copy).
+SECRET_NAME = re.compile(
+    rb"KEY|TOKEN|SECRET|PASS|PWD|CRED|AUTH|SESSION|COOKIE|PRIVATE|SIGNATURE|DSN|URL|URI",
+    re.IGNORECASE,
+)
 
-    Python's `os.environ` and the C-level `environ` are both emptied; before that the C
-    strings ("NAME=value"), the bytes objects `os.environ` holds and the initial block on
-    the stack are overwritten, so neither getenv, os.environ, /proc/self/environ nor a
-    scan of the process's memory finds them.
+
+def environment_regions() -> list[tuple[int, int]]:
+    """(address, size) of the environment's credentials in memory, worked out by the parent.
+
+    For every variable whose name matches SECRET_NAME: the bytes object `os.environ` holds
+    (shared with `os.environb`) and the C string ("NAME=value") the C-level `environ` points
+    to. A child wipes them (`scrub_environment`) without walking the environment itself.
+    Values of 0-1 bytes are interpreter-wide singletons and are left alone.
     """
-    data = os.environ._data  # type: ignore[attr-defined]
     regions = []
-    for value in data.values():
-        if isinstance(value, bytes) and len(value) > 1:  # length 0-1 bytes are shared singletons
+    for name, value in os.environ._data.items():  # type: ignore[attr-defined]
+        if isinstance(value, bytes) and len(value) > 1 and SECRET_NAME.search(name):
             region = data_region(value)
             if region is not None:
                 regions.append(region)
+    for address in c_environ():
+        entry = ctypes.string_at(address)
+        if SECRET_NAME.search(entry.split(b"=", 1)[0]):
+            regions.append((address, len(entry)))
+    return regions
+
+
+def c_environ() -> list[int]:
+    """The addresses of the C-level environment strings, in order."""
+    array = ctypes.c_void_p.in_dll(_libc, "environ").value
+    if not array:
+        return []
+    entries = ctypes.cast(array, ctypes.POINTER(ctypes.c_void_p))
+    out = []
+    i = 0
+    while address := entries[i]:
+        out.append(address)
+        i += 1
+    return out
+
+
+def scrub_environment(regions: Iterable[tuple[int, int]], block: tuple[int, int] | None) -> None:
+    """Empty the environment and overwrite its values in memory.
+
+    `regions` from `environment_regions` and `block` from `environment_block`, both taken by
+    the parent just before the fork. Python's `os.environ` and the C-level `environ` are
+    emptied; the credentials they held and the whole initial block on the stack (every
+    variable the process started with) are overwritten, so neither getenv, os.environ,
+    /proc/self/environ nor a scan of the process's memory finds those values.
+    """
     wipe(regions)
-    data.clear()  # os.environ and os.environb share this dict
-    environ = ctypes.POINTER(ctypes.c_void_p).in_dll(_libc, "environ")
-    strlen = _libc.strlen
-    strlen.restype = ctypes.c_size_t
-    if environ:
-        i = 0
-        while environ[i]:
-            address = environ[i]
-            _memset(address, 0, strlen(ctypes.c_void_p(address)))
-            i += 1
     if block is not None:
         _memset(block[0], 0, block[1])
-    if _libc.clearenv() != 0:
+    os.environ._data.clear()  # type: ignore[attr-defined]  # os.environb shares this dict
+    if _clearenv() != 0:
         _raise_errno("clearenv")
 
 
@@ -268,10 +334,18 @@ def enter_network_namespace() -> None:
         fh.write(f"{gid} {gid} 1")
 
 
+def set_no_new_privs() -> None:
+    """No execve may gain privileges (setuid, file capabilities); Landlock and seccomp
+    need it. Permanent, inherited."""
+    if _prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        _raise_errno("prctl(PR_SET_NO_NEW_PRIVS)")
+
+
 def enter_landlock(ruleset: int) -> None:
     """No new privileges, then the Landlock domain of `ruleset` (see `read_only_ruleset`)."""
-    _seccomp.set_no_new_privs()
-    _landlock.restrict_self(ruleset)
+    set_no_new_privs()
+    if _restrict_self(_landlock.SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0) != 0:
+        _raise_errno("landlock_restrict_self")
 
 
 def close_descriptors(keep: int) -> int:
@@ -287,11 +361,31 @@ def close_descriptors(keep: int) -> int:
     return keep
 
 
-def drop_capabilities() -> None:
-    """Empty every capability set (root stays uid 0 but loses its privileges)."""
-    _seccomp.drop_capabilities()
+def drop_capabilities(*, bounding: bool = True) -> None:
+    """Empty the capability sets (root stays uid 0 but loses its privileges).
+
+    `bounding=False` leaves the bounding set and makes one system call with arguments built
+    at import: the bounding set only matters at execve, which a process whose seccomp filter
+    denies execve never reaches (and with no-new-privs, execve cannot regain them either).
+    """
+    if bounding:
+        _seccomp.drop_capabilities()
+    elif _capset(_NR_CAPSET, _CAP_HEADER_ADDRESS, _CAP_DATA_ADDRESS) != 0:
+        _raise_errno("capset")
 
 
 def install_seccomp(program: SeccompProgram, pid: int) -> None:
-    """The seccomp filter, with `pid` as the only target signals may reach. Last step."""
-    _seccomp.install_program(program.for_pid(pid))
+    """The seccomp filter, with `pid` as the only target signals may reach. Last step.
+
+    Patches the program's own buffer: call it in a forked child (the parent's copy keeps
+    the placeholder).
+    """
+    if program.buffer is None:
+        _seccomp.install_program(program.for_pid(pid))
+        return
+    for offset in program.pid_offsets:
+        struct.pack_into("=I", program.buffer, offset + 4, pid)
+    set_no_new_privs()
+    address = ctypes.addressof(program.fprog)
+    if _prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, address, 0, 0) != 0:
+        _raise_errno("prctl(PR_SET_SECCOMP)")
