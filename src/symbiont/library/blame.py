@@ -104,12 +104,25 @@ def _scalar(value: Any) -> bool:
     return isinstance(value, str | int | float) and not isinstance(value, bool)
 
 
-def _schema_declares_error(schema: Mapping[str, Any]) -> bool:
-    """The output schema has an `error` property (in itself or one of its alternatives)."""
+def _schema_declares_error(
+    schema: Mapping[str, Any], root: Mapping[str, Any] | None = None, depth: int = 0
+) -> bool:
+    """The output schema has an `error` property (itself, through `$ref`, or in one of its
+    alternatives; recursive definitions are followed a few levels only)."""
+    root = schema if root is None else root
+    if depth > 8:
+        return False
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        target = (root.get("$defs") or {}).get(ref.removeprefix("#/$defs/"))
+        if isinstance(target, Mapping) and target is not schema:
+            return _schema_declares_error(target, root, depth + 1)
     if "error" in (schema.get("properties") or {}):
         return True
     for key in ("anyOf", "oneOf"):
         for alternative in schema.get(key) or ():
-            if isinstance(alternative, Mapping) and _schema_declares_error(alternative):
+            if isinstance(alternative, Mapping) and _schema_declares_error(
+                alternative, root, depth + 1
+            ):
                 return True
     return False
