@@ -263,9 +263,10 @@ async def run_evolve(
     spent = 0
     model_failures = 0  # in a row
 
-    def finish(attempt: AttemptReport) -> None:
+    async def finish(attempt: AttemptReport) -> None:
         report.attempts.append(attempt)
-        runtime._add_attempt(run_id, attempt)
+        # Store writes off the loop's thread too: another process may hold the write lock.
+        await asyncio.to_thread(runtime._add_attempt, run_id, attempt)
         if on_attempt:
             on_attempt(attempt)
 
@@ -306,7 +307,7 @@ async def run_evolve(
                 f"{type(exc).__name__}: {exc} (after {len(retried)} "
                 f"retr{'y' if len(retried) == 1 else 'ies'})",
             )
-            finish(AttemptReport(index, "model", False, None, (diag,), retries=len(retried)))
+            await finish(AttemptReport(index, "model", False, None, (diag,), retries=len(retried)))
             if model_failures >= config.max_model_failures:
                 report.stop_reason = (
                     f"the model failed {model_failures} attempts in a row; the last error: {exc}"
@@ -315,7 +316,7 @@ async def run_evolve(
             continue
         except Exception as exc:  # not worth retrying (a refused key, an unknown model, ...)
             diag = Diagnostic("model", "error", f"{type(exc).__name__}: {exc}")
-            finish(AttemptReport(index, "model", False, None, (diag,), retries=len(retried)))
+            await finish(AttemptReport(index, "model", False, None, (diag,), retries=len(retried)))
             report.stop_reason = f"the model could not be used: {type(exc).__name__}: {exc}"
             break
         model_failures = 0
@@ -369,10 +370,10 @@ async def run_evolve(
                 )
                 revision.stage, revision.diagnostics = "model", (note,)
                 attempt.stage, attempt.diagnostics, attempt.repeated = "model", (note,), True
-                runtime._record(handle, revision)
+                await asyncio.to_thread(runtime._record, handle, revision)
                 repeats.add(key, revision)
                 attempt.revision = revision.number
-                finish(attempt)
+                await finish(attempt)
                 # Start the conversation afresh so the model is not anchored on its repeat.
                 conversation.reset(
                     feedback.correction((note,), name=handle.name, def_line=def_line),
@@ -392,11 +393,11 @@ async def run_evolve(
             answer = ""
 
         if revision.number < 0:
-            runtime._record(handle, revision)
+            await asyncio.to_thread(runtime._record, handle, revision)
         if key:
             repeats.add(key, revision)
         attempt.revision = revision.number
-        finish(attempt)
+        await finish(attempt)
 
         if attempt.accepted and stop_on_accept:
             report.stop_reason = f"accepted r{revision.number}"
