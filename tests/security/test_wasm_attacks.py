@@ -72,6 +72,8 @@ def _assert_healthy(sandbox: Sandbox) -> None:
     assert time.monotonic() - started < 2.0
 
 
+_CELLS = "def _cells(fn):\n    return dict(zip(fn.__code__.co_freevars, fn.__closure__))\n"
+
 # Each tries to wait inside the host past the call's limit. Outcome kinds: "timeout" when
 # the wait happened and was cut at the deadline; otherwise the wait was refused in the guest
 # (an exception, or a module the sandbox does not offer).
@@ -80,8 +82,8 @@ SLEEPERS = {
     "infinite-sleep": "import time\n\ndef main():\n    time.sleep(float('inf'))\n",
     "sleep-and-retry": "import time\n\ndef main():\n    while True:\n        try:\n"
     "            time.sleep(30)\n        except BaseException:\n            pass\n",
-    "closure": "import time\n\ndef main():\n"
-    "    real = time.sleep.__closure__[0].cell_contents\n    real(60)\n",
+    "closure": "import time\n" + _CELLS + "\ndef main():\n"
+    "    real = _cells(time.sleep)['real_sleep'].cell_contents\n    real(60)\n",
     "select-timeout": "import select\n\ndef main():\n    select.select([], [], [], 60)\n",
     "poll-timeout": "import select\n\ndef main():\n    select.poll().poll(60_000)\n",
     "selectors": "import selectors\n\ndef main():\n    selectors.DefaultSelector().select(60)\n",
@@ -115,7 +117,7 @@ def test_no_blocking_wait_outlives_the_call(sandbox: Sandbox, name: str) -> None
     if name in ("plain-sleep", "sleep-and-retry"):
         assert result.error is not None and result.error.kind == "timeout", result.error
     _assert_healthy(sandbox)
-    assert _status("Threads") <= threads + 1
+    assert _status("Threads") <= threads, "a thread was left behind"
 
 
 def test_a_hundred_hostile_calls_leave_no_threads_or_memory(wasm: Sandbox) -> None:
@@ -124,7 +126,9 @@ def test_a_hundred_hostile_calls_leave_no_threads_or_memory(wasm: Sandbox) -> No
         SLEEPERS["plain-sleep"],
         SLEEPERS["sleep-and-retry"],
         "def main():\n    data = bytearray(40 * 1024 * 1024)\n    while True:\n        pass\n",
-        "import time\n\ndef main():\n    blob = 'x' * (30 * 1024 * 1024)\n    time.sleep(60)\n",
+        "import time\n" + _CELLS + "\ndef main():\n    blob = 'x' * (30 * 1024 * 1024)\n"
+        "    real = _cells(time.sleep)['real_sleep'].cell_contents\n    real(60)\n",
+        SLEEPERS["select-timeout"],
     ]
     for source in hostile:  # warm: the first calls map code and fill the pool
         _run(wasm, source, timeout_s=0.1)
@@ -137,7 +141,7 @@ def test_a_hundred_hostile_calls_leave_no_threads_or_memory(wasm: Sandbox) -> No
         assert result.error is not None
         kinds.add(result.error.kind)
     elapsed = time.monotonic() - started
-    assert kinds == {"timeout"}, kinds
+    assert kinds <= {"timeout", "exception"}, kinds
     assert elapsed < 100 * 0.1 + 30, f"100 calls of 0.1 s took {elapsed:.1f} s"
     _assert_healthy(wasm)
     time.sleep(0.5)  # the pool thread drops the used instances
