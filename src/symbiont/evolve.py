@@ -96,7 +96,11 @@ class AttemptReport:
         verdict = "accepted" if self.accepted else f"rejected at {self.stage}"
         first = self.diagnostics[0].message.splitlines()[0] if self.diagnostics else ""
         score = f" score={self.score:.6g}" if self.score is not None else ""
-        return f"attempt {self.index}: {verdict}{score}" + (f" — {first}" if first else "")
+        tokens = f" [{self.input_tokens:,}+{self.output_tokens:,} tokens]"
+        retries = f" [{self.retries} retries]" if self.retries else ""
+        return f"attempt {self.index}: {verdict}{score}{tokens}{retries}" + (
+            f" — {first}" if first else ""
+        )
 
 
 @dataclass(slots=True)
