@@ -283,7 +283,10 @@ ATTACKS: list[Attack] = [
         "        threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
         "    return 'started'\n",
         both("exception"),
-        {"wasm": "no threads in the instance", "process": "RLIMIT_AS bounds thread stacks"},
+        {
+            "wasm": "no threads in the instance",
+            "process": "RLIMIT_NPROC task cap under the dedicated uid (RLIMIT_AS behind it)",
+        },
     ),
     Attack(
         "memory_bomb",
