@@ -266,6 +266,12 @@ async def run_evolve(
     repeats = await asyncio.to_thread(_RepeatIndex, handle)  # parses every rejected revision
     spent = 0
     model_failures = 0  # in a row
+    # A server that reports no usage is estimated (about 4 characters per token); the
+    # offline mutation proposer tokenises nothing, and its zero is the truth.
+    tokenises = _model_origin(model) != "mutation"
+
+    def estimate(text: str | list[Message]) -> int:
+        return estimate_tokens(text) if tokenises else 0
 
     async def finish(attempt: AttemptReport) -> None:
         report.attempts.append(attempt)
@@ -330,8 +336,8 @@ async def run_evolve(
             "extract",
             False,
             None,
-            input_tokens=reply.usage.input_tokens or estimate_tokens(messages),
-            output_tokens=reply.usage.output_tokens or estimate_tokens(reply.text),
+            input_tokens=reply.usage.input_tokens or estimate(messages),
+            output_tokens=reply.usage.output_tokens or estimate(reply.text),
             model_latency_s=reply.latency_s,
             retries=retries,
         )

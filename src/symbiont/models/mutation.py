@@ -23,6 +23,7 @@ hints, from the last fenced Python block in the conversation that defines a func
 from __future__ import annotations
 
 import ast
+import asyncio
 import copy
 import hashlib
 import random
@@ -507,7 +508,8 @@ class MutationModel:
         hints: Mapping[str, Any] | None = None,
     ) -> ModelReply:
         started = time.perf_counter()
-        text = self.propose(messages, hints)
+        # Off the event loop's thread: a proposal parses and rewrites syntax trees.
+        text = await asyncio.to_thread(self.propose, messages, hints)
         return ModelReply(
             text=text,
             usage=Usage(),  # nothing was tokenised: no model ran
