@@ -173,3 +173,22 @@ def test_a_stored_revision_with_a_side_effect_is_refused_at_resume_not_run() -> 
     assert fn(1) == (0, 0)
     message = str(info.value)
     assert "not installed" in message and "DATA.clear()" in message and "line 1" in message
+
+
+def test_reactivating_a_revision_binds_nothing_new_its_helpers_keep_their_state() -> None:
+    fn = st.revision_and_helper
+    h = fn.symbiont
+    template = (
+        "_CALLS: list[int] = []\n\n"
+        "def revision_and_helper(x: int) -> tuple[int, int]:\n"
+        "    _CALLS.append(x)\n"
+        "    return ({n}, len(_CALLS))\n"
+    )
+    first = h.add_revision(_compiled(fn, template.format(n=1), 1))
+    second = h.add_revision(_compiled(fn, template.format(n=2), 2))
+    h.activate(first)
+    assert fn(5) == (1, 1)
+    h.activate(second)
+    assert fn(5) == (2, 1)  # revision 2 has a list of its own
+    h.activate(first)  # back: revision 1's helpers are still bound, not executed again
+    assert fn(5) == (1, 2)
