@@ -137,6 +137,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common(p)
     p.set_defaults(func=cmd_export)
 
+    from symbiont.cli.mcp import register_export_tools  # tool definitions: symbiont.mcp
+
+    register_export_tools(cmds)
+
 
 def _help(parser: argparse.ArgumentParser) -> int:
     parser.print_help()

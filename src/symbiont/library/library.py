@@ -1262,6 +1262,14 @@ class Library:
                     copy_seed_data(src, root / "data" / folder)
         return written
 
+    def as_tools(self, format: str = "openai") -> builtins.list[dict[str, Any]]:
+        """The active capabilities as tool definitions: "openai" (Chat Completions `tools`),
+        "anthropic" (Messages `tools`) or "mcp" (`tools/list` entries). Route a model's call
+        to `run` with `symbiont.mcp.schemas.run_tool_call(library, name, arguments)`."""
+        from symbiont.mcp.schemas import capability_tools
+
+        return capability_tools(self.list(status="active"), format)
+
 
 def capability_policy() -> Policy:
     """The policy for capabilities: the pipeline's default plus `CAPABILITY_DENIED_IMPORTS`,

@@ -1,0 +1,900 @@
+"""The capability library as an MCP server (the official `mcp` SDK's low-level `Server`).
+
+    symbiont mcp                                   # stdio, for desktop clients
+    symbiont mcp --http 127.0.0.1:8765            # streamable HTTP on loopback
+    SYMBIONT_MCP_TOKEN=... symbiont mcp --http 0.0.0.0:8765   # elsewhere: a bearer token
+
+What a client gets:
+
+- tools `search_capabilities`, `run_capability`, `get_capability`, and with a model
+  configured `create_capability` / `mutate_capability` (the mutation agent: nothing is
+  stored unless build and tests passed); with `--expose top-k|all`, capabilities as tools of
+  their own (input and output schema from the capability) and `notifications/tools/
+  list_changed` when that list changes (added, replaced, deprecated — by this server or by
+  another process on the same store, seen by a poll);
+- resources `capability://ID` (metadata as JSON, source as Python), and
+  `notifications/resources/list_changed`;
+- the prompt `capability_library`, the library's system prompt.
+
+Every library call goes through one worker thread at a time (`_work`): the library and its
+sandbox are used from one thread at a time and the event loop never blocks on a sandbox
+run. A failed call is a tool result with `isError` and a message a model can act on; the
+handler catches everything, so no input can take the server down.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+import traceback
+import weakref
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import anyio.to_thread
+import mcp_types as types
+from mcp.server.lowlevel.server import NotificationOptions, Server
+from mcp.server.models import InitializationOptions
+from mcp.shared.exceptions import MCPError
+
+from symbiont.errors import CapabilityError, SandboxError, SymbiontError
+from symbiont.library import (
+    Capability,
+    CapabilityDeprecated,
+    CapabilityNotFound,
+    InvalidInput,
+    Library,
+    validate,
+)
+from symbiont.mcp import prompts
+from symbiont.mcp.schemas import mcp_tool, tool_names
+
+if TYPE_CHECKING:
+    from mcp.server.context import ServerRequestContext
+    from mcp.server.session import ServerSession
+
+    from symbiont.models import Model
+
+log = logging.getLogger("symbiont.mcp")
+
+T = TypeVar("T")
+
+EXPOSE_MODES = ("none", "top-k", "all")
+RESOURCE_SCHEME = "capability://"
+RESOURCE_NOT_FOUND = -32002  # the code the MCP specification gives an unknown resource
+_NOTIFY = NotificationOptions(tools_changed=True, resources_changed=True)
+
+
+def model_configured(environ: Mapping[str, str] | None = None) -> bool:
+    """A model that can drive the mutation agent is configured (`SYMBIONT_MODEL` naming a
+    model, or `OPENAI_BASE_URL`); the offline mutation proposer cannot write capabilities."""
+    env = os.environ if environ is None else environ
+    name = env.get("SYMBIONT_MODEL", "").strip()
+    if name == "mutation" or name.startswith("mutation:"):
+        return False
+    return bool(name or env.get("OPENAI_BASE_URL", "").strip())
+
+
+@dataclass(slots=True)
+class ServerOptions:
+    """How `symbiont mcp` opens the library and what it offers."""
+
+    store: str | None = None  # store file; None: $SYMBIONT_HOME/symbiont.db or ./.symbiont/
+    data_root: str | None = None
+    tier: str | None = None  # sandbox tier; None: $SYMBIONT_SANDBOX, else wasm
+    expose: str = "none"  # capabilities as tools of their own: none, top-k, all
+    top_k: int = 8  # how many with expose="top-k"
+    timeout_s: float | None = None  # per sandbox run; None: the sandbox default
+    poll_s: float = 1.0  # how often to look for changes made by other processes (0: never)
+    mutation_max_steps: int = 16
+
+
+class ToolFailure(Exception):
+    """A tool call that cannot give a result: becomes a tool result with `isError`."""
+
+    def __init__(self, kind: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.details = details
+
+
+# -- the server's own tools ------------------------------------------------------------------
+def _object(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
+
+
+_ID = {"type": "string", "description": "a capability id, as search_capabilities shows it"}
+SEARCH_TOOL = {
+    "name": "search_capabilities",
+    "title": "Search capabilities",
+    "description": "Find the capabilities that fit a task, best first (hybrid semantic and "
+    "keyword retrieval; deprecated ones are left out). Returns each one's id, summary, "
+    "score and input schema.",
+    "inputSchema": _object(
+        {
+            "query": {"type": "string", "description": "the task, in words"},
+            "k": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 50,
+                "description": "how many results (default 5)",
+            },
+        },
+        ["query"],
+    ),
+    "annotations": {"readOnlyHint": True, "openWorldHint": False},
+}
+RUN_TOOL = {
+    "name": "run_capability",
+    "title": "Run a capability",
+    "description": "Run a capability in the sandbox on an input object that fits its input "
+    "schema; returns its output. The outcome is recorded: a capability that keeps failing "
+    "is deprecated.",
+    "inputSchema": _object(
+        {
+            "id": _ID,
+            "input": {
+                "type": "object",
+                "description": "the capability's named arguments, fitting its input schema",
+            },
+        },
+        ["id"],
+    ),
+    "annotations": {"readOnlyHint": False, "destructiveHint": True, "openWorldHint": True},
+}
+GET_TOOL = {
+    "name": "get_capability",
+    "title": "Show a capability",
+    "description": "A capability's source, input and output schema, summary, examples, "
+    "permissions, statistics and lineage.",
+    "inputSchema": _object({"id": _ID}, ["id"]),
+    "annotations": {"readOnlyHint": True, "openWorldHint": False},
+}
+CREATE_TOOL = {
+    "name": "create_capability",
+    "title": "Create a capability",
+    "description": "Have a new capability written for a task by the mutation agent: it "
+    "writes, builds (parse, schema, policy, type check) and tests it in the sandbox, and "
+    "stores it only when all of that passed. Returns the stored capability.",
+    "inputSchema": _object(
+        {"task": {"type": "string", "description": "what the capability should do"}}, ["task"]
+    ),
+    "annotations": {"readOnlyHint": False, "destructiveHint": False, "openWorldHint": True},
+}
+MUTATE_TOOL = {
+    "name": "mutate_capability",
+    "title": "Derive a capability",
+    "description": "Have a new version of a capability written for a task, starting from "
+    "it (its parent): built and tested like create_capability, stored only when that "
+    "passed. With replace_parent, the new one retires the parent (it becomes legacy).",
+    "inputSchema": _object(
+        {
+            "id": _ID,
+            "task": {"type": "string", "description": "what the new version should do"},
+            "replace_parent": {
+                "type": "boolean",
+                "description": "retire the parent once the new one is stored (default false)",
+            },
+        },
+        ["id", "task"],
+    ),
+    "annotations": {"readOnlyHint": False, "destructiveHint": True, "openWorldHint": True},
+}
+READ_TOOLS = (SEARCH_TOOL, RUN_TOOL, GET_TOOL)
+AUTHOR_TOOLS = (CREATE_TOOL, MUTATE_TOOL)
+CORE_TOOL_NAMES = frozenset(str(t["name"]) for t in (*READ_TOOLS, *AUTHOR_TOOLS))
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2, default=str)
+
+
+def ok_result(payload: Any, *, structured: Any = None) -> dict[str, Any]:
+    """A successful tool result: the payload as JSON text, and as structured content."""
+    return {
+        "content": [{"type": "text", "text": _text(payload)}],
+        "structuredContent": payload if structured is None else structured,
+        "isError": False,
+    }
+
+
+def error_result(failure: ToolFailure) -> dict[str, Any]:
+    """A failed tool call, the protocol's way: `isError` and a message a model can act on."""
+    text = f"{failure.kind}: {failure.message}"
+    extra = {k: v for k, v in failure.details.items() if k != "traceback" and v is not None}
+    if extra:
+        text += "\n" + _text(extra)
+    if failure.details.get("traceback"):
+        text += "\n" + str(failure.details["traceback"])
+    error = {"kind": failure.kind, "message": failure.message, **extra}
+    return {
+        "content": [{"type": "text", "text": text}],
+        "structuredContent": {"error": error},
+        "isError": True,
+    }
+
+
+class _Server(Server[dict[str, Any]]):
+    """The SDK's server, announcing the list-changed notifications on every transport (the
+    streamable-HTTP manager asks for the initialization options without arguments)."""
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        return super().create_initialization_options(
+            notification_options or _NOTIFY, experimental_capabilities, extensions
+        )
+
+
+class CapabilityServer:
+    """The MCP server over one library. `library` and `model` default to what `options`
+    and the environment say (the model only when `model_configured()`)."""
+
+    def __init__(
+        self,
+        options: ServerOptions | None = None,
+        *,
+        library: Library | None = None,
+        model: Model | None = None,
+    ) -> None:
+        self.options = options or ServerOptions()
+        if self.options.expose not in EXPOSE_MODES:
+            raise SymbiontError(
+                f"unknown --expose {self.options.expose!r}; choose one of {', '.join(EXPOSE_MODES)}"
+            )
+        if self.options.top_k < 1:
+            raise SymbiontError(f"--top-k must be at least 1, not {self.options.top_k}")
+        self._owns_library = library is None
+        self.library = library if library is not None else self._open_library()
+        self._model = model
+        self.authoring = model is not None or model_configured()
+        self._limiter = anyio.CapacityLimiter(1)
+        self._sessions: weakref.WeakSet[ServerSession] = weakref.WeakSet()
+        self._focus: list[str] = []  # expose="top-k": capabilities found by recent searches
+        self._signatures: tuple[Any, Any] | None = None
+        self._tool_ids: dict[str, str] = {}  # tool name -> capability id, every stored one
+        self._dirty = False  # a call changed the library: announce before answering
+        self._change_lock = anyio.Lock()
+        self.server = _Server(
+            "symbiont",
+            version=_version(),
+            title="symbiont capability library",
+            instructions=prompts.system_prompt(
+                direct_tools=self.options.expose != "none", authoring=self.authoring
+            ),
+            lifespan=self._lifespan,
+            on_list_tools=self._list_tools,
+            on_call_tool=self._call_tool,
+            on_list_resources=self._list_resources,
+            on_list_resource_templates=self._list_resource_templates,
+            on_read_resource=self._read_resource,
+            on_list_prompts=self._list_prompts,
+            on_get_prompt=self._get_prompt,
+        )
+
+    def _open_library(self) -> Library:
+        limits = None
+        if self.options.timeout_s is not None:
+            from symbiont.sandbox import Limits
+
+            limits = Limits(timeout_s=self.options.timeout_s)
+        return Library(
+            self.options.store,
+            tier=self.options.tier,
+            data_root=self.options.data_root,
+            limits=limits,
+        )
+
+    def close(self) -> None:
+        if self._owns_library:
+            self.library.close()
+
+    # -- plumbing ------------------------------------------------------------------------------
+    async def _work(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a library call in the worker thread (one at a time)."""
+        return await anyio.to_thread.run_sync(
+            functools.partial(fn, *args), limiter=self._limiter, abandon_on_cancel=False
+        )
+
+    @asynccontextmanager
+    async def _lifespan(self, _server: Server[Any]) -> AsyncIterator[dict[str, Any]]:
+        self._signatures = await self._work(self._current_signatures)
+        async with anyio.create_task_group() as tg:
+            if self.options.poll_s > 0:
+                tg.start_soon(self._poll)
+            try:
+                yield {}
+            finally:
+                tg.cancel_scope.cancel()
+
+    async def _poll(self) -> None:
+        """Changes made by other processes (a `symbiont lib` command, another agent)."""
+        while True:
+            await anyio.sleep(self.options.poll_s)
+            try:
+                await self._announce_changes()
+            except Exception:  # a busy or briefly locked store: try again next time
+                log.debug("change poll failed", exc_info=True)
+
+    def _remember(self, ctx: ServerRequestContext[Any, Any]) -> None:
+        self._sessions.add(ctx.session)
+
+    def _names(self, caps: list[Capability]) -> dict[str, str]:
+        """capability id -> tool name, over every stored capability (stable whatever the
+        statuses), never one of the server's own tool names."""
+        return tool_names((c.id for c in caps), CORE_TOOL_NAMES)
+
+    def _exposed(self, caps: list[Capability]) -> list[Capability]:
+        active = [c for c in caps if c.status == "active"]
+        if self.options.expose == "all":
+            return active
+        if self.options.expose == "none":
+            return []
+        by_id = {c.id: c for c in active}
+        chosen = [by_id[i] for i in self._focus if i in by_id]
+        # fill with the most used ones
+        for cap in sorted(active, key=lambda c: (-c.stats.runs, c.id)):
+            if len(chosen) >= self.options.top_k:
+                break
+            if all(c.id != cap.id for c in chosen):
+                chosen.append(cap)
+        return chosen[: self.options.top_k]
+
+    def _current_signatures(self) -> tuple[Any, Any]:
+        caps = self.library.list()
+        names = self._names(caps)
+        self._tool_ids = {tool: cap_id for cap_id, tool in names.items()}
+        tools = tuple(sorted((names[c.id], c.version) for c in self._exposed(caps)))
+        resources = tuple((c.id, c.version, c.status) for c in caps)
+        return tools, resources
+
+    async def _announce_changes(self) -> None:
+        """Tell every connected client when the tool or resource list changed."""
+        async with self._change_lock:
+            new = await self._work(self._current_signatures)
+            old = self._signatures
+            self._signatures = new
+            if old is None:
+                return
+            tools_changed, resources_changed = new[0] != old[0], new[1] != old[1]
+            if not (tools_changed or resources_changed):
+                return
+            for session in list(self._sessions):
+                try:
+                    if tools_changed:
+                        await session.send_tool_list_changed()
+                    if resources_changed:
+                        await session.send_resource_list_changed()
+                except Exception:  # that client has gone
+                    self._sessions.discard(session)
+
+    # -- tools ---------------------------------------------------------------------------------
+    async def _list_tools(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> dict[str, Any]:
+        self._remember(ctx)
+        tools: list[dict[str, Any]] = [dict(t) for t in READ_TOOLS]
+        if self.authoring:
+            tools.extend(dict(t) for t in AUTHOR_TOOLS)
+        if self.options.expose != "none":
+            caps = await self._work(self.library.list)
+            names = self._names(caps)
+            tools.extend(mcp_tool(c, names[c.id]) for c in self._exposed(caps))
+        return {"tools": tools}
+
+    async def _call_tool(
+        self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+    ) -> dict[str, Any]:
+        self._remember(ctx)
+        name, args = params.name, dict(params.arguments or {})
+        handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
+            "search_capabilities": self._search,
+            "run_capability": self._run,
+            "get_capability": self._get,
+        }
+        if self.authoring:
+            handlers["create_capability"] = self._create
+            handlers["mutate_capability"] = self._mutate
+        try:
+            handler = handlers.get(name)
+            if handler is not None:
+                tool = next(t for t in (*READ_TOOLS, *AUTHOR_TOOLS) if t["name"] == name)
+                _check_arguments(name, args, tool["inputSchema"])
+                result = await handler(args)
+            else:
+                cap_id = await self._work(self._capability_of_tool, name)
+                if cap_id is None:
+                    raise MCPError(types.INVALID_PARAMS, _unknown_tool(name, self.authoring))
+                output = await self._work(self._run_sync, cap_id, args)
+                result = ok_result(output["output"], structured={"result": output["output"]})
+        except ToolFailure as failure:
+            result = error_result(failure)
+        except MCPError:
+            raise
+        except Exception as exc:  # never let one call take the server down
+            log.error("tool %s failed inside the server:\n%s", name, traceback.format_exc())
+            result = error_result(
+                ToolFailure("internal_error", f"{type(exc).__name__}: {exc}".rstrip(": "))
+            )
+        if self._dirty:
+            self._dirty = False
+            await self._announce_changes()
+        return result
+
+    def _capability_of_tool(self, name: str) -> str | None:
+        if name not in self._tool_ids:  # stored since the last look
+            names = self._names(self.library.list())
+            self._tool_ids = {tool: cap_id for cap_id, tool in names.items()}
+        return self._tool_ids.get(name)
+
+    async def _search(self, args: dict[str, Any]) -> dict[str, Any]:
+        query, k = str(args["query"]), min(int(args.get("k", 5)), 50)
+        hits = await self._work(self._search_sync, query, k)
+        return ok_result({"query": query, "results": hits})
+
+    def _search_sync(self, query: str, k: int) -> list[dict[str, Any]]:
+        try:
+            hits = self.library.search(query, k)
+        except CapabilityError as exc:
+            raise ToolFailure("invalid_query", str(exc)) from None
+        caps = self.library.list()
+        names = self._names(caps)
+        if self.options.expose == "top-k":
+            found = [h.capability.id for h in hits]
+            focus = (found + [i for i in self._focus if i not in found])[: self.options.top_k]
+            self._dirty = focus != self._focus
+            self._focus = focus
+        exposed = {c.id for c in self._exposed(caps)}
+        out = []
+        for hit in hits:
+            cap = hit.capability
+            entry: dict[str, Any] = {
+                "id": cap.id,
+                "name": cap.name,
+                "summary": " ".join(cap.summary.split()),
+                "score": round(hit.score, 4),
+                "input_schema": cap.input_schema,
+                "changes_data": cap.permissions.writes,
+            }
+            if cap.id in exposed:
+                entry["tool"] = names[cap.id]
+            out.append(entry)
+        return out
+
+    async def _run(self, args: dict[str, Any]) -> dict[str, Any]:
+        value = args.get("input", {})
+        return ok_result(await self._work(self._run_sync, str(args["id"]), value))
+
+    def _run_sync(self, cap_id: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, Mapping | str):
+            raise ToolFailure(
+                "invalid_input",
+                f"input must be a JSON object of the capability's named arguments, like "
+                f'{{"employee_id": "E007"}}; got {type(value).__name__}',
+            )
+        try:
+            run = self.library.run(cap_id, value)
+        except CapabilityNotFound as exc:
+            raise ToolFailure(
+                "unknown_capability",
+                f"{_plain(exc)}; search_capabilities(query) lists the capabilities that exist",
+            ) from None
+        except CapabilityDeprecated as exc:
+            raise ToolFailure(
+                "deprecated",
+                f"capability {cap_id!r} is deprecated ({exc.reason}) and no longer runs; use "
+                "search_capabilities to find another"
+                + (", or mutate_capability to write a fixed version" if self.authoring else ""),
+            ) from None
+        except InvalidInput as exc:
+            schema = self.library.get(cap_id).input_schema
+            raise ToolFailure(
+                "invalid_input",
+                f"{exc}; nothing was run. Send an input that fits the input schema",
+                problems=list(exc.errors) or None,
+                input_schema=schema,
+            ) from None
+        except SandboxError as exc:
+            raise ToolFailure("sandbox_unavailable", str(exc)) from None
+        if not run.ok:
+            message = f"{cap_id} failed ({run.error_kind}): {run.error}"
+            if run.blame == "declared":
+                message = f"{cap_id} answered with an error it declares for this input: {run.error}"
+            elif run.blame == "host":
+                message = (
+                    f"{cap_id} could not reach what it needs (a passing host failure, not "
+                    f"counted against it): {run.error}"
+                )
+            if run.deprecated_now:
+                self._dirty = True
+                message += (
+                    f". It has now failed {self.library.deprecate_after} times in a row and is "
+                    "deprecated: it will not be offered again"
+                )
+            raise ToolFailure(
+                run.error_kind or "failed",
+                message,
+                capability_id=cap_id,
+                blame=run.blame,
+                deprecated_now=run.deprecated_now or None,
+                output=run.output,
+                traceback=run.traceback[-1500:] if run.traceback else None,
+            )
+        return {
+            "capability_id": run.capability_id,
+            "version": run.version,
+            "output": run.output,
+            "duration_s": round(run.duration_s, 6),
+            "tier": run.tier,
+        }
+
+    async def _get(self, args: dict[str, Any]) -> dict[str, Any]:
+        return ok_result(await self._work(self._describe_id, str(args["id"])))
+
+    def _describe_id(self, cap_id: str) -> dict[str, Any]:
+        try:
+            cap = self.library.get(cap_id)
+        except CapabilityNotFound as exc:
+            raise ToolFailure(
+                "unknown_capability",
+                f"{_plain(exc)}; search_capabilities(query) lists the capabilities that exist",
+            ) from None
+        return self._describe(cap)
+
+    def _describe(self, cap: Capability) -> dict[str, Any]:
+        caps = self.library.list()
+        names = self._names(caps)
+        return {
+            "id": cap.id,
+            "name": cap.name,
+            "summary": cap.summary,
+            "status": cap.status,
+            "status_reason": cap.status_reason,
+            "version": cap.version,
+            "entry": cap.entry,
+            "tool": names[cap.id] if cap.id in {c.id for c in self._exposed(caps)} else None,
+            "resource": RESOURCE_SCHEME + cap.id,
+            "input_schema": cap.input_schema,
+            "output_schema": cap.output_schema,
+            "permissions": cap.permissions.to_dict(),
+            "examples": [e.to_dict() for e in cap.examples],
+            "stats": {
+                "runs": cap.stats.runs,
+                "failures": cap.stats.failures,
+                "consecutive_failures": cap.stats.consecutive_failures,
+                "p50_latency_s": cap.stats.p50_latency_s,
+                "last_error": cap.stats.last_error,
+            },
+            "lineage": {
+                "parents": list(cap.parents),
+                "children": sorted(c.id for c in caps if cap.id in c.parents),
+                "replaced_by": cap.replaced_by,
+                "versions": [
+                    {"version": v["version"], "created_at": v["created_at"]}
+                    for v in self.library.versions(cap.id)
+                ],
+            },
+            "source": cap.source,
+        }
+
+    async def _create(self, args: dict[str, Any]) -> dict[str, Any]:
+        return ok_result(await self._work(self._author_sync, str(args["task"]), None, False))
+
+    async def _mutate(self, args: dict[str, Any]) -> dict[str, Any]:
+        replace = bool(args.get("replace_parent", False))
+        return ok_result(
+            await self._work(self._author_sync, str(args["task"]), str(args["id"]), replace)
+        )
+
+    def _author_sync(self, task: str, parent_id: str | None, replace_parent: bool) -> Any:
+        from symbiont.agent import MutationAgent
+
+        if not task.strip():
+            raise ToolFailure(
+                "invalid_task", "the task is empty; say what the capability should do"
+            )
+        if parent_id is not None and parent_id not in self.library:
+            self._describe_id(parent_id)  # raises the unknown-id failure with its hints
+        if self._model is None:
+            from symbiont.models import default_model
+
+            self._model = default_model(announce=None)
+        agent = MutationAgent(self.library, self._model, max_steps=self.options.mutation_max_steps)
+        try:
+            result = agent.run(task, parent_id, replace_parent=replace_parent)
+        finally:
+            agent.close()
+        self._dirty = True  # a parent may have been replaced even when nothing else was stored
+        if not result.ok or result.capability is None:
+            raise ToolFailure(
+                "not_created",
+                f"nothing was stored: the mutation agent ended with {result.outcome}"
+                + (f" ({result.error})" if result.error else ""),
+                steps=result.steps,
+                transcript_id=result.transcript_id,
+            )
+        return {
+            "capability": self._describe(self.library.get(result.capability.id)),
+            "steps": result.steps,
+            "transcript_id": result.transcript_id,
+        }
+
+    # -- resources and prompts -------------------------------------------------------------------
+    async def _list_resources(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> dict[str, Any]:
+        self._remember(ctx)
+        caps = await self._work(self.library.list)
+        return {
+            "resources": [
+                {
+                    "uri": RESOURCE_SCHEME + c.id,
+                    "name": c.id,
+                    "title": c.name or c.id,
+                    "description": f"[{c.status}, version {c.version}] "
+                    + " ".join(c.summary.split()),
+                    "mimeType": "application/json",
+                }
+                for c in caps
+            ]
+        }
+
+    async def _list_resource_templates(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> dict[str, Any]:
+        return {
+            "resourceTemplates": [
+                {
+                    "uriTemplate": RESOURCE_SCHEME + "{id}",
+                    "name": "capability",
+                    "title": "A capability by id",
+                    "description": "A capability's metadata (JSON) and source (Python).",
+                    "mimeType": "application/json",
+                }
+            ]
+        }
+
+    async def _read_resource(
+        self, ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
+    ) -> dict[str, Any]:
+        uri = str(params.uri)
+        if not uri.startswith(RESOURCE_SCHEME):
+            raise MCPError(
+                RESOURCE_NOT_FOUND, f"no resource {uri!r}: resources are {RESOURCE_SCHEME}ID"
+            )
+        cap_id = uri[len(RESOURCE_SCHEME) :].strip("/")
+        try:
+            meta = await self._work(self._describe_id, cap_id)
+        except ToolFailure as failure:
+            raise MCPError(RESOURCE_NOT_FOUND, failure.message, {"uri": uri}) from None
+        source = meta.pop("source")
+        return {
+            "contents": [
+                {"uri": uri, "mimeType": "application/json", "text": _text(meta)},
+                {"uri": uri, "mimeType": "text/x-python", "text": source},
+            ]
+        }
+
+    async def _list_prompts(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> dict[str, Any]:
+        return {
+            "prompts": [
+                {
+                    "name": prompts.PROMPT_NAME,
+                    "title": "Use the capability library",
+                    "description": prompts.PROMPT_DESCRIPTION,
+                    "arguments": [
+                        {
+                            "name": "task",
+                            "description": "the task at hand: the capabilities that fit it "
+                            "are listed after the instructions",
+                            "required": False,
+                        }
+                    ],
+                }
+            ]
+        }
+
+    async def _get_prompt(
+        self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams
+    ) -> dict[str, Any]:
+        if params.name != prompts.PROMPT_NAME:
+            raise MCPError(
+                types.INVALID_PARAMS,
+                f"no prompt {params.name!r}; the prompt is {prompts.PROMPT_NAME!r}",
+            )
+        text = prompts.system_prompt(
+            direct_tools=self.options.expose != "none", authoring=self.authoring
+        )
+        messages = [{"role": "user", "content": {"type": "text", "text": text}}]
+        task = str((params.arguments or {}).get("task") or "").strip()
+        if task:
+            try:
+                hits = await self._work(self.library.search, task, 5)
+            except CapabilityError:
+                hits = []
+            messages.append(
+                {
+                    "role": "user",
+                    "content": {"type": "text", "text": prompts.candidates_text(task, hits)},
+                }
+            )
+        return {"description": prompts.PROMPT_DESCRIPTION, "messages": messages}
+
+    # -- transports ----------------------------------------------------------------------------
+    async def serve_stdio(self) -> None:
+        from mcp.server.stdio import stdio_server
+
+        async with stdio_server() as (read, write):
+            await self.server.run(read, write, self.server.create_initialization_options())
+
+
+def _check_arguments(tool: str, args: dict[str, Any], schema: Mapping[str, Any]) -> None:
+    problems = validate(args, dict(schema), what="arguments")
+    if problems:
+        raise ToolFailure(
+            "invalid_arguments",
+            f"the arguments of {tool} do not fit its input schema: " + "; ".join(problems[:3]),
+            input_schema=dict(schema),
+        )
+
+
+def _plain(exc: BaseException) -> str:
+    """An exception's message without the quotes `KeyError`-style classes add."""
+    text = str(exc)
+    return text[1:-1] if len(text) > 1 and text[0] == text[-1] == '"' else text
+
+
+def _unknown_tool(name: str, authoring: bool) -> str:
+    tools = ["search_capabilities", "run_capability", "get_capability"]
+    if authoring:
+        tools += ["create_capability", "mutate_capability"]
+    return (
+        f"no tool {name!r}: the tools are {', '.join(tools)} and the capability tools that "
+        "tools/list shows"
+    )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("symbiont")
+    except PackageNotFoundError:
+        return "0"
+
+
+def print_err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- streamable HTTP ---------------------------------------------------------------------------
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+TOKEN_ENV = "SYMBIONT_MCP_TOKEN"
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """`HOST:PORT` (`[::1]:8765` for IPv6) as (host, port); port 0 picks a free one."""
+    host, sep, port_text = text.strip().rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise SymbiontError(
+            f"--http wants HOST:PORT, such as 127.0.0.1:8765 or [::1]:8765; got {text!r}"
+        )
+    port = int(port_text)
+    if port > 65535:
+        raise SymbiontError(f"--http: port {port} is out of range (0-65535)")
+    return host.strip("[]"), port
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to serve a non-loopback address without a bearer token."""
+    if token is not None and not token.strip():
+        raise SymbiontError(f"the bearer token is empty; set {TOKEN_ENV} to a long random string")
+    if token is None and not is_loopback(host):
+        raise SymbiontError(
+            f"refusing to serve the capability library on {host}, which is not a loopback "
+            f"address, without a bearer token: anyone who reaches it could run and write "
+            f"capabilities. Set {TOKEN_ENV} (or pass --token) to a long random string, and have "
+            "clients send 'Authorization: Bearer <token>'; or bind 127.0.0.1"
+        )
+
+
+class BearerTokenMiddleware:
+    """ASGI middleware: every HTTP request needs `Authorization: Bearer <token>` (401 else)."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self._token = token.encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        import hmac
+
+        header = dict(scope.get("headers") or ()).get(b"authorization", b"")
+        scheme, _, given = header.partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self._token):
+            await self.app(scope, receive, send)
+            return
+        why = "missing" if not header else "wrong"
+        body = json.dumps(
+            {
+                "error": "invalid_token",
+                "error_description": f"the bearer token is {why}: send 'Authorization: Bearer "
+                f"<token>' with the token the server was started with ({TOKEN_ENV})",
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b'Bearer error="invalid_token"'),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+async def serve_http(
+    cap_server: CapabilityServer,
+    host: str,
+    port: int,
+    *,
+    token: str | None = None,
+    on_ready: Callable[[str], None] = print_err,
+) -> None:
+    """Serve streamable HTTP at `http://HOST:PORT/mcp` until cancelled or interrupted."""
+    import uvicorn
+
+    check_bind(host, token)
+    app: Any = cap_server.server.streamable_http_app(host=host)
+    if token is not None:
+        app = BearerTokenMiddleware(app, token.strip())
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+
+    async def announce() -> None:
+        while not server.started:
+            await anyio.sleep(0.02)
+        bound = server.servers[0].sockets[0].getsockname() if server.servers else (host, port)
+        shown = f"[{bound[0]}]" if ":" in str(bound[0]) else str(bound[0])
+        on_ready(
+            f"symbiont mcp: serving http://{shown}:{bound[1]}/mcp"
+            + (" (bearer token required)" if token else "")
+        )
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(announce)
+        await server.serve()
+        tg.cancel_scope.cancel()
