@@ -6,14 +6,29 @@ functions and classes, constants) becomes `helpers_code`, module-level code to b
 the module's globals at promote time. Both use one pseudo filename, registered in
 `linecache`, so tracebacks show the candidate's own lines.
 
+Per-revision names. Every name the candidate binds at its module level is bound, and looked
+up, as `<name>__sym_<8 hex digits of the source's hash>` (`namespaced`): revision 7's `_helper`
+and revision 8's `_helper` are two module globals, so a call still running revision 7 keeps
+calling revision 7's helpers after the swap, and `fn.__code__ = code` is the single atomic
+switch between revisions. The rename is deterministic per source (resume recompiles the stored
+source to the same names), the stored and shown source is the model's, functions and classes
+keep their written `__name__` and `__qualname__` (tracebacks read as written), and
+`original_names` turns per-revision names in a message back into the written ones.
+`helpers_code` is definitions only (the policy stage's `check_module_level` refused anything
+else); docstrings and module-level annotations are left out of it, so running it binds names
+and touches nothing else of the module.
+
 Refused with a `compile/*` diagnostic, never an exception:
 
 - a code object that cannot replace the declared one: different free variables (closure
   cells), or a generator / coroutine / async generator where the declaration is not one
   (or the reverse);
-- helpers that would overwrite a module global the candidate does not own (one installed by
-  an earlier revision's helpers is fine, and so is an import that rebinds a name to the very
-  same object, like `import math` in a module that imported `math`).
+- a module-level name that the module already has (`overwrite`): the candidate may only bind
+  new names, except an import that binds a name to the very same object, like `import math`
+  in a module that imported `math`.
+
+Linear in the size of the candidate: 10,000 helpers cost about 1.5-2x Python's own
+`compile()` of them (benchmarks/bench_pipeline.py).
 """
 
 from __future__ import annotations
