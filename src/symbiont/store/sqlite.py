@@ -963,12 +963,18 @@ class SQLiteStore:
         )
         return [
             FailureRecord(
-                *r[:7],
-                diagnostic=self._json(r[7], dict, f"live failure {r[9]}"),
-                pid=r[8],
-                id=r[9],
+                function_id=fid,
+                revision_number=number,
+                at=at,
+                kind=kind,
+                message=message,
+                args=args,
+                traceback=tb,
+                diagnostic=self._json(diagnostic, dict, f"live failure {rid}"),
+                pid=pid,
+                id=rid,
             )
-            for r in rows
+            for (fid, number, at, kind, message, args, tb, diagnostic, pid, rid) in rows
         ]
 
     # -- evolve runs ----------------------------------------------------------------------
