@@ -49,7 +49,12 @@ from symbiont.agent.tools import (
 from symbiont.agent.transcripts import TranscriptStore
 from symbiont.errors import CapabilityError, ModelError, SandboxError, SymbiontError
 from symbiont.library import Capability, CapabilityPermissions, Example, Library, validate
-from symbiont.library.capability import check_example, validate_id, validate_summary
+from symbiont.library.capability import (
+    SourceSyntaxError,
+    check_example,
+    validate_id,
+    validate_summary,
+)
 from symbiont.models.base import Message, Model
 
 __all__ = ["MutationAgent", "MutationResult"]
@@ -530,6 +535,8 @@ class MutationAgent:
                 examples=examples,
                 permissions=session.permissions,
             )
+        except SourceSyntaxError as exc:
+            raise self._fail(session, ToolError("syntax_error", str(exc), line=exc.line)) from None
         except CapabilityError as exc:
             raise ToolError(
                 "no_entry",

@@ -230,13 +230,12 @@ def parse_arguments(tool: Tool, raw: str) -> dict[str, Any]:
         value: Any = {}
     else:
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
+            value = _strict_json(text)
+        except ValueError as exc:
             raise ToolError(
                 "invalid_json",
-                f"the arguments of {tool.name} are not valid JSON ({exc.msg} at line {exc.lineno}, "
-                f"column {exc.colno}); send one JSON object, for example "
-                f"{_example_call(tool)}",
+                f"the arguments of {tool.name} are not valid JSON ({exc}); send one JSON "
+                f"object, for example {_example_call(tool)}",
                 received=_cut(raw, 300),
             ) from None
     if not isinstance(value, dict):
@@ -253,6 +252,27 @@ def parse_arguments(tool: Tool, raw: str) -> dict[str, Any]:
             expected=tool.parameters,
         )
     return value
+
+
+def _strict_json(text: str) -> Any:
+    """JSON read as strictly as capability inputs are (NaN, Infinity, overflowing numbers and
+    duplicate keys refused: `symbiont.sandbox.base.parse_input`); ValueError says why, with
+    the line and column of a syntax error."""
+    from symbiont.errors import CapabilityError
+    from symbiont.sandbox.base import parse_input
+
+    try:
+        return parse_input(text)
+    except CapabilityError as exc:
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as syntax:
+            raise ValueError(
+                f"{syntax.msg} at line {syntax.lineno}, column {syntax.colno}"
+            ) from None
+        except (ValueError, RecursionError):
+            pass
+        raise ValueError(str(exc).removeprefix("the input is not valid JSON: ")) from None
 
 
 def _example_call(tool: Tool) -> str:

@@ -90,6 +90,11 @@ class Check:
         if expr is not None:
             compile_predicate(str(expr))  # refuse a bad expression when it is declared
         error = data.get("error")
+        if not keys and data.get("contains") is None and expr is None and error is None:
+            raise CapabilityError(
+                "an empty check verifies nothing; give at least one of keys, contains, expr "
+                'or error (for example check = { keys = ["id"] }), or an exact `expect`'
+            )
         return cls(
             tuple(keys),
             data.get("contains"),
@@ -353,6 +358,25 @@ def eval_predicate(expr: str, *, output: Any, input: Any) -> bool:
 # ----------------------------------------------------------------------------------------
 
 
+class SourceSyntaxError(CapabilityError):
+    """A capability's source does not parse; says where, with the line and a caret."""
+
+    def __init__(self, message: str, line: int | None = None, col: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+        self.col = col
+
+    @classmethod
+    def from_syntax_error(cls, source: str, exc: SyntaxError) -> SourceSyntaxError:
+        from symbiont.diagnostics import caret_excerpt
+
+        where = f" at line {exc.lineno}" + (f", column {exc.offset}" if exc.offset else "")
+        message = f"the source has a syntax error{where}: {exc.msg}"
+        if exc.lineno:
+            message += "\n" + caret_excerpt(source, exc.lineno, exc.offset or 1).rstrip("\n")
+        return cls(message, exc.lineno, exc.offset)
+
+
 @dataclass(frozen=True, slots=True)
 class CapabilityPermissions:
     """What a capability may do through `symbiont.host`.
@@ -474,8 +498,10 @@ class Capability:
         `summary` to the entry's docstring."""
         try:
             tree = ast.parse(source)
-        except SyntaxError:
-            tree = None
+        except SyntaxError as exc:
+            if entry is None:  # no entry can be found in a source that does not parse
+                raise SourceSyntaxError.from_syntax_error(source, exc) from None
+            tree = None  # the entry is named: the build's parse stage reports the error
         functions = [
             n.name
             for n in (tree.body if tree is not None else [])

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import difflib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -485,10 +487,13 @@ def _join(path: str, key: str | int) -> str:
 
 
 def validate(value: Any, schema: JSONSchema, *, what: str = "input") -> list[str]:
-    """Every way `value` breaks `schema`, as messages naming the field; [] when it fits."""
+    """Every way `value` breaks `schema`, as messages naming the field; [] when it fits.
+
+    Messages with a typo hint ("did you mean ...?") come first: they are the ones a person
+    or a model can act on at once."""
     errors: list[str] = []
     _check(value, schema, schema, "", what, errors)
-    return errors
+    return sorted(errors, key=lambda e: "did you mean" not in e)
 
 
 def _where(what: str, path: str) -> str:
@@ -498,6 +503,11 @@ def _where(what: str, path: str) -> str:
 def _check(
     value: Any, schema: JSONSchema, root: JSONSchema, path: str, what: str, errors: list[str]
 ) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        errors.append(
+            f"{_where(what, path)}: {value!r} is not a JSON number (NaN and Infinity are refused)"
+        )
+        return
     schema = _resolve(schema, root)
     if not schema:
         return
@@ -544,15 +554,28 @@ def _check_object(
     errors: list[str],
 ) -> None:
     props: dict[str, JSONSchema] = schema.get("properties", {})
+    unknown = [k for k in value if k not in props]
     for name in schema.get("required", []):
         if name not in value:
             kind = _describe(props.get(name, {}), root)
-            errors.append(f"{what} is missing the required field {_join(path, name)!r} ({kind})")
+            close = difflib.get_close_matches(name, unknown, n=1, cutoff=0.6)
+            hint = f"; did you mean {_join(path, close[0])!r}?" if close else ""
+            errors.append(
+                f"{what} is missing the required field {_join(path, name)!r} ({kind}{hint})"
+            )
     extra = schema.get("additionalProperties", True)
     for key, item in value.items():
         if key in props:
             _check(item, props[key], root, _join(path, key), what, errors)
         elif extra is False:
+            missing = [p for p in props if p not in value]
+            close = difflib.get_close_matches(key, missing, n=1, cutoff=0.6)
+            if close:
+                errors.append(
+                    f"{what} has an unknown field {_join(path, key)!r} (did you mean "
+                    f"{_join(path, close[0])!r}?)"
+                )
+                continue
             known = ", ".join(props) or "none"
             errors.append(
                 f"{what} has an unknown field {_join(path, key)!r} (expected fields: {known})"

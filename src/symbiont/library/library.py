@@ -1033,8 +1033,7 @@ class Library:
         value = parse_input(input)
         problems = validate(value, cap.input_schema, what="input")
         if problems:
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise InvalidInput(f"invalid input for {cap_id}: {problems[0]}{more}", problems)
+            raise InvalidInput(f"invalid input for {cap_id}: {_listed(problems)}", problems)
         data_dir = (
             self.data_dir_for(cap)
             if (cap.permissions.read_files or cap.permissions.write_files)
@@ -1337,16 +1336,36 @@ def _same_content(a: Capability, b: Capability) -> bool:
     )
 
 
+_MAX_LISTED_PROBLEMS = 8
+
+
+def _listed(problems: Sequence[str]) -> str:
+    """Every problem (typo hints first, as `validate` orders them), up to a cap."""
+    shown = "; ".join(problems[:_MAX_LISTED_PROBLEMS])
+    rest = len(problems) - _MAX_LISTED_PROBLEMS
+    return shown + (f"; and {rest} more" if rest > 0 else "")
+
+
 def parse_input(value: Mapping[str, Any] | str) -> dict[str, Any]:
-    """The input as a dict; JSON text errors name the line and column."""
+    """The input as a dict. JSON text is read strictly, exactly as every sandbox tier reads
+    it (`symbiont.sandbox.base.parse_input`: NaN, Infinity, numbers that overflow a float,
+    duplicate keys and absurd nesting are refused); syntax errors name the line and column."""
     if isinstance(value, str):
+        from symbiont.sandbox.base import parse_input as strict_parse
+
         try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(
-                f"the input is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno} "
-                f"(character {exc.pos})"
-            ) from None
+            value = strict_parse(value)
+        except CapabilityError as exc:
+            try:
+                json.loads(value)  # a plain parse, for a syntax error's line and column
+            except json.JSONDecodeError as syntax:
+                raise InvalidInput(
+                    f"the input is not valid JSON: {syntax.msg} at line {syntax.lineno}, "
+                    f"column {syntax.colno} (character {syntax.pos})"
+                ) from None
+            except (ValueError, RecursionError):
+                pass
+            raise InvalidInput(str(exc)) from None
     if not isinstance(value, Mapping):
         raise InvalidInput(
             f'the input must be a JSON object of named arguments, like {{"x": 1}}; got '
