@@ -228,6 +228,12 @@ MIGRATIONS.append(
     )
 )
 
+# 5: population searches (issue 12): a search record and one row per candidate, written in
+# the candidate revision's transaction. DDL next to its repository (`store/searches.py`).
+from symbiont.store.searches import SEARCH_DDL  # noqa: E402  (plain DDL strings)
+
+MIGRATIONS.append(Migration(5, "population searches", SEARCH_DDL))
+
 LATEST_VERSION = MIGRATIONS[-1].version if MIGRATIONS else 0
 
 

@@ -1,0 +1,311 @@
+"""Population searches in the store (migration 5): a search record and its candidates.
+
+A search is one row of `searches` (its configuration as JSON, status, why it stopped, its
+best). Every candidate the search looked at is one row of `search_candidates`, written in
+the *same transaction* as its revision (`record_candidate`), so a process killed at any
+moment leaves either both or neither. The program database (islands, MAP-Elites grids,
+archive) is not stored as such: it is a deterministic replay of the candidate rows in
+order (`symbiont.search.database`), so a resumed search rebuilds exactly what it had.
+
+Migrations are rows with kind "migrant": the revision that moved and the island it
+arrived on.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from symbiont.errors import StoreError
+from symbiont.store.records import RevisionRecord
+
+if TYPE_CHECKING:
+    from symbiont.store.sqlite import SQLiteStore
+
+SEARCH_DDL: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS searches (
+        id INTEGER PRIMARY KEY,
+        function_id INTEGER NOT NULL REFERENCES functions(id) ON DELETE CASCADE,
+        config TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL CHECK (status IN ('running', 'finished')),
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        stop_reason TEXT NOT NULL DEFAULT '',
+        best_number INTEGER,
+        best_score REAL
+    )""",
+    "CREATE INDEX IF NOT EXISTS searches_by_function ON searches (function_id, id)",
+    """CREATE TABLE IF NOT EXISTS search_candidates (
+        search_id INTEGER NOT NULL REFERENCES searches(id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        revision_number INTEGER,
+        island INTEGER NOT NULL,
+        parent_number INTEGER,
+        kind TEXT NOT NULL,
+        evaluated INTEGER NOT NULL DEFAULT 0,
+        score REAL,
+        features TEXT NOT NULL DEFAULT '{}',
+        model TEXT,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        cost_usd REAL,
+        improved INTEGER NOT NULL DEFAULT 0,
+        elapsed_s REAL NOT NULL DEFAULT 0,
+        at REAL NOT NULL,
+        PRIMARY KEY (search_id, idx)
+    )""",
+)
+
+
+@dataclass(slots=True)
+class SearchRecord:
+    id: int
+    function_id: int
+    config: dict[str, Any]
+    status: str  # running | finished
+    started_at: float
+    ended_at: float | None
+    stop_reason: str
+    best_number: int | None
+    best_score: float | None
+    key: str = ""  # the function's key, filled in by listings
+
+
+@dataclass(slots=True)
+class CandidateRecord:
+    """One candidate of a search. kind: "evaluated" (it went through its trial), "seed"
+    (the active revision the search started from), "migrant" (a copy moved to another
+    island), or the rejection's kind ("duplicate", "near_duplicate", "edit", "parse",
+    "trial", "check_failed", "cascade", ...)."""
+
+    island: int
+    kind: str
+    revision_number: int | None = None
+    parent_number: int | None = None
+    evaluated: bool = False
+    score: float | None = None
+    features: dict[str, float] = field(default_factory=dict)
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+    improved: bool = False
+    elapsed_s: float = 0.0  # search seconds (all sessions) when it was recorded
+    idx: int = -1
+    at: float = 0.0
+
+
+_CANDIDATE_COLUMNS = (
+    "idx, revision_number, island, parent_number, kind, evaluated, score, features, model, "
+    "input_tokens, output_tokens, cost_usd, improved, elapsed_s, at"
+)
+_SEARCH_COLUMNS = (
+    "s.id, s.function_id, s.config, s.status, s.started_at, s.ended_at, s.stop_reason, "
+    "s.best_number, s.best_score, f.key"
+)
+
+
+def _search(row: tuple[Any, ...]) -> SearchRecord:
+    return SearchRecord(
+        id=row[0],
+        function_id=row[1],
+        config=json.loads(row[2] or "{}"),
+        status=row[3],
+        started_at=row[4],
+        ended_at=row[5],
+        stop_reason=row[6] or "",
+        best_number=row[7],
+        best_score=row[8],
+        key=row[9] or "",
+    )
+
+
+def _candidate(row: tuple[Any, ...]) -> CandidateRecord:
+    return CandidateRecord(
+        idx=row[0],
+        revision_number=row[1],
+        island=row[2],
+        parent_number=row[3],
+        kind=row[4],
+        evaluated=bool(row[5]),
+        score=row[6],
+        features={str(k): float(v) for k, v in json.loads(row[7] or "{}").items()},
+        model=row[8],
+        input_tokens=row[9],
+        output_tokens=row[10],
+        cost_usd=row[11],
+        improved=bool(row[12]),
+        elapsed_s=row[13],
+        at=row[14],
+    )
+
+
+def _insert_candidate(conn: sqlite3.Connection, search_id: int, c: CandidateRecord) -> int:
+    idx = conn.execute(
+        "SELECT COALESCE(MAX(idx), -1) + 1 FROM search_candidates WHERE search_id = ?",
+        (search_id,),
+    ).fetchone()[0]
+    conn.execute(
+        f"""INSERT INTO search_candidates ({_CANDIDATE_COLUMNS}, search_id)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (
+            idx,
+            c.revision_number,
+            c.island,
+            c.parent_number,
+            c.kind,
+            int(c.evaluated),
+            c.score,
+            json.dumps(c.features),
+            c.model,
+            c.input_tokens,
+            c.output_tokens,
+            c.cost_usd,
+            int(c.improved),
+            c.elapsed_s,
+            c.at or time.time(),
+            search_id,
+        ),
+    )
+    return int(idx)
+
+
+class SearchRepository:
+    """The search tables of one `SQLiteStore` (its connection, lock and retry policy)."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+
+    def start(self, function_id: int, config: dict[str, Any]) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "INSERT INTO searches (function_id, config, status, started_at) "
+                "VALUES (?, ?, 'running', ?)",
+                (function_id, json.dumps(config, default=str), time.time()),
+            )
+            return int(cur.lastrowid or 0)
+
+        return self.store._write(op, "starting a search")
+
+    def record_candidate(
+        self, search_id: int, candidate: CandidateRecord, revision: RevisionRecord | None
+    ) -> tuple[int | None, int]:
+        """The revision (when there is one) and the candidate row in one transaction.
+
+        Returns (revision number, candidate index)."""
+        from symbiont.store.sqlite import _insert_revision, _next_number
+
+        if revision is not None:
+            self.store._check_revision(revision)
+
+        def op(conn: sqlite3.Connection) -> tuple[int | None, int]:
+            number = candidate.revision_number
+            if revision is not None:
+                number = _next_number(conn, revision.function_id)
+                _insert_revision(conn, revision, number)
+            row = CandidateRecord(**{**_fields(candidate), "revision_number": number})
+            return number, _insert_candidate(conn, search_id, row)
+
+        return self.store._write(op, "recording a search candidate")
+
+    def finish(
+        self,
+        search_id: int,
+        stop_reason: str,
+        best_number: int | None,
+        best_score: float | None,
+        *,
+        finished: bool = True,
+    ) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE searches SET status = ?, ended_at = ?, stop_reason = ?, "
+                "best_number = ?, best_score = ? WHERE id = ?",
+                (
+                    "finished" if finished else "running",
+                    time.time(),
+                    stop_reason,
+                    best_number,
+                    best_score,
+                    search_id,
+                ),
+            )
+
+        self.store._write(op, "finishing a search")
+
+    def reopen(self, search_id: int) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE searches SET status = 'running', ended_at = NULL WHERE id = ?",
+                (search_id,),
+            )
+
+        self.store._write(op, "resuming a search")
+
+    def get(self, search_id: int) -> SearchRecord:
+        def op(conn: sqlite3.Connection) -> SearchRecord:
+            row = conn.execute(
+                f"SELECT {_SEARCH_COLUMNS} FROM searches s JOIN functions f "
+                "ON f.id = s.function_id WHERE s.id = ?",
+                (search_id,),
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"the store {self.store.path} has no search {search_id}")
+            return _search(row)
+
+        return self.store._read(op)
+
+    def latest(self, function_id: int) -> SearchRecord | None:
+        """The newest search of this lineage, if any."""
+
+        def op(conn: sqlite3.Connection) -> SearchRecord | None:
+            row = conn.execute(
+                f"SELECT {_SEARCH_COLUMNS} FROM searches s JOIN functions f "
+                "ON f.id = s.function_id WHERE s.function_id = ? ORDER BY s.id DESC LIMIT 1",
+                (function_id,),
+            ).fetchone()
+            return _search(row) if row else None
+
+        return self.store._read(op)
+
+    def list(self, limit: int = 20, key: str | None = None) -> list[SearchRecord]:
+        def op(conn: sqlite3.Connection) -> list[SearchRecord]:
+            where, args = ("WHERE f.key = ?", (key,)) if key else ("", ())
+            rows = conn.execute(
+                f"SELECT {_SEARCH_COLUMNS} FROM searches s JOIN functions f "
+                f"ON f.id = s.function_id {where} ORDER BY s.id DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+            return [_search(r) for r in rows]
+
+        return self.store._read(op)
+
+    def candidates(self, search_id: int) -> list[CandidateRecord]:
+        def op(conn: sqlite3.Connection) -> list[CandidateRecord]:
+            rows = conn.execute(
+                f"SELECT {_CANDIDATE_COLUMNS} FROM search_candidates WHERE search_id = ? "
+                "ORDER BY idx",
+                (search_id,),
+            ).fetchall()
+            return [_candidate(r) for r in rows]
+
+        return self.store._read(op)
+
+    def counts(self, search_id: int) -> dict[str, int]:
+        """Candidates per kind."""
+
+        def op(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute(
+                "SELECT kind, COUNT(*) FROM search_candidates WHERE search_id = ? GROUP BY kind",
+                (search_id,),
+            ).fetchall()
+            return {str(k): int(n) for k, n in rows}
+
+        return self.store._read(op)
+
+
+def _fields(c: CandidateRecord) -> dict[str, Any]:
+    return {name: getattr(c, name) for name in CandidateRecord.__slots__}  # type: ignore[attr-defined]
