@@ -174,6 +174,10 @@ def _trial_job(
                     frames = _candidate_frames(exc, candidate)
                     if frames:
                         raise  # an exception inside the candidate: a trial failure
+                    # The traceback starts at this job's own frame: drop it, so the model
+                    # sees the check's assertion, not symbiont's harness.
+                    if exc.__traceback__ is not None:
+                        exc = exc.with_traceback(exc.__traceback__.tb_next)
                     out["check_failed"] = exception_diagnostic(
                         exc, frame_prefix=None, stage="evaluate"
                     ).to_dict()
