@@ -8,9 +8,10 @@ description (its summary) and its input schema (plus, for MCP, its output schema
 
 Tool names: the APIs accept `^[a-zA-Z0-9_-]{1,64}$` (OpenAI, Anthropic; MCP also allows
 dots), capability ids are `[a-z0-9][a-z0-9_.-]{0,79}`. A tool is named after its capability
-id with anything else replaced by `_`; when that name is too long or already taken (by
-another capability or a reserved name such as the MCP server's own tools) it is cut and gets
-an 8-character hash of the id, so a name never changes with what else is in the library.
+id. An id that is not a valid name (a dot, more than 64 characters) or that is reserved
+(the MCP server's own tool names) is cut, its dots become `_`, and it gets an 8-character
+hash of the id: `hr.salary` -> `hr_salary_1a2b3c4d`. So a name does not depend on what else
+is in the library, and two ids never share one.
 `tool_names` gives the mapping both ways; `run_tool_call` routes a call back to `Library.run`.
 
 Imports nothing from the `mcp` SDK: `Library.as_tools` works without it.
@@ -51,17 +52,14 @@ _DESCRIPTION_LIMIT = 1024  # OpenAI's limit for a function description
 def tool_name(cap_id: str, taken: Iterable[str] = ()) -> str:
     """The tool name for `cap_id`: the id itself when it fits every API and is free."""
     name = re.sub(r"[^a-zA-Z0-9_-]", "_", cap_id)
-    if not _TOOL_NAME.match(name) or name in set(taken):
+    if name != cap_id or not _TOOL_NAME.match(name) or name in set(taken):
         digest = hashlib.sha256(cap_id.encode()).hexdigest()[:8]
         name = f"{name[:55]}_{digest}"
     return name
 
 
 def tool_names(cap_ids: Iterable[str], reserved: Iterable[str] = ()) -> dict[str, str]:
-    """capability id -> tool name for every id, unique and distinct from `reserved`.
-
-    Ids whose sanitised form is unchanged are named first, so `get_salary_details` keeps
-    its name even when `get.salary_details` also exists (that one gets the hash)."""
+    """capability id -> tool name for every id, unique and distinct from `reserved`."""
     ids = sorted(set(cap_ids), key=lambda i: (tool_name(i) != i, i))
     taken = set(reserved)
     out: dict[str, str] = {}
