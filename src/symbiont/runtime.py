@@ -213,6 +213,65 @@ class Runtime:
             return asyncio.run(self.evolve(fn, model, **kwargs))
         raise RuntimeError("evolve_sync was called inside a running event loop; use `await runtime.evolve(...)`")
 
+    # -- search (symbiont.search) ---------------------------------------------------------
+    async def search(
+        self,
+        fn: Callable[..., Any],
+        model: Any = None,
+        *,
+        metric: Metric | None = None,
+        check: Check | None = None,
+        stages: Any = (),
+        budget: Any = None,
+        resume: bool = False,
+        embedder: Any = None,
+        on_progress: Callable[[Any], None] | None = None,
+        **options: Any,
+    ) -> Any:
+        """A population search over revisions of `fn`; returns a `SearchReport`.
+
+        `model`: a Model, a list of models (an ensemble chosen per request by UCB1), or
+        (model, Pricing) pairs; None: the offline mutation proposer. `stages`: a cascade of
+        `Stage(metric, threshold)` (or (metric, threshold) pairs), cheapest first.
+        `budget`: a `Budget` (default 100 evaluations). `resume`: continue the newest
+        stored search of `fn`. Further `options` are `SearchConfig` fields: `prompt`,
+        `direction`, `target`, `parallel`, `islands`, `migration_interval`, `features`,
+        `selection`, `promote` ("best" | "never" | callable(candidate, active)), ...
+        """
+        from symbiont.search.config import Budget, SearchConfig, Stage
+        from symbiont.search.controller import SearchController
+
+        h = handle(fn)
+        if model is None:
+            from symbiont.models import default_model
+
+            model = default_model()
+        cascade = tuple(
+            s if isinstance(s, Stage) else Stage(*s) if isinstance(s, tuple) else Stage(s)
+            for s in stages
+        )
+        config = SearchConfig(
+            metric=metric,
+            check=check,
+            stages=cascade,
+            budget=budget if budget is not None else Budget(),
+            **options,
+        )
+        controller = SearchController(
+            self, h, model, config, embedder=embedder, resume=resume, on_progress=on_progress
+        )
+        return await controller.run()
+
+    def search_sync(self, fn: Callable[..., Any], model: Any = None, **kwargs: Any) -> Any:
+        """`search` for code that is not async (runs its own event loop)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.search(fn, model, **kwargs))
+        raise RuntimeError(
+            "search_sync was called inside a running event loop; use `await runtime.search(...)`"
+        )
+
     # -- failures of the live function ----------------------------------------------------
     def record_failure(self, exc: BaseException) -> bool:
         """Attribute `exc` to the evolvable whose code raised it; True if one did.

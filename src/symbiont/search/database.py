@@ -186,7 +186,10 @@ class ProgramDatabase:
         home = self.cell(parent.features)
 
         def far(p: Program) -> tuple[float, float]:
-            return (sum(abs(a - b) for a, b in zip(self.cell(p.features), home)), rng.random())
+            return (
+                sum(abs(a - b) for a, b in zip(self.cell(p.features), home, strict=True)),
+                rng.random(),
+            )
 
         for p in sorted(others, key=far, reverse=True):
             if len(chosen) >= top + diverse:

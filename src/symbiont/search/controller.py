@@ -1,0 +1,682 @@
+"""The controller: a population search over revisions of one evolvable function.
+
+`parallel` workers (asyncio tasks) each loop: pick an island (round robin), sample a parent
+and inspirations from the program database, ask a model (chosen by the ensemble's bandit),
+apply SEARCH/REPLACE edits or take the whole function, refuse exact and near duplicates,
+run the pipeline and the evaluator (a forked trial, off the event loop's thread, so up to
+`parallel` trials run at once), record the candidate (its revision and its search row in one
+store transaction), place it, and promote a new best that beats the active revision. Every
+`migration_interval` evaluations the islands pass their bests along a ring.
+
+Budgets (evaluations, seconds, tokens, cost) and `target` stop the search; evaluations are
+reserved before a request so in-flight work never overshoots. A search is a record: with
+`resume=True` the newest search of the function is replayed from the store (grids, archive,
+duplicates, counters, the bandit's statistics) and continues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import resource
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from symbiont.diagnostics import Diagnostic
+from symbiont.errors import SymbiontError
+from symbiont.evolvable import Evolvable, Revision, content_hash
+from symbiont.evolve import _extract_with_key, _model_origin
+from symbiont.models.base import Message, Model, ModelReply
+from symbiont.models.retry import call_with_retries
+from symbiont.pipeline import DEFAULT_POLICY, PipelineConfig, Target, run_pipeline
+from symbiont.search.config import SearchConfig
+from symbiont.search.database import Program, ProgramDatabase
+from symbiont.search.edits import EditError, apply_edits, parse_edits
+from symbiont.search.evaluator import Evaluation, evaluate
+from symbiont.search.novelty import NoveltyFilter
+from symbiont.search.prompts import build_messages
+from symbiont.search.proposer import Arm, Ensemble, ModelStats
+from symbiont.store.searches import CandidateRecord, SearchRepository
+
+if TYPE_CHECKING:
+    from symbiont.embed.base import Embedder
+    from symbiont.runtime import Runtime
+
+MAX_MODEL_FAILURES = 5  # requests failed in a row (after retries) before the search stops
+MAX_FRUITLESS = 50  # candidates in a row that reached no trial before the search stops
+
+
+class SearchError(SymbiontError):
+    """A search cannot start (no working starting point, nothing to resume, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CurvePoint:
+    evaluations: int
+    seconds: float  # search time, all sessions of a resumed search
+    best: float
+
+
+@dataclass(slots=True)
+class SearchReport:
+    function: str
+    search_id: int | None
+    baseline_score: float | None
+    best: Revision | None = None
+    best_score: float | None = None
+    evaluations: int = 0
+    candidates: int = 0
+    curve: list[CurvePoint] = field(default_factory=list)
+    island_bests: list[float | None] = field(default_factory=list)
+    rejections: Counter[str] = field(default_factory=Counter)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    models: dict[str, ModelStats] = field(default_factory=dict)
+    promoted: list[int] = field(default_factory=list)
+    migrations: int = 0
+    trial_cpu_s: float = 0.0  # CPU time of the trial processes, taken from the live program
+    duration_s: float = 0.0  # this session
+    stop_reason: str = ""
+    resumed: bool = False
+
+    @property
+    def evaluations_per_s(self) -> float:
+        return self.evaluations / self.duration_s if self.duration_s > 0 else 0.0
+
+    def summary(self) -> str:
+        best = (
+            f"best r{self.best.number} score {self.best_score:.6g}"
+            if self.best is not None and self.best_score is not None
+            else "no best"
+        )
+        base = f" (start {self.baseline_score:.6g})" if self.baseline_score is not None else ""
+        lines = [
+            f"{self.function}: {best}{base} after {self.evaluations} evaluations, "
+            f"{self.candidates} candidates in {self.duration_s:.2f} s"
+            + (f" [search #{self.search_id}]" if self.search_id is not None else ""),
+            f"  stopped: {self.stop_reason}",
+            "  island bests: "
+            + ", ".join("-" if b is None else f"{b:.6g}" for b in self.island_bests),
+            f"  tokens: {self.input_tokens:,} in, {self.output_tokens:,} out; "
+            f"cost ${self.cost_usd:.4f}; trial CPU {self.trial_cpu_s:.2f} s; "
+            f"migrations {self.migrations}",
+        ]
+        if self.rejections:
+            lines.append(
+                "  rejected: " + ", ".join(f"{k} {n}" for k, n in self.rejections.most_common())
+            )
+        if self.promoted:
+            lines.append("  promoted: " + ", ".join(f"r{n}" for n in self.promoted))
+        for s in self.models.values():
+            lines.append(
+                f"  model {s.name}: {s.calls} calls, {s.improvements} improvements, "
+                f"{s.failures} failures, {s.input_tokens:,}+{s.output_tokens:,} tokens"
+            )
+        return "\n".join(lines)
+
+
+@dataclass(slots=True)
+class _Proposal:
+    """What one request produced before the pipeline."""
+
+    reply: ModelReply | None
+    text: str  # what goes to the pipeline
+    input_tokens: int = 0
+    output_tokens: int = 0
+    diagnostic: Diagnostic | None = None  # a failure before the pipeline
+
+
+class SearchController:
+    def __init__(
+        self,
+        runtime: Runtime,
+        handle: Evolvable,
+        models: Model | list[Any],
+        config: SearchConfig,
+        *,
+        embedder: Embedder | None = None,
+        resume: bool = False,
+        on_progress: Callable[[SearchReport], None] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.handle = handle
+        self.config = config
+        self.ensemble = Ensemble(models if isinstance(models, list) else [models])
+        self.resume = resume
+        self.on_progress = on_progress
+        self.rng = random.Random(config.seed)
+        self.repo = SearchRepository(runtime.store) if runtime.store is not None else None
+        self.function_id = runtime._function_id(handle)
+        if config.novelty_threshold is not None and embedder is None:
+            from symbiont.embed.hashing import HashingEmbedder
+
+            embedder = HashingEmbedder()
+        self.novelty = NoveltyFilter(embedder, config.novelty_threshold)
+        self.db = ProgramDatabase(
+            config.islands,
+            config.features,
+            maximize=config.direction == "maximize",
+            archive_size=config.archive_size,
+            seed_source=handle.active.source,
+        )
+        self.report = SearchReport(handle.key, None, None)
+        self._in_flight = 0
+        self._island_turn = 0
+        self._elapsed_before = 0.0  # search seconds of earlier sessions
+        self._started = 0.0
+        self._stop = ""
+        self._model_failures = 0
+        self._fruitless = 0
+        self._migrated_at = 0
+        timeout = handle.options.timeout_s if config.timeout_s is None else config.timeout_s
+        self.timeout_s = float(timeout)
+        typecheck = handle.options.typecheck if config.typecheck is None else config.typecheck
+        policy = handle.options.policy if handle.options.policy is not None else DEFAULT_POLICY
+        self.pipeline_config = PipelineConfig(typecheck=typecheck, policy=policy)
+        self.harness = tuple(x for x in (config.check, config.metric) if x is not None) + tuple(
+            s.metric for s in config.stages
+        )
+
+    # -- the whole search -----------------------------------------------------------------
+    async def run(self) -> SearchReport:
+        self._started = time.monotonic()
+        cpu0 = _children_cpu()
+        self.target = dataclasses.replace(
+            await asyncio.to_thread(
+                Target.from_function, self.handle.fn, owned_names=self.handle.owned_names
+            ),
+            declared_code=self.handle.declared_code,
+        )
+        resumed = self.resume and await asyncio.to_thread(self._replay)
+        if not resumed:
+            await self._seed()
+        self.report.resumed = bool(resumed)
+        self._check_stop()
+        try:
+            if not self._stop:
+                workers = [asyncio.create_task(self._worker()) for _ in range(self.config.parallel)]
+                try:
+                    await asyncio.gather(*workers)
+                except BaseException:
+                    for w in workers:
+                        w.cancel()
+                    raise
+        finally:
+            self.report.trial_cpu_s = _children_cpu() - cpu0
+            self.report.duration_s = time.monotonic() - self._started
+            self.report.stop_reason = self._stop or "stopped"
+            self._fill_report()
+            if self.repo is not None and self.report.search_id is not None:
+                best = self.db.best
+                await asyncio.to_thread(
+                    self.repo.finish,
+                    self.report.search_id,
+                    self.report.stop_reason,
+                    best.number if best else None,
+                    best.score if best else None,
+                    finished=bool(self._stop),
+                )
+        return self.report
+
+    def _elapsed(self) -> float:
+        return self._elapsed_before + time.monotonic() - self._started
+
+    def _check_stop(self) -> None:
+        if self._stop:
+            return
+        budget, r = self.config.budget, self.report
+        best = self.db.best
+        if best is not None and self.config.reached(best.score):
+            self._stop = (
+                f"target {self.config.target:.6g} reached (r{best.number}, {best.score:.6g})"
+            )
+        elif budget.evaluations is not None and r.evaluations >= budget.evaluations:
+            self._stop = f"evaluation budget spent ({r.evaluations} of {budget.evaluations})"
+        elif budget.seconds is not None and time.monotonic() - self._started >= budget.seconds:
+            self._stop = f"time budget spent ({budget.seconds:g} s)"
+        elif budget.tokens is not None and r.input_tokens + r.output_tokens >= budget.tokens:
+            self._stop = (
+                f"token budget spent ({r.input_tokens + r.output_tokens:,} of {budget.tokens:,})"
+            )
+        elif budget.cost_usd is not None and r.cost_usd >= budget.cost_usd:
+            self._stop = f"cost budget spent (${r.cost_usd:.4f} of ${budget.cost_usd:.4f})"
+        elif self._model_failures >= MAX_MODEL_FAILURES:
+            self._stop = f"the models failed {self._model_failures} requests in a row"
+        elif self._fruitless >= MAX_FRUITLESS:
+            self._stop = (
+                f"{self._fruitless} candidates in a row reached no evaluation (duplicates or "
+                "broken code): the proposers seem exhausted"
+            )
+
+    # -- start: a new search, or the stored one replayed ----------------------------------
+    async def _seed(self) -> None:
+        active = self.handle.active
+        evaluation = await asyncio.to_thread(self._evaluate, None)
+        self.report.evaluations += 1
+        if not evaluation.ok or evaluation.score is None:
+            why = evaluation.diagnostic.message if evaluation.diagnostic else evaluation.kind
+            raise SearchError(
+                f"{self.handle.key}: the active revision r{active.number} fails its evaluation, "
+                f"so the search has no starting point: {why}"
+            )
+        score = evaluation.score
+        if active.score is None:
+            active.score, active.metrics, active.artifacts = (
+                score.value,
+                score.metrics,
+                score.artifacts,
+            )
+            await asyncio.to_thread(self.runtime._update_revision, self.handle, active)
+        self.report.baseline_score = score.value
+        if self.repo is not None and self.function_id is not None:
+            self.report.search_id = await asyncio.to_thread(
+                self.repo.start, self.function_id, self.config.describe()
+            )
+        features = self.db.describe(active.source, score.metrics)
+        for island in range(self.config.islands):
+            program = Program(
+                active.number,
+                active.source,
+                score.value,
+                features,
+                island,
+                None,
+                dict(score.metrics),
+                dict(score.artifacts),
+            )
+            self.db.add(program)
+            row = CandidateRecord(
+                island,
+                "seed",
+                revision_number=active.number,
+                evaluated=island == 0,
+                score=score.value,
+                features=features,
+                elapsed_s=self._elapsed(),
+            )
+            await self._write(row, None)
+        self.novelty.remember(
+            active.content_hash or content_hash(active.source), active.source, active.number
+        )
+        self._new_best()
+
+    def _replay(self) -> bool:
+        """Rebuild the newest stored search of this function; False when there is none."""
+        if self.repo is None or self.function_id is None:
+            raise SearchError("resume=True needs a store (the runtime has none)")
+        record = self.repo.latest(self.function_id)
+        if record is None:
+            return False
+        self.runtime._load_stored(self.handle)
+        self.report.search_id = record.id
+        self.repo.reopen(record.id)
+        revisions = {r.number: r for r in self.handle.revisions}
+        stats = {arm.stats.name: arm for arm in self.ensemble.arms}
+        rows = self.repo.candidates(record.id)
+        for row in rows:
+            rev = revisions.get(row.revision_number) if row.revision_number is not None else None
+            self._elapsed_before = max(self._elapsed_before, row.elapsed_s)
+            self.report.candidates += int(row.kind not in ("seed", "migrant"))
+            self.report.evaluations += int(row.evaluated)
+            self.report.input_tokens += row.input_tokens
+            self.report.output_tokens += row.output_tokens
+            self.report.cost_usd += row.cost_usd or 0.0
+            arm = stats.get(row.model or "")
+            if arm is not None and row.kind not in ("seed", "migrant"):
+                self.ensemble.record(
+                    arm,
+                    input_tokens=row.input_tokens,
+                    output_tokens=row.output_tokens,
+                    cost_usd=row.cost_usd,
+                    failed=row.kind == "model",
+                    evaluated=row.evaluated,
+                    improved=row.improved,
+                )
+            if row.kind == "seed" and self.report.baseline_score is None:
+                self.report.baseline_score = row.score
+            if row.kind in ("seed", "evaluated", "migrant") and rev is not None:
+                if row.score is None:
+                    continue
+                program = Program(
+                    rev.number, rev.source, row.score, dict(row.features), row.island,
+                    row.parent_number, dict(rev.metrics),
+                )  # fmt: skip
+                self.db.add(program)
+                if row.kind == "migrant":
+                    self.report.migrations += 1
+                self.novelty.remember(
+                    rev.content_hash or content_hash(rev.source), rev.source, rev.number,
+                    embed=row.kind == "evaluated",
+                )  # fmt: skip
+                self._new_best()
+            elif row.kind not in ("seed", "migrant"):
+                self.report.rejections[row.kind] += 1
+                if rev is not None and rev.source:
+                    self.novelty.remember(
+                        rev.content_hash or content_hash(rev.source), rev.source, rev.number,
+                        embed=False,
+                    )  # fmt: skip
+        self._migrated_at = self.report.evaluations // self.config.migration_interval
+        return self.db.best is not None
+
+    # -- one worker -----------------------------------------------------------------------
+    async def _worker(self) -> None:
+        budget = self.config.budget
+        while True:
+            self._check_stop()
+            if self._stop:
+                return
+            if (
+                budget.evaluations is not None
+                and self.report.evaluations + self._in_flight >= budget.evaluations
+            ):
+                await asyncio.sleep(0.005)  # a candidate in flight may yet give its slot back
+                continue
+            self._in_flight += 1
+            try:
+                await self._one()
+            finally:
+                self._in_flight -= 1
+            if self.on_progress is not None:
+                self._fill_report()
+                self.on_progress(self.report)
+
+    async def _one(self) -> None:
+        cfg = self.config
+        island = self._island_turn % cfg.islands
+        self._island_turn += 1
+        parent = self.db.sample_parent(island, self.rng, cfg.selection, cfg.tournament_size)
+        inspirations = self.db.inspirations(
+            island, parent, self.rng, cfg.top_inspirations, cfg.diverse_inspirations
+        )
+        top = {p.number for p in self.db.elites(island)[: cfg.top_inspirations + 1]}
+        shown = [
+            (p, "one of the best" if p.number in top else "a different approach")
+            for p in inspirations
+        ]
+        messages = build_messages(
+            self.handle,
+            parent,
+            shown,
+            prompt=cfg.prompt,
+            direction=cfg.direction,
+            harness=self.harness,
+            max_chars=cfg.max_prompt_chars,
+        )
+        arm = self.ensemble.choose()
+        hints = {
+            "target": self.handle.name,
+            "sources": [parent.source, *[p.source for p in inspirations]],
+        }
+        proposal = await self._propose(arm, messages, hints, parent)
+        tokens_in, tokens_out = proposal.input_tokens, proposal.output_tokens
+        cost = self.ensemble.cost(arm, tokens_in, tokens_out)
+        self.report.input_tokens += tokens_in
+        self.report.output_tokens += tokens_out
+        self.report.cost_usd += cost or 0.0
+        self.report.candidates += 1
+        base = CandidateRecord(
+            island,
+            "model",
+            parent_number=parent.number,
+            model=arm.stats.name,
+            input_tokens=tokens_in,
+            output_tokens=tokens_out,
+            cost_usd=cost,
+        )
+        revision = Revision(
+            number=-1,
+            source="",
+            parents=(parent.number,),
+            origin=_model_origin(arm.model),
+            model=(proposal.reply.model if proposal.reply else "") or arm.stats.name,
+            status="rejected",
+            stage="model",
+            reply=proposal.reply.text if proposal.reply else "",
+        )
+        if proposal.reply is None:  # the model failed
+            self._model_failures += 1
+            self.ensemble.record(arm, failed=True)
+            await self._reject(base, None, "model")
+            return
+        self._model_failures = 0
+        if proposal.diagnostic is not None:  # an edit that never matched
+            revision.stage, revision.diagnostics = "edit", (proposal.diagnostic,)
+            self.ensemble.record(
+                arm, input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost
+            )
+            await self._reject(base, revision, "edit")
+            return
+        source, _key = await asyncio.to_thread(_extract_with_key, proposal.text, self.target)
+        if source:
+            chash = content_hash(source)
+            verdict = self.novelty.check(chash, source)
+            if verdict.kind != "new":
+                self.ensemble.record(
+                    arm, input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost
+                )
+                base.revision_number = verdict.of
+                await self._reject(base, None, verdict.kind)
+                return
+        result = await asyncio.to_thread(
+            run_pipeline, proposal.text, self.target, self.pipeline_config
+        )
+        if result.candidate is None:
+            revision.source = source
+            revision.content_hash = content_hash(source) if source else ""
+            revision.stage, revision.diagnostics = result.stage, tuple(result.diagnostics)
+            self.ensemble.record(
+                arm, input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost
+            )
+            await self._reject(base, revision, result.stage)
+            return
+        candidate = result.candidate
+        revision.source, revision.content_hash = candidate.source, content_hash(candidate.source)
+        evaluation = await asyncio.to_thread(self._evaluate, candidate)
+        self.report.evaluations += 1
+        self._fruitless = 0
+        score = evaluation.score
+        if score is not None:
+            revision.score, revision.metrics, revision.artifacts = (
+                score.value,
+                score.metrics,
+                score.artifacts,
+            )
+        improved = evaluation.ok and score is not None and cfg.better(score.value, parent.score)
+        self.ensemble.record(
+            arm,
+            input_tokens=tokens_in,
+            output_tokens=tokens_out,
+            cost_usd=cost,
+            evaluated=True,
+            improved=improved,
+        )
+        base.evaluated, base.improved = True, improved
+        base.score = score.value if score is not None else None
+        if not evaluation.ok:
+            revision.stage = (
+                "evaluate" if evaluation.kind in ("cascade", "check_failed") else "trial"
+            )
+            revision.diagnostics = (evaluation.diagnostic,) if evaluation.diagnostic else ()
+            await self._reject(base, revision, evaluation.kind)
+            return
+        assert score is not None
+        revision.status, revision.stage = "accepted", "evaluate"
+        revision.code, revision.helpers_code = candidate.code, candidate.helpers_code
+        revision.helper_names = candidate.helper_names
+        features = self.db.describe(candidate.source, score.metrics)
+        base.kind, base.features = "evaluated", features
+        number = await self._write(base, revision)
+        program = Program(
+            number, candidate.source, score.value, features, island, parent.number,
+            dict(score.metrics), dict(score.artifacts),
+        )  # fmt: skip
+        self.db.add(program)
+        self.novelty.remember(revision.content_hash, candidate.source, number)
+        if self._new_best():
+            await self._maybe_promote(revision)
+        await self._maybe_migrate()
+
+    async def _propose(
+        self, arm: Arm, messages: list[Message], hints: dict[str, Any], parent: Program
+    ) -> _Proposal:
+        """Ask the model; apply edits, re-asking with feedback when a SEARCH block misses."""
+        tokenises = _model_origin(arm.model) != "mutation"
+        proposal = _Proposal(None, "")
+        conversation = list(messages)
+        for attempt in range(self.config.edit_retries + 1):
+            try:
+                reply, _retries = await call_with_retries(
+                    arm.model, conversation, hints=hints, max_retries=self.config.max_retries
+                )
+            except Exception as exc:  # one failed request, not a failed search
+                proposal.diagnostic = Diagnostic("model", "error", f"{type(exc).__name__}: {exc}")
+                proposal.reply = None
+                return proposal
+            proposal.reply = reply
+            proposal.input_tokens += reply.usage.input_tokens or (
+                _estimate(conversation) if tokenises else 0
+            )
+            proposal.output_tokens += reply.usage.output_tokens or (
+                len(reply.text) // 4 if tokenises else 0
+            )
+            edits = parse_edits(reply.text)
+            if not edits:
+                proposal.text, proposal.diagnostic = reply.text, None
+                return proposal
+            try:
+                source = apply_edits(parent.source, edits)
+            except EditError as exc:
+                proposal.diagnostic = Diagnostic("edit", "no_match", str(exc))
+                if attempt < self.config.edit_retries:
+                    conversation += [
+                        {"role": "assistant", "content": reply.text},
+                        {"role": "user", "content": str(exc)},
+                    ]
+                continue
+            proposal.text, proposal.diagnostic = f"```python\n{source}\n```", None
+            return proposal
+        return proposal
+
+    def _evaluate(self, candidate: Any) -> Evaluation:
+        return evaluate(
+            self.handle,
+            candidate,
+            self.config.check,
+            self.config.all_stages,
+            maximize=self.config.direction == "maximize",
+            timeout_s=self.timeout_s,
+        )
+
+    async def _reject(self, row: CandidateRecord, revision: Revision | None, kind: str) -> None:
+        row.kind = kind
+        self.report.rejections[kind] += 1
+        if not row.evaluated:
+            self._fruitless += 1
+        await self._write(row, revision)
+        if revision is not None and revision.source:  # never evaluated again in this search
+            self.novelty.remember(
+                revision.content_hash, revision.source, revision.number, embed=False
+            )
+
+    async def _write(self, row: CandidateRecord, revision: Revision | None) -> int:
+        """Record the candidate (and its revision) in one store transaction; its number."""
+        row.elapsed_s = self._elapsed()
+        row.at = time.time()
+        h = self.handle
+        if self.repo is None or self.function_id is None or self.report.search_id is None:
+            if revision is not None:
+                with self.runtime._lock:
+                    revision.number = h.next_number()
+                    h.add_revision(revision)
+            return revision.number if revision is not None else -1
+        from symbiont.runtime import _to_record
+
+        record = _to_record(self.function_id, revision, number=-1) if revision else None
+        number, _idx = await asyncio.to_thread(
+            self.repo.record_candidate, self.report.search_id, row, record
+        )
+        if revision is not None and number is not None:
+            revision.number = number
+            h.add_revision(revision)
+        return number if number is not None else -1
+
+    # -- best, promotion, migration -------------------------------------------------------
+    def _new_best(self) -> bool:
+        best = self.db.best
+        if best is None:
+            return False
+        curve = self.report.curve
+        if curve and curve[-1].best == best.score:
+            return False
+        if curve and not self.config.better(best.score, curve[-1].best):
+            return False
+        curve.append(CurvePoint(self.report.evaluations, round(self._elapsed(), 4), best.score))
+        return True
+
+    async def _maybe_promote(self, revision: Revision) -> None:
+        policy = self.config.promote
+        h = self.handle
+        active = h.active
+        if policy == "never":
+            return
+        if policy == "best":
+            if active.score is not None and not self.config.better(
+                revision.score or 0.0, active.score
+            ):
+                return
+        elif not policy(revision, active):  # type: ignore[operator]
+            return
+        try:
+            h.activate(revision)
+        except Exception as exc:  # e.g. a helper failing at module level
+            revision.diagnostics = (Diagnostic("promote", "error", f"{type(exc).__name__}: {exc}"),)
+            return
+        ok = await asyncio.to_thread(self.runtime._set_active, h, revision, "search", active.number)
+        if not ok:
+            await asyncio.to_thread(self.runtime._adopt_active, h)
+            return
+        self.report.promoted.append(revision.number)
+
+    async def _maybe_migrate(self) -> None:
+        due = self.report.evaluations // self.config.migration_interval
+        if due <= self._migrated_at:
+            return
+        self._migrated_at = due
+        for migrant, destination in self.db.migrate():
+            self.report.migrations += 1
+            row = CandidateRecord(
+                destination,
+                "migrant",
+                revision_number=migrant.number,
+                parent_number=migrant.parent,
+                score=migrant.score,
+                features=migrant.features,
+            )
+            await self._write(row, None)
+
+    def _fill_report(self) -> None:
+        r = self.report
+        best = self.db.best
+        if best is not None:
+            r.best_score = best.score
+            try:
+                r.best = self.handle.revision(best.number)
+            except Exception:
+                r.best = None
+        r.island_bests = [i.best.score if i.best else None for i in self.db.islands]
+        r.models = self.ensemble.stats()
+
+
+def _estimate(messages: list[Message]) -> int:
+    return sum(len(str(m.get("content") or "")) for m in messages) // 4
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

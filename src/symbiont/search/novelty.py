@@ -1,0 +1,51 @@
+"""Novelty before evaluation: exact duplicates by content hash (across the whole search)
+and near duplicates by cosine similarity of code embeddings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from symbiont.embed.base import Embedder
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    kind: str  # "new" | "duplicate" | "near_duplicate"
+    of: int | None = None  # the revision it duplicates
+    similarity: float = 0.0
+
+
+class NoveltyFilter:
+    """Remembers the programs of a search; says whether a new one adds anything.
+
+    `threshold` None checks exact duplicates only (no embedder is needed then)."""
+
+    def __init__(self, embedder: Embedder | None, threshold: float | None = 0.995) -> None:
+        if threshold is not None and embedder is None:
+            raise ValueError("a near-duplicate threshold needs an embedder")
+        self.embedder = embedder
+        self.threshold = threshold
+        self._hashes: dict[str, int] = {}
+        self._vectors: list[np.ndarray] = []
+        self._numbers: list[int] = []
+
+    def check(self, content_hash: str, source: str) -> Verdict:
+        if content_hash in self._hashes:
+            return Verdict("duplicate", self._hashes[content_hash], 1.0)
+        if self.threshold is None or self.embedder is None or not self._vectors:
+            return Verdict("new")
+        vector = self.embedder.embed([source])[0]
+        sims = np.stack(self._vectors) @ vector
+        best = int(np.argmax(sims))
+        if float(sims[best]) >= self.threshold:
+            return Verdict("near_duplicate", self._numbers[best], float(sims[best]))
+        return Verdict("new", None, float(sims[best]))
+
+    def remember(self, content_hash: str, source: str, number: int, *, embed: bool = True) -> None:
+        """Keep a program: its hash always; its embedding when it was evaluated (`embed`)."""
+        self._hashes.setdefault(content_hash, number)
+        if embed and self.threshold is not None and self.embedder is not None and source:
+            self._vectors.append(self.embedder.embed([source])[0])
+            self._numbers.append(number)

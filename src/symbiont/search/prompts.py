@@ -1,0 +1,121 @@
+"""The search prompt: the parent, a few inspirations with their scores, and the task.
+
+One request per candidate (no conversation): the system message (the project's rules,
+plus the edit format), then a user message with the task, the function's head, the
+names the program offers, the parent with its score, metrics and artifacts, and the
+inspirations. It is bounded: inspirations are dropped (the last first) and long
+artifacts cut until it fits `max_chars`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from symbiont import feedback, prompting
+from symbiont.models.base import Message
+from symbiont.search.database import Program
+
+if TYPE_CHECKING:
+    from symbiont.evolvable import Evolvable
+
+EDIT_RULES = """\
+You improve a program in a population search. Answer either with the complete function in
+one ```python block, or with one or more edits of the parent program in this form:
+<<<<<<< SEARCH
+lines copied exactly from the parent
+=======
+the lines that replace them
+>>>>>>> REPLACE"""
+
+TASK = """\
+{prompt}
+
+The function is `{name}` (module `{module}`). Its head, to keep exactly:
+```python
+{head}
+```
+{names}
+The parent program (r{number}, score {score}){metrics}:
+```python
+{source}
+```
+{artifacts}{inspirations}
+Write an improved `{name}` ({direction} the score): the whole function in a ```python
+block, or SEARCH/REPLACE edits of the parent."""
+
+INSPIRATION = """
+Another program (r{number}, score {score}{why}):
+```python
+{source}
+```
+"""
+
+MAX_ARTIFACT_CHARS = 1_500
+
+
+def _fmt(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.6g}"
+
+
+def _metrics(metrics: dict[str, float]) -> str:
+    if not metrics:
+        return ""
+    return "; " + ", ".join(f"{k}={v:.6g}" for k, v in sorted(metrics.items()))
+
+
+def _artifacts(artifacts: dict[str, str]) -> str:
+    if not artifacts:
+        return ""
+    lines = []
+    for key, text in sorted(artifacts.items()):
+        if len(text) > MAX_ARTIFACT_CHARS:
+            text = text[:MAX_ARTIFACT_CHARS] + f" … [{len(text) - MAX_ARTIFACT_CHARS:,} chars cut]"
+        lines.append(f"{key}: {text}")
+    return "What its evaluation reported:\n" + "\n".join(lines) + "\n"
+
+
+def build_messages(
+    handle: Evolvable,
+    parent: Program,
+    inspirations: Sequence[tuple[Program, str]],
+    *,
+    prompt: str = "",
+    direction: str = "maximize",
+    harness: Iterable[object] = (),
+    max_chars: int = 24_000,
+) -> list[Message]:
+    """The request for one child of `parent`. `inspirations` are (program, why shown)."""
+    system = feedback.system_prompt(prompting.policy_of(handle)) + "\n\n" + EDIT_RULES
+    names = prompting.render_context(handle, prompt=prompt, harness=harness)
+    shown = list(inspirations)
+    while True:
+        text = TASK.format(
+            prompt=prompt.strip() or "Improve this function.",
+            name=handle.name,
+            module=handle.signature.module,
+            head=prompting.function_head(handle),
+            names=names,
+            number=parent.number,
+            score=_fmt(parent.score),
+            metrics=_metrics(parent.metrics),
+            source=parent.source.rstrip(),
+            artifacts=_artifacts(parent.artifacts),
+            inspirations="".join(
+                INSPIRATION.format(
+                    number=p.number,
+                    score=_fmt(p.score),
+                    why=f", {why}" if why else "",
+                    source=p.source.rstrip(),
+                )
+                for p, why in shown
+            ),
+            direction=direction,
+        )
+        if len(system) + len(text) <= max_chars or (not shown and not names):
+            break
+        if shown:
+            shown.pop()
+        else:
+            names = ""
+    return [{"role": "system", "content": system}, {"role": "user", "content": text}]
