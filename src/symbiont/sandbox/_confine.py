@@ -165,6 +165,7 @@ def seccomp_program(
     extra_denied: tuple[str, ...] = (),
     unix_socketpair: bool = False,
     denied_prctl: tuple[int, ...] = (),
+    bucketed: bool = False,
 ) -> SeccompProgram:
     """`_seccomp.build_filter` with a placeholder pid, and where to patch the real one."""
     code = _seccomp.build_filter(
@@ -172,6 +173,7 @@ def seccomp_program(
         extra_denied=extra_denied,
         unix_socketpair=unix_socketpair,
         denied_prctl=denied_prctl,
+        bucketed=bucketed,
     )
     offsets = tuple(
         i

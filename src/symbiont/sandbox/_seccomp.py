@@ -152,6 +152,7 @@ def build_filter(
     extra_denied: tuple[str, ...] = (),
     unix_socketpair: bool = False,
     denied_prctl: tuple[int, ...] = (),
+    bucketed: bool = False,
 ) -> bytes:
     """The BPF program for a worker whose pid is `pid` (signals only to itself).
 
@@ -160,7 +161,9 @@ def build_filter(
     `unix_socketpair` allows `socketpair(AF_UNIX, ...)`, a connected pair inside the process
     that reaches nothing outside it (an asyncio event loop needs one), while `socket()`
     stays denied for every family; `denied_prctl` refuses those prctl options (say,
-    PR_SET_PDEATHSIG, so a child cannot opt out of dying with its parent).
+    PR_SET_PDEATHSIG, so a child cannot opt out of dying with its parent); `bucketed` lays
+    the same rules out as range-tested buckets (same answers, a much shorter path per call,
+    several times cheaper to install).
     """
     arch = arch or machine()
     nrs = {**SYSCALLS[arch], **EXTRA_SYSCALLS.get(arch, {})}
@@ -173,57 +176,100 @@ def build_filter(
     ]
     if arch == "x86_64":
         prog += [_ins(BPF_JGE_K, X32_SYSCALL_BIT, jt=0, jf=1), _ins(BPF_RET_K, eperm)]
+    # (syscall number, block): the block runs when the number matches and always returns,
+    # so the accumulator (the number) is intact for the next test after a skip.
+    rules: list[tuple[int, list[bytes]]] = []
     denied = [n for n in DENIED if not (unix_socketpair and n == "socketpair")]
     for name in (*denied, *extra_denied):
         if name in nrs:
-            prog += [_ins(BPF_JEQ_K, nrs[name], jt=0, jf=1), _ins(BPF_RET_K, eperm)]
-    if unix_socketpair:  # socketpair: AF_UNIX only (the block returns, A is intact after it)
-        prog += [
-            _ins(BPF_JEQ_K, nrs["socketpair"], jt=0, jf=4),
-            _ins(BPF_LD_W_ABS, OFF_ARG0_LO),
-            _ins(BPF_JEQ_K, AF_UNIX, jt=0, jf=1),
-            _ins(BPF_RET_K, SECCOMP_RET_ALLOW),
-            _ins(BPF_RET_K, eperm),
-        ]
+            rules.append((nrs[name], [_ins(BPF_RET_K, eperm)]))
+    if unix_socketpair:  # socketpair: AF_UNIX only
+        rules.append(
+            (
+                nrs["socketpair"],
+                [
+                    _ins(BPF_LD_W_ABS, OFF_ARG0_LO),
+                    _ins(BPF_JEQ_K, AF_UNIX, jt=0, jf=1),
+                    _ins(BPF_RET_K, SECCOMP_RET_ALLOW),
+                    _ins(BPF_RET_K, eperm),
+                ],
+            )
+        )
     if denied_prctl:
         n = len(denied_prctl)
-        prog += [_ins(BPF_JEQ_K, nrs["prctl"], jt=0, jf=n + 3), _ins(BPF_LD_W_ABS, OFF_ARG0_LO)]
-        prog += [_ins(BPF_JEQ_K, opt, jt=n - i, jf=0) for i, opt in enumerate(denied_prctl)]
-        prog += [_ins(BPF_RET_K, SECCOMP_RET_ALLOW), _ins(BPF_RET_K, eperm)]
-    prog += [
-        _ins(BPF_JEQ_K, nrs["clone3"], jt=0, jf=1),
-        _ins(BPF_RET_K, SECCOMP_RET_ERRNO | ENOSYS),
-    ]
+        block = [_ins(BPF_LD_W_ABS, OFF_ARG0_LO)]
+        block += [_ins(BPF_JEQ_K, opt, jt=n - i, jf=0) for i, opt in enumerate(denied_prctl)]
+        block += [_ins(BPF_RET_K, SECCOMP_RET_ALLOW), _ins(BPF_RET_K, eperm)]
+        rules.append((nrs["prctl"], block))
+    rules.append((nrs["clone3"], [_ins(BPF_RET_K, SECCOMP_RET_ERRNO | ENOSYS)]))
     # clone: threads only, no namespace flags.
-    prog += [
-        _ins(BPF_JEQ_K, nrs["clone"], jt=0, jf=6),
-        _ins(BPF_LD_W_ABS, OFF_ARG0_LO),
-        _ins(BPF_JSET_K, CLONE_THREAD, jt=1, jf=0),
-        _ins(BPF_RET_K, eperm),
-        _ins(BPF_JSET_K, CLONE_NS_FLAGS, jt=0, jf=1),
-        _ins(BPF_RET_K, eperm),
-        _ins(BPF_RET_K, SECCOMP_RET_ALLOW),
-    ]
-    # Signals: only to ourselves. The block returns, so A (the syscall nr) is intact after a skip.
+    rules.append(
+        (
+            nrs["clone"],
+            [
+                _ins(BPF_LD_W_ABS, OFF_ARG0_LO),
+                _ins(BPF_JSET_K, CLONE_THREAD, jt=1, jf=0),
+                _ins(BPF_RET_K, eperm),
+                _ins(BPF_JSET_K, CLONE_NS_FLAGS, jt=0, jf=1),
+                _ins(BPF_RET_K, eperm),
+                _ins(BPF_RET_K, SECCOMP_RET_ALLOW),
+            ],
+        )
+    )
+    # Signals: only to ourselves.
     for name in SELF_ONLY_SIGNALS:
-        prog += [
-            _ins(BPF_JEQ_K, nrs[name], jt=0, jf=4),
-            _ins(BPF_LD_W_ABS, OFF_ARG0_LO),
-            _ins(BPF_JEQ_K, pid, jt=0, jf=1),
-            _ins(BPF_RET_K, SECCOMP_RET_ALLOW),
-            _ins(BPF_RET_K, eperm),
-        ]
+        rules.append(
+            (
+                nrs[name],
+                [
+                    _ins(BPF_LD_W_ABS, OFF_ARG0_LO),
+                    _ins(BPF_JEQ_K, pid, jt=0, jf=1),
+                    _ins(BPF_RET_K, SECCOMP_RET_ALLOW),
+                    _ins(BPF_RET_K, eperm),
+                ],
+            )
+        )
     # prlimit64: pid 0 (self) or our pid only.
-    prog += [
-        _ins(BPF_JEQ_K, nrs["prlimit64"], jt=0, jf=5),
-        _ins(BPF_LD_W_ABS, OFF_ARG0_LO),
-        _ins(BPF_JEQ_K, 0, jt=2, jf=0),
-        _ins(BPF_JEQ_K, pid, jt=1, jf=0),
-        _ins(BPF_RET_K, eperm),
-        _ins(BPF_RET_K, SECCOMP_RET_ALLOW),
-    ]
-    prog.append(_ins(BPF_RET_K, SECCOMP_RET_ALLOW))
+    rules.append(
+        (
+            nrs["prlimit64"],
+            [
+                _ins(BPF_LD_W_ABS, OFF_ARG0_LO),
+                _ins(BPF_JEQ_K, 0, jt=2, jf=0),
+                _ins(BPF_JEQ_K, pid, jt=1, jf=0),
+                _ins(BPF_RET_K, eperm),
+                _ins(BPF_RET_K, SECCOMP_RET_ALLOW),
+            ],
+        )
+    )
+    if not bucketed:
+        prog += _rule_chain(rules)
+        return b"".join(prog)
+    # Sorted by number and cut into buckets: a call passes one range test per bucket below
+    # its own, then the tests of its bucket, instead of every test. The kernel runs the
+    # program for every system call number when it installs it (to cache the constant
+    # answers), so a short path makes installing it several times cheaper.
+    ordered = sorted(rules, key=lambda rule: rule[0])  # stable: the first rule still wins
+    for i in range(0, len(ordered), _BUCKET):
+        bucket = _rule_chain(ordered[i : i + _BUCKET])
+        if i + _BUCKET < len(ordered):
+            above = ordered[i + _BUCKET][0]  # the lowest number of the next bucket
+            prog.append(_ins(BPF_JGE_K, above, jt=len(bucket), jf=0))
+        prog += bucket
     return b"".join(prog)
+
+
+_BUCKET = 12  # rules per bucket; a bucket's code must stay under 256 instructions (jt)
+
+
+def _rule_chain(rules: list[tuple[int, list[bytes]]]) -> list[bytes]:
+    """Test the number against each rule in turn; allow when none matches."""
+    out: list[bytes] = []
+    for nr, block in rules:
+        out.append(_ins(BPF_JEQ_K, nr, jt=0, jf=len(block)))
+        out += block
+    out.append(_ins(BPF_RET_K, SECCOMP_RET_ALLOW))
+    return out
 
 
 def set_no_new_privs() -> None:
