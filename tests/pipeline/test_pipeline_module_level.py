@@ -96,6 +96,8 @@ def test_anything_that_runs_code_at_the_module_level_is_refused(
         "        self._v = value\n    @staticmethod\n    def s() -> int:\n        return 1",
         "import enum\n\nclass Color(enum.Enum):\n    RED = 1\n    GREEN = 2",
         "class Sub(State):\n    pass",
+        "def _h(xs: List[int], f: Optional[float] = None) -> tp.Dict[str, int]:\n    return {}",
+        "Pair = tp.Tuple[int, int]\nMaybe = Optional[State]",
     ],
 )
 def test_definitions_and_literal_constants_are_allowed(top: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import enum
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -290,11 +291,19 @@ def _plain_value(value: Any, depth: int = 0) -> bool:
     return False
 
 
+_TYPING_MODULES = frozenset({"typing", "typing_extensions", "types"})
+
+
 def _definition_safe_global(value: Any) -> bool:
-    """Module globals a definition-time expression may read: nothing with host behaviour."""
-    return isinstance(
-        value, types.ModuleType | type | types.FunctionType | types.BuiltinFunctionType
-    ) or _plain_value(value)
+    """Module globals a definition-time expression may read: nothing with host behaviour
+    (modules, classes, functions, plain immutable values, enum members, and the typing
+    objects annotations are made of: `Optional`, `List`, a `TypeVar`, `list[int]`)."""
+    return (
+        isinstance(value, types.ModuleType | type | types.FunctionType | types.BuiltinFunctionType)
+        or _plain_value(value)
+        or isinstance(value, enum.Enum)
+        or type(value).__module__ in _TYPING_MODULES
+    )
 
 
 def _dotted(node: ast.expr) -> str | None:
