@@ -283,6 +283,15 @@ _STATEMENT_WORDS: dict[type[ast.AST], str] = {
 }
 
 
+_CALL_HINTS = {
+    "float": "write `math.inf` or the number itself, or convert inside the function",
+    "compile": "call `re.search(pattern, text)` inside the function instead (`re` caches "
+    "compiled patterns)",
+    "TypeVar": "annotate with concrete types instead of a type variable",
+    "frozenset": "use a set or tuple literal (`{'a', 'b'}`, `('a', 'b')`)",
+}
+
+
 def _plain_value(value: Any, depth: int = 0) -> bool:
     if isinstance(value, _PLAIN_VALUES):
         return True
@@ -534,7 +543,10 @@ class _ModuleLevel:
                     f"{what} `{self.spelled(expr)}` calls `{self.spelled(sub.func)}` when your "
                     "code is installed in the live module; "
                     + _DEFINE_ONLY
-                    + "compute it inside a function (or write the value out as a literal)",
+                    + _CALL_HINTS.get(
+                        self.spelled(sub.func).rpartition(".")[2],
+                        "compute it inside a function (or write the value out as a literal)",
+                    ),
                     sub,
                 )
                 return
