@@ -16,9 +16,14 @@ Confinement, from the inside out:
   `host.call` import, served by `HostFunctions.dispatch`, which checks permissions on the
   host side.
 - Time: epoch interruption (a ticker thread advances the engine epoch every 10 ms while
-  calls run, and for a second after) traps runaway wasm code; the call itself runs on a
-  worker thread and the caller waits with a timeout, which catches the rest (a call
-  blocked inside a WASI host call past its deadline is abandoned and reported).
+  calls run, and for a second after) traps runaway wasm code. No blocking WASI wait is
+  reachable from the guest's Python (the epoch cannot interrupt one): `time.sleep` is the
+  host's `sleep` below, which ends at the call's deadline and then traps the guest;
+  `select`/`poll` raise (see the guest's `_fence_blocking_waits`). Host functions keep to
+  the same deadline. So a timed-out call ends its thread and its Store at once; the
+  caller's own wait with a timeout remains as a last resort (the call is then abandoned).
+- Host-call arguments: `host.call` is a raw C callback that refuses an argument larger
+  than its host function can need before copying it into Python.
 - Memory: `Store.set_limits(memory_size=...)`; CPython raises MemoryError inside, which
   the guest reports as "memory".
 - Output: the result JSON is capped at `max_output_bytes`, logs at `max_log_bytes`.
@@ -114,7 +119,9 @@ def _log_exception(message: str) -> None:
 class HostDispatcher(Protocol):
     """What the wasm tier needs of `symbiont.sandbox.hostfns.HostFunctions`."""
 
-    calls: list[HostCall]
+    @property
+    def calls(self) -> list[HostCall]: ...
+
     logs: list[str]
 
     def dispatch(self, name: str, args_json: str) -> str: ...
@@ -662,10 +669,10 @@ class _Pool:
 class _Caller:
     """A persistent worker thread that makes wasm calls, so the caller can stop waiting.
 
-    Epoch interruption stops wasm code, but not a guest blocked inside a WASI host call
-    (a sleep); the caller then returns "timeout" and this thread is abandoned: it finishes
-    on its own once the host call returns (the epoch deadline has passed, so the guest
-    traps at once). The hand-off uses two bare locks (no Condition/Event objects): it is
+    Epoch interruption stops wasm code, and no blocking WASI call is reachable from the
+    guest; should a call still overrun (a host-side stall), the caller returns "timeout"
+    and this thread is abandoned: it finishes on its own once the host call returns (the
+    epoch deadline has passed, so the guest traps at once). The hand-off uses two bare locks (no Condition/Event objects): it is
     on every call's path.
     """
 
