@@ -3,6 +3,7 @@ and near duplicates by cosine similarity of code embeddings."""
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +37,7 @@ class NoveltyFilter:
             return Verdict("duplicate", self._hashes[content_hash], 1.0)
         if self.threshold is None or self.embedder is None or not self._vectors:
             return Verdict("new")
-        vector = self.embedder.embed([source])[0]
+        vector = self.embedder.embed([body(source)])[0]
         sims = np.stack(self._vectors) @ vector
         best = int(np.argmax(sims))
         if float(sims[best]) >= self.threshold:
@@ -47,5 +48,31 @@ class NoveltyFilter:
         """Keep a program: its hash always; its embedding when it was evaluated (`embed`)."""
         self._hashes.setdefault(content_hash, number)
         if embed and self.threshold is not None and self.embedder is not None and source:
-            self._vectors.append(self.embedder.embed([source])[0])
+            self._vectors.append(self.embedder.embed([body(source)])[0])
             self._numbers.append(number)
+
+
+def body(source: str) -> str:
+    """The code of a program without its first function's `def` line and docstring (the
+    head every candidate shares), so similarity measures what changed."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return source
+    fn = next((n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)), None)
+    if fn is None:
+        return source
+    stmts = fn.body
+    if (
+        stmts
+        and isinstance(stmts[0], ast.Expr)
+        and isinstance(getattr(stmts[0], "value", None), ast.Constant)
+    ):
+        stmts = stmts[1:]
+    if not stmts:
+        return source
+    lines = source.splitlines()
+    start = stmts[0].lineno - 1
+    inner = "\n".join(lines[start : fn.end_lineno])
+    rest = [ast.get_source_segment(source, n) or "" for n in tree.body if n is not fn]
+    return "\n".join([inner, *rest])
