@@ -27,8 +27,8 @@ Refused with a `compile/*` diagnostic, never an exception:
   new names, except an import that binds a name to the very same object, like `import math`
   in a module that imported `math`.
 
-Linear in the size of the candidate: 10,000 helpers cost about 1.5-2x Python's own
-`compile()` of them (benchmarks/bench_pipeline.py).
+Linear in the size of the candidate: 10,000 helpers cost about twice Python's own `compile()`
+of them, which is most of it (benchmarks/bench_pipeline.py).
 """
 
 from __future__ import annotations
