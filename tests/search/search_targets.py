@@ -23,3 +23,10 @@ def score_peak(fn) -> float:
 
 def score_work(fn) -> float:
     return 1.0 if fn(4) == 5 else 0.0
+
+
+def score_peak_slowly(fn) -> float:
+    import time
+
+    time.sleep(0.05)  # slow enough for a test to kill the search in the middle
+    return float(fn(3.0))
