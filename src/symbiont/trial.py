@@ -24,9 +24,11 @@ full authority:
 
 * descriptors: every inherited one is closed except the report pipe and stdio (pipes the
   runner made), so the program's database, sockets and files are out of reach;
-* secrets: the environment is emptied (os.environ and the C environ) and its values, and
-  every object given to `register_secret` (model clients' API keys), are overwritten with
-  zeros in the child's memory (the parent keeps its values: the child's pages are copies);
+* secrets: the environment is emptied (os.environ and the C environ); the values of
+  credential-like names (*KEY*, *TOKEN*, *SECRET*, *PASSWORD*, ...), the initial
+  environment block, and every object given to `register_secret` (model clients' API keys)
+  are overwritten with zeros in the child's memory (the parent keeps its values: the
+  child's pages are copies);
 * no network: seccomp denies `socket()` for every family (`socketpair(AF_UNIX)` stays, an
   event loop needs it); Landlock (ABI ≥ 4) denies TCP as well; a network namespace is the
   fallback where seccomp is missing;
@@ -39,6 +41,13 @@ full authority:
   dumpable, dies with its parent (and may not undo that), and cannot open
   /proc/<parent>/mem (Landlock grants no /proc, and denies ptrace access out of its domain);
 * rlimits: the memory limit above, no core files, a CPU-time backstop.
+
+Not covered: memory the program maps shared (MAP_SHARED, e.g. SQLite's WAL index or a
+multiprocessing array) stays shared with the child, since finding those mappings means
+reading /proc/self/maps in every child (about a millisecond); copies of a secret the
+program made and freed (an HTTP header the SDK built) may linger in freed memory; and a
+job's own report is the candidate's to write, so only what the child can still read can
+leak through it.
 
 Where the kernel lacks a protection, confined trials run with the others and say which one
 is missing, once, on the "symbiont.trial" logger (`confinement_report` lists them). A step
@@ -356,7 +365,9 @@ def register_secret(value: str | bytes | None) -> bool:
     object's characters, not other copies of the same text. The parent's value is untouched.
     The object is kept alive for as long as the program runs. Returns False (and does
     nothing) for None, values shorter than 4 characters and objects whose layout cannot be
-    read (non-CPython); environment variables need no registration, all of them are wiped.
+    read (non-CPython). Environment variables need no registration: the child's environment
+    is emptied, and the values of names like *KEY*, *TOKEN*, *SECRET*, *PASSWORD* (see
+    `_confine.SECRET_NAME`) and the whole initial environment block are overwritten.
     """
     if not isinstance(value, str | bytes) or len(value) < _MIN_SECRET_CHARS:
         return False
@@ -506,8 +517,12 @@ def _confine_child(result_w: int, plan: _ChildPlan) -> int:
     """
     c = plan.confinement
     assert c is not None
-    step = "wiping secrets"
+    step = "death with the parent, not dumpable"
     try:
+        # Done best-effort for every fork in _child_limits; here a failure stops the trial.
+        _confine.die_with_parent(plan.parent_pid)
+        _confine.set_not_dumpable()
+        step = "wiping secrets"
         _confine.wipe(plan.secrets)
         _confine.scrub_environment(plan.env_regions, c.env_block)
         step = "rlimits"

@@ -656,7 +656,9 @@ def test_a_deep_stack_keeps_the_head_of_the_crash_report() -> None:
     )
 
     def deep(n: int) -> TrialResult:
-        return run_forked(crash, TrialLimits(timeout_s=5, tail_bytes=700)) if n == 0 else deep(n - 1)
+        return (
+            run_forked(crash, TrialLimits(timeout_s=5, tail_bytes=700)) if n == 0 else deep(n - 1)
+        )
 
     result = deep(80)
     _failed(result, "crash")
