@@ -14,7 +14,6 @@ import json
 import textwrap
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from symbiont.errors import DeclarationError
@@ -181,12 +180,16 @@ def head_of(source: str, name: str) -> str | None:
 def module_name(fn: Callable[..., Any]) -> str:
     """The module's name, with `__main__` replaced by the script's file name, so a function
     keeps one identity whether its file is run as a script or imported."""
-    name = str(fn.__module__)
-    if name == "__main__":
-        file = getattr(inspect.getmodule(fn), "__file__", None)
-        if file:
-            return Path(file).stem
-    return name
+    from symbiont._identity import module_key
+
+    # The key's module part: launch-independent (`python -m cProfile script.py` gives the
+    # script's name, not cProfile's). The declared code's file is what identifies the
+    # script, and `__file__` in its globals names the same file after a promotion.
+    code = fn.__code__
+    file = fn.__globals__.get("__file__")
+    if code.co_filename.startswith("<") and isinstance(file, str):
+        code = code.replace(co_filename=file)
+    return module_key(fn, code)
 
 
 def declared_signature(fn: Callable[..., Any]) -> DeclaredSignature:

@@ -78,7 +78,12 @@ class Target:
         """
         g: dict[str, Any] = fn.__globals__  # type: ignore[attr-defined]
         module = sys.modules.get(getattr(fn, "__module__", "") or "")
-        path = getattr(module, "__file__", None) or g.get("__file__")
+        # Under a launcher (`python -m cProfile script.py`) sys.modules["__main__"] is the
+        # launcher, not the script: trust the module only when its namespace is fn's.
+        if module is not None and getattr(module, "__dict__", None) is g:
+            path = getattr(module, "__file__", None) or g.get("__file__")
+        else:
+            path = g.get("__file__")
         source: str | None = None
         if isinstance(path, str):
             lines = linecache.getlines(path, g)
