@@ -464,3 +464,19 @@ def test_the_mutation_agents_closing_error_does_not_blame_a_missing_source_once_
     assert "no_source" not in message
     assert "a source was written" in message
     assert result.created == []
+
+
+# -- the demo's home -------------------------------------------------------------------------------
+
+
+def test_the_demo_store_lives_under_symbiont_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from symbiont.agent.demo import default_demo_home
+
+    monkeypatch.setenv("SYMBIONT_HOME", str(tmp_path / "home"))
+    home = default_demo_home()
+    assert home.is_relative_to(tmp_path / "home")
+    assert home != tmp_path / "home"  # its own folder: the demo empties it, never the home
+    monkeypatch.delenv("SYMBIONT_HOME")
+    assert not default_demo_home().is_relative_to(tmp_path)
