@@ -282,3 +282,57 @@ def test_doctor_reports_every_protection(capsys: pytest.CaptureFixture[str]) -> 
         {"protections": {"IPC namespace": None, "seccomp": "no filter here"}, "uid": 7}
     )
     assert missing == 1 and any("MISSING: no filter here" in line for line in lines)
+
+
+def test_a_slow_host_function_does_not_hold_up_another_call() -> None:
+    """One zygote (pool_size=1): a call blocked in http_get on a stalling server must not
+    keep a second call from running; the second one finishes while the first still waits."""
+    import http.server
+    import threading
+
+    reached, release = threading.Event(), threading.Event()
+
+    class Stall(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            reached.set()
+            release.wait(30)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stall)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    perms = Permissions(http_allow=("127.0.0.1",), allow_private_network=True)
+    slow_source = "from symbiont.host import http_get\ndef main(url):\n    return http_get(url)\n"
+    results: list[object] = []
+    with ProcessSandbox(pool_size=1, preload=()) as one:
+        assert one.run(ADD, "main", '{"a": 1, "b": 1}').output == 2  # the zygote is up
+        slow = threading.Thread(
+            target=lambda: results.append(
+                one.run(
+                    slow_source,
+                    "main",
+                    json.dumps({"url": f"http://127.0.0.1:{port}/"}),
+                    perms,
+                    Limits(timeout_s=60),
+                )
+            )
+        )
+        slow.start()
+        try:
+            assert reached.wait(30), "the slow call never reached the server"
+            quick = one.run(ADD, "main", '{"a": 40, "b": 2}')
+            still_waiting = slow.is_alive()
+        finally:
+            release.set()
+            slow.join(60)
+            server.shutdown()
+            server.server_close()
+    assert quick.ok and quick.output == 42, quick.error
+    assert still_waiting, "the second call ran only after the slow one had finished"
+    assert len(results) == 1

@@ -41,6 +41,7 @@ import importlib
 import json
 import os
 import resource
+import select
 import signal
 import socket
 import struct
@@ -74,10 +75,12 @@ IPC_CREAT = 0o1000
 
 MAX_REPLY_BYTES = 256 * 1024 * 1024
 TIER_HINT = "process tier"
-# Workers run as WORKER_ID_BASE + the zygote's pid (uid and gid): unused ids, one per zygote,
-# so RLIMIT_NPROC counts only that worker's own tasks (threads included, raw clone too).
-# Above the ranges distributions and container managers hand out (systemd: < 0x70000000).
+# Workers run as WORKER_ID_BASE + WORKER_SLOTS × the zygote's pid + their slot (uid and gid):
+# unused ids, one per running worker, so RLIMIT_NPROC counts only that worker's own tasks
+# (threads included, raw clone too). Above the ranges distributions and container managers
+# hand out (systemd: < 0x70000000) and below systemd's "foreign" range (0x7FFE0000).
 WORKER_ID_BASE = 0x70000000
+WORKER_SLOTS = 8  # workers one zygote runs at once (each its own caller thread in the parent)
 MAX_TASKS = 32  # threads + processes of one worker, the main thread included
 SCRATCH = "/scratch"
 SCRATCH_INODES = 10_000
@@ -551,7 +554,7 @@ def _isolate_zygote(
     found["network namespace"] = _enter_network_namespace()
     found["UTS namespace"] = _enter_uts_namespace()
     root = os.geteuid() == 0
-    worker_id = WORKER_ID_BASE + os.getpid()
+    worker_id = WORKER_ID_BASE + WORKER_SLOTS * os.getpid()
     paths = _read_only_paths()
     zygote: dict[str, Any] = {
         "uid": worker_id if root else os.geteuid(),
@@ -653,6 +656,7 @@ def main() -> None:
             "uid": zygote["uid"],
             "gid": zygote["gid"],
             "max_tasks": zygote["max_tasks"],
+            "worker_slots": WORKER_SLOTS,
             "scratch": "tmpfs" if zygote["enabled"]["mount namespace"] else "folder",
         }
         ctrl.send(json.dumps(ready).encode())
@@ -660,33 +664,57 @@ def main() -> None:
         with contextlib.suppress(OSError):
             ctrl.send(json.dumps({"fatal": traceback.format_exc()}).encode())
         raise
+    _serve_calls(ctrl, zygote, ro_fds)
+
+
+def _serve_calls(ctrl: socket.socket, zygote: dict[str, Any], ro_fds: list[int]) -> None:
+    """Fork a worker per request, up to WORKER_SLOTS at once; report each exit status on
+    that call's own status socket, so a slow call never holds up another."""
+    stride = 1 if os.geteuid() == 0 else 0  # not root: every worker keeps the caller's uid
+    free = list(range(WORKER_SLOTS))
+    running: dict[int, tuple[int, int, int]] = {}  # pidfd -> (pid, status fd, slot)
+    poller = select.poll()
+    poller.register(ctrl.fileno(), select.POLLIN)
     while True:
-        try:
-            msg, fds, _flags, _addr = socket.recv_fds(ctrl, 65536, 1)
-        except (ConnectionError, OSError):
-            return
-        if not msg:
-            return
-        req = json.loads(msg)
-        if req.get("op") != "run" or len(fds) != 1:
-            for fd in fds:
+        for fd, _event in poller.poll():
+            if fd in running:
+                pid, status_fd, slot = running.pop(fd)
+                poller.unregister(fd)
+                _, status = os.waitpid(pid, 0)
+                with contextlib.suppress(OSError):
+                    os.write(status_fd, json.dumps(_status_dict(status)).encode())
+                os.close(status_fd)
                 os.close(fd)
-            continue
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the worker
-            ctrl.close()
-            _worker(fds[0], req, zygote, ro_fds)
-        os.close(fds[0])
-        pidfd = os.pidfd_open(pid)
-        try:
-            socket.send_fds(ctrl, [json.dumps({"pid": pid}).encode()], [pidfd])
-        finally:
-            os.close(pidfd)
-        _, status = os.waitpid(pid, 0)
-        try:
-            ctrl.send(json.dumps(_status_dict(status)).encode())
-        except OSError:
-            return
+                free.append(slot)
+                continue
+            try:
+                msg, fds, _flags, _addr = socket.recv_fds(ctrl, 65536, 2)
+            except (ConnectionError, OSError):
+                return
+            if not msg:
+                return
+            req = json.loads(msg)
+            if req.get("op") != "run" or len(fds) != 2 or not free:
+                for passed in fds:
+                    os.close(passed)
+                refusal = "malformed request" if free else f"more than {WORKER_SLOTS} calls"
+                ctrl.send(json.dumps({"error": refusal}).encode())
+                continue
+            slot = min(free)
+            free.remove(slot)
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the worker
+                ctrl.close()
+                ids = {"uid": zygote["uid"] + stride * slot, "gid": zygote["gid"] + stride * slot}
+                _worker(fds[0], req, {**zygote, **ids}, ro_fds)
+            os.close(fds[0])
+            pidfd = os.pidfd_open(pid)
+            running[pidfd] = (pid, fds[1], slot)
+            poller.register(pidfd, select.POLLIN)
+            try:
+                socket.send_fds(ctrl, [json.dumps({"pid": pid}).encode()], [pidfd])
+            except OSError:
+                return
 
 
 if __name__ == "__main__":

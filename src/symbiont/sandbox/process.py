@@ -35,7 +35,6 @@ import json
 import logging
 import math
 import os
-import queue
 import signal
 import socket
 import subprocess
@@ -51,6 +50,7 @@ from symbiont.errors import SandboxError
 from symbiont.sandbox._process_worker import (
     EXIT_OUT_OF_MEMORY,
     WORKER_KINDS,
+    WORKER_SLOTS,
     recv_frame,
     send_frame,
 )
@@ -175,7 +175,8 @@ def _default_preload() -> tuple[str, ...]:
 
 
 class _Zygote:
-    """One zygote process and its control socket; serves one call at a time."""
+    """One zygote process and its control socket. It runs up to WORKER_SLOTS workers at
+    once; `lock` pairs each fork request with its acknowledgement, `running` counts calls."""
 
     def __init__(self, preload: tuple[str, ...], without: tuple[str, ...] = ()) -> None:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -212,6 +213,8 @@ class _Zygote:
             )
         self.ready: dict[str, Any] = ready
         self.broken = False
+        self.lock = threading.Lock()
+        self.running = 0  # guarded by the sandbox's pool condition
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -243,6 +246,8 @@ class _Call:
         self.pidfd: int | None = None
         self.frame_cap = 6 * max(limits.max_file_bytes, limits.max_log_bytes, 64 * 1024) + 64 * 1024
         self.setup_failure: str | None = None  # the worker could not confine itself
+        # The zygote reports the worker's exit status on this call's own socket.
+        self.status, self._status_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.memory_traceback: str | None = None  # sent with a MemoryError, before exiting
 
     def remaining(self) -> float:
@@ -259,6 +264,7 @@ class _Call:
         in_namespace = self.zygote.ready.get("scratch") == "tmpfs"
         scratch = None if in_namespace else tempfile.mkdtemp(prefix="symbiont-scratch-")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        status_theirs = self._status_theirs
         ctrl = self.zygote.ctrl
         request = {
             "op": "run",
@@ -272,14 +278,23 @@ class _Call:
         }
         try:
             try:
-                ctrl.settimeout(_STATUS_TIMEOUT_S)
-                socket.send_fds(ctrl, [json.dumps(request).encode()], [theirs.fileno()])
+                with self.zygote.lock:
+                    ctrl.settimeout(_STATUS_TIMEOUT_S)
+                    socket.send_fds(
+                        ctrl,
+                        [json.dumps(request).encode()],
+                        [theirs.fileno(), status_theirs.fileno()],
+                    )
+                    msg, fds, _f, _a = socket.recv_fds(ctrl, 4096, 1)
                 theirs.close()
-                msg, fds, _f, _a = socket.recv_fds(ctrl, 4096, 1)
+                status_theirs.close()
                 if not msg or len(fds) != 1:
-                    raise OSError("no fork acknowledgement")
+                    for fd in fds:
+                        os.close(fd)
+                    refusal = json.loads(msg).get("error") if msg else None
+                    raise OSError(refusal or "no fork acknowledgement")
                 self.pidfd = fds[0]
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 self.zygote.broken = True
                 raise SandboxError(f"the process-tier zygote stopped answering: {exc}") from None
             outcome = self._converse(ours, source, entry, input_json)
@@ -289,8 +304,10 @@ class _Call:
             return self._classify_death(status)
         finally:
             ours.close()
-            with contextlib.suppress(OSError):
-                theirs.close()
+            self.status.close()
+            for end in (theirs, status_theirs):
+                with contextlib.suppress(OSError):
+                    end.close()
             if self.pidfd is not None:
                 os.close(self.pidfd)
             if scratch is not None:
@@ -300,13 +317,12 @@ class _Call:
         """Make sure the worker is gone and read its exit status from the zygote."""
         if outcome is not None:
             self.kill()  # we have what we need; whatever the worker does next is irrelevant
-        ctrl = self.zygote.ctrl
         settled = outcome is not None or self.killed_for_timeout
         wait = _STATUS_TIMEOUT_S if settled else max(self.remaining(), 0.001)
         for _attempt in range(2):
-            ctrl.settimeout(wait)
+            self.status.settimeout(wait)
             try:
-                msg = ctrl.recv(4096)
+                msg = self.status.recv(4096)
             except TimeoutError:
                 if not settled:  # the worker closed its socket but is still running
                     settled = self.killed_for_timeout = True
@@ -467,7 +483,9 @@ class _Call:
 class ProcessSandbox:
     """Runs capabilities in confined, pre-forked worker processes (Linux only).
 
-    `pool_size` zygotes serve calls in parallel (one call each at a time). `preload` names
+    Each zygote runs up to WORKER_SLOTS calls at once, every worker brokered by its own
+    caller's thread, so a call whose host function is slow never holds up another; a further
+    zygote (up to `pool_size`) starts only when every zygote is full. `preload` names
     modules the zygote imports once so workers get them for free (default: numpy when
     installed). With `allow_weaker_isolation=True`, missing kernel protections are logged
     and named in the result's tier instead of refusing to run.
@@ -489,8 +507,7 @@ class ProcessSandbox:
         self.pool_size = pool_size
         self.preload = _default_preload() if preload is None else tuple(preload)
         self._without = tuple(_without)  # protections left out on purpose (tests of fallbacks)
-        self._lock = threading.Lock()
-        self._idle: queue.LifoQueue[_Zygote] = queue.LifoQueue()
+        self._pool = threading.Condition()  # guards _all, _closed and each zygote's running
         self._all: list[_Zygote] = []
         self._missing: dict[str, str] | None = None
         self._closed = False
@@ -533,39 +550,47 @@ class ProcessSandbox:
                 "uid": ready.get("uid"),
                 "gid": ready.get("gid"),
                 "max_tasks": ready.get("max_tasks"),
+                "worker_slots": ready.get("worker_slots"),
                 "scratch": ready.get("scratch"),
             }
         finally:
             self._release(zygote)
 
     def _acquire(self) -> _Zygote:
-        if self._closed:
-            raise SandboxError("this ProcessSandbox is closed")
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        with self._lock:
-            if len(self._all) < self.pool_size:
-                zygote = self._start_zygote()
-                self._all.append(zygote)
-                return zygote
-        return self._idle.get()
+        """The least busy zygote with a free worker slot; a new one (up to pool_size) only
+        when every zygote is full, else wait for a slot."""
+        with self._pool:
+            while True:
+                if self._closed:
+                    raise SandboxError("this ProcessSandbox is closed")
+                usable = [z for z in self._all if not z.broken and z.running < WORKER_SLOTS]
+                if usable:
+                    zygote = min(usable, key=lambda z: z.running)
+                    zygote.running += 1
+                    return zygote
+                if len(self._all) < self.pool_size:
+                    zygote = self._start_zygote()  # others wait for it: they would use it
+                    zygote.running = 1
+                    self._all.append(zygote)
+                    return zygote
+                self._pool.wait()
 
     def _release(self, zygote: _Zygote) -> None:
-        if zygote.broken or zygote.proc.poll() is not None:
-            zygote.close()
-            with self._lock:
-                if zygote in self._all:
-                    self._all.remove(zygote)
-            return
-        self._idle.put(zygote)
+        with self._pool:
+            zygote.running -= 1
+            dead = zygote.broken or zygote.proc.poll() is not None
+            if dead and zygote in self._all:
+                self._all.remove(zygote)
+            self._pool.notify_all()
+        if dead:
+            zygote.close()  # calls still on it see its status sockets close: a crash each
 
     def close(self) -> None:
         """Stop the zygotes (a running call finishes or is killed by its own deadline)."""
-        self._closed = True
-        with self._lock:
+        with self._pool:
+            self._closed = True
             zygotes, self._all = self._all, []
+            self._pool.notify_all()
         for zygote in zygotes:
             zygote.close()
 
