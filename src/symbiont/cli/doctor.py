@@ -87,13 +87,20 @@ def gather() -> dict[str, Any]:
     }
 
 
+def _ids(info: dict[str, Any]) -> str:
+    first, last = info.get("uid"), info.get("last_uid")
+    if last is None or last == first:
+        return f"uid {first}, gid {info.get('gid')}"
+    return f"uids and gids {first}–{last}, one per concurrent worker"
+
+
 def _process_lines(info: dict[str, Any]) -> tuple[list[str], int]:
     if "error" in info:
         return [f"  ✗ the process tier cannot start: {info['error']}"], 1
     lines: list[str] = []
     missing = 0
     details = {
-        "unprivileged uid": f"uid {info.get('uid')}, gid {info.get('gid')}",
+        "unprivileged uid": _ids(info),
         "task limit": f"at most {info.get('max_tasks')} tasks" if info.get("max_tasks") else "",
         "landlock": f"ABI {info.get('landlock_abi')}",
     }

@@ -657,6 +657,7 @@ def main() -> None:
             "gid": zygote["gid"],
             "max_tasks": zygote["max_tasks"],
             "worker_slots": WORKER_SLOTS,
+            "last_uid": zygote["uid"] + (WORKER_SLOTS - 1 if os.geteuid() == 0 else 0),
             "scratch": "tmpfs" if zygote["enabled"]["mount namespace"] else "folder",
         }
         ctrl.send(json.dumps(ready).encode())

@@ -551,6 +551,7 @@ class ProcessSandbox:
                 "gid": ready.get("gid"),
                 "max_tasks": ready.get("max_tasks"),
                 "worker_slots": ready.get("worker_slots"),
+                "last_uid": ready.get("last_uid"),
                 "scratch": ready.get("scratch"),
             }
         finally:
