@@ -94,7 +94,7 @@ class SearchConfig:
     top_inspirations: int = 2
     diverse_inspirations: int = 2
     promote: PromotePolicy = "best"
-    novelty_threshold: float | None = 0.995  # cosine; None: exact duplicates only
+    novelty_threshold: float | None = None  # cosine of bodies; None: exact duplicates only
     edit_retries: int = 1  # re-asks after a SEARCH block that does not match
     typecheck: bool | None = None
     timeout_s: float | None = None
