@@ -254,3 +254,47 @@ def test_resources_and_the_system_prompt(home: Path) -> None:
                 await session.get_prompt("no_such_prompt")
 
     anyio.run(main)
+
+
+def test_top_k_exposes_what_searches_found(home: Path) -> None:
+    async def main() -> None:
+        async with stdio_session(home, "--expose", "top-k", "--top-k", "2", "--poll", "0") as (
+            session,
+            notes,
+        ):
+            before = {t.name for t in (await session.list_tools()).tools} - CORE_TOOLS
+            assert len(before) == 2 and "get_salary_details" not in before
+            found = payload(
+                await session.call_tool(
+                    "search_capabilities", {"query": "how much is employee E007 paid", "k": 1}
+                )
+            )
+            assert found["results"][0]["id"] == "get_salary_details"
+            assert found["results"][0]["tool"] == "get_salary_details"
+            await notes.wait_for("notifications/tools/list_changed")
+            after = {t.name: t for t in (await session.list_tools()).tools}
+            assert len(set(after) - CORE_TOOLS) == 2 and "get_salary_details" in after
+            salary = after["get_salary_details"]
+            assert salary.input_schema["properties"] == {"employee_id": {"type": "string"}}
+            assert salary.output_schema is not None and salary.annotations.read_only_hint is True
+
+    anyio.run(main)
+
+
+def test_changes_by_another_process_are_announced(home: Path) -> None:
+    def deprecate_elsewhere() -> None:
+        with Library(home / "symbiont.db", tier="process") as lib:
+            lib.deprecate("count_up", "retired by hand in another process")
+
+    async def main() -> None:
+        async with stdio_session(home, "--expose", "all", "--poll", "0.2") as (session, notes):
+            assert "count_up" in {t.name for t in (await session.list_tools()).tools}
+            await anyio.to_thread.run_sync(deprecate_elsewhere)
+            await notes.wait_for("notifications/tools/list_changed")
+            await notes.wait_for("notifications/resources/list_changed")
+            assert "count_up" not in {t.name for t in (await session.list_tools()).tools}
+            shown = payload(await session.call_tool("get_capability", {"id": "count_up"}))
+            assert shown["status"] == "deprecated"
+            assert shown["status_reason"] == "retired by hand in another process"
+
+    anyio.run(main)

@@ -30,7 +30,6 @@ import logging
 import os
 import sys
 import traceback
-import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -264,7 +263,7 @@ class CapabilityServer:
         self._model = model
         self.authoring = model is not None or model_configured()
         self._limiter = anyio.CapacityLimiter(1)
-        self._sessions: weakref.WeakSet[ServerSession] = weakref.WeakSet()
+        self._clients: dict[int, ServerSession] = {}  # one per connected client
         self._focus: list[str] = []  # expose="top-k": capabilities found by recent searches
         self._signatures: tuple[Any, Any] | None = None
         self._tool_ids: dict[str, str] = {}  # tool name -> capability id, every stored one
@@ -332,7 +331,19 @@ class CapabilityServer:
                 log.debug("change poll failed", exc_info=True)
 
     def _remember(self, ctx: ServerRequestContext[Any, Any]) -> None:
-        self._sessions.add(ctx.session)
+        """Keep a way to reach this client outside of its requests (for the notifications).
+
+        `ctx.session` is made per request; what lasts is its connection, which the SDK (2.3)
+        reaches only through a private attribute, hence the fallback to the session itself."""
+        session = ctx.session
+        connection = getattr(session, "_connection", None)
+        key = id(connection if connection is not None else session)
+        if key in self._clients:
+            return
+        self._clients[key] = session
+        stack = getattr(connection, "exit_stack", None)
+        if stack is not None:  # forget the client when its connection closes
+            stack.callback(self._clients.pop, key, None)
 
     def _names(self, caps: list[Capability]) -> dict[str, str]:
         """capability id -> tool name, over every stored capability (stable whatever the
@@ -374,14 +385,14 @@ class CapabilityServer:
             tools_changed, resources_changed = new[0] != old[0], new[1] != old[1]
             if not (tools_changed or resources_changed):
                 return
-            for session in list(self._sessions):
+            for key, session in list(self._clients.items()):
                 try:
                     if tools_changed:
                         await session.send_tool_list_changed()
                     if resources_changed:
                         await session.send_resource_list_changed()
                 except Exception:  # that client has gone
-                    self._sessions.discard(session)
+                    self._clients.pop(key, None)
 
     # -- tools ---------------------------------------------------------------------------------
     async def _list_tools(
