@@ -574,7 +574,8 @@ class Agent:
         except CapabilityDeprecated as exc:
             raise ToolError(
                 "deprecated",
-                f"{exc}. Pick another capability, or create one with create_capability",
+                f"capability {exc.capability_id!r} is deprecated ({exc.reason}) and does not "
+                "run. Pick another capability, or create one with create_capability",
             ) from None
         except InvalidInput as exc:
             raise ToolError("invalid_input", str(exc), input_schema=cap.input_schema) from None

@@ -841,7 +841,12 @@ class Library:
         try:
             index = self.index
         except CapabilityError as exc:  # no index module: stored, but not searchable yet
-            log.warning("%s; %d capabilities not indexed (run reindex() later)", exc, len(caps))
+            log.warning(
+                "%s; %d capabilities not indexed yet (they are indexed when the library next "
+                "opens its index)",
+                exc,
+                len(caps),
+            )
             return
         docs = [self._index_doc(c) for c in caps]
         with self._lock:  # the index shares our connection
