@@ -1,0 +1,202 @@
+"""Population search: harness cost per candidate, throughput by `parallel`, search efficiency.
+
+1. Harness cost: an instant model served over loopback through the `openai` SDK (the
+   project's fake server, `OpenAIModel`), a trivial metric, no type check, a real SQLite
+   store, forked (confined) trials. Per-candidate cost is the interval between two finished
+   candidates (p50), and wall time / candidates; `parallel` = 1, 2, 4 on this machine. The
+   same server and function through `evolve` (one lineage) for reference.
+2. Search efficiency: the offline mutation proposer on circle packing (n = 26), best score
+   after 200 evaluations, `search` against `evolve` with the same number of attempts.
+
+    python benchmarks/bench_search.py [--quick]
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1] / "examples"))
+from _report import percentile, write_section
+
+import symbiont
+from symbiont.models.mutation import MutationModel
+from symbiont.models.openai import OpenAIModel
+from symbiont.search import Budget
+from symbiont.testing.openai_server import FakeOpenAIServer
+
+
+@symbiont.evolvable(timeout=5.0, typecheck=False)
+def bump(x: int) -> int:
+    """Return x plus something."""
+    return x
+
+
+def gain(fn) -> float:  # type: ignore[no-untyped-def]
+    return float(fn(0))
+
+
+def _reset(fn) -> None:  # type: ignore[no-untyped-def]
+    h = fn.symbiont
+    h.activate(0)
+    del h.revisions[1:]
+    h._previous.clear()
+    h.revision(0).score = None
+
+
+def _server() -> FakeOpenAIServer:
+    counter = itertools.count(1)
+
+    def answer(body: dict) -> str:
+        return f"```python\ndef bump(x: int) -> int:\n    return x + {next(counter)}\n```"
+
+    server = FakeOpenAIServer()
+    server.handler = answer
+    return server
+
+
+def harness_search(parallel: int, n: int) -> dict[str, float]:
+    with _server() as server, tempfile.TemporaryDirectory() as tmp:
+        model = OpenAIModel("fake-model", base_url=server.base_url, api_key="k")
+        rt = symbiont.Runtime(store=Path(tmp) / "s.db")
+        stamps: list[float] = []
+        try:
+            cpu = time.process_time()
+            started = time.perf_counter()
+            report = rt.search_sync(
+                bump, model, metric=gain, budget=Budget(evaluations=n + 1), parallel=parallel,
+                islands=1, on_progress=lambda _r: stamps.append(time.perf_counter()),
+            )  # fmt: skip
+            wall = time.perf_counter() - started
+            cpu = time.process_time() - cpu
+        finally:
+            rt.close()
+            _reset(bump)
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    return {
+        "candidates": report.candidates,
+        "p50_ms": percentile(gaps, 50) * 1000,
+        "mean_ms": wall / max(1, report.candidates) * 1000,
+        "per_s": report.candidates / wall,
+        "cpu_ms": cpu / max(1, report.candidates) * 1000,
+        "trial_cpu_ms": report.trial_cpu_s / max(1, report.candidates) * 1000,
+    }
+
+
+def harness_evolve(n: int) -> dict[str, float]:
+    with _server() as server, tempfile.TemporaryDirectory() as tmp:
+        model = OpenAIModel("fake-model", base_url=server.base_url, api_key="k")
+        rt = symbiont.Runtime(store=Path(tmp) / "s.db")
+        stamps: list[float] = []
+        try:
+            cpu = time.process_time()
+            started = time.perf_counter()
+            rt.evolve_sync(
+                bump, model, metric=gain, attempts=n, stop_on_accept=False,
+                on_attempt=lambda _a: stamps.append(time.perf_counter()),
+            )  # fmt: skip
+            wall = time.perf_counter() - started
+            cpu = time.process_time() - cpu
+        finally:
+            rt.close()
+            _reset(bump)
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    return {
+        "candidates": n,
+        "p50_ms": percentile(gaps, 50) * 1000,
+        "mean_ms": wall / n * 1000,
+        "per_s": n / wall,
+        "cpu_ms": cpu / n * 1000,
+        "trial_cpu_ms": float("nan"),
+    }
+
+
+def efficiency(evaluations: int, seeds: list[int]) -> tuple[list[float], list[float], float]:
+    import circle_packing as cp
+
+    searched, evolved = [], []
+    start = 0.0
+    for seed in seeds:
+        rt = symbiont.Runtime(store=False)
+        try:
+            report = cp.main(runtime=rt, model=MutationModel(seed=seed), evaluations=evaluations)
+            searched.append(report.best_score)
+            start = report.baseline_score
+        finally:
+            rt.close()
+            _reset(cp.construct_packing)
+        rt = symbiont.Runtime(store=False)
+        try:
+            rt.evolve_sync(
+                cp.construct_packing, MutationModel(seed=seed), metric=cp.sum_of_radii,
+                check=cp.check_packing, attempts=evaluations - 1, stop_on_accept=False,
+            )  # fmt: skip
+            evolved.append(cp.construct_packing.symbiont.active.score)
+        finally:
+            rt.close()
+            _reset(cp.construct_packing)
+    return searched, evolved, start
+
+
+def main(quick: bool = False) -> str:
+    load = os.getloadavg()[0]
+    n = 40 if quick else 120
+    rows = []
+    for parallel in (1, 2, 4):
+        m = harness_search(parallel, n)
+        rows.append(
+            f"| search, parallel={parallel} | {m['candidates']:.0f} | {m['p50_ms']:.1f} "
+            f"| {m['mean_ms']:.1f} | {m['per_s']:.1f} | {m['cpu_ms']:.1f} | {m['trial_cpu_ms']:.1f} |"
+        )
+        print(rows[-1], flush=True)
+    m = harness_evolve(n)
+    rows.append(
+        f"| evolve (one lineage) | {m['candidates']:.0f} | {m['p50_ms']:.1f} | {m['mean_ms']:.1f} "
+        f"| {m['per_s']:.1f} | {m['cpu_ms']:.1f} | — |"
+    )
+    print(rows[-1], flush=True)
+    evaluations = 60 if quick else 200
+    seeds = [1, 2] if quick else [1, 2, 3]
+    searched, evolved, start = efficiency(evaluations, seeds)
+    eff = (
+        f"| search (2 islands, parallel 2) | {evaluations} | {statistics.median(searched):.4f} "
+        f"| {', '.join(f'{s:.4f}' for s in searched)} |\n"
+        f"| evolve (one lineage) | {evaluations} | {statistics.median(evolved):.4f} "
+        f"| {', '.join(f'{s:.4f}' for s in evolved)} |"
+    )
+    print(eff, flush=True)
+    text = "\n".join(
+        [
+            "## Population search",
+            "",
+            "`python benchmarks/bench_search.py`. Harness: an instant model over loopback through",
+            "the `openai` SDK (`OpenAIModel` against the project's fake server), a one-line",
+            "function, a trivial metric, no type check, a SQLite store, confined forked trials.",
+            "p50 ms is the median interval between two finished candidates; CPU ms is this",
+            "process's CPU per candidate (all threads); trial CPU ms is the trials' own (the",
+            f"CPU the search took from the live program). Load average at start: {load:.2f}.",
+            "",
+            "| run | candidates | p50 ms/candidate | wall ms/candidate | candidates/s "
+            "| CPU ms/candidate | trial CPU ms/candidate |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            *rows,
+            "",
+            f"Circle packing (n = 26, sum of radii; the initial layout scores {start:.4f}, best",
+            "published ≈ 2.635), offline mutation proposer, median over seeds:",
+            "",
+            "| engine | evaluations | median best | per seed |",
+            "| --- | ---: | ---: | --- |",
+            eff,
+        ]
+    )
+    return write_section("search", text)
+
+
+if __name__ == "__main__":
+    print(main(quick="--quick" in sys.argv))
