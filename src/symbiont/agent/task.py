@@ -449,17 +449,11 @@ class Agent:
         ok = False
         try:
             if resolved is None:
-                known_id = name in self.library
                 raise ToolError(
                     "unknown_tool",
                     f"there is no tool {name!r}; the tools are "
                     + ", ".join(run.tool_names())
-                    + (
-                        f". {name!r} is a capability that was not offered for this task: "
-                        "call run_capability with its id if it fits"
-                        if known_id
-                        else ""
-                    ),
+                    + self._not_offered_note(run, name),
                 )
             if resolved in run.cap_tools:
                 tool = run.cap_tools[resolved]
@@ -500,6 +494,22 @@ class Agent:
             duration_s=duration,
         )
         return content
+
+    def _not_offered_note(self, run: _Run, name: str) -> str:
+        """Why a real capability id is not a tool here (a writer for a read-only task)."""
+        try:
+            cap = self.library.get(name)
+        except CapabilityError:
+            return ""
+        if cap.permissions.writes and not run.change_requested:
+            return (
+                f". {name!r} changes data, and this task does not ask for a change, so it is "
+                "not offered"
+            )
+        return (
+            f". {name!r} is a capability that was not offered for this task: call "
+            "run_capability with its id if it fits"
+        )
 
     def _check_repeat(self, run: _Run, tool: str, target: str, args: Any) -> None:
         """Notice the same call made again and again: warn once, then stop the run.

@@ -241,9 +241,12 @@ def cmd_transcripts(args: argparse.Namespace) -> int:
         if t.capability_id:
             task = _cut(f"{t.task}", max(10, room - len(t.capability_id) - 3))
             task += f" → {t.capability_id}"
-        color = {"answered": "green", "completed": "green", "running": "yellow"}.get(
-            t.outcome, "red"
-        )
+        color = {
+            "answered": "green",
+            "completed": "green",
+            "running": "yellow",
+            "unverified": "yellow",
+        }.get(t.outcome, "red")
         console.print(
             f"{ident:<7} {t.kind:<8} [{color}]{t.outcome:<10}[/] {t.steps:>5} "
             f"{t.input_tokens + t.output_tokens:>7}  {escape(task)}",
@@ -360,7 +363,12 @@ def _summary(t: Any) -> dict[str, Any]:
 
 
 def _outcome(outcome: str) -> str:
-    color = {"answered": "green", "completed": "green", "running": "yellow"}.get(outcome, "red")
+    color = {
+        "answered": "green",
+        "completed": "green",
+        "running": "yellow",
+        "unverified": "yellow",
+    }.get(outcome, "red")
     return f"[{color}]{outcome}[/]"
 
 
