@@ -399,9 +399,16 @@ def test_library_on_an_open_store_and_a_capability_added_by_another_process(
 
 
 @pytest.mark.parametrize(
-    "line", ["from symbiont.library import Library", "import pathlib", "from urllib.request import urlopen"]
+    "line",
+    [
+        "from symbiont.library import Library",
+        "import pathlib",
+        "from urllib.request import urlopen",
+    ],
 )
-def test_capabilities_may_not_import_io_modules_or_symbiont_internals(lib: Library, line: str) -> None:
+def test_capabilities_may_not_import_io_modules_or_symbiont_internals(
+    lib: Library, line: str
+) -> None:
     with pytest.raises(CapabilityRefused, match="policy stage") as info:
         lib.add(lookup_capability(source=line + "\n" + LOOKUP))
     assert info.value.diagnostics[0].line == 1
