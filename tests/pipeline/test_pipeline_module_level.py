@@ -48,6 +48,8 @@ def _diags(top: str, module_globals=LIVE):
         ("X = DATA[0]", 5, "reads the module's live object `DATA` (list)"),
         ("X = CONFIG", 5, "live object `CONFIG`"),
         ("X = (Y := 2)", 6, "cannot be evaluated at the module level"),
+        ("A = B + 1\nB = 2", 5, "`B`, which is not defined at that point"),
+        ("def h() -> Later:\n    return Later()\n\nclass Later:\n    pass", 12, "`Later`"),
         ("from math import *", 1, "import *"),
         ("class Meta(type):\n    pass\n\nclass K(metaclass=Meta):\n    pass", 19, "metaclass"),
         ("class K:\n    x = print('side effect')", 9, "calls `print`"),

@@ -226,6 +226,7 @@ _NAME_HINTS = {
 #   immutable values (numbers, strings, bytes, None, tuples and frozensets of them), combined
 #   with operators, subscripts, attribute reads, comprehensions, f-strings and lambdas, and no
 #   call, `await`, `yield` or `:=` anywhere (a lambda's body runs later and is not checked);
+#   a name defined nowhere yet is refused too (the module level runs top to bottom);
 # - docstrings and `pass`.
 #
 # Anything else runs code at promotion: a call (`DATA.clear()`), an assignment into an existing
@@ -520,8 +521,8 @@ class _ModuleLevel:
             return  # the common cases, without walking: literals ...
         if isinstance(expr, ast.Name) and (
             expr.id in self.bound
-            or expr.id not in self.globals
-            or _definition_safe_global(self.globals[expr.id])
+            or (expr.id in self.globals and _definition_safe_global(self.globals[expr.id]))
+            or (expr.id not in self.globals and hasattr(builtins, expr.id))
         ):
             return  # ... and plain names (`int`, a class, the candidate's own constant)
         local: set[str] = set()  # comprehension variables
@@ -559,8 +560,17 @@ class _ModuleLevel:
                 return
             if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
                 name = sub.id
-                if name in local or name in self.bound or name not in self.globals:
-                    pass  # the candidate's own, a builtin, or unknown (the trial will say)
+                if name in local or name in self.bound:
+                    pass  # the candidate's own
+                elif name not in self.globals:
+                    if not hasattr(builtins, name):
+                        self.report(
+                            f"{what} `{self.spelled(expr)}` uses `{name}`, which is not defined "
+                            "at that point: the module level runs top to bottom, so define "
+                            f"`{name}` above it (or use it only inside a function)",
+                            sub,
+                        )
+                        return
                 elif not _definition_safe_global(self.globals[name]):
                     self.report(
                         f"{what} `{self.spelled(expr)}` reads the module's live object "
