@@ -223,7 +223,8 @@ _NAME_HINTS = {
 # - `NAME = value` / `NAME: type = value` binding names (the compile stage checks that they are
 #   *new*), where `value` is a *definition-time-safe expression*: literals, names the candidate
 #   bound above, builtins, and module globals that are modules, classes, functions or plain
-#   immutable values (numbers, strings, bytes, None, tuples and frozensets of them), combined
+#   immutable values (numbers, strings, bytes, None, tuples and frozensets of them), enum
+#   members and typing objects (`Optional`, `List`, a `TypeVar`), combined
 #   with operators, subscripts, attribute reads, comprehensions, f-strings and lambdas, and no
 #   call, `await`, `yield` or `:=` anywhere (a lambda's body runs later and is not checked);
 #   a name defined nowhere yet is refused too (the module level runs top to bottom);
