@@ -1,0 +1,1411 @@
+"""The web UI's pages: server-rendered HTML over the store, the library and the transcripts.
+
+Every page is a `Page` function `(ui, path_params, query) -> (title, body)`; the Starlette
+route renders it inside the layout, and `/events` renders the same function again whenever
+the store changes so a live page swaps in its new body without a reload (server-sent
+events; works for any process writing the same store, because it reads the store).
+
+Read-only unless `UIConfig.actions` is on; then POST forms (each carrying the server's
+per-process form key) run a capability, deprecate or restore one, and activate a revision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import difflib
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Match, Route
+
+from symbiont.errors import SymbiontError
+from symbiont.ui.data import Data, StoreUnavailable, overview_counts
+from symbiont.ui.html import (
+    Safe,
+    badge,
+    esc,
+    fmt,
+    join,
+    link,
+    message,
+    money,
+    ms,
+    num,
+    page,
+    pre,
+    pretty_json,
+    table,
+    when,
+)
+from symbiont.ui.svg import Node, heat_map, line_plot, lineage_tree
+
+log = logging.getLogger("symbiont.ui")
+STATIC = Path(__file__).parent / "static"
+TOKEN_COOKIE = "symbiont_ui_token"
+EMPTY = Safe("")
+
+Body = tuple[str, Safe]
+PageFn = Callable[["UI", Mapping[str, Any], Mapping[str, str]], Body]
+
+
+@dataclass
+class UIConfig:
+    """How a UI server behaves. `token`: required of every request when set (bearer header,
+    cookie, or `?token=` once). `actions`: allow the POST forms. `activate`: called instead
+    of the store's `set_active` (the in-process runtime swaps the live function too);
+    returns a sentence for the person. `poll_s`: how often live pages look at the store."""
+
+    store_path: Path
+    data_root: str | Path | None = None
+    tier: str | None = None
+    token: str | None = None
+    actions: bool = False
+    activate: Callable[[int, int], str] | None = None
+    poll_s: float = 1.0
+    store: Any = None  # an open SQLiteStore to share (runtime.serve_ui)
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1", "[::1]")
+    form_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+
+
+class NotFound(SymbiontError):
+    """A page for a record that does not exist."""
+
+
+class UI:
+    def __init__(self, config: UIConfig) -> None:
+        self.config = config
+        self.data = Data(
+            config.store_path, data_root=config.data_root, tier=config.tier, store=config.store
+        )
+
+    def form(self, action: str, inner: Safe, *, cls: str = "") -> Safe:
+        """A POST form with the server's form key, or a note that actions are off."""
+        if not self.config.actions:
+            return Safe("")
+        return fmt(
+            '<form method="post" action="{}" class="{}">'
+            '<input type="hidden" name="form_key" value="{}">{}</form>',
+            action,
+            cls,
+            self.config.form_key,
+            inner,
+        )
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _int(value: Any, what: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise NotFound(f"{what} must be a number, not {value!r}") from None
+
+
+def _diagnostics(diags: list[dict[str, Any]]) -> Safe:
+    if not diags:
+        return fmt('<p class="hint">no diagnostics</p>')
+    items = []
+    for d in diags:
+        where = (
+            f"line {d['line']}" + (f", col {d['col']}" if d.get("col") else "")
+            if d.get("line")
+            else ""
+        )
+        items.append(
+            fmt(
+                '<li class="diag"><span class="badge">{}</span> <b>{}</b> {} <div class="msg">{}</div>{}{}</li>',
+                d.get("stage", "?"),
+                d.get("kind", "?"),
+                where,
+                d.get("message", ""),
+                pre(d["excerpt"], "excerpt") if d.get("excerpt") else "",
+                pre(d["detail"], "detail") if d.get("detail") else "",
+            )
+        )
+    return fmt('<ul class="diags">{}</ul>', join(items))
+
+
+def _section(title: str, inner: Any) -> Safe:
+    return fmt("<section><h2>{}</h2>{}</section>", title, inner)
+
+
+def _dl(pairs: list[tuple[str, Any]]) -> Safe:
+    return fmt(
+        '<dl class="facts">{}</dl>',
+        join(fmt("<dt>{}</dt><dd>{}</dd>", k, v) for k, v in pairs),
+    )
+
+
+# -- overview --------------------------------------------------------------------------------
+def overview(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Body:
+    c = overview_counts(ui.data)
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(c["capability_statuses"].items()))
+    cards = [
+        ("/functions", "evolvable functions", c["functions"], f"{c['revisions']} revisions"),
+        ("/capabilities", "capabilities", c["capabilities"], statuses or "none yet"),
+        ("/runs", "evolve runs", c["runs"], ""),
+        ("/transcripts", "agent transcripts", c["transcripts"], ""),
+    ]
+    body = fmt(
+        '<h1>Overview</h1><p class="hint">store {}</p><div class="cards">{}</div>',
+        ui.data.path,
+        join(
+            fmt(
+                '<a class="card" href="{}"><b>{}</b><span>{}</span><small>{}</small></a>',
+                h,
+                n,
+                t,
+                s,
+            )
+            for h, t, n, s in cards
+        ),
+    )
+    if not any((c["functions"], c["capabilities"], c["runs"], c["transcripts"])):
+        body = Safe(
+            body
+            + message(
+                "The store is empty",
+                "Nothing has been recorded yet.",
+                "Evolve a function, import capabilities (symbiont lib import DIR) or run "
+                "`symbiont agent --demo`; this page updates by itself.",
+            )
+        )
+    return "Overview", body
+
+
+# -- capabilities ----------------------------------------------------------------------------
+STATUS_CHOICES = ("", "active", "legacy", "deprecated")
+
+
+def capabilities(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Body:
+    lib = ui.data.library()
+    q = query.get("q", "").strip()
+    status = query.get("status", "")
+    if status not in STATUS_CHOICES:
+        status = ""
+    mode = query.get("mode", "hybrid")
+    if mode not in ("hybrid", "semantic", "lexical"):
+        mode = "hybrid"
+    options = join(
+        fmt(
+            '<option value="{}"{}>{}</option>',
+            s,
+            Safe(" selected") if s == status else "",
+            s or "any status",
+        )
+        for s in STATUS_CHOICES
+    )
+    modes = join(
+        fmt('<option value="{}"{}>{}</option>', m, Safe(" selected") if m == mode else "", m)
+        for m in ("hybrid", "semantic", "lexical")
+    )
+    form = fmt(
+        '<form class="search" method="get" action="/capabilities">'
+        '<input type="search" name="q" value="{}" placeholder="describe a task, e.g. what is an employee\'s salary?" size="60" autofocus>'
+        '<select name="mode">{}</select><select name="status">{}</select>'
+        '<button type="submit">Search</button></form>',
+        q,
+        modes,
+        options,
+    )
+    if q:
+        results = lib.search(q, k=10, mode=mode, include_legacy=status == "legacy")
+        if status:
+            results = [r for r in results if r.capability.status == status]
+        rows = [
+            (
+                i,
+                link(f"/capabilities/{r.capability.id}", r.capability.id, "cap-id"),
+                num(r.score),
+                num(r.semantic_score),
+                num(r.lexical_score),
+                badge(r.capability.status),
+                r.why,
+            )
+            for i, r in enumerate(results, 1)
+        ]
+        listing = (
+            table(
+                ("#", "capability", "score", "semantic", "lexical", "status", "why"),
+                rows,
+                cls="results",
+            )
+            if rows
+            else fmt('<p class="hint">no capability matches “{}”</p>', q)
+        )
+        note = fmt(
+            '<p class="hint">{} ranking: the score fuses the semantic (embedding cosine) and '
+            "lexical (BM25) ranks; deprecated capabilities are never returned.</p>",
+            mode,
+        )
+        body = fmt("<h1>Capabilities</h1>{}{}{}", form, note, listing)
+        return f"Search: {q}", body
+    caps = lib.list(status or None)
+    rows = [
+        (
+            link(f"/capabilities/{c.id}", c.id, "cap-id"),
+            c.summary.split("\n")[0][:140],
+            badge(c.status),
+            c.version,
+            c.stats.runs,
+            c.stats.failures,
+            ms(c.stats.p50_latency_s),
+        )
+        for c in caps
+    ]
+    listing = (
+        table(("capability", "summary", "status", "version", "runs", "failures", "p50"), rows)
+        if rows
+        else message(
+            "No capabilities",
+            "The library holds no capabilities"
+            + (f" with status {status}" if status else "")
+            + ".",
+            "Add some with `symbiont lib import DIR` (e.g. examples/hr).",
+        )
+    )
+    return "Capabilities", fmt("<h1>Capabilities</h1>{}{}", form, listing)
+
+
+def _capability_body(
+    ui: UI, cap_id: str, *, run: Safe = EMPTY, input_text: str | None = None
+) -> Body:
+    from symbiont.library.library import CapabilityNotFound
+
+    lib = ui.data.library()
+    try:
+        cap = lib.get(cap_id)
+    except CapabilityNotFound as exc:
+        raise NotFound(str(exc)) from None
+    s = cap.stats
+    facts = _dl(
+        [
+            (
+                "status",
+                Safe(
+                    badge(cap.status) + (fmt(" {}", cap.status_reason) if cap.status_reason else "")
+                ),
+            ),
+            ("version", cap.version),
+            ("entry", cap.entry),
+            ("parents", join((link(f"/capabilities/{p}", p) for p in cap.parents), ", ") or "—"),
+            (
+                "replaced by",
+                link(f"/capabilities/{cap.replaced_by}", cap.replaced_by)
+                if cap.replaced_by
+                else "—",
+            ),
+            ("runs", f"{s.runs} ({s.failures} failed, {s.consecutive_failures} in a row)"),
+            ("p50 latency", ms(s.p50_latency_s)),
+            ("last run", when(s.last_run_at)),
+            ("last error", s.last_error or "—"),
+            ("updated", when(cap.updated_at)),
+        ]
+    )
+    examples = [
+        (i, pre(pretty_json(e.input)), pre(pretty_json(e.to_dict().get("output", e.to_dict()))))
+        for i, e in enumerate(cap.examples, 1)
+    ]
+    versions = [
+        (v["version"], when(v["created_at"]), v["summary"][:120]) for v in lib.versions(cap.id)
+    ]
+    if input_text is None:
+        input_text = pretty_json(cap.examples[0].input) if cap.examples else "{}"
+    run_form = ui.form(
+        f"/capabilities/{cap.id}/run",
+        fmt(
+            '<label for="run-input">JSON input</label><textarea id="run-input" name="input" rows="6" cols="70">{}</textarea>'
+            '<div><label><input type="checkbox" name="force" value="1"> run even if deprecated</label> '
+            '<button type="submit" id="run-button">Run</button></div>',
+            input_text,
+        ),
+        cls="run",
+    )
+    if not ui.config.actions:
+        run_form = fmt(
+            '<p class="hint">Running, deprecating and restoring are off: start the UI with --allow-actions.</p>'
+        )
+    if cap.status == "deprecated":
+        status_form = ui.form(
+            f"/capabilities/{cap.id}/restore", Safe('<button type="submit">Restore</button>')
+        )
+    else:
+        status_form = ui.form(
+            f"/capabilities/{cap.id}/deprecate",
+            Safe(
+                '<input name="reason" placeholder="reason" required> <button type="submit">Deprecate</button>'
+            ),
+        )
+    body = fmt(
+        '<h1>{}</h1><p class="summary">{}</p>{}{}{}'
+        '<div class="cols"><div>{}</div><div>{}</div></div>{}{}{}',
+        cap.id,
+        cap.summary,
+        facts,
+        _section("Run", Safe(run_form + run)),
+        status_form,
+        _section("Input schema", pre(pretty_json(cap.input_schema), "json")),
+        _section("Output schema", pre(pretty_json(cap.output_schema), "json")),
+        _section("Permissions", pre(pretty_json(cap.permissions.to_dict()), "json")),
+        _section("Examples", table(("#", "input", "expected"), examples) if examples else "none"),
+        Safe(
+            _section("Source", pre(cap.source, "source"))
+            + _section("Versions", table(("version", "created", "summary"), versions))
+        ),
+    )
+    return cap.id, body
+
+
+def capability(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Body:
+    return _capability_body(ui, str(params["cap_id"]))
+
+
+def run_capability(ui: UI, cap_id: str, form: Mapping[str, str]) -> Body:
+    from symbiont.library.library import CapabilityError
+
+    text = form.get("input", "")
+    lib = ui.data.library()
+    try:
+        result = lib.run(cap_id, text, force=form.get("force") == "1")
+    except CapabilityError as exc:
+        out = fmt(
+            '<div class="result error" id="run-result"><h3>Not run</h3>{}</div>', pre(str(exc))
+        )
+        return _capability_body(ui, cap_id, run=out, input_text=text)
+    parts = [
+        fmt("<h3>{}</h3>", "ok" if result.ok else f"failed ({result.error_kind})"),
+        _dl(
+            [
+                ("duration", ms(result.duration_s)),
+                ("tier", result.tier),
+                ("version", result.version),
+            ]
+        ),
+        pre(pretty_json(result.output), "output"),
+    ]
+    if result.error:
+        parts.append(pre(result.error, "error"))
+    if result.traceback:
+        parts.append(pre(result.traceback, "traceback"))
+    if result.logs:
+        parts.append(pre("\n".join(result.logs), "logs"))
+    out = fmt(
+        '<div class="result {}" id="run-result">{}</div>',
+        "ok" if result.ok else "error",
+        join(parts),
+    )
+    return _capability_body(ui, cap_id, run=out, input_text=text)
+
+
+# -- functions -------------------------------------------------------------------------------
+def functions(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Body:
+    store = ui.data.store()
+    rows = []
+    for key in store.all_keys():
+        for f in store.lineages(key):
+            revs = store.revisions_of(f.id)
+            accepted = sum(1 for r in revs if r.status == "accepted")
+            active = next((r for r in revs if r.number == f.active_number), None)
+            rows.append(
+                (
+                    link(f"/functions/{f.id}", key, "fn-key"),
+                    f.fingerprint[:10],
+                    len(revs),
+                    accepted,
+                    f.active_number if f.active_number is not None else "—",
+                    num(active.score) if active else "—",
+                    when(f.last_seen_at or f.created_at),
+                )
+            )
+    if not rows:
+        return "Functions", Safe(
+            "<h1>Functions</h1>"
+            + message(
+                "No evolvable functions yet",
+                "The store has no evolvable function.",
+                "Declare one with @symbiont.evolvable and evolve it; it appears here.",
+            )
+        )
+    return "Functions", fmt(
+        "<h1>Functions</h1>{}",
+        table(
+            (
+                "function",
+                "signature",
+                "revisions",
+                "accepted",
+                "active",
+                "active score",
+                "last seen",
+            ),
+            rows,
+        ),
+    )
+
+
+def _lineage(ui: UI, fid: int) -> tuple[Any, list[Any]]:
+    from symbiont.errors import RevisionError
+
+    store = ui.data.store()
+    try:
+        f = store.get_function(fid)
+    except RevisionError as exc:
+        raise NotFound(str(exc)) from None
+    return f, store.revisions_of(fid)
+
+
+def function(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Body:
+    fid = _int(params["fid"], "function id")
+    f, revs = _lineage(ui, fid)
+    nodes = [
+        Node(
+            r.number,
+            tuple(r.parents),
+            r.status,
+            r.stage,
+            r.score,
+            f"/functions/{fid}/revisions/{r.number}",
+            r.number == f.active_number,
+        )
+        for r in revs
+    ]
+    points = [(float(r.number), r.score, r.status) for r in revs if r.score is not None]
+    accepted = [
+        (float(r.number), r.score) for r in revs if r.status == "accepted" and r.score is not None
+    ]
+    rows = [
+        (
+            link(f"/functions/{fid}/revisions/{r.number}", r.number),
+            badge(r.status)
+            + (Safe(" ") + badge("active") if r.number == f.active_number else Safe("")),
+            r.stage,
+            num(r.score),
+            ", ".join(map(str, r.parents)) or "—",
+            r.origin,
+            r.model or "—",
+            (r.diagnostics[0].get("message", "") if r.diagnostics else "")[:120],
+        )
+        for r in reversed(revs)
+    ]
+    numbers = [r.number for r in revs]
+    active = f.active_number if f.active_number is not None else (numbers[-1] if numbers else 0)
+    parent = next(
+        (r.parents[0] for r in revs if r.number == active and r.parents),
+        numbers[0] if numbers else 0,
+    )
+
+    def select(name: str, chosen: int) -> Safe:
+        return fmt(
+            '<select name="{}">{}</select>',
+            name,
+            join(
+                fmt(
+                    '<option value="{}"{}>{}</option>',
+                    n,
+                    Safe(" selected") if n == chosen else "",
+                    n,
+                )
+                for n in numbers
+            ),
+        )
+
+    diff_form = fmt(
+        '<form class="diff-form" method="get" action="/functions/{}/diff">revision {} against {} '
+        '<button type="submit">Compare</button></form>',
+        fid,
+        select("a", parent),
+        select("b", active),
+    )
+    activations = [(a.number, a.reason, when(a.at)) for a in ui.data.store().activations(fid)]
+    said = fmt('<p class="notice">{}</p>', query["said"]) if query.get("said") else ""
+    body = fmt(
+        '{}<h1>{}</h1><pre class="signature">{}</pre>{}'
+        '<div class="cols"><div>{}</div><div>{}</div></div>{}{}{}',
+        said,
+        f.key,
+        f.signature_text,
+        _dl(
+            [
+                ("lineage id", f.id),
+                ("fingerprint", f.fingerprint),
+                ("active revision", f.active_number if f.active_number is not None else "—"),
+                ("revisions", len(revs)),
+            ]
+        ),
+        _section(
+            "Lineage",
+            fmt(
+                '<div class="scroll">{}</div><p class="hint">green: accepted · red: rejected · ring: active · dashed: crossover</p>',
+                lineage_tree(nodes),
+            ),
+        ),
+        _section(
+            "Score over revisions",
+            line_plot(points, x_label="revision", y_label="score", best=accepted),
+        ),
+        _section("Compare two revisions", diff_form),
+        _section(
+            "Revisions",
+            table(
+                ("#", "status", "stage", "score", "parents", "origin", "model", "first diagnostic"),
+                rows,
+            ),
+        ),
+        _section(
+            "Activations",
+            table(("revision", "reason", "at"), activations) if activations else "none",
+        ),
+    )
+    return f.key, body
+
+
+def revision(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Body:
+    fid = _int(params["fid"], "function id")
+    number = _int(params["number"], "revision number")
+    f, revs = _lineage(ui, fid)
+    rev = next((r for r in revs if r.number == number), None)
+    if rev is None:
+        raise NotFound(f"{f.key} has no revision {number} (it has {len(revs)} revisions)")
+    parents = join((link(f"/functions/{fid}/revisions/{p}", p) for p in rev.parents), ", ")
+    diff_links = join(
+        (link(f"/functions/{fid}/diff?a={p}&b={number}", f"diff against {p}") for p in rev.parents),
+        " · ",
+    )
+    activate = Safe("")
+    if rev.status == "accepted" and rev.number != f.active_number:
+        activate = ui.form(
+            f"/functions/{fid}/activate",
+            fmt(
+                '<input type="hidden" name="number" value="{}"><button type="submit">Activate revision {}</button>',
+                number,
+                number,
+            ),
+        )
+    body = fmt(
+        "<h1>{} · revision {}</h1><p>{}</p>{}{}{}{}{}{}",
+        link(f"/functions/{fid}", f.key),
+        number,
+        diff_links,
+        _dl(
+            [
+                (
+                    "status",
+                    Safe(
+                        badge(rev.status)
+                        + (Safe(" ") + badge("active") if number == f.active_number else Safe(""))
+                    ),
+                ),
+                ("stage reached", rev.stage),
+                ("score", num(rev.score)),
+                ("metrics", ", ".join(f"{k}={num(v)}" for k, v in rev.metrics.items()) or "—"),
+                ("parents", parents or "—"),
+                ("origin", rev.origin),
+                ("model", rev.model or "—"),
+                ("created", when(rev.created_at)),
+                ("content hash", rev.content_hash[:16]),
+            ]
+        ),
+        activate,
+        _section("Diagnostics", _diagnostics(rev.diagnostics)),
+        _section("Source", pre(rev.source or "(no code was extracted)", "source")),
+        _section("Model reply", pre(rev.reply or "(none)", "reply")),
+        "",
+    )
+    return f"{f.key} revision {number}", body
+
+
+def diff(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Body:
+    fid = _int(params["fid"], "function id")
+    f, revs = _lineage(ui, fid)
+    by_number = {r.number: r for r in revs}
+    a = _int(query.get("a", "0"), "revision a")
+    b = _int(query.get("b", str(f.active_number or 0)), "revision b")
+    for n in (a, b):
+        if n not in by_number:
+            raise NotFound(f"{f.key} has no revision {n} (it has {len(revs)} revisions)")
+    # HtmlDiff escapes &, < and > in the lines it shows; the descriptions are ours.
+    table_html = difflib.HtmlDiff(tabsize=4, wrapcolumn=72).make_table(
+        by_number[a].source.splitlines(),
+        by_number[b].source.splitlines(),
+        f"revision {a}",
+        f"revision {b}",
+        context=False,
+    )
+    body = fmt(
+        '<h1>{} · revision {} → {}</h1><p>{} · {}</p><div class="diff scroll">{}</div>',
+        link(f"/functions/{fid}", f.key),
+        a,
+        b,
+        link(f"/functions/{fid}/revisions/{a}", f"revision {a}"),
+        link(f"/functions/{fid}/revisions/{b}", f"revision {b}"),
+        Safe(table_html),
+    )
+    return f"{f.key} diff {a}→{b}", body
+
+
+# -- runs ------------------------------------------------------------------------------------
+def runs(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Body:
+    records = ui.data.store().runs(limit=200)
+    if not records:
+        return "Runs", Safe(
+            "<h1>Evolve runs</h1>"
+            + message(
+                "No runs yet",
+                "No evolve run has been recorded.",
+                "runtime.evolve(...) records one per call.",
+            )
+        )
+    rows = [
+        (
+            link(f"/runs/{r.id}", r.id),
+            link(f"/functions/{r.function_id}", r.function_key),
+            badge(r.outcome or "running"),
+            r.accepted_number if r.accepted_number is not None else "—",
+            r.attempts,
+            f"{r.input_tokens} / {r.output_tokens}",
+            money(r.cost_usd),
+            num(r.duration_s, 3) + " s" if r.duration_s is not None else "—",
+            when(r.started_at),
+        )
+        for r in records
+    ]
+    return "Runs", fmt(
+        "<h1>Evolve runs</h1>{}",
+        table(
+            (
+                "run",
+                "function",
+                "outcome",
+                "accepted",
+                "attempts",
+                "tokens in / out",
+                "cost",
+                "duration",
+                "started",
+            ),
+            rows,
+        ),
+    )
+
+
+def _timing_bar(timings: Mapping[str, float], total: float) -> Safe:
+    if not timings or total <= 0:
+        return Safe("")
+    x = 0.0
+    parts = []
+    for i, (stage, s) in enumerate(timings.items()):
+        w = max(s / total * 240, 0.5)
+        parts.append(
+            fmt(
+                '<rect x="{}" y="0" width="{}" height="12" class="seg s{}"><title>{}: {}</title></rect>',
+                f"{x:.1f}",
+                f"{w:.1f}",
+                i % 6,
+                stage,
+                ms(s),
+            )
+        )
+        x += w
+    return fmt('<svg class="bar" width="242" height="12">{}</svg>', join(parts))
+
+
+def run_detail(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Body:
+    from symbiont.errors import RevisionError, StoreError
+
+    run_id = _int(params["run_id"], "run id")
+    try:
+        r = ui.data.store().run(run_id)
+    except (RevisionError, StoreError, LookupError) as exc:
+        raise NotFound(str(exc)) from None
+    longest = max((sum(a.timings.values()) for a in r.attempt_records), default=0.0)
+    rows = [
+        (
+            a.index,
+            link(f"/functions/{r.function_id}/revisions/{a.revision_number}", a.revision_number)
+            if a.revision_number is not None
+            else "—",
+            a.stage,
+            badge("accepted" if a.ok else "rejected"),
+            Safe(
+                _timing_bar(a.timings, longest)
+                + fmt(
+                    '<div class="timings">{}</div>',
+                    ", ".join(f"{k} {ms(v)}" for k, v in a.timings.items()),
+                )
+            ),
+            f"{a.input_tokens} / {a.output_tokens}",
+            ms(a.model_latency_s),
+            money(a.cost_usd),
+            a.retries,
+            (a.diagnostics[0].get("message", "") if a.diagnostics else "")[:160],
+        )
+        for a in r.attempt_records
+    ]
+    body = fmt(
+        "<h1>Run {} · {}</h1>{}{}{}",
+        r.id,
+        link(f"/functions/{r.function_id}", r.function_key),
+        _dl(
+            [
+                ("outcome", badge(r.outcome or "running")),
+                ("accepted revision", r.accepted_number if r.accepted_number is not None else "—"),
+                ("tokens in / out", f"{r.input_tokens} / {r.output_tokens}"),
+                ("cost", money(r.cost_usd)),
+                (
+                    "duration",
+                    f"{num(r.duration_s, 3)} s" if r.duration_s is not None else "running",
+                ),
+                ("started", when(r.started_at)),
+            ]
+        ),
+        _section(
+            "Attempts",
+            table(
+                (
+                    "#",
+                    "revision",
+                    "stage reached",
+                    "result",
+                    "stage timings",
+                    "tokens in / out",
+                    "model latency",
+                    "cost",
+                    "retries",
+                    "diagnostic",
+                ),
+                rows,
+            )
+            if rows
+            else "no attempts yet",
+        ),
+        _section("Configuration", pre(pretty_json(r.config), "json")),
+    )
+    return f"Run {r.id}", body
+
+
+# -- searches --------------------------------------------------------------------------------
+def searches(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Body:
+    repo = ui.data.searches()
+    records = repo.list(limit=200) if repo is not None else []
+    if not records:
+        return "Searches", Safe(
+            "<h1>Population searches</h1>"
+            + message(
+                "No searches yet",
+                "No population search has been recorded.",
+                "runtime.search(...) records one.",
+            )
+        )
+    rows = [
+        (
+            link(f"/searches/{s.id}", s.id),
+            link(f"/functions/{s.function_id}", s.key),
+            badge(s.status),
+            s.stop_reason or "—",
+            num(s.best_score),
+            s.best_number if s.best_number is not None else "—",
+            when(s.started_at),
+        )
+        for s in records
+    ]
+    return "Searches", fmt(
+        "<h1>Population searches</h1>{}",
+        table(
+            (
+                "search",
+                "function",
+                "status",
+                "stopped by",
+                "best score",
+                "best revision",
+                "started",
+            ),
+            rows,
+        ),
+    )
+
+
+def search_detail(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Body:
+    repo = ui.data.searches()
+    sid = _int(params["search_id"], "search id")
+    if repo is None:
+        raise NotFound("this build has no population searches")
+    try:
+        s = repo.get(sid)
+    except (SymbiontError, LookupError) as exc:
+        raise NotFound(str(exc)) from None
+    cands = repo.candidates(sid)
+    evaluated = [c for c in cands if c.evaluated and c.score is not None]
+    maximize = str(s.config.get("direction", "maximize")) != "minimize"
+    best: list[tuple[float, float]] = []
+    best_t: list[tuple[float, float]] = []
+    current: float | None = None
+    for i, c in enumerate(evaluated, 1):
+        assert c.score is not None
+        if current is None or (c.score > current if maximize else c.score < current):
+            current = c.score
+        best.append((float(i), current))
+        best_t.append((c.elapsed_s, current))
+    islands: dict[int, float] = {}
+    for c in evaluated:
+        assert c.score is not None
+        old = islands.get(c.island)
+        if old is None or (c.score > old if maximize else c.score < old):
+            islands[c.island] = c.score
+    rejections: dict[str, int] = {}
+    for c in cands:
+        if not c.evaluated and c.kind not in ("seed", "migrant"):
+            rejections[c.kind] = rejections.get(c.kind, 0) + 1
+    cells: dict[tuple[int, int], float] = {}
+    feats = [k for k in (evaluated[0].features if evaluated else {})][:2]
+    if len(feats) == 2:
+        for c in evaluated:
+            assert c.score is not None
+            key = (int(c.features.get(feats[0], 0)), int(c.features.get(feats[1], 0)))
+            if key not in cells or (c.score > cells[key] if maximize else c.score < cells[key]):
+                cells[key] = c.score
+    body = fmt(
+        '<h1>Search {} · {}</h1>{}<div class="cols"><div>{}</div><div>{}</div></div>{}{}{}',
+        s.id,
+        link(f"/functions/{s.function_id}", s.key),
+        _dl(
+            [
+                ("status", badge(s.status)),
+                ("stopped by", s.stop_reason or "—"),
+                ("best", f"{num(s.best_score)} (revision {s.best_number})"),
+                ("candidates", len(cands)),
+                ("evaluated", len(evaluated)),
+            ]
+        ),
+        _section(
+            "Best score against evaluations",
+            line_plot(
+                [(x, y, "accepted") for x, y in best],
+                x_label="evaluations",
+                y_label="best score",
+                best=best,
+            ),
+        ),
+        _section(
+            "Best score against time",
+            line_plot(
+                [(x, y, "accepted") for x, y in best_t],
+                x_label="seconds",
+                y_label="best score",
+                best=best_t,
+            ),
+        ),
+        _section(
+            "Island bests",
+            table(("island", "best score"), sorted(islands.items())) if islands else "none yet",
+        ),
+        _section(
+            "MAP-Elites grid" + (f" ({feats[0]} × {feats[1]})" if feats else ""), heat_map(cells)
+        ),
+        _section(
+            "Rejections",
+            table(("kind", "count"), sorted(rejections.items())) if rejections else "none",
+        ),
+    )
+    return f"Search {s.id}", body
+
+
+# -- transcripts -----------------------------------------------------------------------------
+def transcripts(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Body:
+    records = ui.data.transcripts().list(limit=200)
+    if not records:
+        return "Transcripts", Safe(
+            "<h1>Agent transcripts</h1>"
+            + message(
+                "No transcripts yet",
+                "No agent run has been recorded.",
+                "Run `symbiont agent --demo` or `symbiont agent TASK`.",
+            )
+        )
+    rows = [
+        (
+            link(f"/transcripts/{t.id}", t.id),
+            t.kind,
+            link(f"/transcripts/{t.parent_id}", t.parent_id) if t.parent_id else "—",
+            t.task[:120],
+            badge(t.outcome),
+            t.steps,
+            f"{t.input_tokens} / {t.output_tokens}",
+            t.model,
+            when(t.started_at),
+        )
+        for t in records
+    ]
+    return "Transcripts", fmt(
+        "<h1>Agent transcripts</h1>{}",
+        table(
+            (
+                "#",
+                "kind",
+                "parent",
+                "task",
+                "outcome",
+                "model calls",
+                "tokens in / out",
+                "model",
+                "started",
+            ),
+            rows,
+        ),
+    )
+
+
+def _step_data(data: Mapping[str, Any]) -> Safe:
+    parts = []
+    for key, value in data.items():
+        if key == "new_messages" and isinstance(value, list):
+            msgs = join(
+                fmt(
+                    '<div class="msg-item"><span class="role">{}</span>{}</div>',
+                    m.get("role", "?"),
+                    pre(
+                        m.get("content")
+                        if isinstance(m.get("content"), str)
+                        else pretty_json(m.get("content"))
+                    ),
+                )
+                for m in value
+                if isinstance(m, dict)
+            )
+            parts.append(
+                fmt("<details><summary>{} new messages</summary>{}</details>", len(value), msgs)
+            )
+            continue
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = json.loads(value) if value[:1] in "{[" else value
+        text = value if isinstance(value, str) else pretty_json(value)
+        parts.append(fmt('<div class="kv"><span class="key">{}</span>{}</div>', key, pre(text)))
+    return join(parts)
+
+
+def transcript(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Body:
+    from symbiont.agent.transcripts import TranscriptNotFound
+
+    tid = _int(params["tid"], "transcript id")
+    try:
+        t = ui.data.transcripts().get(tid)
+    except TranscriptNotFound as exc:
+        raise NotFound(str(exc)) from None
+    steps = join(
+        fmt(
+            '<li class="step k-{}"><div class="step-head"><b>{}. {}</b> {} {} <small>{} · {} / {} tokens</small></div>{}</li>',
+            s.kind,
+            s.position,
+            s.kind,
+            s.name,
+            badge("ok" if s.ok else "failed") if s.ok is not None else "",
+            ms(s.duration_s),
+            s.input_tokens,
+            s.output_tokens,
+            _step_data(s.data),
+        )
+        for s in t.step_records
+    )
+    body = fmt(
+        '<h1>Transcript {} · {}</h1><p class="summary">{}</p>{}{}{}',
+        t.id,
+        t.kind,
+        t.task,
+        _dl(
+            [
+                ("outcome", badge(t.outcome)),
+                ("answer", t.answer or "—"),
+                ("error", t.error or "—"),
+                (
+                    "capability",
+                    link(f"/capabilities/{t.capability_id}", t.capability_id)
+                    if t.capability_id
+                    else "—",
+                ),
+                (
+                    "parent",
+                    link(f"/transcripts/{t.parent_id}", t.parent_id) if t.parent_id else "—",
+                ),
+                ("children", join((link(f"/transcripts/{c}", c) for c in t.children), ", ") or "—"),
+                ("model", t.model),
+                ("tokens in / out", f"{t.input_tokens} / {t.output_tokens}"),
+                (
+                    "duration",
+                    f"{num(t.duration_s, 3)} s" if t.duration_s is not None else "running",
+                ),
+            ]
+        ),
+        _section(
+            "Steps", fmt('<ol class="steps">{}</ol>', steps) if t.step_records else "no steps"
+        ),
+        "",
+    )
+    return f"Transcript {t.id}", body
+
+
+# -- routing, errors, live updates -----------------------------------------------------------
+PAGES: dict[str, tuple[str, PageFn, str]] = {
+    # name: (path, page, navigation entry)
+    "overview": ("/", overview, "/"),
+    "capabilities": ("/capabilities", capabilities, "/capabilities"),
+    "capability": ("/capabilities/{cap_id}", capability, "/capabilities"),
+    "functions": ("/functions", functions, "/functions"),
+    "function": ("/functions/{fid}", function, "/functions"),
+    "revision": ("/functions/{fid}/revisions/{number}", revision, "/functions"),
+    "diff": ("/functions/{fid}/diff", diff, "/functions"),
+    "runs": ("/runs", runs, "/runs"),
+    "run": ("/runs/{run_id}", run_detail, "/runs"),
+    "searches": ("/searches", searches, "/searches"),
+    "search": ("/searches/{search_id}", search_detail, "/searches"),
+    "transcripts": ("/transcripts", transcripts, "/transcripts"),
+    "transcript": ("/transcripts/{tid}", transcript, "/transcripts"),
+}
+
+
+def render_body(
+    ui: UI, fn: PageFn, params: Mapping[str, Any], query: Mapping[str, str]
+) -> tuple[int, str, Safe]:
+    """(status, title, body) for a page, with every failure turned into a message."""
+    try:
+        title, body = fn(ui, params, query)
+        return 200, title, body
+    except NotFound as exc:
+        return (
+            404,
+            "Not found",
+            message("Not found", str(exc), "Go back to the list and pick another."),
+        )
+    except StoreUnavailable as exc:
+        if exc.missing:
+            return (
+                200,
+                "No store yet",
+                message(
+                    "No store yet",
+                    str(exc),
+                    "Start a program with symbiont.Runtime(), run `symbiont lib import DIR` or "
+                    "`symbiont agent --demo`; this page updates by itself when it appears.",
+                ),
+            )
+        return (
+            503,
+            "Store unavailable",
+            message("The store cannot be read", str(exc), "Check the path given to --store."),
+        )
+    except SymbiontError as exc:
+        return 400, "Error", message("This page cannot be shown", str(exc))
+    except Exception as exc:  # the page must never be a stack trace; the log keeps it
+        log.exception("page %s failed", getattr(fn, "__name__", fn))
+        return (
+            500,
+            "Error",
+            message(
+                "This page failed",
+                f"{type(exc).__name__}: {exc}",
+                "The server log has the details.",
+            ),
+        )
+
+
+def _hash(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def _respond(ui: UI, status: int, title: str, body: Safe, *, nav: str, live: bool) -> HTMLResponse:
+    doc = page(
+        title,
+        fmt('<div id="content" data-hash="{}">{}</div>', _hash(body), body),
+        active=nav,
+        live=live and status == 200,
+        store=str(ui.data.path),
+        actions=ui.config.actions,
+    )
+    return HTMLResponse(doc, status_code=status, headers=_SECURITY_HEADERS)
+
+
+_SECURITY_HEADERS = {
+    # Nothing but our own script and style; no inline script can run even if escaping failed.
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _page_route(ui: UI, name: str, path: str, fn: PageFn, nav: str) -> Route:
+    async def endpoint(request: Request) -> Response:
+        status, title, body = await run_in_threadpool(
+            render_body, ui, fn, dict(request.path_params), dict(request.query_params)
+        )
+        return _respond(ui, status, title, body, nav=nav, live=True)
+
+    return Route(path, endpoint, methods=["GET"], name=name)
+
+
+def _action_refused(ui: UI, text: str, status: int = 403) -> HTMLResponse:
+    return _respond(ui, status, "Refused", message("Action refused", text), nav="", live=False)
+
+
+async def _form(ui: UI, request: Request) -> dict[str, str] | HTMLResponse:
+    if not ui.config.actions:
+        return _action_refused(
+            ui,
+            "This UI is read-only: start it with --allow-actions to run, deprecate, restore or activate.",
+        )
+    form = await request.form()
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    if not hmac.compare_digest(values.get("form_key", ""), ui.config.form_key):
+        return _action_refused(
+            ui, "The form is stale or did not come from this UI; reload the page and try again."
+        )
+    return values
+
+
+def _action_routes(ui: UI) -> list[Route]:
+    async def run(request: Request) -> Response:
+        form = await _form(ui, request)
+        if isinstance(form, Response):
+            return form
+        cap_id = request.path_params["cap_id"]
+        status, title, body = await run_in_threadpool(
+            render_body, ui, lambda u, p, q: run_capability(u, cap_id, form), {}, {}
+        )
+        return _respond(ui, status, title, body, nav="/capabilities", live=False)
+
+    def status_action(kind: str) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            form = await _form(ui, request)
+            if isinstance(form, Response):
+                return form
+            cap_id = request.path_params["cap_id"]
+
+            def act(u: UI, p: Mapping[str, Any], q: Mapping[str, str]) -> Body:
+                lib = u.data.library()
+                if kind == "deprecate":
+                    lib.deprecate(cap_id, form.get("reason", "") or "deprecated from the UI")
+                else:
+                    lib.restore(cap_id)
+                return "", Safe("")
+
+            status, title, body = await run_in_threadpool(render_body, ui, act, {}, {})
+            if status != 200:
+                return _respond(ui, status, title, body, nav="/capabilities", live=False)
+            return RedirectResponse(f"/capabilities/{cap_id}", status_code=303)
+
+        return endpoint
+
+    async def activate(request: Request) -> Response:
+        form = await _form(ui, request)
+        if isinstance(form, Response):
+            return form
+        fid = request.path_params["fid"]
+        said: list[str] = []
+
+        def act(u: UI, p: Mapping[str, Any], q: Mapping[str, str]) -> Body:
+            f = _int(fid, "function id")
+            n = _int(form.get("number"), "revision number")
+            if u.config.activate is not None:
+                said.append(u.config.activate(f, n))
+            else:
+                u.data.store().set_active(f, n, reason="ui")
+                said.append(
+                    f"revision {n} is active in the store; a running program takes it at its next start"
+                )
+            return "", Safe("")
+
+        status, title, body = await run_in_threadpool(render_body, ui, act, {}, {})
+        if status != 200:
+            return _respond(ui, status, title, body, nav="/functions", live=False)
+        return RedirectResponse(f"/functions/{fid}?{urlencode({'said': said[0]})}", status_code=303)
+
+    return [
+        Route("/capabilities/{cap_id}/run", run, methods=["POST"]),
+        Route("/capabilities/{cap_id}/deprecate", status_action("deprecate"), methods=["POST"]),
+        Route("/capabilities/{cap_id}/restore", status_action("restore"), methods=["POST"]),
+        Route("/functions/{fid}/activate", activate, methods=["POST"]),
+    ]
+
+
+def _events_route(ui: UI, page_routes: list[Route]) -> Route:
+    """Server-sent events: `update` with the page's new body whenever it changes."""
+
+    def resolve(target: str) -> tuple[PageFn, dict[str, Any], dict[str, str]] | None:
+        parts = urlsplit(target)
+        scope = {"type": "http", "path": parts.path or "/", "method": "GET"}
+        for route in page_routes:
+            matched, child = route.matches(scope)
+            if matched == Match.FULL:
+                return (
+                    PAGES[route.name][1],
+                    dict(child.get("path_params", {})),
+                    dict(parse_qsl(parts.query)),
+                )
+        return None
+
+    async def events(request: Request) -> Response:
+        target = request.query_params.get("path", "/")
+        resolved = resolve(target)
+        if resolved is None:
+            return Response("unknown page", status_code=404, media_type="text/plain")
+        fn, params, query = resolved
+        seen = request.query_params.get("h", "")
+
+        async def stream() -> Any:
+            nonlocal seen
+            yield "retry: 2000\n\n"
+            last_ping = time.monotonic()
+            while not await request.is_disconnected():
+                status, _title, body = await run_in_threadpool(render_body, ui, fn, params, query)
+                h = _hash(body)
+                if h != seen and status == 200:
+                    seen = h
+                    payload = json.dumps({"hash": h, "html": str(body)})
+                    yield f"event: update\ndata: {payload}\n\n"
+                elif time.monotonic() - last_ping > 10:
+                    yield ": ping\n\n"
+                    last_ping = time.monotonic()
+                await asyncio.sleep(ui.config.poll_s)
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    return Route("/events", events, methods=["GET"])
+
+
+def _static_route() -> Route:
+    async def static(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in ("app.css", "app.js"):
+            return Response("not found", status_code=404, media_type="text/plain")
+        return FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
+
+    return Route("/static/{name}", static, methods=["GET"])
+
+
+class _Guard:
+    """ASGI middleware: the Host header names this server (no DNS rebinding), and the token,
+    when one is set, comes with every request (header, cookie, or `?token=` once)."""
+
+    def __init__(self, app: Any, ui: UI) -> None:
+        self.app = app
+        self.ui = ui
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        host = (
+            (request.headers.get("host") or "").rsplit(":", 1)[0]
+            if not (request.headers.get("host") or "").startswith("[")
+            else (request.headers.get("host") or "").split("]")[0] + "]"
+        )
+        if host not in self.ui.config.allowed_hosts:
+            resp = HTMLResponse(
+                message("Unexpected host", f"This server does not answer for the host {host!r}."),
+                status_code=421,
+            )
+            await resp(scope, receive, send)
+            return
+        token = self.ui.config.token
+        if token:
+            given = request.query_params.get("token")
+            if given is not None and hmac.compare_digest(given, token):
+                query = urlencode(
+                    [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+                )
+                resp = RedirectResponse(
+                    request.url.path + (f"?{query}" if query else ""), status_code=303
+                )
+                resp.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+                await resp(scope, receive, send)
+                return
+            auth = request.headers.get("authorization", "")
+            presented = (
+                auth[7:]
+                if auth.lower().startswith("bearer ")
+                else request.cookies.get(TOKEN_COOKIE, "")
+            )
+            if not hmac.compare_digest(presented.encode(), token.encode()):
+                resp = HTMLResponse(
+                    message(
+                        "Token required",
+                        "This UI is served beyond loopback and needs its token.",
+                        "Open the address printed when it started (it ends in ?token=…), or send Authorization: Bearer TOKEN.",
+                    ),
+                    status_code=401,
+                )
+                await resp(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _lifespan(ui: UI) -> Callable[[Starlette], Any]:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        ui.data.close()
+
+    return lifespan
+
+
+def create_app(config: UIConfig) -> Starlette:
+    """The UI as an ASGI application (serve it with uvicorn; see `symbiont.ui.serve`)."""
+    ui = UI(config)
+    page_routes = [_page_route(ui, name, path, fn, nav) for name, (path, fn, nav) in PAGES.items()]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _respond(
+            ui,
+            404,
+            "Not found",
+            message("Not found", f"There is no page at {request.url.path}."),
+            nav="",
+            live=False,
+        )
+
+    async def failed(request: Request, exc: Exception) -> Response:
+        log.exception("request %s failed", request.url.path)
+        return _respond(
+            ui,
+            500,
+            "Error",
+            message("This request failed", f"{type(exc).__name__}: {exc}"),
+            nav="",
+            live=False,
+        )
+
+    app = Starlette(
+        routes=[*page_routes, *_action_routes(ui), _events_route(ui, page_routes), _static_route()],
+        exception_handlers={404: not_found, 405: not_found, 500: failed, Exception: failed},
+        lifespan=_lifespan(ui),
+    )
+    app.state.ui = ui
+    app.add_middleware(_Guard, ui=ui)
+    return app
+
+
+__all__ = ["UIConfig", "create_app", "esc"]
