@@ -519,9 +519,10 @@ def _confine_child(result_w: int, plan: _ChildPlan) -> int:
     assert c is not None
     step = "death with the parent, not dumpable"
     try:
-        # Done best-effort for every fork in _child_limits; here a failure stops the trial.
-        _confine.die_with_parent(plan.parent_pid)
-        _confine.set_not_dumpable()
+        if _PRCTL is not None:  # Linux
+            # Done best-effort for every fork in _child_limits; here a failure stops the trial.
+            _confine.die_with_parent(plan.parent_pid)
+            _confine.set_not_dumpable()
         step = "wiping secrets"
         _confine.wipe(plan.secrets)
         _confine.scrub_environment(plan.env_regions, c.env_block)
@@ -535,8 +536,9 @@ def _confine_child(result_w: int, plan: _ChildPlan) -> int:
             _confine.enter_landlock(c.ruleset)
         step = "closing inherited descriptors"
         result_w = _confine.close_descriptors(result_w)
-        step = "dropping capabilities"
-        _confine.drop_capabilities(bounding=c.seccomp is None)  # seccomp denies execve
+        if _PRCTL is not None:  # Linux capabilities
+            step = "dropping capabilities"
+            _confine.drop_capabilities(bounding=c.seccomp is None)  # seccomp denies execve
         if c.seccomp is not None:
             step = "seccomp"
             _confine.install_seccomp(c.seccomp, os.getpid())

@@ -41,8 +41,16 @@ _memset = ctypes.memset
 
 def _function(name: str, restype: Any, *argtypes: Any) -> Any:
     """A libc function bound with its own types (a fresh object, so the same symbol can be
-    bound twice, as `syscall` is, with different argument types)."""
-    fn = _libc[name]
+    bound twice, as `syscall` is, with different argument types); a stand-in that raises
+    OSError where libc lacks it (not Linux), so importing this module works everywhere."""
+    try:
+        fn = _libc[name]
+    except AttributeError:
+
+        def missing(*_args: Any) -> int:
+            raise OSError(0, f"{name}() is not available on {sys.platform}")
+
+        return missing
     fn.restype = restype
     fn.argtypes = list(argtypes)
     return fn
@@ -265,7 +273,10 @@ def environment_regions() -> list[tuple[int, int]]:
 
 def c_environ() -> list[int]:
     """The addresses of the C-level environment strings, in order."""
-    array = ctypes.c_void_p.in_dll(_libc, "environ").value
+    try:
+        array = ctypes.c_void_p.in_dll(_libc, "environ").value
+    except ValueError:  # no `environ` symbol under that name (not glibc/musl)
+        return []
     if not array:
         return []
     entries = ctypes.cast(array, ctypes.POINTER(ctypes.c_void_p))
@@ -289,9 +300,16 @@ def scrub_environment(regions: Iterable[tuple[int, int]], block: tuple[int, int]
     wipe(regions)
     if block is not None:
         _memset(block[0], 0, block[1])
-    os.environ._data.clear()  # type: ignore[attr-defined]  # os.environb shares this dict
-    if _clearenv() != 0:
-        _raise_errno("clearenv")
+    data = os.environ._data  # type: ignore[attr-defined]  # os.environb shares this dict
+    try:
+        if _clearenv() != 0:
+            _raise_errno("clearenv")
+    except OSError:
+        if sys.platform.startswith("linux"):
+            raise
+        for name in list(data):  # no clearenv (macOS): one unsetenv per variable
+            os.unsetenv(name)
+    data.clear()
 
 
 def set_rlimits(limits: dict[int, tuple[int, int]]) -> None:
