@@ -80,6 +80,31 @@ def measure_warm(n: int = 200) -> tuple[list[float], list[float], list[float]]:
     return spaced, varied, back_to_back
 
 
+HOST_LOOP = (
+    "from symbiont.host import now_ms\n\n"
+    "def main(n):\n    for _ in range(n):\n        now_ms()\n    return n\n"
+)
+
+
+def measure_host_call(rounds: int = 15, n: int = 1000) -> float:
+    """Seconds per `now_ms()` host call from the guest (JSON both ways, the raw callback)."""
+    from symbiont.sandbox.wasm import WasmSandbox
+
+    box = WasmSandbox(pool_size=2)
+    box.run(HOST_LOOP, "main", '{"n": 10}')
+    empty: list[float] = []
+    loop: list[float] = []
+    for _ in range(rounds):
+        for count, into in ((0, empty), (n, loop)):
+            time.sleep(0.02)
+            t = time.perf_counter()
+            result = box.run(HOST_LOOP, "main", json.dumps({"n": count}))
+            into.append(time.perf_counter() - t)
+            assert result.output == count, result.error
+    box.close()
+    return (percentile(loop, 50) - percentile(empty, 50)) / n
+
+
 def _cold_env() -> dict[str, str]:
     """The child's environment: ordinary Python start-up, with the bytecode cache on.
 
@@ -138,7 +163,9 @@ def main() -> str:
     timings = measure_rebuild() if "--rebuild" in sys.argv else _wasm_build.build_timings()
     plain_ns = min(timeit.repeat("f(2, 40)", globals={"f": plain_add}, number=200_000, repeat=5))
     plain_ns = plain_ns / 200_000 * 1e9
+    load_before = os.getloadavg()[0]
     spaced, varied, b2b = measure_warm()
+    host_call_s = measure_host_call()
     walls, inner = measure_cold()
     warm50, warm95 = percentile(spaced, 50), percentile(spaced, 95)
     cold50 = percentile(walls, 50)
@@ -168,6 +195,7 @@ def main() -> str:
         f"{ms(percentile(varied, 50))} ms | — |",
         f"| back-to-back calls p50 (pool drained: instantiation on the caller) | "
         f"{ms(percentile(b2b, 50))} ms | — |",
+        f"| host call from the guest (`now_ms()`), per call | {host_call_s * 1e6:.1f} µs | — |",
         f"| cold call p50: new process, cached compiled runner (whole process) | "
         f"{ms(cold50)} ms | ≤ 300 ms ({verdict(cold50, 0.3)}) |",
         f"| … of which `import symbiont.sandbox.wasm` | {ms(import50)} ms | — |",
@@ -182,7 +210,8 @@ def main() -> str:
         "the whole process, start-up and exit included; bytecode cache on, after one "
         "unmeasured run that writes it). Machine: 2 shared cores (a Firecracker VM: after "
         "20 ms idle the call's working set is cache-cold, ~0.8 ms vs ~0.15 ms back-to-back "
-        "on one instance).",
+        "on one instance). "
+        f"Load average when the warm calls started: {load_before:.1f}.",
         "",
         "Command: `python benchmarks/bench_sandbox_wasm.py` (`--rebuild` also times a fresh "
         "build into a temporary cache).",
