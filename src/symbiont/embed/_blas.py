@@ -90,7 +90,7 @@ def single_blas_thread() -> Iterator[None]:
                     set_threads(_restore_to)
         return
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # type: ignore[import-not-found]
     except ImportError:
         yield
         return

@@ -1309,6 +1309,10 @@ def _symbiont_imports(tree: ast.Module, source: str) -> list[Diagnostic]:
                 if node.module != "symbiont"
                 else [f"symbiont.{a.name}" for a in node.names]
             )
+        if not names:
+            continue
+        assert isinstance(node, ast.Import | ast.ImportFrom)  # only they give names
+        line, col = node.lineno, node.col_offset + 1
         for name in names:
             if (name == "symbiont" or name.startswith("symbiont.")) and name != "symbiont.host":
                 out.append(
@@ -1317,9 +1321,9 @@ def _symbiont_imports(tree: ast.Module, source: str) -> list[Diagnostic]:
                         "denied_import",
                         f"a capability may import only `symbiont.host` from symbiont, not "
                         f"`{name}`; reach the outside world through the host functions",
-                        node.lineno,
-                        node.col_offset + 1,
-                        caret_excerpt(source, node.lineno, node.col_offset + 1),
+                        line,
+                        col,
+                        caret_excerpt(source, line, col),
                     )
                 )
     return out
@@ -1358,11 +1362,12 @@ def parse_input(value: Mapping[str, Any] | str) -> dict[str, Any]:
     if isinstance(value, str):
         from symbiont.sandbox.base import parse_input as strict_parse
 
+        text = value
         try:
-            value = strict_parse(value)
+            value = strict_parse(text)
         except CapabilityError as exc:
             try:
-                json.loads(value)  # a plain parse, for a syntax error's line and column
+                json.loads(text)  # a plain parse, for a syntax error's line and column
             except json.JSONDecodeError as syntax:
                 raise InvalidInput(
                     f"the input is not valid JSON: {syntax.msg} at line {syntax.lineno}, "
