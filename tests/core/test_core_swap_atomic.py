@@ -192,3 +192,43 @@ def test_reactivating_a_revision_binds_nothing_new_its_helpers_keep_their_state(
     assert fn(5) == (2, 1)  # revision 2 has a list of its own
     h.activate(first)  # back: revision 1's helpers are still bound, not executed again
     assert fn(5) == (1, 2)
+
+
+def test_evolve_end_to_end_refuses_a_side_effect_and_promotes_helpers_under_their_own_names() -> (
+    None
+):
+    """Through `runtime.evolve` (an in-process trial: a candidate would run in this very
+    process): the side effect never runs, neither in the trial nor at promotion; the next
+    candidate's helper and constant are promoted as per-revision names, and nothing the
+    module had is rebound."""
+    import symbiont
+    from symbiont.models import ScriptedModel
+
+    fn = st.revision_and_helper
+    side_effect = (
+        "DATA.clear()\n\ndef revision_and_helper(x: int) -> tuple[int, int]:\n    return (x, x)\n"
+    )
+    helpers = (
+        "OFFSET = 40\n\n"
+        "def _plus(x: int) -> int:\n    return x + OFFSET\n\n"
+        "def revision_and_helper(x: int) -> tuple[int, int]:\n    return (x, _plus(x))\n"
+    )
+
+    def check(f) -> None:
+        assert f(2) == (2, 42)
+
+    before = dict(st.__dict__)
+    rt = symbiont.Runtime(store=False)
+    try:
+        model = ScriptedModel([f"```python\n{side_effect}```", f"```python\n{helpers}```"])
+        report = rt.evolve_sync(fn, model, check=check, attempts=2)
+    finally:
+        rt.close()
+    first, second = report.attempts
+    assert first.stage == "policy" and first.diagnostics[0].kind == "module_level"
+    assert "DATA.clear()" in first.diagnostics[0].message
+    assert st.DATA == [1, 2, 3]
+    assert second.accepted and fn(2) == (2, 42)
+    added = set(st.__dict__) - set(before)
+    assert {name.split("__sym_")[0] for name in added} == {"OFFSET", "_plus"}
+    assert all(st.__dict__[k] is v for k, v in before.items())
