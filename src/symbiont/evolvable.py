@@ -25,7 +25,11 @@ from symbiont.errors import DeclarationError, RevisionError
 from symbiont.signature import DeclaredSignature, declared_signature, function_def_of
 
 F = TypeVar("F", bound=Callable[..., Any])
-TrialMode = Literal["fork", "inprocess"]
+# "confined" (the default): a forked child that confines itself before the candidate runs
+# (no descriptors, environment, network, writes, signals or new processes; see trial.py).
+# "fork": the same fork with the host's full authority, for trusted code only.
+# "inprocess": no isolation at all, for trusted and very fast evaluations.
+TrialMode = Literal["confined", "fork", "inprocess"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +38,7 @@ class EvolvableOptions:
     memory_mb: int | None = 1024  # extra memory a trial may use
     typecheck: bool = True  # run the static type check stage
     policy: Any = None  # a symbiont.pipeline.Policy; None: the default policy
-    trial: TrialMode = "fork"  # "inprocess" only for trusted, very fast evaluations
+    trial: TrialMode = "confined"  # "fork" / "inprocess" only for trusted code
 
 
 @dataclass(slots=True)
@@ -422,14 +426,16 @@ def evolvable(
     memory_mb: int | None = 1024,
     typecheck: bool = True,
     policy: Any = None,
-    trial: TrialMode = "fork",
+    trial: TrialMode = "confined",
 ) -> Any:
     """Declare `fn` evolvable: its signature and docstring are the spec, its body the default.
 
     Use bare (`@evolvable`) or with options (`@evolvable(timeout=2, typecheck=False)`).
     """
-    if trial not in ("fork", "inprocess"):
-        raise DeclarationError(f"trial must be 'fork' or 'inprocess', not {trial!r}")
+    if trial not in ("confined", "fork", "inprocess"):
+        raise DeclarationError(
+            f"trial must be 'confined' (the default), 'fork' or 'inprocess', not {trial!r}"
+        )
     options = EvolvableOptions(
         timeout_s=timeout, memory_mb=memory_mb, typecheck=typecheck, policy=policy, trial=trial
     )

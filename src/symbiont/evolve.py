@@ -213,7 +213,7 @@ def _run_trial(
     )
     if opts.trial == "inprocess":
         return run_inprocess(job, limits, frame_prefix=frame)
-    return run_forked(job, limits, frame_prefix=frame)
+    return run_forked(job, limits, frame_prefix=frame, confine=opts.trial != "fork")
 
 
 async def run_evolve(

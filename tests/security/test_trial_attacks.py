@@ -32,7 +32,6 @@ import pytest
 import trial_attack_targets as targets
 
 import symbiont
-from symbiont import trial
 from symbiont.diagnostics import Diagnostic
 from symbiont.evolve import EvolveReport
 from symbiont.models.openai import OpenAIModel
@@ -115,9 +114,8 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, 
     with FakeOpenAIServer() as server:
         model = OpenAIModel("fake-model", base_url=server.base_url)
         assert model.api_key == SECRET
-        # What models/openai.py is to do when it takes a key (issue 9): register the very
-        # object the client keeps, so a confined trial wipes it. Registering twice is harmless.
-        trial.register_secret(model.api_key)
+        # OpenAIModel registers the very key object it keeps, so a confined trial wipes it
+        # from the child's memory: nothing in this test registers it.
         store_path = tmp_path / "store.db"
         runtime = symbiont.Runtime(store=store_path)
         try:

@@ -50,6 +50,7 @@ import openai
 
 from symbiont.errors import ModelError, TransientModelError
 from symbiont.models.base import Message, ModelReply, ToolCall, Usage
+from symbiont.trial import register_secret
 
 __all__ = ["DEFAULT_TIMEOUT_S", "PLACEHOLDER_API_KEY", "OpenAIModel"]
 
@@ -131,6 +132,11 @@ class OpenAIModel:
         self.timeout_s = timeout_s
         self.abandon_after_s = abandon_s
         self.extra_headers = dict(extra_headers or {})
+        # A confined trial child overwrites these in its copy of memory before a candidate
+        # runs, so model-written code never reads the credentials from the live process.
+        for secret in (api_key, *self.extra_headers.values()):
+            if secret:
+                register_secret(secret)
         self.name = model or f"(first model at {self.base_url})"
         # The SDK client's connection pool belongs to the event loop that opened it, and
         # callers such as `evolve_sync` run each call under a fresh `asyncio.run`: keep one
