@@ -324,7 +324,7 @@ def _seccomp_program() -> _shared.SeccompProgram:
     """The worker's filter, built once per zygote: a fork only patches in its pid."""
     global _SECCOMP_PROGRAM
     if _SECCOMP_PROGRAM is None:
-        _SECCOMP_PROGRAM = _shared.seccomp_program(extra_denied=EXTRA_DENIED)
+        _SECCOMP_PROGRAM = _shared.seccomp_program(extra_denied=EXTRA_DENIED, bucketed=True)
     return _SECCOMP_PROGRAM
 
 
