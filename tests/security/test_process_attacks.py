@@ -44,6 +44,7 @@ MSG_KEY = 0x5EC12E8
 SHADOW = "/etc/shadow"
 STDLIB_FILE = os.__file__
 MAX_WORKER_TASKS = 64  # what this suite accepts as "a thread cap" (the tier uses less)
+SHARED_MEMORY_SLACK_MB = 48  # below the 64 MB segments and the 512 MB hoard the attacks try
 
 
 # ---------------------------------------------------------------------------------------
@@ -166,6 +167,15 @@ class HostState:
     scratch: set[str]
     facts: dict[str, tuple[Any, ...]]
     threads: int
+    shared_memory_kb: int  # SysV segments and tmpfs pages, machine-wide
+
+
+def _shared_memory_kb() -> int:
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("Shmem:"):
+                return int(line.split()[1])
+    return 0
 
 
 def _host_state(sandbox: ProcessSandbox, env: Env) -> HostState:
@@ -175,6 +185,7 @@ def _host_state(sandbox: ProcessSandbox, env: Env) -> HostState:
         _scratch_folders(),
         env.facts(),
         len(os.listdir("/proc/self/task")),
+        _shared_memory_kb(),
     )
 
 
@@ -195,6 +206,9 @@ def _assert_host_healthy(sandbox: ProcessSandbox, env: Env, before: HostState) -
     }
     assert not changed and after.facts.keys() == before.facts.keys(), changed
     assert after.threads == before.threads
+    # Other programs on the machine move this too; a hoard left behind moves it by far more.
+    grown_mb = (after.shared_memory_kb - before.shared_memory_kb) / 1024
+    assert grown_mb < SHARED_MEMORY_SLACK_MB, f"shared memory grew by {grown_mb:.0f} MB"
 
 
 def _run(sandbox: ProcessSandbox, env: Env, source: str, **inputs: Any) -> SandboxResult:
