@@ -148,6 +148,46 @@ class Runtime:
         self._set_active(h, rev, reason="rollback")
         return rev
 
+    # -- web UI (symbiont.ui) -------------------------------------------------------------
+    def serve_ui(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        token: str | None = None,
+        actions: bool = False,
+        **options: Any,
+    ) -> Any:
+        """Serve the web UI over this runtime's store from a thread of this process.
+
+        Returns a `symbiont.ui.RunningUI` (`.url`, `.stop()`). Pages update live while this
+        process evolves or searches. With `actions=True`, activating a revision from a page
+        swaps it into the live function at once (for functions this process declared).
+        Loopback only unless a `token` is given. Further `options` are `UIConfig` fields.
+        """
+        from symbiont.ui import UIConfig, start_in_thread
+
+        if self.store is None:
+            raise DeclarationError("serve_ui needs a store; Runtime(store=False) keeps nothing")
+        config = UIConfig(
+            store_path=Path(self.store.path),
+            token=token,
+            actions=actions,
+            activate=self._activate_from_ui,
+            store=self.store,
+            **options,
+        )
+        return start_in_thread(config, host, port)
+
+    def _activate_from_ui(self, function_id: int, number: int) -> str:
+        for h in registered():
+            if self._function_ids.get(h.key) == function_id:
+                self.activate(h.fn, number)
+                return f"revision {number} of {h.key} is live in this process now"
+        assert self.store is not None
+        self.store.set_active(function_id, number, reason="ui")
+        return f"revision {number} is active in the store; its program takes it at its next start"
+
     # -- evolve ---------------------------------------------------------------------------
     async def evolve(
         self,

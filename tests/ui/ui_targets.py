@@ -2,6 +2,7 @@
 
     python tests/ui/ui_targets.py STORE approx greet     # fill a store for the pages
     python tests/ui/ui_targets.py STORE countdown       # a later evolve, for the live page
+    python tests/ui/ui_targets.py STORE serve           # runtime.serve_ui() in this process
 
 Each named function is evolved by the real runtime (pipeline, forked trial, store) with a
 `ScriptedModel`. `greet`'s replies carry `<script>` in the reply text, in the source and
@@ -90,8 +91,21 @@ def evolve(runtime: symbiont.Runtime, name: str) -> None:
         raise SystemExit(f"unknown function {name!r}")
 
 
+def serve(store: str) -> int:
+    """`runtime.serve_ui(actions=True)` in this process; print approx(2.0) per stdin line."""
+    with symbiont.Runtime(store=store) as runtime:
+        ui = runtime.serve_ui(actions=True)
+        print(f"url {ui.url}", flush=True)
+        for _line in sys.stdin:
+            print(f"approx(2.0) = {approx(2.0)}", flush=True)
+        ui.stop()
+    return 0
+
+
 def main(argv: list[str]) -> int:
     store, *names = argv
+    if names == ["serve"]:
+        return serve(store)
     with symbiont.Runtime(store=store) as runtime:
         for name in names:
             evolve(runtime, name)

@@ -437,13 +437,13 @@ def functions(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Bo
                 )
             )
     if not rows:
-        return "Functions", Safe(
-            "<h1>Functions</h1>"
-            + message(
+        return "Functions", fmt(
+            "<h1>Functions</h1>{}",
+            message(
                 "No evolvable functions yet",
                 "The store has no evolvable function.",
                 "Declare one with @symbiont.evolvable and evolve it; it appears here.",
-            )
+            ),
         )
     return "Functions", fmt(
         "<h1>Functions</h1>{}",
@@ -666,13 +666,13 @@ def diff(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Body:
 def runs(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Body:
     records = ui.data.store().runs(limit=200)
     if not records:
-        return "Runs", Safe(
-            "<h1>Evolve runs</h1>"
-            + message(
+        return "Runs", fmt(
+            "<h1>Evolve runs</h1>{}",
+            message(
                 "No runs yet",
                 "No evolve run has been recorded.",
                 "runtime.evolve(...) records one per call.",
-            )
+            ),
         )
     rows = [
         (
@@ -807,13 +807,13 @@ def searches(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Bod
     repo = ui.data.searches()
     records = repo.list(limit=200) if repo is not None else []
     if not records:
-        return "Searches", Safe(
-            "<h1>Population searches</h1>"
-            + message(
+        return "Searches", fmt(
+            "<h1>Population searches</h1>{}",
+            message(
                 "No searches yet",
                 "No population search has been recorded.",
                 "runtime.search(...) records one.",
-            )
+            ),
         )
     rows = [
         (
@@ -933,13 +933,13 @@ def search_detail(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -
 def transcripts(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Body:
     records = ui.data.transcripts().list(limit=200)
     if not records:
-        return "Transcripts", Safe(
-            "<h1>Agent transcripts</h1>"
-            + message(
+        return "Transcripts", fmt(
+            "<h1>Agent transcripts</h1>{}",
+            message(
                 "No transcripts yet",
                 "No agent run has been recorded.",
                 "Run `symbiont agent --demo` or `symbiont agent TASK`.",
-            )
+            ),
         )
     rows = [
         (

@@ -21,6 +21,13 @@ class Safe(str):
 
     __slots__ = ()
 
+    # Concatenation keeps markup markup and escapes plain text, whichever side it is on.
+    def __add__(self, other: object) -> Safe:
+        return Safe(str.__add__(self, esc(other)))
+
+    def __radd__(self, other: object) -> Safe:
+        return Safe(str.__add__(esc(other), self))
+
 
 def esc(value: Any) -> Safe:
     """`value` as escaped text (Safe passes through unchanged)."""
