@@ -49,7 +49,6 @@ import symbiont
 from symbiont.errors import SandboxError
 from symbiont.sandbox._process_worker import (
     EXIT_OUT_OF_MEMORY,
-    EXIT_SETUP_FAILED,
     WORKER_KINDS,
     WORKER_SLOTS,
     recv_frame,
@@ -347,8 +346,6 @@ class _Call:
             )
         if self.setup_failure is not None:
             return SandboxFailure("crash", self.setup_failure)
-        if status.get("exit") == EXIT_SETUP_FAILED:  # its report was lost (say, a full pipe)
-            return SandboxFailure("crash", "sandbox setup failed, the capability was not run")
         if status.get("exit") == EXIT_OUT_OF_MEMORY and self.memory_traceback is not None:
             return SandboxFailure(
                 "memory",
