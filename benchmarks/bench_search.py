@@ -14,8 +14,10 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "examples"))
 from _report import percentile, write_section
 
 import symbiont
+from symbiont.models import ScriptedModel
 from symbiont.models.mutation import MutationModel
 from symbiont.models.openai import OpenAIModel
 from symbiont.search import Budget
@@ -61,9 +64,11 @@ def _server() -> FakeOpenAIServer:
     return server
 
 
-def harness_search(parallel: int, n: int) -> dict[str, float]:
+def harness_search(parallel: int, n: int, *, scripted: bool = False) -> dict[str, float]:
     with _server() as server, tempfile.TemporaryDirectory() as tmp:
-        model = OpenAIModel("fake-model", base_url=server.base_url, api_key="k")
+        model: object = OpenAIModel("fake-model", base_url=server.base_url, api_key="k")
+        if scripted:  # the same replies without HTTP: what the harness costs without the SDK
+            model = ScriptedModel([server.handler({}) for _ in range(n * 2)])  # type: ignore[misc]
         rt = symbiont.Runtime(store=Path(tmp) / "s.db")
         stamps: list[float] = []
         try:
@@ -117,6 +122,50 @@ def harness_evolve(n: int) -> dict[str, float]:
     }
 
 
+OPENEVOLVE = "openevolve==0.4.0"
+OE_VENV = Path(tempfile.gettempdir()) / "symbiont-bench-openevolve-0.4.0"
+
+
+def openevolve_marginal(small: int, large: int) -> float | None:
+    """OpenEvolve's cost per iteration on the same instant server: (t(large) − t(small)) /
+    (large − small), so its start-up (process pool, imports) is not counted. Installs
+    OpenEvolve into its own virtual environment first (from the package index)."""
+    python = OE_VENV / "bin" / "python"
+    if not python.exists():
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(OE_VENV)], check=True, timeout=300)
+            subprocess.run(
+                [str(python), "-m", "pip", "install", "-q", OPENEVOLVE], check=True, timeout=900
+            )
+        except (subprocess.SubprocessError, OSError) as exc:
+            print(f"OpenEvolve could not be installed: {exc}", file=sys.stderr)
+            return None
+    script = Path(__file__).parent / "_openevolve_run.py"
+    with _server() as server:
+        run = subprocess.run(
+            [str(python), str(script), server.base_url, str(small), str(large)],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+    if run.returncode != 0:
+        print(f"OpenEvolve failed: {run.stderr[-2000:]}", file=sys.stderr)
+        return None
+    data = json.loads(run.stdout.strip().splitlines()[-1])
+    (n1, t1), (n2, t2) = data["small"], data["large"]
+    return (t2 - t1) / (n2 - n1) * 1000
+
+
+def search_marginal(small: int, large: int) -> float:
+    """symbiont's cost per candidate measured the same way (parallel 1)."""
+    times = []
+    for n in (small, large):
+        started = time.perf_counter()
+        harness_search(1, n)
+        times.append(time.perf_counter() - started)
+    return (times[1] - times[0]) / (large - small) * 1000
+
+
 def efficiency(evaluations: int, seeds: list[int]) -> tuple[list[float], list[float], float]:
     import circle_packing as cp
 
@@ -155,12 +204,29 @@ def main(quick: bool = False) -> str:
             f"| {m['mean_ms']:.1f} | {m['per_s']:.1f} | {m['cpu_ms']:.1f} | {m['trial_cpu_ms']:.1f} |"
         )
         print(rows[-1], flush=True)
+    m = harness_search(1, n, scripted=True)
+    rows.append(
+        f"| search, parallel=1, scripted model (no HTTP) | {m['candidates']:.0f} | {m['p50_ms']:.1f} "
+        f"| {m['mean_ms']:.1f} | {m['per_s']:.1f} | {m['cpu_ms']:.1f} | {m['trial_cpu_ms']:.1f} |"
+    )
+    print(rows[-1], flush=True)
     m = harness_evolve(n)
     rows.append(
         f"| evolve (one lineage) | {m['candidates']:.0f} | {m['p50_ms']:.1f} | {m['mean_ms']:.1f} "
         f"| {m['per_s']:.1f} | {m['cpu_ms']:.1f} | — |"
     )
     print(rows[-1], flush=True)
+    small, large = (10, 60) if quick else (20, 220)
+    ours = search_marginal(small, large)
+    theirs = openevolve_marginal(small, large)
+    ratio = f"{theirs / ours:.2f}" if theirs else "—"
+    versus = (
+        f"| symbiont search (parallel 1, confined forked trials, store) | {ours:.1f} |\n"
+        f"| OpenEvolve 0.4.0 (full rewrite, 1 worker) | "
+        + (f"{theirs:.1f} |" if theirs else "not measured |")
+        + f"\n\nOpenEvolve's cost / symbiont's: {ratio} (above 1: symbiont is cheaper)."
+    )
+    print(versus, flush=True)
     evaluations = 60 if quick else 200
     seeds = [1, 2] if quick else [1, 2, 3]
     searched, evolved, start = efficiency(evaluations, seeds)
@@ -186,6 +252,13 @@ def main(quick: bool = False) -> str:
             "| CPU ms/candidate | trial CPU ms/candidate |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
             *rows,
+            "",
+            "Side by side in this run, on the same instant server: marginal cost per candidate,",
+            f"(t({large}) − t({small})) / {large - small}, so start-up is not counted.",
+            "",
+            "| harness | ms/candidate |",
+            "| --- | ---: |",
+            versus,
             "",
             f"Circle packing (n = 26, sum of radii; the initial layout scores {start:.4f}, best",
             "published ≈ 2.635), offline mutation proposer, median over seeds:",

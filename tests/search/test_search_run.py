@@ -276,3 +276,30 @@ def test_the_store_holds_one_search_row_per_search(runtime, tmp_path: Path) -> N
     assert conn.execute("SELECT COUNT(*), MIN(status), MAX(status) FROM searches").fetchone() == (
         2, "finished", "finished",
     )  # fmt: skip
+
+
+def test_another_process_promoting_meanwhile_wins_the_compare_and_set(runtime) -> None:
+    store, h = runtime.store, t.peak.symbiont
+    fid = runtime._function_id(h)
+    calls = []
+
+    def meanwhile(candidate, active) -> bool:
+        calls.append(active.number)
+        if len(calls) == 2:  # as if another process made r0 active again right now
+            store.set_active(fid, 0, reason="other process")
+        return True
+
+    model = ScriptedModel([peak_body(2.0), peak_body(2.5)])
+    report = runtime.search_sync(
+        t.peak, model, metric=t.score_peak, budget=Budget(evaluations=3), promote=meanwhile,
+        islands=1, novelty_threshold=None,
+    )  # fmt: skip
+    first, second = (
+        r.revision_number for r in rows(runtime, report.search_id) if r.kind == "evaluated"
+    )
+    assert report.promoted == [first]  # the second lost: judged against r{first}, not r0
+    assert calls == [0, first]
+    assert h.active.number == 0 and t.peak(3.0) == pytest.approx(-4.0)  # the winner is followed
+    assert store.get_function(fid).active_number == 0
+    assert [a.reason for a in store.activations(fid)][-2:] == ["search", "other process"]
+    assert report.best is not None and report.best.number == second  # still the search's best

@@ -173,6 +173,7 @@ class SearchController:
         self._model_failures = 0
         self._fruitless = 0
         self._migrated_at = 0
+        self._activated = False
         timeout = handle.options.timeout_s if config.timeout_s is None else config.timeout_s
         self.timeout_s = float(timeout)
         typecheck = handle.options.typecheck if config.typecheck is None else config.typecheck
@@ -511,15 +512,20 @@ class SearchController:
         revision.helper_names = candidate.helper_names
         features = self.db.describe(candidate.source, score.metrics)
         base.kind, base.features = "evaluated", features
-        number = await self._write(base, revision)
+        best = self.db.best
+        new_best = best is None or cfg.better(score.value, best.score)
+        promote = new_best and self._promotion_wanted(revision)
+        expected = self.handle.active.number
+        number = await self._write(base, revision, promote_over=expected if promote else None)
         program = Program(
             number, candidate.source, score.value, features, island, parent.number,
             dict(score.metrics), dict(score.artifacts),
         )  # fmt: skip
         self.db.add(program)
         self.novelty.remember(revision.content_hash, candidate.source, number)
-        if self._new_best():
-            await self._maybe_promote(revision)
+        self._new_best()
+        if promote:
+            await self._promote(revision, expected)
         await self._maybe_migrate()
 
     async def _propose(
@@ -584,22 +590,31 @@ class SearchController:
                 revision.content_hash, revision.source, revision.number, embed=False
             )
 
-    async def _write(self, row: CandidateRecord, revision: Revision | None) -> int:
-        """Record the candidate (and its revision) in one store transaction; its number."""
+    async def _write(
+        self, row: CandidateRecord, revision: Revision | None, *, promote_over: int | None = None
+    ) -> int:
+        """Record the candidate (and its revision) in one store transaction; its number.
+
+        With `promote_over` (the active revision number the candidate was judged against)
+        the same transaction makes it active, compare-and-set; `self._activated` says
+        whether it did."""
         row.elapsed_s = self._elapsed()
         row.at = time.time()
         h = self.handle
+        self._activated = False
         if self.repo is None or self.function_id is None or self.report.search_id is None:
             if revision is not None:
                 with self.runtime._lock:
                     revision.number = h.next_number()
                     h.add_revision(revision)
+                self._activated = promote_over is not None
             return revision.number if revision is not None else -1
         from symbiont.runtime import _to_record
 
         record = _to_record(self.function_id, revision, number=-1) if revision else None
-        number, _idx = await asyncio.to_thread(
-            self.repo.record_candidate, self.report.search_id, row, record
+        cas = (promote_over,) if promote_over is not None else None
+        number, _idx, self._activated = await asyncio.to_thread(
+            self.repo.record_candidate, self.report.search_id, row, record, promote_over=cas
         )
         if revision is not None and number is not None:
             revision.number = number
@@ -619,27 +634,30 @@ class SearchController:
         curve.append(CurvePoint(self.report.evaluations, round(self._elapsed(), 4), best.score))
         return True
 
-    async def _maybe_promote(self, revision: Revision) -> None:
+    def _promotion_wanted(self, revision: Revision) -> bool:
+        """Should this new best replace the active revision (the `promote` policy)?"""
         policy = self.config.promote
-        h = self.handle
-        active = h.active
+        active = self.handle.active
         if policy == "never":
-            return
+            return False
         if policy == "best":
-            if active.score is not None and not self.config.better(
-                revision.score or 0.0, active.score
-            ):
-                return
-        elif not policy(revision, active):  # type: ignore[operator]
+            return active.score is None or self.config.better(revision.score or 0.0, active.score)
+        return bool(policy(revision, active))  # type: ignore[operator]
+
+    async def _promote(self, revision: Revision, expected: int) -> None:
+        """Make the recorded candidate live (the store made it active in its transaction)."""
+        h = self.handle
+        if not self._activated:  # another process promoted meanwhile: its promotion stands
+            await asyncio.to_thread(self.runtime._adopt_active, h)
             return
         try:
             h.activate(revision)
-        except Exception as exc:  # e.g. a helper failing at module level
+        except Exception as exc:  # e.g. a helper failing at module level: undo in the store
             revision.diagnostics = (Diagnostic("promote", "error", f"{type(exc).__name__}: {exc}"),)
-            return
-        ok = await asyncio.to_thread(self.runtime._set_active, h, revision, "search", active.number)
-        if not ok:
-            await asyncio.to_thread(self.runtime._adopt_active, h)
+            previous = h.revision(expected)
+            await asyncio.to_thread(
+                self.runtime._set_active, h, previous, "failed promotion", revision.number
+            )
             return
         self.report.promoted.append(revision.number)
 

@@ -191,23 +191,39 @@ class SearchRepository:
         return self.store._write(op, "starting a search")
 
     def record_candidate(
-        self, search_id: int, candidate: CandidateRecord, revision: RevisionRecord | None
-    ) -> tuple[int | None, int]:
-        """The revision (when there is one) and the candidate row in one transaction.
+        self,
+        search_id: int,
+        candidate: CandidateRecord,
+        revision: RevisionRecord | None,
+        *,
+        promote_over: tuple[int | None] | None = None,
+    ) -> tuple[int | None, int, bool]:
+        """The revision (when there is one), the candidate row and — with `promote_over`
+        (the active number the candidate was judged against) — its activation as a
+        compare-and-set, all in one transaction.
 
-        Returns (revision number, candidate index)."""
+        Returns (revision number, candidate index, whether it was made active)."""
         from symbiont.store.sqlite import _insert_revision, _next_number
 
         if revision is not None:
             self.store._check_revision(revision)
 
-        def op(conn: sqlite3.Connection) -> tuple[int | None, int]:
+        def op(conn: sqlite3.Connection) -> tuple[int | None, int, bool]:
             number = candidate.revision_number
             if revision is not None:
                 number = _next_number(conn, revision.function_id)
                 _insert_revision(conn, revision, number)
             row = CandidateRecord(**{**_fields(candidate), "revision_number": number})
-            return number, _insert_candidate(conn, search_id, row)
+            idx = _insert_candidate(conn, search_id, row)
+            activated = False
+            if promote_over is not None and revision is not None and number is not None:
+                active = conn.execute(
+                    "SELECT active_number FROM functions WHERE id = ?", (revision.function_id,)
+                ).fetchone()
+                if active is not None and active[0] == promote_over[0]:
+                    self.store._set_active(conn, revision.function_id, number, "search")
+                    activated = True
+            return number, idx, activated
 
         return self.store._write(op, "recording a search candidate")
 
