@@ -382,10 +382,10 @@ class _Call:
             "max_output_bytes": self.limits.max_output_bytes,
             "max_call_bytes": self.frame_cap,
         }
+        confined = False
         try:
             sock.settimeout(max(self.remaining(), 0.001))
             send_frame(sock, b"J", json.dumps(job).encode("utf-8", "surrogatepass"))
-            confined = False
             while True:
                 left = self.remaining()
                 if left <= 0:
@@ -434,6 +434,12 @@ class _Call:
                 "timeout", f"the capability ran longer than {self.limits.timeout_s} s"
             )
         except (BrokenPipeError, ConnectionResetError):
+            if not confined:  # it may have reported a failed setup before the job was read
+                with contextlib.suppress(OSError, ValueError):
+                    sock.settimeout(1.0)
+                    frame = recv_frame(sock, 65536)
+                    if frame is not None and frame[0] == b"S":
+                        self.setup_failure = self._setup_message(frame[1])
             return None
 
     def _result(self, payload: bytes) -> SandboxFailure | _Output:
