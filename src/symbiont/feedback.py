@@ -13,6 +13,7 @@ from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 from symbiont.diagnostics import Diagnostic
+from symbiont.pipeline.compile import original_names
 
 if TYPE_CHECKING:
     from symbiont.pipeline.policy import Policy
@@ -188,7 +189,8 @@ def correction(
     candidate's own frames only: the program's checker is not the model's to read or copy.
     """
     shown = [_candidate_only(d) for d in list(diagnostics)[:limit]]
-    rendered = "\n\n".join(d.render() for d in shown)
+    # Per-revision helper names (`_helper__sym_1a2b3c4d`) are shown as the model wrote them.
+    rendered = original_names("\n\n".join(d.render() for d in shown))
     if len(diagnostics) > limit:
         rendered += f"\n\n(and {len(diagnostics) - limit} more)"
     fields = {

@@ -117,3 +117,18 @@ def test_every_correction_restates_the_function(key: str) -> None:
     assert f"```python\n{head}\n```" in text
     assert "`area`" in text
     assert "it went wrong" in text
+
+
+def test_a_correction_shows_helper_names_as_the_model_wrote_them() -> None:
+    # A trial traceback names the per-revision binding of a helper the candidate defined;
+    # the model wrote `_scale` and must read `_scale`, not an internal name it never saw.
+    diag = Diagnostic(
+        "trial",
+        "exception",
+        "NameError: name '_offset__sym_0badc0de' is not defined",
+        detail='  File "<symbiont m.f rev3>", line 2, in _scale__sym_0badc0de\n',
+    )
+    text = feedback.correction([diag], name="f", def_line="def f(x: int) -> int:")
+    assert "__sym_" not in text
+    assert "name '_offset' is not defined" in text
+    assert "in _scale" in text
