@@ -32,8 +32,11 @@ from typing import TYPE_CHECKING, Any
 
 from symbiont import feedback
 from symbiont.models.base import Message
-from symbiont.pipeline.policy import DEFAULT_POLICY, Policy
-from symbiont.pipeline.policy import _denied_global as denied_global  # what the policy denies
+from symbiont.pipeline.policy import (
+    DEFAULT_POLICY,
+    Policy,
+    denied_global,  # what the policy denies
+)
 from symbiont.signature import DeclaredParam, head_of, render_params
 
 if TYPE_CHECKING:

@@ -114,7 +114,7 @@ def _bound_in_candidate(tree: ast.Module) -> set[str]:
     return names
 
 
-def _denied_global(value: Any, policy: Policy) -> str | None:
+def denied_global(value: Any, policy: Policy) -> str | None:
     """Why a module global counts as denied: the denied module or name it is."""
     if isinstance(value, types.ModuleType):
         return policy.denies_module(value.__name__)
@@ -186,7 +186,7 @@ def check_policy(
                     node,
                 )
             elif module_globals and node.id not in bound and node.id in module_globals:
-                why = _denied_global(module_globals[node.id], policy)
+                why = denied_global(module_globals[node.id], policy)
                 if why:
                     what = (
                         f"the module's `{node.id}` is `{why}`"
