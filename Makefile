@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(BIN)/symbiont demo
 
 test: $(STAMP)
+	@sh tests/ui/ensure_chromium.sh
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/python -m pytest -q -m "not slow"
 
