@@ -177,7 +177,7 @@ def cmd_searches(args: argparse.Namespace) -> int:
         key = store.resolve_key(args.function) if args.function else None
         repo = SearchRepository(store)
         table = Table("id", "function", "status", "started", "evaluations", "best", "stopped")
-        for s in repo.list(args.limit, key):
+        for s in repo.recent(args.limit, key):
             counts = repo.candidates(s.id)
             evaluated = sum(c.evaluated for c in counts)
             best = (

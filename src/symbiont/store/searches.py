@@ -287,7 +287,7 @@ class SearchRepository:
 
         return self.store._read(op)
 
-    def list(self, limit: int = 20, key: str | None = None) -> list[SearchRecord]:
+    def recent(self, limit: int = 20, key: str | None = None) -> list[SearchRecord]:
         def op(conn: sqlite3.Connection) -> list[SearchRecord]:
             where, args = ("WHERE f.key = ?", (key,)) if key else ("", ())
             rows = conn.execute(
