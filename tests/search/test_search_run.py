@@ -76,6 +76,15 @@ def test_the_offline_proposer_improves_and_the_best_is_promoted(runtime) -> None
     numbers = {r.number for r in runtime.store.revisions_of(runtime._function_id(t.peak.symbiont))}
     assert all(r.revision_number in numbers for r in stored if r.kind == "evaluated")
     assert len([r for r in stored if r.kind not in ("seed", "migrant")]) == report.candidates
+    # migrations are rows too: a program that was evaluated on one island, arriving on the other
+    migrants = [r for r in stored if r.kind == "migrant"]
+    assert len(migrants) == report.migrations
+    home = {r.revision_number: r.island for r in stored if r.kind in ("evaluated", "seed")}
+    assert all(m.island == (home[m.revision_number] + 1) % 2 for m in migrants if m.revision_number)
+    # every evaluated row carries its MAP-Elites features: code length and structural distance
+    for r in stored:
+        if r.kind == "evaluated":
+            assert set(r.features) == {"code_length", "distance"} and r.features["code_length"] > 0
     record = SearchRepository(runtime.store).get(report.search_id)
     assert record.status == "finished" and record.best_number == report.best.number
     assert "evaluation budget" in record.stop_reason
