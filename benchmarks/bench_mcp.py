@@ -21,11 +21,11 @@ from pathlib import Path
 
 import anyio
 
+from mcp import ClientSession, StdioServerParameters, stdio_client
+from symbiont.library import Library
+
 sys.path.insert(0, str(Path(__file__).parent))
 from _report import percentile, write_section
-from mcp import ClientSession, StdioServerParameters, stdio_client
-
-from symbiont.library import Library
 
 HR = Path(__file__).resolve().parents[1] / "examples" / "hr"
 SYMBIONT = str(Path(sys.executable).parent / "symbiont")

@@ -24,6 +24,7 @@ handler catches everything, so no input can take the server down.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -750,10 +751,95 @@ class CapabilityServer:
 
     # -- transports ----------------------------------------------------------------------------
     async def serve_stdio(self) -> None:
+        """Serve the process's stdin/stdout until the client closes stdin."""
         from mcp.server.stdio import stdio_server
 
-        async with stdio_server() as (read, write):
+        wire = _loop_pipes()
+        if wire is None:  # not pipes (a file, a terminal): the SDK's own thread-based streams
+            async with stdio_server() as (read, write):
+                await self.server.run(read, write, self.server.create_initialization_options())
+            return
+        async with wire as (lines, out), stdio_server(lines, out) as (read, write):  # type: ignore[arg-type]
             await self.server.run(read, write, self.server.create_initialization_options())
+
+
+class _PipeLines:
+    """Text lines from a pipe, read on the event loop (the SDK's default reads each line in a
+    worker thread: two thread hops per message, which cost milliseconds on a busy machine)."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self._reader = reader
+
+    def __aiter__(self) -> _PipeLines:
+        return self
+
+    async def __anext__(self) -> str:
+        try:
+            line = await self._reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:
+            line = exc.partial
+        except asyncio.LimitOverrunError:
+            raise ValueError("an MCP message line is longer than 64 MiB") from None
+        if not line:
+            raise StopAsyncIteration
+        return line.decode("utf-8", errors="replace")
+
+
+class _PipeWriter:
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+
+    async def write(self, text: str) -> None:
+        self._writer.write(text.encode("utf-8"))
+
+    async def flush(self) -> None:
+        await self._writer.drain()
+
+
+@asynccontextmanager
+async def _pipe_streams(
+    wire_in: int, wire_out: int
+) -> AsyncIterator[tuple[_PipeLines, _PipeWriter]]:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=64 * 1024 * 1024, loop=loop)
+    in_file = os.fdopen(wire_in, "rb", buffering=0)
+    out_file = os.fdopen(wire_out, "wb", buffering=0)
+    read_transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader, loop=loop), in_file
+    )
+    write_transport, protocol = await loop.connect_write_pipe(
+        lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader(loop=loop), loop=loop), out_file
+    )
+    writer = asyncio.StreamWriter(write_transport, protocol, None, loop)
+    try:
+        yield _PipeLines(reader), _PipeWriter(writer)
+    finally:
+        read_transport.close()
+        write_transport.close()
+
+
+def _loop_pipes() -> Any:
+    """Streams over stdin/stdout read and written on the event loop, with fd 0 pointed at
+    the null device and fd 1 at stderr while serving (so nothing a library call or a child
+    prints can reach the protocol stream); None when stdin/stdout are not both pipes or
+    sockets, or the event loop is not asyncio's."""
+    import stat
+
+    try:
+        asyncio.get_running_loop()
+        if not all(
+            stat.S_ISFIFO(m) or stat.S_ISSOCK(m) for m in (os.fstat(0).st_mode, os.fstat(1).st_mode)
+        ):
+            return None
+    except (RuntimeError, OSError):
+        return None
+    sys.stdout.flush()
+    wire_in, wire_out = os.dup(0), os.dup(1)  # not inherited by children (O_CLOEXEC)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(2, 1)
+    return _pipe_streams(wire_in, wire_out)
 
 
 def _check_arguments(tool: str, args: dict[str, Any], schema: Mapping[str, Any]) -> None:
