@@ -171,6 +171,14 @@ def test_live_page_updates_while_an_evolve_runs(
     shot(page, "run")
 
 
+def test_search_page_draws_curves_and_the_grid(page: Any, server: Server) -> None:
+    page.goto(server.url + "/searches/1")
+    assert page.locator("svg.plot").count() == 2
+    assert page.locator("svg.heat rect.cell").count() >= 1
+    assert page.locator("svg.heat rect").count() == 100  # 10 x 10 bins
+    shot(page, "search")
+
+
 def test_script_in_a_reply_is_shown_as_text(page: Any, server: Server) -> None:
     greet = fid(server, "ui_targets.greet")
     page.goto(f"{server.url}/functions/{greet}/revisions/1")

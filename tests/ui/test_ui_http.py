@@ -51,7 +51,9 @@ def test_every_page_answers_with_its_content(server: Server) -> None:
         f"/functions/{greet}/revisions/1": "no_code",
         "/runs": "ui_targets.greet",
         f"/runs/{run_id}": "stage timings",
-        "/searches": "Population searches",
+        "/searches": "ui_targets.peak",
+        "/searches/1": "MAP-Elites grid (code_length × distance)",
+        f"/functions/{ids['ui_targets.peak']}": 'svg class="plot"',
         "/transcripts": "What is employee E042",
         f"/transcripts/{tid}": "Steps",
     }

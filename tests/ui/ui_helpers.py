@@ -30,7 +30,8 @@ def child_env(home: Path) -> dict[str, str]:
 
 
 def fill_store(home: Path) -> Path:
-    """The HR library and the agent's transcripts (the scripted demo), then two evolves."""
+    """The HR library and the agent's transcripts (the scripted demo), then two evolves and a
+    population search."""
     store = home / "symbiont.db"
     subprocess.run(
         [
@@ -45,7 +46,7 @@ def fill_store(home: Path) -> Path:
         capture_output=True,
         timeout=600,
     )
-    evolve(home, store, "approx", "greet")
+    evolve(home, store, "approx", "greet", "peak")
     return store
 
 

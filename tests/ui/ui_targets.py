@@ -1,6 +1,6 @@
 """Evolvable functions the UI tests evolve with scripted replies, in a process of their own.
 
-    python tests/ui/ui_targets.py STORE approx greet     # fill a store for the pages
+    python tests/ui/ui_targets.py STORE approx greet peak  # fill a store for the pages
     python tests/ui/ui_targets.py STORE countdown       # a later evolve, for the live page
     python tests/ui/ui_targets.py STORE serve           # runtime.serve_ui() in this process
 
@@ -36,6 +36,12 @@ def greet(name: str) -> str:
 def countdown(n: int) -> list[int]:
     """Return n, n-1, ..., 1."""
     return []
+
+
+@symbiont.evolvable(timeout=5.0, typecheck=False)
+def peak(x: float) -> float:
+    """A value to maximise at x = 3: candidates change the constants."""
+    return -((x - 1.0) ** 2)
 
 
 def fenced(code: str) -> str:
@@ -87,6 +93,18 @@ def evolve(runtime: symbiont.Runtime, name: str) -> None:
             fenced("def countdown(n: int) -> list[int]:\n    return list(range(n, 0, -1))\n"),
         ]
         runtime.evolve_sync(countdown, ScriptedModel(replies), check=_check_countdown, attempts=2)
+    elif name == "peak":  # a population search with the offline mutation proposer
+        from symbiont.models.mutation import MutationModel
+        from symbiont.search import Budget
+
+        runtime.search_sync(
+            peak,
+            MutationModel(seed=7),
+            metric=lambda fn: float(fn(3.0)),
+            budget=Budget(evaluations=16),
+            islands=2,
+            migration_interval=4,
+        )
     else:
         raise SystemExit(f"unknown function {name!r}")
 

@@ -39,7 +39,7 @@ from starlette.responses import (
 from starlette.routing import Match, Route
 
 from symbiont.errors import SymbiontError
-from symbiont.ui.data import Data, StoreUnavailable, overview_counts
+from symbiont.ui.data import Data, StoreUnavailable, overview_counts, recent_searches
 from symbiont.ui.html import (
     Safe,
     badge,
@@ -163,6 +163,7 @@ def overview(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Bod
         ("/functions", "evolvable functions", c["functions"], f"{c['revisions']} revisions"),
         ("/capabilities", "capabilities", c["capabilities"], statuses or "none yet"),
         ("/runs", "evolve runs", c["runs"], ""),
+        ("/searches", "population searches", c["searches"], ""),
         ("/transcripts", "agent transcripts", c["transcripts"], ""),
     ]
     body = fmt(
@@ -322,7 +323,11 @@ def _capability_body(
         ]
     )
     examples = [
-        (i, pre(pretty_json(e.input)), pre(pretty_json(e.to_dict().get("output", e.to_dict()))))
+        (
+            i,
+            pre(pretty_json(e.input)),
+            pre(pretty_json({k: v for k, v in e.to_dict().items() if k != "input"})),
+        )
         for i, e in enumerate(cap.examples, 1)
     ]
     versions = [
@@ -473,6 +478,15 @@ def _lineage(ui: UI, fid: int) -> tuple[Any, list[Any]]:
     return f, store.revisions_of(fid)
 
 
+def _direction(ui: UI, key: str) -> str:
+    """maximize | minimize, from the function's newest evolve run (or search)."""
+    for r in ui.data.store().runs(limit=1, key=key):
+        return str(r.config.get("direction", "maximize"))
+    for srch in recent_searches(ui.data, limit=1, key=key):
+        return str(srch.config.get("direction", "maximize"))
+    return "maximize"
+
+
 def function(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Body:
     fid = _int(params["fid"], "function id")
     f, revs = _lineage(ui, fid)
@@ -489,9 +503,13 @@ def function(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Bod
         for r in revs
     ]
     points = [(float(r.number), r.score, r.status) for r in revs if r.score is not None]
-    accepted = [
-        (float(r.number), r.score) for r in revs if r.status == "accepted" and r.score is not None
-    ]
+    maximize = _direction(ui, f.key) != "minimize"
+    accepted: list[tuple[float, float]] = []
+    for r in revs:
+        if r.status == "accepted" and r.score is not None:
+            prev = accepted[-1][1] if accepted else None
+            better = prev is None or (r.score > prev if maximize else r.score < prev)
+            accepted.append((float(r.number), r.score if better else prev))  # type: ignore[arg-type]
     rows = [
         (
             link(f"/functions/{fid}/revisions/{r.number}", r.number),
@@ -554,7 +572,7 @@ def function(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Bod
         _section(
             "Lineage",
             fmt(
-                '<div class="scroll">{}</div><p class="hint">green: accepted · red: rejected · ring: active · dashed: crossover</p>',
+                '<div class="scroll">{}</div><p class="hint">green: accepted · red: rejected · ring: active · dashed: crossover; plot line: best accepted score so far</p>',
                 lineage_tree(nodes),
             ),
         ),
@@ -707,19 +725,47 @@ def runs(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Body:
     )
 
 
-def _timing_bar(timings: Mapping[str, float], total: float) -> Safe:
-    if not timings or total <= 0:
-        return Safe("")
+# Pipeline order for the timing bar; "total" and "pipeline" sum other stages, so they are
+# listed in the text but not drawn as segments.
+STAGE_ORDER = (
+    "extract",
+    "parse",
+    "signature",
+    "policy",
+    "typecheck",
+    "compile",
+    "trial",
+    "evaluate",
+    "promote",
+)
+AGGREGATE_TIMINGS = ("total", "pipeline")
+
+
+def _ordered_timings(timings: Mapping[str, float]) -> list[tuple[str, float]]:
+    rank = {s: i for i, s in enumerate(STAGE_ORDER)}
+    return sorted(timings.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+
+
+def _stage_seconds(timings: Mapping[str, float]) -> float:
+    return sum(v for k, v in timings.items() if k not in AGGREGATE_TIMINGS)
+
+
+def _timing_bar(timings: Mapping[str, float], longest: float) -> Safe:
+    if not timings or longest <= 0:
+        return EMPTY
     x = 0.0
     parts = []
-    for i, (stage, s) in enumerate(timings.items()):
-        w = max(s / total * 240, 0.5)
+    for stage, s in _ordered_timings(timings):
+        if stage in AGGREGATE_TIMINGS:
+            continue
+        w = max(s / longest * 240, 0.5)
+        colour = STAGE_ORDER.index(stage) % 6 if stage in STAGE_ORDER else 5
         parts.append(
             fmt(
                 '<rect x="{}" y="0" width="{}" height="12" class="seg s{}"><title>{}: {}</title></rect>',
                 f"{x:.1f}",
                 f"{w:.1f}",
-                i % 6,
+                colour,
                 stage,
                 ms(s),
             )
@@ -736,7 +782,7 @@ def run_detail(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> B
         r = ui.data.store().run(run_id)
     except (RevisionError, StoreError, LookupError) as exc:
         raise NotFound(str(exc)) from None
-    longest = max((sum(a.timings.values()) for a in r.attempt_records), default=0.0)
+    longest = max((_stage_seconds(a.timings) for a in r.attempt_records), default=0.0)
     rows = [
         (
             a.index,
@@ -749,7 +795,7 @@ def run_detail(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> B
                 _timing_bar(a.timings, longest)
                 + fmt(
                     '<div class="timings">{}</div>',
-                    ", ".join(f"{k} {ms(v)}" for k, v in a.timings.items()),
+                    ", ".join(f"{k} {ms(v)}" for k, v in _ordered_timings(a.timings)),
                 )
             ),
             f"{a.input_tokens} / {a.output_tokens}",
@@ -804,8 +850,7 @@ def run_detail(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> B
 
 # -- searches --------------------------------------------------------------------------------
 def searches(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Body:
-    repo = ui.data.searches()
-    records = repo.list(limit=200) if repo is not None else []
+    records = recent_searches(ui.data)
     if not records:
         return "Searches", fmt(
             "<h1>Population searches</h1>{}",
@@ -844,6 +889,13 @@ def searches(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Bod
     )
 
 
+def _bin(value: float, dim: list[Any]) -> int:
+    """The MAP-Elites bin of `value` on a feature axis [name, lo, hi, bins] (as the search cuts it)."""
+    _name, lo, hi, bins = dim
+    i = int((float(value) - lo) / ((hi - lo) or 1.0) * bins)
+    return min(max(i, 0), int(bins) - 1)
+
+
 def search_detail(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> Body:
     repo = ui.data.searches()
     sid = _int(params["search_id"], "search id")
@@ -875,14 +927,19 @@ def search_detail(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -
     for c in cands:
         if not c.evaluated and c.kind not in ("seed", "migrant"):
             rejections[c.kind] = rejections.get(c.kind, 0) + 1
+    dims = [d for d in s.config.get("features", []) if isinstance(d, list) and len(d) == 4][:2]
+    feats = [str(d[0]) for d in dims]
     cells: dict[tuple[int, int], float] = {}
-    feats = [k for k in (evaluated[0].features if evaluated else {})][:2]
-    if len(feats) == 2:
+    if len(dims) == 2:
         for c in evaluated:
             assert c.score is not None
-            key = (int(c.features.get(feats[0], 0)), int(c.features.get(feats[1], 0)))
+            key = (
+                _bin(c.features.get(feats[0], 0.0), dims[0]),
+                _bin(c.features.get(feats[1], 0.0), dims[1]),
+            )
             if key not in cells or (c.score > cells[key] if maximize else c.score < cells[key]):
                 cells[key] = c.score
+    shape = (int(dims[0][3]), int(dims[1][3])) if len(dims) == 2 else (0, 0)
     body = fmt(
         '<h1>Search {} · {}</h1>{}<div class="cols"><div>{}</div><div>{}</div></div>{}{}{}',
         s.id,
@@ -916,10 +973,13 @@ def search_detail(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -
         ),
         _section(
             "Island bests",
-            table(("island", "best score"), sorted(islands.items())) if islands else "none yet",
+            table(("island", "best score"), [(i, num(v)) for i, v in sorted(islands.items())])
+            if islands
+            else "none yet",
         ),
         _section(
-            "MAP-Elites grid" + (f" ({feats[0]} × {feats[1]})" if feats else ""), heat_map(cells)
+            "MAP-Elites grid" + (f" ({feats[0]} × {feats[1]})" if feats else ""),
+            heat_map(cells, shape),
         ),
         _section(
             "Rejections",
@@ -977,6 +1037,8 @@ def transcripts(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) -> 
 def _step_data(data: Mapping[str, Any]) -> Safe:
     parts = []
     for key, value in data.items():
+        if value is None or value == "" or value == []:
+            continue
         if key == "new_messages" and isinstance(value, list):
             msgs = join(
                 fmt(

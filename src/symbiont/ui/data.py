@@ -104,6 +104,15 @@ class Data:
             self._searches = None
 
 
+def recent_searches(data: Data, limit: int = 200, key: str | None = None) -> list[Any]:
+    """The newest population searches (of `key`), or [] in a build without searches."""
+    repo = data.searches()
+    if repo is None:
+        return []
+    recent = getattr(repo, "recent", None) or repo.list  # renamed once
+    return list(recent(limit=limit, key=key))
+
+
 def overview_counts(data: Data) -> dict[str, Any]:
     """How many of each thing the store holds (for the overview page)."""
     store = data.store()
@@ -121,4 +130,5 @@ def overview_counts(data: Data) -> dict[str, Any]:
         "capabilities": len(caps),
         "capability_statuses": statuses,
         "transcripts": len(data.transcripts().list(limit=10_000)),
+        "searches": len(recent_searches(data, limit=10_000)),
     }

@@ -120,7 +120,7 @@ def line_plot(
     pts = [(x, y, c) for x, y, c in points if math.isfinite(x) and math.isfinite(y)]
     if not pts:
         return fmt('<p class="hint">no scores to plot yet</p>')
-    left, right, top, bottom = 56, 12, 12, 36
+    left, right, top, bottom = 70, 12, 12, 36
     xs = [p[0] for p in pts] + [b[0] for b in best]
     ys = [p[1] for p in pts] + [b[1] for b in best]
     x0, x1 = min(xs), max(xs)
@@ -172,10 +172,10 @@ def line_plot(
         bt=height - bottom + 14,
         lt=left - 4,
         tt=top + 8,
-        x0=num(x0),
-        x1=num(x1),
-        y0=num(y0),
-        y1=num(y1),
+        x0=num(x0, 3),
+        x1=num(x1, 3),
+        y0=num(y0, 3),
+        y1=num(y1, 3),
         mx=(left + width - right) / 2,
         lb=height - 6,
         my=(top + height - bottom) / 2,
@@ -194,34 +194,40 @@ def line_plot(
     )
 
 
-def heat_map(cells: dict[tuple[int, int], float], *, size: int = 22) -> Safe:
-    """A MAP-Elites grid: one square per (x, y) bin, darker for a better score."""
-    if not cells:
+def heat_map(
+    cells: dict[tuple[int, int], float], shape: tuple[int, int], *, size: int = 22
+) -> Safe:
+    """A MAP-Elites grid of shape (x bins, y bins): one square per bin, darker for a better
+    score (`cells` holds each occupied bin's best); empty bins are outlined."""
+    if not cells or shape[0] < 1 or shape[1] < 1:
         return fmt('<p class="hint">no grid cells yet</p>')
-    xs = [k[0] for k in cells]
-    ys = [k[1] for k in cells]
     lo, hi = min(cells.values()), max(cells.values())
     span = (hi - lo) or 1.0
-    w = (max(xs) - min(xs) + 1) * size
-    h = (max(ys) - min(ys) + 1) * size
-    rects = join(
-        fmt(
-            '<rect x="{}" y="{}" width="{}" height="{}" fill-opacity="{}" class="cell">'
-            "<title>({}, {}): {}</title></rect>",
-            (x - min(xs)) * size,
-            (max(ys) - y) * size,
-            size - 2,
-            size - 2,
-            f"{0.15 + 0.85 * (v - lo) / span:.2f}",
-            x,
-            y,
-            num(v),
-        )
-        for (x, y), v in cells.items()
-    )
+    nx, ny = shape
+    rects = []
+    for x in range(nx):
+        for y in range(ny):
+            v = cells.get((x, y))
+            common = (x * size + 1, (ny - 1 - y) * size + 1, size - 2, size - 2)
+            if v is None:
+                rects.append(
+                    fmt('<rect x="{}" y="{}" width="{}" height="{}" class="empty"/>', *common)
+                )
+            else:
+                rects.append(
+                    fmt(
+                        '<rect x="{}" y="{}" width="{}" height="{}" fill-opacity="{}" class="cell">'
+                        "<title>bin ({}, {}): {}</title></rect>",
+                        *common,
+                        f"{0.2 + 0.8 * (v - lo) / span:.2f}",
+                        x,
+                        y,
+                        num(v),
+                    )
+                )
     return fmt(
         '<svg class="heat" role="img" aria-label="MAP-Elites grid" width="{}" height="{}">{}</svg>',
-        w,
-        h,
-        rects,
+        nx * size,
+        ny * size,
+        join(rects),
     )
