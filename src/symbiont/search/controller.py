@@ -453,7 +453,13 @@ class SearchController:
             )
             await self._reject(base, revision, "edit")
             return
-        source, _key = await asyncio.to_thread(_extract_with_key, proposal.text, self.target)
+        # Without a type check, extract and pipeline take about a millisecond: a thread hop
+        # would cost more than it saves. The type check runs off the event loop's thread.
+        slow = self.pipeline_config.typecheck
+        if slow:
+            source, _key = await asyncio.to_thread(_extract_with_key, proposal.text, self.target)
+        else:
+            source, _key = _extract_with_key(proposal.text, self.target)
         if source:
             chash = content_hash(source)
             verdict = self.novelty.check(chash, source)
@@ -464,9 +470,12 @@ class SearchController:
                 base.revision_number = verdict.of
                 await self._reject(base, None, verdict.kind)
                 return
-        result = await asyncio.to_thread(
-            run_pipeline, proposal.text, self.target, self.pipeline_config
-        )
+        if slow:
+            result = await asyncio.to_thread(
+                run_pipeline, proposal.text, self.target, self.pipeline_config
+            )
+        else:
+            result = run_pipeline(proposal.text, self.target, self.pipeline_config)
         if result.candidate is None:
             revision.source = source
             revision.content_hash = content_hash(source) if source else ""
