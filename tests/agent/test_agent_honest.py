@@ -122,8 +122,9 @@ def test_a_capability_with_a_dotted_id_is_offered_under_a_valid_tool_name(
         "```json\n{'name': 'get_salary_details', 'arguments': {'employee_id': 'E042'},}\n```",
         '<tool_call>{"name": "run_capability", "arguments": {"capability_id": '
         '"get_salary_details", "input": {"employee_id": "E042"}}</tool_call>',
+        '```python\nget_salary_details(employee_id="E042")\n```',
     ],
-    ids=["bare", "fenced", "broken", "missing-brace"],
+    ids=["bare", "fenced", "broken", "missing-brace", "python-call"],
 )
 def test_a_tool_call_written_as_text_is_run_not_taken_as_the_answer(
     openai_server: FakeOpenAIServer, hr_library: Library, hr_database: Path, text: str
@@ -196,6 +197,15 @@ def test_an_answer_that_quotes_json_output_is_still_an_answer() -> None:
 
     assert find_text_calls('The record is {"employee_id": "E042", "base": 64000}.') == []
     assert find_text_calls("No JSON here, {just braces}.") == []
+    # a Python-style call inside prose is not a call; alone, of a known tool, it is
+    known = ["get_salary_details"]
+    prose = 'I ran get_salary_details(employee_id="E042"): E042 earns 64000 EUR.'
+    assert find_text_calls(prose, known) == []
+    alone = find_text_calls('get_salary_details(employee_id="E042")', known)
+    assert [(c.name, json.loads(c.arguments)) for c in alone] == [
+        ("get_salary_details", {"employee_id": "E042"})
+    ]
+    assert find_text_calls('os.system(employee_id="E042")', known) == []
 
 
 # -- invented results ----------------------------------------------------------------------------

@@ -243,7 +243,7 @@ class Agent:
                 calls = list(reply.tool_calls)
                 if not calls:
                     text = reply.text.strip()
-                    found = find_text_calls(text)
+                    found = find_text_calls(text, known=[*run.tool_names(), *run.tool_of_cap])
                     if found:
                         calls = self._calls_from_text(rec, run, messages, text, found)
                         if not calls:

@@ -12,14 +12,18 @@ Such a reply is not an answer. `find_text_calls` finds every tool-call-shaped ob
 reply (JSON that parses, after a few conservative repairs, into an object with a `name` and
 its `arguments`, in the common spellings), and reports the ones that could not be read, so
 the agent can run the call or send it back. An answer that merely quotes a JSON output (no
-`name` with `arguments`) is not tool-call-shaped and stays an answer.
+`name` with `arguments`) is not tool-call-shaped and stays an answer. A reply that is
+nothing but a Python-style call of a known tool, `get_salary_details(employee_id="E042")`
+(keyword arguments with literal values), counts as a call too; the same words inside prose
+do not.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,8 +58,9 @@ class TextCall:
         return self.problem is None and self.name is not None
 
 
-def find_text_calls(text: str) -> list[TextCall]:
-    """The tool-call-shaped objects in `text`, in order (at most a few)."""
+def find_text_calls(text: str, known: Collection[str] = ()) -> list[TextCall]:
+    """The tool-call-shaped objects in `text`, in order (at most a few); `known`: tool names
+    a reply may call in Python syntax."""
     calls: list[TextCall] = []
     seen: set[str] = set()
     unreadable: list[str] = []
@@ -71,6 +76,10 @@ def find_text_calls(text: str) -> list[TextCall]:
                 calls.append(call)
         if len(calls) >= _MAX_CALLS:
             return calls[:_MAX_CALLS]
+    if not calls and known:
+        call = _python_call(text, known)
+        if call is not None:
+            return [call]
     if not calls:
         for chunk in unreadable:
             match = _LOOSE_NAME.search(chunk)
@@ -85,6 +94,37 @@ def find_text_calls(text: str) -> list[TextCall]:
                 )
                 break
     return calls
+
+
+_WRAPPERS = re.compile(r"^```[A-Za-z0-9_-]*\s*|\s*```$|</?tool_call>")
+
+
+def _python_call(text: str, known: Collection[str]) -> TextCall | None:
+    """A reply that is only `name(key=literal, ...)` for a known tool name."""
+    body = _WRAPPERS.sub("", text.strip()).strip().rstrip(";")
+    if not body.endswith(")") or "\n" in body.strip():
+        return None
+    try:
+        node = ast.parse(body, mode="eval").body
+    except SyntaxError:
+        return None
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+        return None
+    if node.func.id not in known or node.args:
+        return None
+    arguments: dict[str, Any] = {}
+    for keyword in node.keywords:
+        if keyword.arg is None:
+            return None
+        try:
+            arguments[keyword.arg] = ast.literal_eval(keyword.value)
+        except ValueError:
+            return None
+    try:
+        encoded = json.dumps(arguments, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    return TextCall(node.func.id, encoded, text)
 
 
 def _json_chunks(text: str) -> Iterator[str]:
