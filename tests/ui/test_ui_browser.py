@@ -191,10 +191,11 @@ def test_script_in_a_reply_is_shown_as_text(page: Any, server: Server) -> None:
     # the only script element is the UI's own
     scripts = page.eval_on_selector_all("script", "els => els.map(e => e.src)")
     assert scripts == [server.url + "/static/app.js"]
+    shot(page, "revision-script-as-text")
     page.goto(f"{server.url}/functions/{greet}/diff?a=0&b=2")
     assert "<script>" in page.locator("table.diff").inner_text()
     assert page.eval_on_selector_all("script", "els => els.length") == 1
-    shot(page, "revision-script-as-text")
+    shot(page, "diff-script-as-text")
     assert page.dialogs == []
 
 

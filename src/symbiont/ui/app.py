@@ -261,7 +261,7 @@ def capabilities(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) ->
         body = fmt("<h1>Capabilities</h1>{}{}{}", form, note, listing)
         return f"Search: {q}", body
     caps = lib.list(status or None)
-    rows = [
+    cap_rows = [
         (
             link(f"/capabilities/{c.id}", c.id, "cap-id"),
             c.summary.split("\n")[0][:140],
@@ -274,8 +274,8 @@ def capabilities(ui: UI, params: Mapping[str, Any], query: Mapping[str, str]) ->
         for c in caps
     ]
     listing = (
-        table(("capability", "summary", "status", "version", "runs", "failures", "p50"), rows)
-        if rows
+        table(("capability", "summary", "status", "version", "runs", "failures", "p50"), cap_rows)
+        if cap_rows
         else message(
             "No capabilities",
             "The library holds no capabilities"
@@ -1367,6 +1367,13 @@ def _static_route() -> Route:
     return Route("/static/{name}", static, methods=["GET"])
 
 
+def _host_name(header: str) -> str:
+    """The host part of a Host header: "127.0.0.1:8707" → "127.0.0.1", "[::1]:80" → "[::1]"."""
+    if header.startswith("["):
+        return header.split("]")[0] + "]"
+    return header.rsplit(":", 1)[0]
+
+
 class _Guard:
     """ASGI middleware: the Host header names this server (no DNS rebinding), and the token,
     when one is set, comes with every request (header, cookie, or `?token=` once)."""
@@ -1380,11 +1387,8 @@ class _Guard:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        host = (
-            (request.headers.get("host") or "").rsplit(":", 1)[0]
-            if not (request.headers.get("host") or "").startswith("[")
-            else (request.headers.get("host") or "").split("]")[0] + "]"
-        )
+        host = _host_name(request.headers.get("host", ""))
+        resp: Response
         if host not in self.ui.config.allowed_hosts:
             resp = HTMLResponse(
                 message("Unexpected host", f"This server does not answer for the host {host!r}."),

@@ -109,8 +109,7 @@ def recent_searches(data: Data, limit: int = 200, key: str | None = None) -> lis
     repo = data.searches()
     if repo is None:
         return []
-    recent = getattr(repo, "recent", None) or repo.list  # renamed once
-    return list(recent(limit=limit, key=key))
+    return list(repo.recent(limit=limit, key=key))
 
 
 def overview_counts(data: Data) -> dict[str, Any]:

@@ -69,7 +69,7 @@ def _prepare(config: UIConfig, host: str) -> None:
     if not is_loopback(host):
         extra = {host.strip("[]"), socket.gethostname()}
         if host in ("0.0.0.0", "::"):
-            extra |= {a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None)}
+            extra |= {str(a[4][0]) for a in socket.getaddrinfo(socket.gethostname(), None)}
         config.allowed_hosts = (*config.allowed_hosts, *sorted(extra))
 
 
