@@ -77,9 +77,9 @@ def find_text_calls(text: str, known: Collection[str] = ()) -> list[TextCall]:
         if len(calls) >= _MAX_CALLS:
             return calls[:_MAX_CALLS]
     if not calls and known:
-        call = _python_call(text, known)
-        if call is not None:
-            return [call]
+        python_call = _python_call(text, known)
+        if python_call is not None:
+            return [python_call]
     if not calls:
         for chunk in unreadable:
             match = _LOOSE_NAME.search(chunk)
