@@ -86,7 +86,11 @@ def make_model(url: str, seed: int) -> Any:
     from symbiont.models import OpenAIModel
 
     del seed  # the server samples with its own seed; OpenAIModel has no seed setting
-    return OpenAIModel("qwen2.5-coder-0.5b", base_url=url, api_key="local", temperature=0.7)
+    # 512 tokens is ample for these functions and answers; a small model that rambles past
+    # it gets the loop's "your reply was truncated" correction.
+    return OpenAIModel(
+        "qwen2.5-coder-0.5b", base_url=url, api_key="local", temperature=0.7, max_tokens=512
+    )
 
 
 def run_demo(name: str, url: str, attempts: int, seed: int, home: Path) -> dict[str, Any]:
@@ -159,6 +163,8 @@ def run_agent(url: str, seed: int, home: Path, tasks: int) -> list[dict[str, Any
             started = time.monotonic()
             with Agent(library, model) as agent:
                 r = agent.run(task)
+            # A fake answer: recorded as answered although no capability ran. (An honest
+            # agent records such a run as "unverified" instead.)
             fake = r.outcome == "answered" and not r.ran
             out.append(
                 {
@@ -220,7 +226,14 @@ def write_report(demos: list[dict[str, Any]], agent: list[dict[str, Any]], args:
                 f"| {a['task']} | {a['outcome']} | {', '.join(a['ran']) or '-'} | {a['steps']} | "
                 f"{a['input_tokens']} / {a['output_tokens']} | {a['seconds']} |"
             )
-        lines += ["", f"A capability ran in {ran} of {len(agent)} tasks; fake answers: {fakes}.", ""]
+        unverified = sum(a["outcome"] == "unverified" for a in agent)
+        lines += [
+            "",
+            f"A capability ran in {ran} of {len(agent)} tasks; fake answers (recorded as "
+            f"answered with no capability run): {fakes}; answers the agent itself marked "
+            f"unverified: {unverified}.",
+            "",
+        ]
     return "\n".join(lines)
 
 
