@@ -13,11 +13,13 @@ Run: python benchmarks/bench_mcp.py [--tier wasm|process] [-n 300]
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -45,7 +47,7 @@ async def _measure(home: Path, lib: Library, tier: str, n: int) -> dict[str, lis
         args=["mcp", "--tier", tier, "--poll", "0", "--expose", "all"],
         env={"SYMBIONT_HOME": str(home)},
     )
-    times: dict[str, list[float]] = {"direct": [], "mcp": [], "mcp_tool": []}
+    times: dict[str, list[float]] = {"direct": [], "mcp": [], "mcp_tool": [], "ping": []}
     with (home / "server.err").open("w") as errlog:
         async with (
             stdio_client(params, errlog=errlog) as (read, write),
@@ -71,7 +73,37 @@ async def _measure(home: Path, lib: Library, tier: str, n: int) -> dict[str, lis
                 reply = await session.call_tool(CAPABILITY, INPUT)
                 times["mcp_tool"].append((time.perf_counter() - t) * 1000)
                 assert not reply.is_error, reply.content
+                t = time.perf_counter()
+                await session.send_ping()
+                times["ping"].append((time.perf_counter() - t) * 1000)
     return times
+
+
+async def _handler_only(home: Path, lib: Library, tier: str, n: int) -> list[float]:
+    """The server's own work per call (argument check, worker-thread hand-off, result JSON),
+    without a transport: its tools/call handler called in this process, minus Library.run."""
+    import types as pytypes
+
+    import mcp_types as types
+
+    from symbiont.mcp.server import CapabilityServer, ServerOptions
+
+    server = CapabilityServer(ServerOptions(poll_s=0), library=lib)
+    ctx: Any = pytypes.SimpleNamespace(session=object())
+    params = types.CallToolRequestParams(
+        name="run_capability", arguments={"id": CAPABILITY, "input": INPUT}
+    )
+    for _ in range(10):
+        await server._call_tool(ctx, params)
+    diffs = []
+    for _ in range(n):
+        t = time.perf_counter()
+        lib.run(CAPABILITY, INPUT)
+        direct = time.perf_counter() - t
+        t = time.perf_counter()
+        await server._call_tool(ctx, params)
+        diffs.append((time.perf_counter() - t - direct) * 1000)
+    return diffs
 
 
 def row(name: str, ms: list[float], direct_p50: float, target: str = "") -> str:
@@ -89,7 +121,10 @@ def main() -> str:
         home = Path(tmp)
         lib = _seed(home, opts.tier)
         try:
+            load = os.getloadavg()[0]
             times = anyio.run(_measure, home, lib, opts.tier, opts.n)
+            sys.setswitchinterval(0.0005)  # as `symbiont mcp` does
+            handler = anyio.run(_handler_only, home, lib, opts.tier, opts.n)
             tier = lib.tier
         finally:
             lib.close()
@@ -103,11 +138,17 @@ def main() -> str:
         row("Library.run (direct)", times["direct"], direct),
         row("MCP run_capability over stdio", times["mcp"], direct, "≤ +2 ms"),
         row("MCP per-capability tool over stdio (--expose all)", times["mcp_tool"], direct),
+        f"| MCP ping over stdio (protocol and transport only) | "
+        f"{percentile(times['ping'], 50):.2f} | {percentile(times['ping'], 95):.2f} |  | "
+        f"{len(times['ping'])} |  |",
         "",
         f"Median of the paired differences (MCP − direct, call by call): "
-        f"{statistics.median(overhead):.2f} ms. Capability `{CAPABILITY}` on the HR example "
-        "data; server `symbiont mcp` as a subprocess, client the `mcp` SDK's ClientSession; "
-        "direct and MCP calls alternate.",
+        f"{statistics.median(overhead):.2f} ms; the server's own handler work (same call "
+        f"in-process, no transport, minus Library.run): {statistics.median(handler):.2f} ms. "
+        f"Capability `{CAPABILITY}` on the HR example data; server `symbiont mcp` as a "
+        "subprocess, client the `mcp` SDK's ClientSession; direct and MCP calls alternate. "
+        f"Load average (1 min) when it started: {load:.1f} on {os.cpu_count()} cores: a round "
+        "trip wakes two processes, and on a loaded machine each wake-up waits for a core.",
         "",
         f"Command: `python benchmarks/bench_mcp.py --tier {opts.tier} -n {opts.n}`",
     ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import Any
 
 
@@ -104,6 +105,10 @@ def cmd_mcp(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         poll_s=args.poll,
     )
+    # Every library call runs in a worker thread while the event loop keeps the protocol
+    # going; at the default 5 ms switch interval a hand-off of the GIL between them can cost
+    # up to 5 ms per call on a busy machine (measured by benchmarks/bench_mcp.py).
+    sys.setswitchinterval(0.0005)
     server = CapabilityServer(options)
     try:
         if address is None:
