@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ui_helpers import PYTHON, TARGETS, Server, child_env
+from ui_helpers import PYTHON, TARGETS, Server, child_env, copy_store, serve_ui_program
 
 CHROMIUM = Path(os.environ.get("SYMBIONT_CHROMIUM", "/usr/bin/chromium"))
 SHOTS = Path(__file__).parent / "screenshots"
@@ -169,6 +169,26 @@ def test_live_page_updates_while_an_evolve_runs(
     page.wait_for_selector("svg.bar")
     assert "stage timings" in page.locator("table").first.inner_text()
     shot(page, "run")
+
+
+def test_live_page_of_an_in_process_ui_updates_while_its_program_evolves(
+    page: Any, tmp_path: Path, ui_store: Path
+) -> None:
+    """`runtime.serve_ui()`: the UI runs in a thread of the program that evolves."""
+    store = tmp_path / "symbiont.db"
+    copy_store(ui_store, store)
+    with serve_ui_program(tmp_path, store) as program:
+        url = program.server.url
+        page.goto(url + "/runs")
+        page.wait_for_selector("#live-dot.on")
+        ids = [int(h.rsplit("/", 1)[1]) for h in page.eval_on_selector_all(
+            "#content a[href^='/runs/']", "els => els.map(e => e.getAttribute('href'))"
+        )]  # fmt: skip
+        page.evaluate("window.__loadedOnce = true")
+        assert program.say("evolve countdown") == "evolved countdown"
+        page.locator(f"#content a[href='/runs/{max(ids) + 1}']").wait_for()
+        assert page.evaluate("window.__loadedOnce") is True
+        shot(page, "runs-live-in-process")
 
 
 def test_search_page_draws_curves_and_the_grid(page: Any, server: Server) -> None:

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from ui_helpers import SYMBIONT, Server, child_env, ui_server
+from ui_helpers import SYMBIONT, Server, child_env, copy_store, serve_ui_program, ui_server
 
 SCRIPT_TAG = re.compile(r"<script(?![^>]*src=\"/static/app\.js\")", re.I)
 
@@ -248,52 +248,20 @@ def test_a_foreign_host_header_is_refused(server: Server) -> None:
     assert resp.status == 421 and "attacker.example" in resp.text
 
 
-def test_runtime_serve_ui_activates_live(tmp_path: Path, ui_home: Path) -> None:
+def test_runtime_serve_ui_activates_live(tmp_path: Path, ui_store: Path) -> None:
     """`runtime.serve_ui()` in the program's own process: activating from the page swaps
     the live function at once."""
-    import shutil
-
-    from ui_helpers import PYTHON, TARGETS
-
     store = tmp_path / "symbiont.db"
-    for suffix in ("", "-wal", "-shm"):
-        src = ui_home / f"symbiont.db{suffix}"
-        if src.exists():
-            shutil.copy(src, tmp_path / f"symbiont.db{suffix}")
-    proc = subprocess.Popen(
-        [PYTHON, str(TARGETS), str(store), "serve"],
-        env=child_env(tmp_path),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=TARGETS.parent,
-    )
-    try:
-        assert proc.stdout is not None and proc.stdin is not None
-        line = proc.stdout.readline()
-        url = re.search(r"url (http://127\.0\.0\.1:\d+)/", line)
-        assert url, line + (proc.stderr.read() if proc.stderr else "")
-        s = Server(url.group(1), proc)  # type: ignore[arg-type]
-        proc.stdin.write("\n")
-        proc.stdin.flush()
-        assert proc.stdout.readline().strip() == "approx(2.0) = 7.0"
+    copy_store(ui_store, store)
+    with serve_ui_program(tmp_path, store) as program:
+        s = program.server
+        assert program.say("call") == "approx(2.0) = 7.0"
         fid = function_ids(s)["ui_targets.approx"]
         key = s.form_key(f"/functions/{fid}/revisions/1")
         resp = s.post(f"/functions/{fid}/activate", {"number": "1", "form_key": key})
         assert resp.status == 303
         assert "live in this process now" in s.get(resp.headers["location"]).text
-        proc.stdin.write("\n")
-        proc.stdin.flush()
-        assert proc.stdout.readline().strip() == "approx(2.0) = 4.0"
-    finally:
-        if proc.stdin:
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        assert program.say("call") == "approx(2.0) = 4.0"
 
 
 @pytest.mark.parametrize("path", ["/", "/functions", "/capabilities"])

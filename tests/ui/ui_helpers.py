@@ -142,3 +142,53 @@ def ui_server(home: Path, *args: str, store: Path | None = None) -> Iterator[Ser
             proc.wait()
         server_errors = "".join(stderr)
         assert "Traceback" not in server_errors, server_errors
+
+
+@dataclass
+class Program:
+    """A program running `runtime.serve_ui()` in its own process (`ui_targets.py serve`)."""
+
+    server: Server
+    process: subprocess.Popen[str]
+
+    def say(self, line: str) -> str:
+        """Send one command line; return the program's one-line answer."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+        return self.process.stdout.readline().strip()
+
+
+def copy_store(src: Path, dst: Path) -> None:
+    """A consistent copy of a store another process may be using (SQLite's backup API)."""
+    import sqlite3
+
+    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+        a.backup(b)
+
+
+@contextmanager
+def serve_ui_program(home: Path, store: Path) -> Iterator[Program]:
+    proc = subprocess.Popen(
+        [PYTHON, str(TARGETS), str(store), "serve"],
+        env=child_env(home),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=HERE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"url (http://127\.0\.0\.1:\d+)/", line)
+        assert match, line + (proc.stderr.read() if proc.stderr else "")
+        yield Program(Server(match.group(1), proc), proc)  # type: ignore[arg-type]
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

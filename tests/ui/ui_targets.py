@@ -110,12 +110,18 @@ def evolve(runtime: symbiont.Runtime, name: str) -> None:
 
 
 def serve(store: str) -> int:
-    """`runtime.serve_ui(actions=True)` in this process; print approx(2.0) per stdin line."""
+    """`runtime.serve_ui(actions=True)` in this process. Each stdin line: "evolve NAME"
+    evolves NAME here (with the UI serving meanwhile), anything else prints approx(2.0)."""
     with symbiont.Runtime(store=store) as runtime:
         ui = runtime.serve_ui(actions=True)
         print(f"url {ui.url}", flush=True)
-        for _line in sys.stdin:
-            print(f"approx(2.0) = {approx(2.0)}", flush=True)
+        for line in sys.stdin:
+            words = line.split()
+            if words[:1] == ["evolve"]:
+                evolve(runtime, words[1])
+                print(f"evolved {words[1]}", flush=True)
+            else:
+                print(f"approx(2.0) = {approx(2.0)}", flush=True)
         ui.stop()
     return 0
 

@@ -1375,8 +1375,8 @@ def _host_name(header: str) -> str:
 
 
 class _Guard:
-    """ASGI middleware: the Host header names this server (no DNS rebinding), and the token,
-    when one is set, comes with every request (header, cookie, or `?token=` once)."""
+    """ASGI middleware: without a token the Host header must be a loopback name (no DNS
+    rebinding); with one, every request carries it (header, cookie, or `?token=` once)."""
 
     def __init__(self, app: Any, ui: UI) -> None:
         self.app = app
@@ -1389,7 +1389,9 @@ class _Guard:
         request = Request(scope)
         host = _host_name(request.headers.get("host", ""))
         resp: Response
-        if host not in self.ui.config.allowed_hosts:
+        # Without a token, only loopback names: a page elsewhere cannot rebind its own DNS
+        # name to 127.0.0.1 and read the store. With a token, the token is the check.
+        if not self.ui.config.token and host not in self.ui.config.allowed_hosts:
             resp = HTMLResponse(
                 message("Unexpected host", f"This server does not answer for the host {host!r}."),
                 status_code=421,

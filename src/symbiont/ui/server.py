@@ -66,11 +66,6 @@ def url_of(sock: socket.socket, token: str | None = None) -> str:
 
 def _prepare(config: UIConfig, host: str) -> None:
     check_bind(host, config.token)
-    if not is_loopback(host):
-        extra = {host.strip("[]"), socket.gethostname()}
-        if host in ("0.0.0.0", "::"):
-            extra |= {str(a[4][0]) for a in socket.getaddrinfo(socket.gethostname(), None)}
-        config.allowed_hosts = (*config.allowed_hosts, *sorted(extra))
 
 
 def _server(config: UIConfig) -> Any:
