@@ -139,3 +139,47 @@ def test_a_failed_creation_stores_nothing(home: Path) -> None:
         assert requests > 1  # the failing build went back to the model, more than once
     with Library(home / "symbiont.db") as lib:
         assert sorted(c.id for c in lib.list()) == before
+
+
+BASE_ONLY = '''
+import json
+
+from symbiont.host import read_file
+
+
+def salary_base(employee_id: str) -> float:
+    """The base salary of one employee."""
+    db = json.loads(read_file("employee_database.json"))
+    return db["employees"][employee_id.strip().upper()]["salary"]["base"]
+'''
+
+
+def test_mutate_capability_records_the_lineage(home: Path) -> None:
+    base = json.loads(HR_DATABASE.read_text())["employees"]["E007"]["salary"]["base"]
+    examples = [{"input": {"employee_id": "E007"}, "expect": base}]
+    with FakeOpenAIServer(handler=author(BASE_ONLY, examples)) as model_server:
+        env = server_env(home, OPENAI_BASE_URL=model_server.base_url, SYMBIONT_MODEL="fake-model")
+
+        async def main() -> None:
+            async with stdio_session(home, env=env) as (session, _):
+                made = await session.call_tool(
+                    "mutate_capability",
+                    {"id": "get_salary_details", "task": "only the base salary, as a number"},
+                )
+                created = payload(made)["capability"]
+                assert created["id"] == "salary_base"
+                assert created["lineage"]["parents"] == ["get_salary_details"]
+                parent = payload(
+                    await session.call_tool("get_capability", {"id": "get_salary_details"})
+                )
+                assert parent["lineage"]["children"] == ["salary_base"]
+                assert parent["status"] == "active"  # not replaced: replace_parent was not set
+                ran = await session.call_tool(
+                    "run_capability", {"id": "salary_base", "input": {"employee_id": "E007"}}
+                )
+                assert payload(ran)["output"] == base
+
+        anyio.run(main)
+        # the model was shown the parent's source
+        first = model_server.chat_requests[0]["messages"]
+        assert any("def get_salary_details" in str(m.get("content")) for m in first)
