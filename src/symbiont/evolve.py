@@ -20,22 +20,43 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from symbiont import feedback, prompting
 from symbiont.conversation import Conversation, Exchange, estimate_tokens
 from symbiont.diagnostics import Diagnostic
 from symbiont.errors import StageError, TransientModelError
 from symbiont.evaluation import AcceptRule, Check, Direction, Metric, Score, as_score, is_acceptable
-from symbiont.evolvable import Evolvable, Revision, content_hash
+from symbiont.evolvable import Evolvable, Failure, Revision, content_hash
 from symbiont.models.base import Message, Model, ModelReply
 from symbiont.models.retry import call_with_retries
 from symbiont.pipeline import DEFAULT_POLICY, PipelineConfig, Target, extract_code, run_pipeline
 from symbiont.repeats import repeat_key
 from symbiont.trial import TrialLimits, TrialResult, run_forked, run_inprocess
 
-if TYPE_CHECKING:
-    from symbiont.runtime import Runtime
+
+class Recorder(Protocol):
+    """What the loop needs from its runtime: where revisions, attempts and activations are
+    recorded (the store, when there is one) and the live failures it shows the model.
+    `symbiont.Runtime` is the implementation; the loop imports nothing from it."""
+
+    def take_failures(self, fn: Callable[..., Any] | None = None) -> list[Failure]: ...
+
+    def _start_run(self, h: Evolvable, config: EvolveConfig, model: Model) -> int | None: ...
+
+    def _record(self, h: Evolvable, rev: Revision) -> None: ...
+
+    def _update_revision(self, h: Evolvable, rev: Revision) -> None: ...
+
+    def _set_active(
+        self, h: Evolvable, rev: Revision, reason: str = ..., expected: int | None = ...
+    ) -> bool: ...
+
+    def _adopt_active(self, h: Evolvable) -> Revision: ...
+
+    def _add_attempt(self, run_id: int | None, a: AttemptReport) -> None: ...
+
+    def _finish_run(self, run_id: int | None, report: EvolveReport) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +238,7 @@ def _run_trial(
 
 
 async def run_evolve(
-    runtime: Runtime,
+    runtime: Recorder,
     handle: Evolvable,
     model: Model,
     config: EvolveConfig,
@@ -440,7 +461,7 @@ async def run_evolve(
 
 
 async def _judge_candidate(
-    runtime: Runtime,
+    runtime: Recorder,
     handle: Evolvable,
     config: EvolveConfig,
     result: Any,

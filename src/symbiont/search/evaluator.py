@@ -63,6 +63,11 @@ def cascade_job(
                         raise  # raised inside the candidate: a trial failure
                     from symbiont.trial import exception_diagnostic
 
+                    # The traceback starts at this job's frame: drop it (the check's own
+                    # assertion is what matters, not the harness).
+                    if exc.__traceback__ is not None:
+                        exc = exc.with_traceback(exc.__traceback__.tb_next)
+
                     diag = exception_diagnostic(exc, frame_prefix=None, stage="evaluate")
                     return {"check_failed": diag.to_dict(), "stages": []}
             scores: list[dict[str, Any]] = []
