@@ -236,6 +236,22 @@ def main(quick: bool = False) -> str:
         f"| evolve (one lineage) | {evaluations} | {statistics.median(evolved):.4f} "
         f"| {', '.join(f'{s:.4f}' for s in evolved)} |"
     )
+    if not quick:  # a longer run of the search alone
+        import circle_packing as cp
+
+        rt = symbiont.Runtime(store=False)
+        try:
+            started = time.perf_counter()
+            long = cp.main(runtime=rt, model=MutationModel(seed=1), evaluations=1000)
+            took = time.perf_counter() - started
+        finally:
+            rt.close()
+            _reset(cp.construct_packing)
+        at200 = max((p.best for p in long.curve if p.evaluations <= 200), default=start)
+        eff += (
+            f"\n| search, seed 1, one run of 1,000 | 1000 | {long.best_score:.4f} "
+            f"| after 200: {at200:.4f}; {took:.0f} s, {long.evaluations_per_s:.1f} evaluations/s |"
+        )
     print(eff, flush=True)
     text = "\n".join(
         [
