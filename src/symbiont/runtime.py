@@ -33,6 +33,7 @@ from symbiont.evolve import AttemptReport, EvolveConfig, EvolveReport, run_evolv
 from symbiont.models.base import Model
 
 if TYPE_CHECKING:
+    from symbiont.search.controller import SearchReport
     from symbiont.store import SQLiteStore
 
 StoreArg = "SQLiteStore | str | Path | None | bool"
@@ -265,9 +266,9 @@ class Runtime:
         budget: Any = None,
         resume: bool = False,
         embedder: Any = None,
-        on_progress: Callable[[Any], None] | None = None,
+        on_progress: Callable[[SearchReport], None] | None = None,
         **options: Any,
-    ) -> Any:
+    ) -> SearchReport:
         """A population search over revisions of `fn`; returns a `SearchReport`.
 
         `model`: a Model, a list of models (an ensemble chosen per request by UCB1), or
@@ -302,7 +303,9 @@ class Runtime:
         )
         return await controller.run()
 
-    def search_sync(self, fn: Callable[..., Any], model: Any = None, **kwargs: Any) -> Any:
+    def search_sync(
+        self, fn: Callable[..., Any], model: Any = None, **kwargs: Any
+    ) -> SearchReport:
         """`search` for code that is not async (runs its own event loop)."""
         try:
             asyncio.get_running_loop()

@@ -10,7 +10,28 @@ budgets, parallel candidates, promotion, persistence and resume).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from symbiont.search.config import Budget, FeatureDim, SearchConfig, Stage
 from symbiont.search.database import Program, ProgramDatabase
 
-__all__ = ["Budget", "FeatureDim", "Program", "ProgramDatabase", "SearchConfig", "Stage"]
+if TYPE_CHECKING:
+    from symbiont.search.controller import SearchReport
+
+__all__ = [
+    "Budget",
+    "FeatureDim",
+    "Program",
+    "ProgramDatabase",
+    "SearchConfig",
+    "SearchReport",
+    "Stage",
+]
+
+
+def __getattr__(name: str) -> Any:  # the controller pulls in the pipeline: load it when asked
+    if name == "SearchReport":
+        from symbiont.search.controller import SearchReport
+
+        return SearchReport
+    raise AttributeError(f"module 'symbiont.search' has no attribute {name!r}")

@@ -340,6 +340,8 @@ class SearchController:
                 )
             if row.kind == "seed" and self.report.baseline_score is None:
                 self.report.baseline_score = row.score
+                if rev is not None:  # distances stay measured from the search's start
+                    self.db.set_origin(rev.source)
             if row.kind in ("seed", "evaluated", "migrant") and rev is not None:
                 if row.score is None:
                     continue

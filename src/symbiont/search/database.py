@@ -82,6 +82,10 @@ class ProgramDatabase:
         self.archive: list[Program] = []  # best first
         self._seed_shape = structure(seed_source)
 
+    def set_origin(self, source: str) -> None:
+        """The program structural distance is measured from (the search's starting one)."""
+        self._seed_shape = structure(source)
+
     # -- features and placement -----------------------------------------------------------
     def describe(self, source: str, metrics: dict[str, float]) -> dict[str, float]:
         """The feature values of a program: its metrics plus the built-ins."""
