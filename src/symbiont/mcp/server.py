@@ -116,7 +116,7 @@ def _object(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
 
 
 _ID = {"type": "string", "description": "a capability id, as search_capabilities shows it"}
-SEARCH_TOOL = {
+SEARCH_TOOL: dict[str, Any] = {
     "name": "search_capabilities",
     "title": "Search capabilities",
     "description": "Find the capabilities that fit a task, best first (hybrid semantic and "
@@ -136,7 +136,7 @@ SEARCH_TOOL = {
     ),
     "annotations": {"readOnlyHint": True, "openWorldHint": False},
 }
-RUN_TOOL = {
+RUN_TOOL: dict[str, Any] = {
     "name": "run_capability",
     "title": "Run a capability",
     "description": "Run a capability in the sandbox on an input object that fits its input "
@@ -154,7 +154,7 @@ RUN_TOOL = {
     ),
     "annotations": {"readOnlyHint": False, "destructiveHint": True, "openWorldHint": True},
 }
-GET_TOOL = {
+GET_TOOL: dict[str, Any] = {
     "name": "get_capability",
     "title": "Show a capability",
     "description": "A capability's source, input and output schema, summary, examples, "
@@ -162,7 +162,7 @@ GET_TOOL = {
     "inputSchema": _object({"id": _ID}, ["id"]),
     "annotations": {"readOnlyHint": True, "openWorldHint": False},
 }
-CREATE_TOOL = {
+CREATE_TOOL: dict[str, Any] = {
     "name": "create_capability",
     "title": "Create a capability",
     "description": "Have a new capability written for a task by the mutation agent: it "
@@ -173,7 +173,7 @@ CREATE_TOOL = {
     ),
     "annotations": {"readOnlyHint": False, "destructiveHint": False, "openWorldHint": True},
 }
-MUTATE_TOOL = {
+MUTATE_TOOL: dict[str, Any] = {
     "name": "mutate_capability",
     "title": "Derive a capability",
     "description": "Have a new version of a capability written for a task, starting from "
@@ -195,6 +195,9 @@ MUTATE_TOOL = {
 READ_TOOLS = (SEARCH_TOOL, RUN_TOOL, GET_TOOL)
 AUTHOR_TOOLS = (CREATE_TOOL, MUTATE_TOOL)
 CORE_TOOL_NAMES = frozenset(str(t["name"]) for t in (*READ_TOOLS, *AUTHOR_TOOLS))
+_INPUT_SCHEMAS: dict[str, dict[str, Any]] = {
+    str(t["name"]): dict(t["inputSchema"]) for t in (*READ_TOOLS, *AUTHOR_TOOLS)
+}
 
 
 def _text(value: Any) -> str:
@@ -398,7 +401,7 @@ class CapabilityServer:
     # -- tools ---------------------------------------------------------------------------------
     async def _list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
-    ) -> dict[str, Any]:
+    ) -> types.ListToolsResult:
         self._remember(ctx)
         tools: list[dict[str, Any]] = [dict(t) for t in READ_TOOLS]
         if self.authoring:
@@ -407,11 +410,11 @@ class CapabilityServer:
             caps = await self._work(self.library.list)
             names = self._names(caps)
             tools.extend(mcp_tool(c, names[c.id]) for c in self._exposed(caps))
-        return {"tools": tools}
+        return types.ListToolsResult.model_validate({"tools": tools})
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
-    ) -> dict[str, Any]:
+    ) -> types.CallToolResult:
         self._remember(ctx)
         name, args = params.name, dict(params.arguments or {})
         handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
@@ -425,8 +428,7 @@ class CapabilityServer:
         try:
             handler = handlers.get(name)
             if handler is not None:
-                tool = next(t for t in (*READ_TOOLS, *AUTHOR_TOOLS) if t["name"] == name)
-                _check_arguments(name, args, tool["inputSchema"])
+                _check_arguments(name, args, _INPUT_SCHEMAS[name])
                 result = await handler(args)
             else:
                 cap_id = await self._work(self._capability_of_tool, name)
@@ -446,7 +448,7 @@ class CapabilityServer:
         if self._dirty:
             self._dirty = False
             await self._announce_changes()
-        return result
+        return types.CallToolResult.model_validate(result)
 
     def _capability_of_tool(self, name: str) -> str | None:
         if name not in self._tool_ids:  # stored since the last look
@@ -649,10 +651,10 @@ class CapabilityServer:
     # -- resources and prompts -------------------------------------------------------------------
     async def _list_resources(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
-    ) -> dict[str, Any]:
+    ) -> types.ListResourcesResult:
         self._remember(ctx)
         caps = await self._work(self.library.list)
-        return {
+        listing = {
             "resources": [
                 {
                     "uri": RESOURCE_SCHEME + c.id,
@@ -665,11 +667,12 @@ class CapabilityServer:
                 for c in caps
             ]
         }
+        return types.ListResourcesResult.model_validate(listing)
 
     async def _list_resource_templates(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
-    ) -> dict[str, Any]:
-        return {
+    ) -> types.ListResourceTemplatesResult:
+        template = {
             "resourceTemplates": [
                 {
                     "uriTemplate": RESOURCE_SCHEME + "{id}",
@@ -680,10 +683,11 @@ class CapabilityServer:
                 }
             ]
         }
+        return types.ListResourceTemplatesResult.model_validate(template)
 
     async def _read_resource(
         self, ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
-    ) -> dict[str, Any]:
+    ) -> types.ReadResourceResult:
         uri = str(params.uri)
         if not uri.startswith(RESOURCE_SCHEME):
             raise MCPError(
@@ -695,17 +699,16 @@ class CapabilityServer:
         except ToolFailure as failure:
             raise MCPError(RESOURCE_NOT_FOUND, failure.message, {"uri": uri}) from None
         source = meta.pop("source")
-        return {
-            "contents": [
-                {"uri": uri, "mimeType": "application/json", "text": _text(meta)},
-                {"uri": uri, "mimeType": "text/x-python", "text": source},
-            ]
-        }
+        contents = [
+            {"uri": uri, "mimeType": "application/json", "text": _text(meta)},
+            {"uri": uri, "mimeType": "text/x-python", "text": source},
+        ]
+        return types.ReadResourceResult.model_validate({"contents": contents})
 
     async def _list_prompts(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
-    ) -> dict[str, Any]:
-        return {
+    ) -> types.ListPromptsResult:
+        listing = {
             "prompts": [
                 {
                     "name": prompts.PROMPT_NAME,
@@ -722,10 +725,11 @@ class CapabilityServer:
                 }
             ]
         }
+        return types.ListPromptsResult.model_validate(listing)
 
     async def _get_prompt(
         self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams
-    ) -> dict[str, Any]:
+    ) -> types.GetPromptResult:
         if params.name != prompts.PROMPT_NAME:
             raise MCPError(
                 types.INVALID_PARAMS,
@@ -747,7 +751,9 @@ class CapabilityServer:
                     "content": {"type": "text", "text": prompts.candidates_text(task, hits)},
                 }
             )
-        return {"description": prompts.PROMPT_DESCRIPTION, "messages": messages}
+        return types.GetPromptResult.model_validate(
+            {"description": prompts.PROMPT_DESCRIPTION, "messages": messages}
+        )
 
     # -- transports ----------------------------------------------------------------------------
     async def serve_stdio(self) -> None:
