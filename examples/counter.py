@@ -67,12 +67,20 @@ def main(
     evolver: threading.Thread | None = None
     last_evolve = time.monotonic() - evolve_every  # evolve once right away
     deadline = time.monotonic() + seconds
+    calls_since_accepted = 0
     try:
-        while time.monotonic() < deadline or (evolver is not None and evolver.is_alive()):
+        # Run to the deadline and until the evolve thread is done; after an acceptance, a
+        # few more calls, so the loop shows the new body even when it came at the very end.
+        while (
+            time.monotonic() < deadline
+            or (evolver is not None and evolver.is_alive())
+            or (any(r.accepted for r in reports) and calls_since_accepted < 3)
+        ):
             before = state["counter"]
             step(state)  # a plain call: no wrapper, whatever revision is active
             increments.append(state["counter"] - before)
             accepted = any(r.accepted for r in reports)
+            calls_since_accepted = calls_since_accepted + 1 if accepted else 0
             if (
                 not accepted
                 and (evolver is None or not evolver.is_alive())
