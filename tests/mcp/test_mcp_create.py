@@ -82,11 +82,24 @@ def test_create_capability_through_the_mutation_agent(home: Path) -> None:
                 assert {"create_capability", "mutate_capability"} <= tools
                 assert "department_headcount" not in tools
 
+                progress: list[tuple[float, str | None]] = []
+
+                async def on_progress(
+                    done: float, total: float | None, message: str | None
+                ) -> None:
+                    progress.append((done, message))
+
                 created = payload(
                     await session.call_tool(
-                        "create_capability", {"task": "count the employees of a department"}
+                        "create_capability",
+                        {"task": "count the employees of a department"},
+                        progress_callback=on_progress,
                     )
                 )
+                # each step of the mutation agent was reported while it worked
+                assert [p for p, _ in progress] == sorted({p for p, _ in progress})
+                steps = " ".join(m or "" for _, m in progress)
+                assert "write_source" in steps and "build" in steps and "complete" in steps
                 assert created["capability"]["id"] == "department_headcount"
                 assert created["capability"]["summary"] == SUMMARY
                 await notes.wait_for("notifications/tools/list_changed")

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 import mcp_types as types
 from mcp.server.lowlevel.server import NotificationOptions, Server
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from mcp.server.context import ServerRequestContext
     from mcp.server.session import ServerSession
 
+    from symbiont.agent import AgentEvent
     from symbiont.models import Model
 
 log = logging.getLogger("symbiont.mcp")
@@ -417,7 +419,7 @@ class CapabilityServer:
     ) -> types.CallToolResult:
         self._remember(ctx)
         name, args = params.name, dict(params.arguments or {})
-        handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
+        handlers: dict[str, Callable[[dict[str, Any], Any], Any]] = {
             "search_capabilities": self._search,
             "run_capability": self._run,
             "get_capability": self._get,
@@ -429,7 +431,7 @@ class CapabilityServer:
             handler = handlers.get(name)
             if handler is not None:
                 _check_arguments(name, args, _INPUT_SCHEMAS[name])
-                result = await handler(args)
+                result = await handler(args, ctx)
             else:
                 cap_id = await self._work(self._capability_of_tool, name)
                 if cap_id is None:
@@ -456,7 +458,7 @@ class CapabilityServer:
             self._tool_ids = {tool: cap_id for cap_id, tool in names.items()}
         return self._tool_ids.get(name)
 
-    async def _search(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def _search(self, args: dict[str, Any], ctx: Any = None) -> dict[str, Any]:
         query, k = str(args["query"]), min(int(args.get("k", 5)), 50)
         hits = await self._work(self._search_sync, query, k)
         return ok_result({"query": query, "results": hits})
@@ -490,7 +492,7 @@ class CapabilityServer:
             out.append(entry)
         return out
 
-    async def _run(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def _run(self, args: dict[str, Any], ctx: Any = None) -> dict[str, Any]:
         value = args.get("input", {})
         return ok_result(await self._work(self._run_sync, str(args["id"]), value))
 
@@ -557,7 +559,7 @@ class CapabilityServer:
             "tier": run.tier,
         }
 
-    async def _get(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def _get(self, args: dict[str, Any], ctx: Any = None) -> dict[str, Any]:
         return ok_result(await self._work(self._describe_id, str(args["id"])))
 
     def _describe_id(self, cap_id: str) -> dict[str, Any]:
@@ -606,16 +608,28 @@ class CapabilityServer:
             "source": cap.source,
         }
 
-    async def _create(self, args: dict[str, Any]) -> dict[str, Any]:
-        return ok_result(await self._work(self._author_sync, str(args["task"]), None, False))
-
-    async def _mutate(self, args: dict[str, Any]) -> dict[str, Any]:
-        replace = bool(args.get("replace_parent", False))
+    async def _create(self, args: dict[str, Any], ctx: Any = None) -> dict[str, Any]:
+        progress = _progress_reporter(ctx)
         return ok_result(
-            await self._work(self._author_sync, str(args["task"]), str(args["id"]), replace)
+            await self._work(self._author_sync, str(args["task"]), None, False, progress)
         )
 
-    def _author_sync(self, task: str, parent_id: str | None, replace_parent: bool) -> Any:
+    async def _mutate(self, args: dict[str, Any], ctx: Any = None) -> dict[str, Any]:
+        replace = bool(args.get("replace_parent", False))
+        progress = _progress_reporter(ctx)
+        return ok_result(
+            await self._work(
+                self._author_sync, str(args["task"]), str(args["id"]), replace, progress
+            )
+        )
+
+    def _author_sync(
+        self,
+        task: str,
+        parent_id: str | None,
+        replace_parent: bool,
+        progress: Callable[[AgentEvent], None] | None = None,
+    ) -> Any:
         from symbiont.agent import MutationAgent
 
         if not task.strip():
@@ -628,7 +642,12 @@ class CapabilityServer:
             from symbiont.models import default_model
 
             self._model = default_model(announce=None)
-        agent = MutationAgent(self.library, self._model, max_steps=self.options.mutation_max_steps)
+        agent = MutationAgent(
+            self.library,
+            self._model,
+            max_steps=self.options.mutation_max_steps,
+            on_event=progress,
+        )
         try:
             result = agent.run(task, parent_id, replace_parent=replace_parent)
         finally:
@@ -846,6 +865,29 @@ def _loop_pipes() -> Any:
     os.close(null)
     os.dup2(2, 1)
     return _pipe_streams(wire_in, wire_out)
+
+
+def _progress_reporter(ctx: Any) -> Callable[[AgentEvent], None] | None:
+    """Each step of the mutation agent as `notifications/progress` for the calling request
+    (when the client asked for progress), so a long creation shows it is alive. Called from
+    the worker thread."""
+    session = getattr(ctx, "session", None)
+    if session is None or not hasattr(session, "report_progress"):
+        return None  # (report_progress itself does nothing when no progress was asked for)
+    count = 0
+
+    def report(event: AgentEvent) -> None:
+        nonlocal count
+        count += 1
+        message = f"{event.kind} {event.name}".strip() + (
+            f": {event.summary}" if event.summary else ""
+        )
+        try:
+            anyio.from_thread.run(session.report_progress, count, None, message[:300])
+        except Exception:  # progress is a courtesy: never let it fail the creation
+            log.debug("progress notification failed", exc_info=True)
+
+    return report
 
 
 def _check_arguments(tool: str, args: dict[str, Any], schema: Mapping[str, Any]) -> None:
