@@ -39,6 +39,7 @@ class EvolvableOptions:
     typecheck: bool = True  # run the static type check stage
     policy: Any = None  # a symbiont.pipeline.Policy; None: the default policy
     trial: TrialMode = "confined"  # "fork" / "inprocess" only for trusted code
+    native: bool = False  # compile every body with Numba (symbiont.native)
 
 
 @dataclass(slots=True)
@@ -114,6 +115,7 @@ class Evolvable:
         self._owned_names: set[str] = set()  # module globals installed by revisions' helpers
         self._lock = threading.RLock()
         self.failures: list[Failure] = []
+        self.native_spec: Any = None  # a symbiont.native.NativeSpec for a native evolvable
 
     # -- identity -------------------------------------------------------------------------
     @property
@@ -132,6 +134,16 @@ class Evolvable:
     @property
     def name(self) -> str:
         return self.signature.name
+
+    @property
+    def native(self) -> Any:
+        """The active revision's Numba dispatcher (native evolvables only), for machine code
+        that calls the kernel from its own `njit` loops without the Python hop."""
+        if self.native_spec is None:
+            raise DeclarationError(f"{self.key} is not native: declare it @evolvable(native=True)")
+        from symbiont.native import current_dispatcher
+
+        return current_dispatcher(self)
 
     @property
     def owned_names(self) -> frozenset[str]:
@@ -398,6 +410,10 @@ def _refuse(fn: Any) -> None:
 def _declare(fn: Any, options: EvolvableOptions) -> Any:
     _refuse(fn)
     handle = Evolvable(fn, options)
+    if options.native:
+        from symbiont.native import declare
+
+        declare(handle)
     fn.symbiont = handle  # an attribute in fn.__dict__: nothing on the call path
     with _REGISTRY_LOCK:
         _REGISTRY[handle.key] = handle
@@ -417,6 +433,8 @@ def evolvable(
     typecheck: bool = ...,
     policy: Any = ...,
     trial: TrialMode = ...,
+    native: bool = ...,
+    backend: Literal["python", "numba"] = ...,
 ) -> Callable[[F], F]: ...
 def evolvable(
     fn: Any = None,
@@ -427,17 +445,30 @@ def evolvable(
     typecheck: bool = True,
     policy: Any = None,
     trial: TrialMode = "confined",
+    native: bool = False,
+    backend: Literal["python", "numba"] = "python",
 ) -> Any:
     """Declare `fn` evolvable: its signature and docstring are the spec, its body the default.
 
     Use bare (`@evolvable`) or with options (`@evolvable(timeout=2, typecheck=False)`).
+    `native=True` (or `backend="numba"`) compiles the declared body and every candidate with
+    Numba in nopython mode, with a signature derived from the annotations (symbiont.native).
     """
+    if backend not in ("python", "numba"):
+        raise DeclarationError(
+            f"backend must be 'python' (the default) or 'numba', not {backend!r}"
+        )
     if trial not in ("confined", "fork", "inprocess"):
         raise DeclarationError(
             f"trial must be 'confined' (the default), 'fork' or 'inprocess', not {trial!r}"
         )
     options = EvolvableOptions(
-        timeout_s=timeout, memory_mb=memory_mb, typecheck=typecheck, policy=policy, trial=trial
+        timeout_s=timeout,
+        memory_mb=memory_mb,
+        typecheck=typecheck,
+        policy=policy,
+        trial=trial,
+        native=native or backend == "numba",
     )
     if fn is None:
         return lambda f: _declare(f, options)

@@ -95,6 +95,10 @@ CORRECTIONS: dict[str, str] = {
         "Your code could not be installed in place of the declared function:\n"
         "{diagnostics}\nWrite a plain top-level function with that signature."
     ),
+    "native": (
+        "Numba could not compile your function to machine code (nopython mode, with the "
+        "declared argument types):\n{diagnostics}\nRewrite that line with what Numba supports."
+    ),
     "exception": (
         "Your function raised an exception when it was tried:\n{diagnostics}\n"
         "Fix the cause (do not just catch and hide it)."

@@ -4,6 +4,9 @@
 reply ─► extract ─► parse ─► signature ─► policy ─► typecheck ─► compile ─► Candidate
 ```
 
+(A native evolvable's candidate also passes the `native` stage after `compile`: Numba
+compiles it in a trial child first; see `symbiont.native`.)
+
 `run_pipeline(reply, target, config)` runs every stage and never raises on any input text:
 each failure is a `Diagnostic` (stage, kind, message for the model, line, column, caret
 excerpt) in a `PipelineResult`. The stages are also usable one by one; their conventions:
@@ -176,6 +179,18 @@ def run_pipeline(
             candidate = compile_candidate(tree, node, source, target)
         finally:
             timings["compile"] = time.perf_counter() - t
+        # A native evolvable's candidate: Numba compiles it in a trial child first (None for
+        # every other target; symbiont.native imports Numba only for native ones).
+        from symbiont.native import run_native_stage
+
+        native = run_native_stage(candidate, target)
+        if native is not None:
+            stage = "native"
+            native_candidate, problems, native_timings = native
+            timings.update(native_timings)
+            if native_candidate is None:
+                return done(None, problems, stage)
+            candidate = native_candidate
         result = done(candidate, [], "compile")
     except StageError as exc:
         result = done(None, list(exc.diagnostics), stage)

@@ -1,0 +1,95 @@
+"""Numba backend for evolvable kernels: `@symbiont.evolvable(native=True)`.
+
+The declared function and every candidate are compiled with `numba.njit` in nopython mode
+with an explicit signature derived from the annotations (see `_signature`: `int`, `float`,
+`bool`, NumPy scalars, `Annotated[npt.NDArray[np.float64], 2]` for a 2-D array).
+
+The swap. The Python-visible object stays the one function object; its `__code__` is a
+trampoline, `def f(a, b): return _f__sym_native_<key>(a, b)`, and `_f__sym_native_<key>` is a
+module global bound to that revision's Numba dispatcher (a per-revision name, as helpers
+get). Promotion binds the new name (compiling or loading the kernel), then swaps `__code__`:
+one atomic assignment, and a call in progress finishes on the kernel it started with.
+Machine code that wants the kernel without the Python hop takes `fn.symbiont.native` (the
+current dispatcher) into its own `njit` code.
+
+The `native` pipeline stage (`_stage`) compiles each candidate in a trial child first;
+`_kernel` compiles in the host through Numba's on-disk cache, keyed by the body's source
+hash; `time_kernel` measures a kernel for metrics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from symbiont.native._kernel import Kernel, cache_dir, compile_kernel, kernel_key
+from symbiont.native._signature import SUPPORTED, Dims, NativeSpec, native_spec
+from symbiont.native._stage import native_diagnostic, native_stage
+from symbiont.native._timing import KernelTiming, time_kernel
+
+__all__ = [
+    "SUPPORTED",
+    "Dims",
+    "Kernel",
+    "KernelTiming",
+    "NativeSpec",
+    "cache_dir",
+    "compile_kernel",
+    "declare",
+    "kernel_key",
+    "native_diagnostic",
+    "native_spec",
+    "native_stage",
+    "run_native_stage",
+    "time_kernel",
+]
+
+
+def _require_numba() -> None:
+    try:
+        import numba  # noqa: F401
+    except ImportError as exc:
+        from symbiont.errors import DeclarationError
+
+        raise DeclarationError(
+            "@evolvable(native=True) needs Numba: pip install 'symbiont[native]'"
+        ) from exc
+
+
+def declare(handle: Any) -> None:
+    """Make a just-declared evolvable native: derive its signature (refusing what Numba
+    cannot type), compile the declared body (through the disk cache) and install it as
+    revision 0's kernel behind the trampoline."""
+    from symbiont.native._kernel import dispatcher_name, trampoline_code
+
+    _require_numba()
+    fn = handle.fn
+    spec = native_spec(fn)
+    rev0 = handle.revisions[0]
+    kernel = compile_kernel(rev0.source, spec, fn.__globals__)
+    bound = dispatcher_name(spec, kernel.key)
+    filename = fn.__code__.co_filename
+    fn.__globals__[bound] = kernel.dispatcher
+    handle.native_spec = spec
+    rev0.code = trampoline_code(spec, bound, filename)
+    rev0.helper_names = (bound,)
+    rev0.helpers_code = None  # bound above; revision 0 never needs binding again
+    rev0.metrics["native_compile_s"] = kernel.compile_s
+    handle.install(rev0.code, None, ())
+    handle._owned_names.add(bound)
+
+
+def current_dispatcher(handle: Any) -> Any:
+    """The Numba dispatcher the evolvable's active revision calls."""
+    names = handle.active.helper_names
+    return handle.fn.__globals__[names[0]]
+
+
+def run_native_stage(candidate: Any, target: Any) -> tuple[Any, list[Any], dict[str, float]] | None:
+    """The pipeline's hook: None for a Python evolvable, else what `native_stage` returns."""
+    fn = target.globals.get(target.signature.name)
+    handle = getattr(fn, "symbiont", None)
+    spec = getattr(handle, "native_spec", None)
+    if spec is None:
+        return None
+    opts = handle.options
+    return native_stage(candidate, target, spec, timeout_s=opts.timeout_s, trial=opts.trial)

@@ -1,0 +1,195 @@
+"""Compiling one body of a native evolvable with Numba, and caching it on disk.
+
+A body (the declared one or a candidate, with any helpers it defines) is compiled as its own
+little module: its source is written to `<cache>/k_<key>.py` (content-addressed, never
+rewritten), executed in a snapshot of the defining module's globals, its helpers wrapped with
+`numba.njit` and the target with `numba.njit(<explicit signature>, cache=True)`. Numba's own
+cache then keys the machine code on that file and the bytecode, so the same body in a later
+process (a resumed revision, a restarted program) loads instead of compiling.
+
+`key` hashes the source, the signature, Numba's version and the values of the simple
+constants (int, float, bool, complex, str) of the module that the body reads: Numba freezes
+globals into the machine code, so a changed constant is a different kernel.
+
+Where the cache directory cannot be written (a confined trial child may not write at all),
+the body is compiled in memory under a pseudo filename registered in `linecache`.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import linecache
+import os
+import tempfile
+import threading
+import time
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from symbiont.native._signature import NativeSpec
+
+_CACHE_ENV = "SYMBIONT_NATIVE_CACHE"
+_writable: dict[tuple[int, str], bool] = {}  # (pid, dir): a confined child is another pid
+
+
+def cache_dir() -> Path:
+    """Where native kernels are cached: $SYMBIONT_NATIVE_CACHE or ~/.cache/symbiont/native."""
+    env = os.environ.get(_CACHE_ENV)
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "symbiont" / "native"
+
+
+def _can_write(directory: Path) -> bool:
+    """Whether this process may write the cache (probed once per process and directory)."""
+    key = (os.getpid(), str(directory))
+    known = _writable.get(key)
+    if known is not None:
+        return known
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+        ok = True
+    except OSError:
+        ok = False
+    _writable[key] = ok
+    return ok
+
+
+def _constants(source: str, module_globals: dict[str, Any]) -> str:
+    try:
+        names = {n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name)}
+    except SyntaxError:
+        return ""
+    simple = (int, float, bool, complex, str)
+    return repr(
+        sorted(
+            (n, repr(module_globals[n]))
+            for n in names
+            if n in module_globals and type(module_globals[n]) in simple
+        )
+    )
+
+
+def kernel_key(source: str, spec: NativeSpec, module_globals: dict[str, Any]) -> str:
+    import numba
+
+    text = "\0".join(
+        (source, spec.name, spec.text, numba.__version__, _constants(source, module_globals))
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True, slots=True)
+class Kernel:
+    dispatcher: Any  # numba.core.registry.CPUDispatcher
+    key: str
+    compile_s: float  # wall time of njit(...), a cache load included
+    cache_hit: bool  # loaded from the on-disk cache (no compilation)
+    on_disk: bool  # compiled with the on-disk cache (False: in memory only)
+
+
+def _native_globals(module_globals: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot of the module's globals where other native evolvables are their kernels
+    (Numba cannot call a Python function from machine code, it can call a dispatcher)."""
+    ns = dict(module_globals)
+    for name, value in module_globals.items():
+        handle = getattr(value, "symbiont", None) if isinstance(value, types.FunctionType) else None
+        if handle is not None and getattr(handle, "native_spec", None) is not None:
+            ns[name] = handle.native
+    return ns
+
+
+def compile_kernel(
+    source: str, spec: NativeSpec, module_globals: dict[str, Any], *, disk: bool = True
+) -> Kernel:
+    """Compile `source` (the target def and any helpers) to a Numba dispatcher.
+
+    Raises Numba's errors as they are (`native_diagnostic` turns them into a Diagnostic) and
+    SyntaxError/NameError for a body that does not even define the target.
+    """
+    import numba
+
+    key = kernel_key(source, spec, module_globals)
+    directory = cache_dir()
+    on_disk = disk and _can_write(directory)
+    if on_disk:
+        path = directory / f"k_{key}.py"
+        if not path.exists():
+            tmp = directory / f".k_{key}.{os.getpid()}.{threading.get_ident()}.tmp"
+            tmp.write_text(source)
+            os.replace(tmp, path)  # atomic: a reader never sees half a file
+        filename = str(path)
+    else:
+        filename = f"<symbiont-native {key}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    ns = _native_globals(module_globals)
+    ns.update(__name__=f"symbiont_native_{key}", __file__=filename)
+    exec(compile(source, filename, "exec"), ns)
+    target = ns.get(spec.name)
+    if not isinstance(target, types.FunctionType):
+        raise NameError(f"the body does not define `{spec.name}`")
+    for name, value in list(ns.items()):
+        if (
+            isinstance(value, types.FunctionType)
+            and value is not target
+            and value.__code__.co_filename == filename
+        ):
+            ns[name] = numba.njit(cache=on_disk)(value)  # helpers: compiled when the target is
+    started = time.perf_counter()
+    # No lock of ours: Numba serialises compilation itself, and a lock held by another thread
+    # when a trial forks would stay held in the child.
+    dispatcher = numba.njit(spec.signature, cache=on_disk)(target)
+    elapsed = time.perf_counter() - started
+    hits = sum(dispatcher.stats.cache_hits.values()) if on_disk else 0
+    return Kernel(dispatcher, key, elapsed, hits > 0, on_disk)
+
+
+def is_cached(source: str, spec: NativeSpec, module_globals: dict[str, Any]) -> bool:
+    """Whether a kernel for this body was compiled and saved on disk before (its Numba
+    index file exists next to the source), so the trial compile can be skipped."""
+    key = kernel_key(source, spec, module_globals)
+    pycache = cache_dir() / "__pycache__"
+    try:
+        return any(pycache.glob(f"k_{key}.{spec.name}-*.nbi"))
+    except OSError:
+        return False
+
+
+# -- the live function's side: trampoline and binder ---------------------------------------
+
+
+def dispatcher_name(spec: NativeSpec, key: str) -> str:
+    """The module-level name a revision's kernel is bound under (per revision, like helpers)."""
+    return f"_{spec.name}__sym_native_{key[:12]}"
+
+
+def trampoline_code(spec: NativeSpec, bound: str, filename: str) -> types.CodeType:
+    """The code object the evolvable runs: one call of the revision's kernel, by its name."""
+    args = ", ".join(spec.params)
+    src = f"def {spec.name}({args}):\n    return {bound}({args})\n"
+    module = compile(src, filename, "exec")
+    code = next(c for c in module.co_consts if isinstance(c, types.CodeType))
+    return code
+
+
+def binder_code(source: str, spec: NativeSpec, bound: str, filename: str) -> types.CodeType:
+    """Module-level code that compiles the kernel and binds it under `bound` when executed
+    (in a trial child: in memory; at promotion in the host: through the disk cache)."""
+    src = (
+        f"{bound} = __import__('symbiont.native._kernel', fromlist=['_']).bind("
+        f"{source!r}, {spec.name!r}, globals())\n"
+    )
+    return compile(src, filename, "exec")
+
+
+def bind(source: str, name: str, module_globals: dict[str, Any]) -> Any:
+    """Called by binder code: the dispatcher for `source` in the evolvable `name`'s module."""
+    fn = module_globals[name]
+    spec = fn.symbiont.native_spec
+    return compile_kernel(source, spec, module_globals).dispatcher

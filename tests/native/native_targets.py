@@ -1,0 +1,38 @@
+"""Native evolvables the tests evolve (declared at import, like a user's module)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+import numpy.typing as npt
+
+import symbiont
+
+Vector = Annotated[npt.NDArray[np.float64], 1]
+
+WEIGHT = 2.0
+
+
+@symbiont.evolvable(native=True, typecheck=False, timeout=20)
+def weighted_sum(xs: Vector, bias: float) -> float:
+    """Sum of WEIGHT * x over xs, plus bias."""
+    total = bias
+    for i in range(xs.shape[0]):
+        total += WEIGHT * xs[i]
+    return total
+
+
+@symbiont.evolvable(backend="numba", typecheck=False, timeout=20)
+def count_above(xs: Vector, threshold: float, strict: bool) -> int:
+    """How many elements of xs are above threshold (or equal to it unless strict)."""
+    n = 0
+    for x in xs:
+        if x > threshold or (not strict and x == threshold):
+            n += 1
+    return n
+
+
+@symbiont.evolvable(typecheck=False)
+def plain_double(x: int) -> int:
+    return 2 * x

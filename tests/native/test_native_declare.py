@@ -1,0 +1,118 @@
+"""Declaring native evolvables: signatures from annotations, refusals, the live kernel."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numba
+import numpy as np
+import numpy.typing as npt
+import pytest
+from native_targets import count_above, weighted_sum
+
+import symbiont
+from symbiont.errors import DeclarationError
+from symbiont.native import Dims, native_spec
+
+
+def takes_all_kinds(
+    a: int, b: float, c: bool, grid: Annotated[npt.NDArray[np.float64], 2], d: np.int32
+) -> float:
+    return 0.0
+
+
+def c_layout(m: Annotated[npt.NDArray[np.float32], Dims(3, "C")]) -> None:
+    return None
+
+
+def test_signature_derived_from_annotations() -> None:
+    from numba import types as nt
+    from numba.core.typing import signature
+
+    assert native_spec(takes_all_kinds).signature == signature(
+        nt.float64, nt.int64, nt.float64, nt.boolean, nt.float64[:, :], nt.int32
+    )
+    assert native_spec(takes_all_kinds).text == (
+        "(int64, float64, bool, array(float64, 2d, A), int32) -> float64"
+    )
+    assert native_spec(c_layout).text == "(array(float32, 3d, C),) -> none"
+
+
+def takes_str(name: str) -> int:
+    return 0
+
+
+def takes_dimensionless(xs: npt.NDArray[np.float64]) -> float:
+    return 0.0
+
+
+def takes_list(xs: list[int]) -> int:
+    return 0
+
+
+def takes_star(*xs: float) -> float:
+    return 0.0
+
+
+def no_return_type(x: int):  # type: ignore[no-untyped-def]
+    return x
+
+
+@pytest.mark.parametrize(
+    ("fn", "says"),
+    [
+        (takes_str, "parameter `name` (str)"),
+        (takes_dimensionless, "needs its number of dimensions"),
+        (takes_list, "parameter `xs`"),
+        (takes_star, "no *args"),
+        (no_return_type, "declare the return type"),
+    ],
+)
+def test_an_annotation_numba_cannot_type_is_refused_at_declaration(fn, says: str) -> None:
+    with pytest.raises(DeclarationError) as info:
+        symbiont.evolvable(native=True)(fn)
+    message = str(info.value)
+    assert says in message
+    if fn is not takes_star:
+        assert "Supported: int, float, bool" in message and "Annotated[npt.NDArray" in message
+    assert not hasattr(fn, "symbiont")  # nothing was declared
+
+
+def test_unknown_backend_is_refused() -> None:
+    with pytest.raises(DeclarationError, match=r"'python'.*'numba'"):
+        symbiont.evolvable(backend="cython")(takes_str)  # type: ignore[call-overload]
+
+
+def test_declared_body_runs_as_machine_code_behind_the_same_function() -> None:
+    xs = np.array([1.0, 2.5, -4.0])
+    assert weighted_sum(xs, 0.5) == pytest.approx(0.5 + 2 * (1.0 + 2.5 - 4.0))
+    assert count_above(xs, 1.0, True) == 1 and count_above(xs, 1.0, False) == 2
+    kernel = weighted_sum.symbiont.native
+    assert isinstance(kernel, numba.core.registry.CPUDispatcher)
+    assert kernel(xs, 0.0) == pytest.approx(-1.0)
+    # the declared signature is the only one: nothing is compiled lazily for other types
+    assert len(kernel.signatures) == 1
+    with pytest.raises(TypeError):
+        kernel(np.array([1, 2]), 0.0)  # an int64 array is not float64[:]
+
+
+def test_a_native_caller_uses_the_dispatcher_in_its_own_njit_loop() -> None:
+    kernel = weighted_sum.symbiont.native
+
+    @numba.njit
+    def many(rows: np.ndarray) -> float:
+        acc = 0.0
+        for r in range(rows.shape[0]):
+            acc += kernel(rows[r], 1.0)
+        return acc
+
+    rows = np.ones((3, 4))
+    assert many(rows) == pytest.approx(3 * (1.0 + 2 * 4.0))
+
+
+def test_python_evolvable_has_no_native_kernel() -> None:
+    from native_targets import plain_double
+
+    assert plain_double(4) == 8
+    with pytest.raises(DeclarationError, match="not native"):
+        _ = plain_double.symbiont.native
