@@ -13,7 +13,7 @@ import anyio
 from mcp_helpers import HR_DATABASE, payload, server_env, stdio_session, text_of
 
 from symbiont.library import Library
-from symbiont.testing.openai_server import FakeOpenAIServer
+from symbiont.testing.openai_server import FakeOpenAIServer, Reply
 
 HEADCOUNT = '''
 import json
@@ -196,3 +196,42 @@ def test_mutate_capability_records_the_lineage(home: Path) -> None:
         # the model was shown the parent's source
         first = model_server.chat_requests[0]["messages"]
         assert any("def get_salary_details" in str(m.get("content")) for m in first)
+
+
+def test_other_tools_answer_while_a_capability_is_being_created(home: Path) -> None:
+    examples = [{"input": {"department": "Sales"}, "expect": _sales_headcount()}]
+    steps = author(HEADCOUNT, examples)
+
+    def slow_first_reply(body: dict[str, Any]) -> Any:
+        reply = steps(body)
+        if not _tool_results(body["messages"]):  # the model thinks for a while first
+            return Reply(tool_calls=reply, delay_s=8.0)
+        return reply
+
+    with FakeOpenAIServer(handler=slow_first_reply) as model_server:
+        env = server_env(home, OPENAI_BASE_URL=model_server.base_url, SYMBIONT_MODEL="fake-model")
+
+        async def main() -> None:
+            async with stdio_session(home, env=env) as (session, _):
+                created: dict[str, Any] = {}
+
+                async def create() -> None:
+                    created["result"] = await session.call_tool(
+                        "create_capability", {"task": "count the employees of a department"}
+                    )
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(create)
+                    with anyio.fail_after(60):
+                        while model_server.in_flight == 0:  # the agent waits for the model
+                            await anyio.sleep(0.05)
+                    ran = await session.call_tool(
+                        "run_capability",
+                        {"id": "get_salary_details", "input": {"employee_id": "E007"}},
+                    )
+                    # answered while the creation was still waiting for its first reply
+                    assert model_server.in_flight == 1 and "result" not in created
+                    assert payload(ran)["output"]["employee_id"] == "E007"
+                assert payload(created["result"])["capability"]["id"] == "department_headcount"
+
+        anyio.run(main)

@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from mcp.server.context import ServerRequestContext
     from mcp.server.session import ServerSession
 
-    from symbiont.agent import AgentEvent
+    from symbiont.agent import AgentEvent, MutationResult
     from symbiont.models import Model
 
 log = logging.getLogger("symbiont.mcp")
@@ -269,6 +269,7 @@ class CapabilityServer:
         self._model = model
         self.authoring = model is not None or model_configured()
         self._limiter = anyio.CapacityLimiter(1)
+        self._author_limiter = anyio.CapacityLimiter(1)
         self._clients: dict[int, ServerSession] = {}  # one per connected client
         self._focus: list[str] = []  # expose="top-k": capabilities found by recent searches
         self._signatures: tuple[Any, Any] | None = None
@@ -609,50 +610,31 @@ class CapabilityServer:
         }
 
     async def _create(self, args: dict[str, Any], ctx: Any = None) -> dict[str, Any]:
-        progress = _progress_reporter(ctx)
-        return ok_result(
-            await self._work(self._author_sync, str(args["task"]), None, False, progress)
-        )
+        return ok_result(await self._author(str(args["task"]), None, False, ctx))
 
     async def _mutate(self, args: dict[str, Any], ctx: Any = None) -> dict[str, Any]:
         replace = bool(args.get("replace_parent", False))
-        progress = _progress_reporter(ctx)
-        return ok_result(
-            await self._work(
-                self._author_sync, str(args["task"]), str(args["id"]), replace, progress
-            )
-        )
+        return ok_result(await self._author(str(args["task"]), str(args["id"]), replace, ctx))
 
-    def _author_sync(
-        self,
-        task: str,
-        parent_id: str | None,
-        replace_parent: bool,
-        progress: Callable[[AgentEvent], None] | None = None,
-    ) -> Any:
-        from symbiont.agent import MutationAgent
-
+    async def _author(
+        self, task: str, parent_id: str | None, replace_parent: bool, ctx: Any
+    ) -> dict[str, Any]:
+        """The mutation agent, on a library of its own (its own connection and sandbox) in a
+        thread of its own: a creation takes many model calls, and the other tools keep
+        answering meanwhile. One creation at a time."""
         if not task.strip():
             raise ToolFailure(
                 "invalid_task", "the task is empty; say what the capability should do"
             )
-        if parent_id is not None and parent_id not in self.library:
-            self._describe_id(parent_id)  # raises the unknown-id failure with its hints
-        if self._model is None:
-            from symbiont.models import default_model
-
-            self._model = default_model(announce=None)
-        agent = MutationAgent(
-            self.library,
-            self._model,
-            max_steps=self.options.mutation_max_steps,
-            on_event=progress,
+        if parent_id is not None:
+            await self._work(self._describe_id, parent_id)  # an unknown id fails with its hints
+        run = functools.partial(
+            self._author_sync, task, parent_id, replace_parent, _progress_reporter(ctx)
         )
         try:
-            result = agent.run(task, parent_id, replace_parent=replace_parent)
+            result = await anyio.to_thread.run_sync(run, limiter=self._author_limiter)
         finally:
-            agent.close()
-        self._dirty = True  # a parent may have been replaced even when nothing else was stored
+            self._dirty = True  # a parent may have been replaced even if nothing else was stored
         if not result.ok or result.capability is None:
             raise ToolFailure(
                 "not_created",
@@ -662,10 +644,41 @@ class CapabilityServer:
                 transcript_id=result.transcript_id,
             )
         return {
-            "capability": self._describe(self.library.get(result.capability.id)),
+            "capability": await self._work(self._describe_id, result.capability.id),
             "steps": result.steps,
             "transcript_id": result.transcript_id,
         }
+
+    def _author_sync(
+        self,
+        task: str,
+        parent_id: str | None,
+        replace_parent: bool,
+        progress: Callable[[AgentEvent], None] | None,
+    ) -> MutationResult:
+        from symbiont.agent import MutationAgent
+
+        if self._model is None:
+            from symbiont.models import default_model
+
+            self._model = default_model(announce=None)
+        lib = self.library
+        with Library(
+            lib.path,
+            tier=lib.tier,
+            data_root=lib.data_root,
+            deprecate_after=lib.deprecate_after,
+            typecheck=lib.typecheck,
+            policy=lib.policy,
+            limits=lib.limits,
+        ) as own:
+            agent = MutationAgent(
+                own, self._model, max_steps=self.options.mutation_max_steps, on_event=progress
+            )
+            try:
+                return agent.run(task, parent_id, replace_parent=replace_parent)
+            finally:
+                agent.close()
 
     # -- resources and prompts -------------------------------------------------------------------
     async def _list_resources(
