@@ -84,10 +84,22 @@ def current_dispatcher(handle: Any) -> Any:
     return handle.fn.__globals__[names[0]]
 
 
-def run_native_stage(candidate: Any, target: Any) -> tuple[Any, list[Any], dict[str, float]] | None:
-    """The pipeline's hook: None for a Python evolvable, else what `native_stage` returns."""
+def _handle_of(target: Any) -> Any:
+    """The evolvable a pipeline target is for: by its module name, or (while the module is
+    still being imported, its name not bound yet: a revision resumed at declaration) by the
+    declared code object among the registered evolvables."""
     fn = target.globals.get(target.signature.name)
     handle = getattr(fn, "symbiont", None)
+    if handle is not None:
+        return handle
+    from symbiont.evolvable import registered
+
+    return next((h for h in registered() if h.declared_code is target.declared_code), None)
+
+
+def run_native_stage(candidate: Any, target: Any) -> tuple[Any, list[Any], dict[str, float]] | None:
+    """The pipeline's hook: None for a Python evolvable, else what `native_stage` returns."""
+    handle = _handle_of(target)
     spec = getattr(handle, "native_spec", None)
     if spec is None:
         return None

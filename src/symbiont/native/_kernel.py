@@ -18,9 +18,11 @@ the body is compiled in memory under a pseudo filename registered in `linecache`
 from __future__ import annotations
 
 import ast
+import builtins
 import hashlib
 import linecache
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -35,13 +37,23 @@ _CACHE_ENV = "SYMBIONT_NATIVE_CACHE"
 _writable: dict[tuple[int, str], bool] = {}  # (pid, dir): a confined child is another pid
 
 
+_cache_dir: Path | None = None
+
+
 def cache_dir() -> Path:
-    """Where native kernels are cached: $SYMBIONT_NATIVE_CACHE or ~/.cache/symbiont/native."""
-    env = os.environ.get(_CACHE_ENV)
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "symbiont" / "native"
+    """Where native kernels are cached: $SYMBIONT_NATIVE_CACHE or ~/.cache/symbiont/native.
+
+    Resolved once, in the host: a trial child inherits the answer (its environment is
+    scrubbed, so it could not find the same directory itself)."""
+    global _cache_dir
+    if _cache_dir is None:
+        env = os.environ.get(_CACHE_ENV)
+        if env:
+            _cache_dir = Path(env)
+        else:
+            base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+            _cache_dir = Path(base) / "symbiont" / "native"
+    return _cache_dir
 
 
 def _can_write(directory: Path) -> bool:
@@ -55,7 +67,7 @@ def _can_write(directory: Path) -> bool:
         with tempfile.TemporaryFile(dir=directory):
             pass
         ok = True
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: no home directory to be found
         ok = False
     _writable[key] = ok
     return ok
@@ -116,20 +128,25 @@ def compile_kernel(
     import numba
 
     key = kernel_key(source, spec, module_globals)
-    directory = cache_dir()
-    on_disk = disk and _can_write(directory)
+    on_disk = disk and _can_write(cache_dir())
     if on_disk:
-        path = directory / f"k_{key}.py"
+        path = cache_dir() / f"k_{key}.py"
         if not path.exists():
-            tmp = directory / f".k_{key}.{os.getpid()}.{threading.get_ident()}.tmp"
+            tmp = cache_dir() / f".k_{key}.{os.getpid()}.{threading.get_ident()}.tmp"
             tmp.write_text(source)
             os.replace(tmp, path)  # atomic: a reader never sees half a file
         filename = str(path)
     else:
         filename = f"<symbiont-native {key}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    ns = _native_globals(module_globals)
-    ns.update(__name__=f"symbiont_native_{key}", __file__=filename)
+    # A real module in sys.modules: Numba finds a kernel's globals (and rebuilds a cached
+    # kernel's environment) by importing the function's module by name.
+    module = types.ModuleType(f"symbiont_native_{key}")
+    module.__file__ = filename
+    ns = module.__dict__
+    ns.update({k: v for k, v in _native_globals(module_globals).items() if not k.startswith("__")})
+    ns["__builtins__"] = module_globals.get("__builtins__", builtins)
+    sys.modules[module.__name__] = module
     exec(compile(source, filename, "exec"), ns)
     target = ns.get(spec.name)
     if not isinstance(target, types.FunctionType):
@@ -190,6 +207,11 @@ def binder_code(source: str, spec: NativeSpec, bound: str, filename: str) -> typ
 
 def bind(source: str, name: str, module_globals: dict[str, Any]) -> Any:
     """Called by binder code: the dispatcher for `source` in the evolvable `name`'s module."""
-    fn = module_globals[name]
-    spec = fn.symbiont.native_spec
+    from symbiont.evolvable import registered
+
+    fn = module_globals.get(name)
+    handle = getattr(fn, "symbiont", None) or next(  # not bound yet: resumed at declaration
+        h for h in registered() if h.fn.__globals__ is module_globals and h.name == name
+    )
+    spec = handle.native_spec
     return compile_kernel(source, spec, module_globals).dispatcher

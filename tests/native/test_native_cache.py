@@ -1,0 +1,94 @@
+"""The on-disk kernel cache: a resumed revision in a new process loads, it does not compile."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+KERNEL_MODULE = '''
+from typing import Annotated
+
+import numpy as np
+import numpy.typing as npt
+
+import symbiont
+
+
+@symbiont.evolvable(native=True, typecheck=False, timeout=30)
+def norm2(xs: Annotated[npt.NDArray[np.float64], 1]) -> float:
+    """Sum of squares of xs."""
+    s = 0.0
+    for x in xs:
+        s += x * x
+    return s
+'''
+
+FIRST_RUN = '''
+import json, sys
+import numpy as np
+import symbiont
+from symbiont.models import ScriptedModel
+
+rt = symbiont.Runtime(store=sys.argv[1])
+import kern
+
+reply = """```python
+def norm2(xs: Annotated[npt.NDArray[np.float64], 1]) -> float:
+    return (xs * xs).sum()
+```"""
+def check(fn):
+    assert fn(np.array([3.0, 4.0])) == 25.0
+
+report = rt.evolve_sync(kern.norm2, ScriptedModel([reply]), check=check, typecheck=False)
+stats = kern.norm2.symbiont.native.stats
+print(json.dumps({"accepted": report.ok, "active": kern.norm2.symbiont.active.number,
+                  "value": kern.norm2(np.array([3.0, 4.0])),
+                  "misses": sum(stats.cache_misses.values())}))
+rt.close()
+'''
+
+SECOND_RUN = """
+import json, sys
+import numpy as np
+import symbiont
+
+rt = symbiont.Runtime(store=sys.argv[1])
+import kern
+
+kernel = kern.norm2.symbiont.native
+print(json.dumps({"active": kern.norm2.symbiont.active.number,
+                  "source": kernel.py_func.__code__.co_filename,
+                  "value": kern.norm2(np.array([3.0, 4.0])),
+                  "hits": sum(kernel.stats.cache_hits.values()),
+                  "misses": sum(kernel.stats.cache_misses.values())}))
+rt.close()
+"""
+
+
+def run(script: str, cwd: Path, cache: Path, store: Path) -> dict[str, object]:
+    env = {**os.environ, "SYMBIONT_NATIVE_CACHE": str(cache), "PYTHONPATH": str(cwd)}
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script), str(store)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_a_resumed_revision_loads_its_kernel_from_the_disk_cache(tmp_path: Path) -> None:
+    (tmp_path / "kern.py").write_text(KERNEL_MODULE)
+    cache, store = tmp_path / "cache", tmp_path / "store.db"
+    first = run(FIRST_RUN, tmp_path, cache, store)
+    assert first == {"accepted": True, "active": 1, "value": 25.0, "misses": 1}
+    second = run(SECOND_RUN, tmp_path, cache, store)
+    assert second["active"] == 1 and second["value"] == 25.0
+    assert str(second["source"]).startswith(str(cache))  # r1's kernel, from the cache dir
+    assert second["hits"] == 1 and second["misses"] == 0  # loaded, not compiled
