@@ -41,6 +41,12 @@ def bump(x: int) -> int:
     return x
 
 
+@symbiont.evolvable(timeout=5.0, typecheck=False, trial="inprocess")
+def bump_trusted(x: int) -> int:
+    """Return x plus something."""
+    return x
+
+
 def gain(fn) -> float:  # type: ignore[no-untyped-def]
     return float(fn(0))
 
@@ -53,36 +59,41 @@ def _reset(fn) -> None:  # type: ignore[no-untyped-def]
     h.revision(0).score = None
 
 
-def _server() -> FakeOpenAIServer:
+def _server(name: str = "bump") -> FakeOpenAIServer:
     counter = itertools.count(1)
 
     def answer(body: dict) -> str:
-        return f"```python\ndef bump(x: int) -> int:\n    return x + {next(counter)}\n```"
+        return f"```python\ndef {name}(x: int) -> int:\n    return x + {next(counter)}\n```"
 
     server = FakeOpenAIServer()
     server.handler = answer
     return server
 
 
-def harness_search(parallel: int, n: int, *, scripted: bool = False) -> dict[str, float]:
-    with _server() as server, tempfile.TemporaryDirectory() as tmp:
+def harness_search(
+    parallel: int, n: int, *, scripted: bool = False, trusted: bool = False, store: bool = True
+) -> dict[str, float]:
+    """`trusted`: the evolvable's trials run in-process (no fork); `store`: a SQLite store
+    (synchronous=FULL: one fsync'd commit per candidate) or none."""
+    fn = bump_trusted if trusted else bump
+    with _server(fn.__name__) as server, tempfile.TemporaryDirectory() as tmp:
         model: object = OpenAIModel("fake-model", base_url=server.base_url, api_key="k")
         if scripted:  # the same replies without HTTP: what the harness costs without the SDK
             model = ScriptedModel([server.handler({}) for _ in range(n * 2)])  # type: ignore[misc]
-        rt = symbiont.Runtime(store=Path(tmp) / "s.db")
+        rt = symbiont.Runtime(store=Path(tmp) / "s.db" if store else False)
         stamps: list[float] = []
         try:
             cpu = time.process_time()
             started = time.perf_counter()
             report = rt.search_sync(
-                bump, model, metric=gain, budget=Budget(evaluations=n + 1), parallel=parallel,
+                fn, model, metric=gain, budget=Budget(evaluations=n + 1), parallel=parallel,
                 islands=1, on_progress=lambda _r: stamps.append(time.perf_counter()),
             )  # fmt: skip
             wall = time.perf_counter() - started
             cpu = time.process_time() - cpu
         finally:
             rt.close()
-            _reset(bump)
+            _reset(fn)
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     return {
         "candidates": report.candidates,
@@ -210,6 +221,13 @@ def main(quick: bool = False) -> str:
         f"| {m['mean_ms']:.1f} | {m['per_s']:.1f} | {m['cpu_ms']:.1f} | {m['trial_cpu_ms']:.1f} |"
     )
     print(rows[-1], flush=True)
+    for label, store in (("store", True), ("no store", False)):
+        m = harness_search(1, n, scripted=True, trusted=True, store=store)
+        rows.append(
+            f"| search, parallel=1, scripted, trial='inprocess', {label} | {m['candidates']:.0f} "
+            f"| {m['p50_ms']:.1f} | {m['mean_ms']:.1f} | {m['per_s']:.1f} | {m['cpu_ms']:.1f} | — |"
+        )
+        print(rows[-1], flush=True)
     m = harness_evolve(n)
     rows.append(
         f"| evolve (one lineage) | {m['candidates']:.0f} | {m['p50_ms']:.1f} | {m['mean_ms']:.1f} "
@@ -263,6 +281,10 @@ def main(quick: bool = False) -> str:
             "p50 ms is the median interval between two finished candidates; CPU ms is this",
             "process's CPU per candidate (all threads); trial CPU ms is the trials' own (the",
             f"CPU the search took from the live program). Load average at start: {load:.2f}.",
+            "The scripted rows take HTTP out; the trial='inprocess' rows (trusted code, no",
+            "fork) with and without the store show what the harness itself costs, what the",
+            "store's fsync'd commit (synchronous=FULL) adds, and — by difference with the",
+            "confined rows — what the forked, confined trial adds.",
             "",
             "| run | candidates | p50 ms/candidate | wall ms/candidate | candidates/s "
             "| CPU ms/candidate | trial CPU ms/candidate |",
