@@ -17,7 +17,8 @@ from rich.syntax import Syntax
 
 from symbiont.errors import SymbiontError
 
-EXAMPLES = ("counter", "fizzbuzz", "curve_fit")
+EXAMPLES = ("counter", "fizzbuzz", "curve_fit", "native")
+_MODULES = {"native": "native_sim"}  # example name -> file name, where they differ
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     ok = True
     try:
         for name in names:
-            module = load_example(folder, name)
+            module = load_example(folder, _MODULES.get(name, name))
             ok &= _run_one(console, module, name, runtime, model)
     finally:
         runtime.close()
@@ -145,7 +146,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_one(console: Console, module: ModuleType, name: str, runtime: Any, model: Any) -> bool:
-    fn = {"counter": "step", "fizzbuzz": "fizzbuzz", "curve_fit": "predict"}[name]
+    fn = {"counter": "step", "fizzbuzz": "fizzbuzz", "curve_fit": "predict", "native": "diffuse"}[
+        name
+    ]
     target = getattr(module, fn)
     console.rule(f"[bold]{name}[/]: evolving {target.symbiont.key}")
     console.print(Syntax(target.symbiont.signature.render(), "python", theme="ansi_dark", word_wrap=True))
@@ -165,6 +168,16 @@ def _run_one(console: Console, module: ModuleType, name: str, runtime: Any, mode
         console.print(
             f"the loop kept running: {len(result['increments'])} calls of step(), counter "
             f"{result['state']['counter']}, last increments {result['increments'][-3:]}"
+        )
+    elif name == "native":
+        result = module.main(runtime=runtime, model=model, on_attempt=on_attempt)
+        reports = [result["report"]]
+        py, declared, active = result["python_ms"], result["declared_ms"], result["active_ms"]
+        console.print(
+            f"the simulation kept running: {result['steps_per_s_before']:.0f} → "
+            f"{result['steps_per_s_after']:.0f} steps/s; kernel {active:.2f} ms per step: "
+            f"[bold]{declared / active:.1f}×[/] the declared body ({declared:.2f} ms), "
+            f"[bold]{py / active:.0f}×[/] the same code in plain Python ({py:.0f} ms)"
         )
     else:
         # The offline proposer explores blindly; give it room. A real model stops early.
