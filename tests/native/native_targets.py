@@ -36,3 +36,13 @@ def count_above(xs: Vector, threshold: float, strict: bool) -> int:
 @symbiont.evolvable(typecheck=False)
 def plain_double(x: int) -> int:
     return 2 * x
+
+
+@symbiont.evolvable(native=True, typecheck=False, timeout=20)
+def clamp(x: float, lo: float, hi: float) -> float:
+    """x limited to [lo, hi]."""
+    if x < lo:
+        return lo
+    if x > hi:
+        return hi
+    return x

@@ -116,3 +116,41 @@ def test_python_evolvable_has_no_native_kernel() -> None:
     assert plain_double(4) == 8
     with pytest.raises(DeclarationError, match="not native"):
         _ = plain_double.symbiont.native
+
+
+def test_scalar_kernel_is_called_through_its_entry_point_and_swaps() -> None:
+    from native_targets import clamp
+
+    from symbiont.evolvable import Revision
+    from symbiont.pipeline import PipelineConfig, Target, run_pipeline
+
+    assert (clamp(5.0, 0.0, 1.0), clamp(-2, 0, 1), clamp(0.25, 0.0, 1.0)) == (1.0, 0.0, 0.25)
+    with pytest.raises(TypeError):
+        clamp(None, 0.0, 1.0)  # type: ignore[arg-type]
+    h = clamp.symbiont
+    assert isinstance(h.native, numba.core.registry.CPUDispatcher)  # the dispatcher, always
+    assert h.native(3.0, 0.0, 2.0) == 2.0
+    reply = "```python\ndef clamp(x: float, lo: float, hi: float) -> float:\n    return min(max(x, lo), hi) * 10.0\n```"
+    result = run_pipeline(
+        reply,
+        Target.from_function(clamp, owned_names=h.owned_names),
+        PipelineConfig(typecheck=False),
+    )
+    c = result.candidate
+    assert c is not None, result.diagnostics
+    rev = h.add_revision(
+        Revision(
+            h.next_number(),
+            c.source,
+            code=c.code,
+            helpers_code=c.helpers_code,
+            helper_names=c.helper_names,
+        )
+    )
+    try:
+        h.activate(rev)
+        assert clamp(5.0, 0.0, 1.0) == 10.0 and h.native(0.5, 0.0, 1.0) == 5.0
+    finally:
+        h.activate(0)
+        h.revisions.remove(rev)
+    assert clamp(5.0, 0.0, 1.0) == 1.0

@@ -7,7 +7,9 @@ with an explicit signature derived from the annotations (see `_signature`: `int`
 The swap. The Python-visible object stays the one function object; its `__code__` is a
 trampoline, `def f(a, b): return _f__sym_native_<key>(a, b)`, and `_f__sym_native_<key>` is a
 module global bound to that revision's Numba dispatcher (a per-revision name, as helpers
-get). Promotion binds the new name (compiling or loading the kernel), then swaps `__code__`:
+get). With scalar arguments only, the trampoline calls `_f__sym_native_<key>_entry`, the
+compiled entry point of the one explicit signature, skipping the dispatcher's per-call type
+resolution (see `_kernel.bound_names`). Promotion binds the new name (compiling or loading the kernel), then swaps `__code__`:
 one atomic assignment, and a call in progress finishes on the kernel it started with.
 Machine code that wants the kernel without the Python hop takes `fn.symbiont.native` (the
 current dispatcher) into its own `njit` code.
@@ -59,23 +61,24 @@ def declare(handle: Any) -> None:
     """Make a just-declared evolvable native: derive its signature (refusing what Numba
     cannot type), compile the declared body (through the disk cache) and install it as
     revision 0's kernel behind the trampoline."""
-    from symbiont.native._kernel import dispatcher_name, trampoline_code
+    from symbiont.native._kernel import bound_names, entry_point, trampoline_code
 
     _require_numba()
     fn = handle.fn
     spec = native_spec(fn)
     rev0 = handle.revisions[0]
     kernel = compile_kernel(rev0.source, spec, fn.__globals__)
-    bound = dispatcher_name(spec, kernel.key)
-    filename = fn.__code__.co_filename
-    fn.__globals__[bound] = kernel.dispatcher
+    names = bound_names(spec, kernel.key)
+    fn.__globals__[names[0]] = kernel.dispatcher
+    if len(names) > 1:
+        fn.__globals__[names[1]] = entry_point(kernel.dispatcher)
     handle.native_spec = spec
-    rev0.code = trampoline_code(spec, bound, filename)
-    rev0.helper_names = (bound,)
+    rev0.code = trampoline_code(spec, names[-1], fn.__code__.co_filename)
+    rev0.helper_names = names
     rev0.helpers_code = None  # bound above; revision 0 never needs binding again
     rev0.metrics["native_compile_s"] = kernel.compile_s
     handle.install(rev0.code, None, ())
-    handle._owned_names.add(bound)
+    handle._owned_names.update(names)
 
 
 def current_dispatcher(handle: Any) -> Any:

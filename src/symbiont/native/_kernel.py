@@ -181,27 +181,43 @@ def is_cached(source: str, spec: NativeSpec, module_globals: dict[str, Any]) -> 
 # -- the live function's side: trampoline and binder ---------------------------------------
 
 
-def dispatcher_name(spec: NativeSpec, key: str) -> str:
-    """The module-level name a revision's kernel is bound under (per revision, like helpers)."""
-    return f"_{spec.name}__sym_native_{key[:12]}"
+def bound_names(spec: NativeSpec, key: str) -> tuple[str, ...]:
+    """The module-level names a revision's kernel is bound under (per revision, like helpers):
+    the dispatcher, and for a signature of scalars only, its compiled entry point too.
+
+    The trampoline calls the last one. A dispatcher resolves the argument types on every
+    call; with scalars only there is one overload whose entry point unboxes the numbers
+    itself (converting as the dispatcher would), so the trampoline calls it directly. With an
+    array argument it calls the dispatcher: the entry point does not check an array's
+    dimensions and dtype, the dispatcher does."""
+    dispatcher = f"_{spec.name}__sym_native_{key[:12]}"
+    return (dispatcher, f"{dispatcher}_entry") if spec.scalars_only else (dispatcher,)
 
 
-def trampoline_code(spec: NativeSpec, bound: str, filename: str) -> types.CodeType:
+def entry_point(dispatcher: Any) -> Any:
+    """The compiled entry point of a dispatcher's one (explicit) signature."""
+    (signature,) = dispatcher.signatures
+    return dispatcher.overloads[signature].entry_point
+
+
+def trampoline_code(spec: NativeSpec, callee: str, filename: str) -> types.CodeType:
     """The code object the evolvable runs: one call of the revision's kernel, by its name."""
     args = ", ".join(spec.params)
-    src = f"def {spec.name}({args}):\n    return {bound}({args})\n"
+    src = f"def {spec.name}({args}):\n    return {callee}({args})\n"
     module = compile(src, filename, "exec")
     code = next(c for c in module.co_consts if isinstance(c, types.CodeType))
     return code
 
 
-def binder_code(source: str, spec: NativeSpec, bound: str, filename: str) -> types.CodeType:
-    """Module-level code that compiles the kernel and binds it under `bound` when executed
-    (in a trial child: in memory; at promotion in the host: through the disk cache)."""
-    src = (
-        f"{bound} = __import__('symbiont.native._kernel', fromlist=['_']).bind("
-        f"{source!r}, {spec.name!r}, globals())\n"
-    )
+def binder_code(
+    source: str, spec: NativeSpec, names: tuple[str, ...], filename: str
+) -> types.CodeType:
+    """Module-level code that compiles the kernel and binds `names` when executed (in a
+    trial child: in memory; at promotion in the host: through the disk cache)."""
+    kernel_module = "__import__('symbiont.native._kernel', fromlist=['_'])"
+    src = f"{names[0]} = {kernel_module}.bind({source!r}, {spec.name!r}, globals())\n"
+    if len(names) > 1:
+        src += f"{names[1]} = {kernel_module}.entry_point({names[0]})\n"
     return compile(src, filename, "exec")
 
 

@@ -55,7 +55,8 @@ class NativeSpec:
     name: str
     params: tuple[str, ...]  # positional-or-keyword parameter names, in order
     signature: Any  # numba.core.typing.templates.Signature
-    text: str  # the signature as Numba prints it, e.g. "float64(float64[:, :], int64)"
+    text: str  # the signature as Numba prints it, e.g. "(array(float64, 2d, A), int64) -> float64"
+    scalars_only: bool = False  # no array argument (the trampoline may call the entry point)
 
 
 def _scalar_types() -> dict[Any, Any]:
@@ -163,6 +164,7 @@ def numba_type(annotation: Any, fn_name: str, where: str) -> Any:
 
 def native_spec(fn: types.FunctionType) -> NativeSpec:
     """The explicit signature of `fn`, or DeclarationError saying what is not supported."""
+    from numba import types as nt
     from numba.core.typing import signature
 
     name = fn.__name__
@@ -191,4 +193,5 @@ def native_spec(fn: types.FunctionType) -> NativeSpec:
     ret = numba_type(hints["return"], name, "the return value")
     nsig = signature(ret, *arg_types)
     text = f"({', '.join(str(t) for t in arg_types)}{',' if len(arg_types) == 1 else ''}) -> {ret}"
-    return NativeSpec(name=name, params=tuple(params), signature=nsig, text=text)
+    scalars_only = not any(isinstance(t, nt.Array) for t in arg_types)
+    return NativeSpec(name, tuple(params), nsig, text, scalars_only)

@@ -20,8 +20,8 @@ from typing import Any
 from symbiont.diagnostics import Diagnostic, caret_excerpt
 from symbiont.native._kernel import (
     binder_code,
+    bound_names,
     compile_kernel,
-    dispatcher_name,
     is_cached,
     kernel_key,
     trampoline_code,
@@ -153,11 +153,11 @@ def native_stage(
         if "diagnostic" in result.value:
             return None, [Diagnostic.from_dict(result.value["diagnostic"])], timings
         timings["native_compile"] = float(result.value["compile_s"])
-    bound = dispatcher_name(spec, key)
+    names = bound_names(spec, key)
     native = dataclasses.replace(
         candidate,
-        code=trampoline_code(spec, bound, candidate.filename),
-        helpers_code=binder_code(source, spec, bound, candidate.filename),
-        helper_names=(bound,),
+        code=trampoline_code(spec, names[-1], candidate.filename),
+        helpers_code=binder_code(source, spec, names, candidate.filename),
+        helper_names=names,
     )
     return native, [], timings
