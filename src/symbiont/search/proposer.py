@@ -33,6 +33,7 @@ class Arm:
     model: Model
     pricing: Pricing | None = None
     stats: ModelStats = field(default_factory=lambda: ModelStats(""))
+    pending: int = 0  # chosen, not recorded yet (requests in flight)
 
 
 class Ensemble:
@@ -58,18 +59,21 @@ class Ensemble:
         self._pulls = 0
 
     def choose(self) -> Arm:
-        """The arm to ask next (an untried arm first, then the highest UCB1 bound)."""
+        """The arm to ask next: an arm nobody has asked yet (nor is asking), then the highest
+        UCB1 bound; requests in flight count as pulls without reward."""
         self._pulls += 1
-        for arm in self.arms:
-            if arm.stats.calls == 0:
-                return arm
-        total = sum(a.stats.calls for a in self.arms)
+        chosen = next((a for a in self.arms if a.stats.calls + a.pending == 0), None)
+        if chosen is None:
+            total = sum(a.stats.calls + a.pending for a in self.arms)
 
-        def bound(arm: Arm) -> float:
-            n = arm.stats.calls
-            return arm.stats.reward / n + self.exploration * math.sqrt(2 * math.log(total) / n)
+            def bound(arm: Arm) -> float:
+                n = max(1, arm.stats.calls + arm.pending)
+                explore = math.sqrt(2 * math.log(total) / n)
+                return arm.stats.reward / n + self.exploration * explore
 
-        return max(self.arms, key=bound)
+            chosen = max(self.arms, key=bound)
+        chosen.pending += 1
+        return chosen
 
     def cost(self, arm: Arm, input_tokens: int, output_tokens: int) -> float | None:
         if arm.pricing is None:
@@ -88,6 +92,7 @@ class Ensemble:
         improved: bool = False,
     ) -> None:
         s = arm.stats
+        arm.pending = max(0, arm.pending - 1)
         s.calls += 1
         s.failures += int(failed)
         s.evaluated += int(evaluated)
