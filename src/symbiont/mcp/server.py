@@ -16,10 +16,12 @@ What a client gets:
   `notifications/resources/list_changed`;
 - the prompt `capability_library`, the library's system prompt.
 
-Every library call goes through one worker thread at a time (`_work`): the library and its
-sandbox are used from one thread at a time and the event loop never blocks on a sandbox
-run. A failed call is a tool result with `isError` and a message a model can act on; the
-handler catches everything, so no input can take the server down.
+Library calls run in a worker thread, one at a time (`_work`): the library and its sandbox
+are used from one thread at a time and the event loop never blocks on a sandbox run. The
+mutation agent works on a library of its own (same store, own connection and sandbox) in
+another thread, so a creation that takes minutes does not hold up the other tools. A failed
+call is a tool result with `isError` and a message a model can act on; the handler catches
+everything, so no input can take the server down.
 """
 
 from __future__ import annotations
