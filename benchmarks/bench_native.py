@@ -168,9 +168,13 @@ def main() -> str:
         "",
         f"Target ≤ 1.1× — worst measured **{worst_ratio:.3f}×** "
         f"({'met' if worst_ratio <= 1.1 else 'NOT met'}). The evolvable's `__code__` is a "
-        "trampoline (`return _f__sym_native_<key>(x, y)`): one Python frame and a global "
-        "lookup in front of the dispatcher. Native callers skip it: `fn.symbiont.native` is the "
-        "dispatcher itself, callable from `njit` code at machine-code cost.",
+        "trampoline: one Python frame and a global lookup in front of the kernel. With scalar "
+        "arguments only (`add`) it calls the compiled entry point of the one explicit "
+        "signature, skipping the dispatcher's per-call type resolution, so it is cheaper than "
+        "calling the plain `njit` dispatcher; with an array argument (`dot3`) it calls the "
+        "dispatcher, which checks dimensions and dtype. Native callers skip the trampoline: "
+        "`fn.symbiont.native` is the dispatcher itself, callable from `njit` code at "
+        "machine-code cost.",
         "",
         "### Kernel: examples/native_sim.py diffusion step (400×400)",
         "",

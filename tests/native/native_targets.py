@@ -46,3 +46,9 @@ def clamp(x: float, lo: float, hi: float) -> float:
     if x > hi:
         return hi
     return x
+
+
+@symbiont.evolvable(native=True, typecheck=False, timeout=20)
+def approx_pi(n: int) -> float:
+    """An approximation of pi from n terms."""
+    return 3.0
