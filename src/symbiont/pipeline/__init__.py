@@ -27,6 +27,7 @@ The policy stage is a guardrail for the model, not a security boundary (see `pol
 from __future__ import annotations
 import __future__
 
+import textwrap
 import time
 from dataclasses import dataclass, field
 
@@ -42,7 +43,7 @@ from symbiont.pipeline.compile import (
 )
 from symbiont.pipeline.extract import extract_code
 from symbiont.pipeline.imports import missing_imports
-from symbiont.pipeline.parse import parse_source
+from symbiont.pipeline.parse import parse_source, restore_head
 from symbiont.pipeline.policy import (
     DEFAULT_POLICY,
     SAFE_DECORATORS,
@@ -52,6 +53,7 @@ from symbiont.pipeline.policy import (
 )
 from symbiont.pipeline.signature import check_signature, normalise_annotation, typing_aliases_in
 from symbiont.pipeline.typecheck import typecheck
+from symbiont.signature import head_of
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -104,6 +106,20 @@ class PipelineResult:
         return self.candidate is not None
 
 
+def _heads(target: Target) -> list[str]:
+    """The heads a prompt may have shown: the declared function's, verbatim from its file,
+    and the declared signature rendered with its docstring."""
+    heads = []
+    if target.module_source is not None and target.function_span is not None:
+        first, last = target.function_span
+        text = "".join(target.module_source.splitlines(keepends=True)[first - 1 : last])
+        head = head_of(textwrap.dedent(text), target.signature.name)
+        if head:
+            heads.append(head)
+    heads.append(target.signature.render())
+    return heads
+
+
 def run_pipeline(
     reply: str, target: Target, config: PipelineConfig = PipelineConfig()
 ) -> PipelineResult:
@@ -132,7 +148,19 @@ def run_pipeline(
         t = time.perf_counter()
         stage = "parse"
         try:
-            tree = parse_source(source)
+            try:
+                tree = parse_source(source)
+            except StageError as original:
+                # A head copied with its whitespace changed: put the given head back. When
+                # that does not help, the model is told about its own text, as it was.
+                repaired = restore_head(source, target.signature.name, _heads(target))
+                if repaired is None:
+                    raise
+                try:
+                    tree = parse_source(repaired)
+                except StageError:
+                    raise original from None
+                source = repaired
         finally:
             timings["parse"] = time.perf_counter() - t
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import warnings
+from collections.abc import Iterable
 
 from symbiont.diagnostics import Diagnostic, caret_excerpt
 from symbiont.errors import StageError
@@ -78,6 +79,34 @@ def parse_source(source: str, filename: str = "<candidate>") -> ast.Module:
             [Diagnostic("parse", "invalid_source", f"the code cannot be read: {exc}")]
         ) from None
     return tree
+
+
+def restore_head(source: str, name: str, heads: Iterable[str]) -> str | None:
+    """`source` with the function's head (its `def` line(s) and docstring) put back exactly
+    as given, when the model copied one of `heads` with only its whitespace changed.
+
+    Small models copy the head they were shown and re-indent it on the way (a docstring at
+    five spaces over a body at four): the code is right and only the layout of text they
+    were told to repeat is wrong. Returns None when no head matches (then the model's own
+    text stands, and its error with it).
+    """
+    lines = source.splitlines(keepends=True)
+    starts = (f"def {name}(", f"async def {name}(")
+    for i, line in enumerate(lines):
+        if not line.startswith(starts):
+            continue
+        for head in heads:
+            wanted = " ".join(head.split())
+            taken = ""
+            for n in range(i, len(lines)):
+                taken += lines[n]
+                flat = " ".join(taken.split())
+                if flat == wanted:
+                    fixed = head.rstrip("\n") + "\n"
+                    return "".join(lines[:i]) + fixed + "".join(lines[n + 1 :])
+                if not wanted.startswith(flat):
+                    break
+    return None
 
 
 def syntax_diagnostic(exc: SyntaxError, source: str) -> Diagnostic:
