@@ -36,6 +36,7 @@ stack) are imported when first used.
 from __future__ import annotations
 
 import _thread
+import atexit
 import contextlib
 import ctypes
 import json
@@ -666,6 +667,22 @@ class _Pool:
             self._thread.join(timeout=5)
 
 
+# Callers whose call overran: their threads still run wasm until the epoch deadline traps
+# it. The interpreter must not finalize under them (wasmtime would run on freed state and
+# crash the process at exit), so exit waits for them, briefly.
+_ABANDONED: set[_Caller] = set()
+_EXIT_WAIT_S = 10.0
+
+
+def _wait_for_abandoned_calls() -> None:
+    deadline = time.monotonic() + _EXIT_WAIT_S
+    for caller in list(_ABANDONED):
+        caller._thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+atexit.register(_wait_for_abandoned_calls)
+
+
 class _Caller:
     """A persistent worker thread that makes wasm calls, so the caller can stop waiting.
 
@@ -695,6 +712,7 @@ class _Caller:
         self._go.release()
         if not done.acquire(timeout=timeout):
             self.abandoned = True  # it ends by itself; the next call gets another thread
+            _ABANDONED.add(self)
             self.stop()  # in case it finished just now and already waits for a next job
             return False, None
         return True, outcome[0]
@@ -719,6 +737,7 @@ class _Caller:
             done.release()
             del result, outcome, done
             if self.abandoned:
+                _ABANDONED.discard(self)
                 return
 
     def stop(self) -> None:
