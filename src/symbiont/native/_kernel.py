@@ -187,7 +187,8 @@ def bound_names(spec: NativeSpec, key: str) -> tuple[str, ...]:
 
     The trampoline calls the last one. A dispatcher resolves the argument types on every
     call; with scalars only there is one overload whose entry point unboxes the numbers
-    itself (converting as the dispatcher would), so the trampoline calls it directly. With an
+    itself (converting as the dispatcher would, except that a numeric string is accepted
+    where the dispatcher raises TypeError), so the trampoline calls it directly. With an
     array argument it calls the dispatcher: the entry point does not check an array's
     dimensions and dtype, the dispatcher does."""
     dispatcher = f"_{spec.name}__sym_native_{key[:12]}"
