@@ -170,6 +170,11 @@ def _run_one(console: Console, module: ModuleType, name: str, runtime: Any, mode
             f"{result['state']['counter']}, last increments {result['increments'][-3:]}"
         )
     elif name == "native":
+        if type(model).__name__ == "MutationModel":
+            console.print(
+                "[dim]the offline proposer does not write faster kernels: a scripted reply "
+                "(examples/native_sim.py FASTER) stands in for a model[/]"
+            )
         result = module.main(runtime=runtime, model=model, on_attempt=on_attempt)
         reports = [result["report"]]
         py, declared, active = result["python_ms"], result["declared_ms"], result["active_ms"]
