@@ -52,3 +52,8 @@ def clamp(x: float, lo: float, hi: float) -> float:
 def approx_pi(n: int) -> float:
     """An approximation of pi from n terms."""
     return 3.0
+
+
+@symbiont.evolvable(native=True, typecheck=False, timeout=3)
+def halve(x: float) -> float:
+    return x / 2.0

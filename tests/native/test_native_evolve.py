@@ -177,3 +177,28 @@ def test_eight_threads_calling_during_swaps_always_get_a_whole_kernels_answer(ru
     results = set().union(*seen)
     assert results <= allowed, results - allowed
     assert results == allowed  # both kernels answered while swapping
+
+
+# 300 chained branches: Numba's compile time grows much faster than the source (about 15 s
+# on the development machine), far over halve's 3 s limit.
+STALLS_WHILE_COMPILING = (
+    "def halve(x: float) -> float:\n"
+    + "".join(f"    if x > {i}.5:\n        x = x * 1.0001 + {i}.0\n" for i in range(300))
+    + "    return x / 2.0\n"
+)
+
+
+def test_a_candidate_that_never_finishes_compiling_only_costs_the_child() -> None:
+    from native_targets import halve
+
+    h = halve.symbiont
+    target = Target.from_function(halve, owned_names=h.owned_names)
+    result = run_pipeline(fenced(STALLS_WHILE_COMPILING), target, PipelineConfig(typecheck=False))
+    assert result.candidate is None and result.stage == "native"
+    (diag,) = result.diagnostics
+    assert diag.kind == "timeout" and "did not finish compiling within 3 s" in diag.message
+    assert halve(3.0) == 1.5 and h.active.number == 0  # the host never ran it
+    assert not any(
+        name.startswith("_halve__sym_native")
+        for name in h.owned_names - {n for n in h.revisions[0].helper_names}
+    )
