@@ -70,3 +70,31 @@ def test_only_the_named_function_at_module_level_is_touched() -> None:
     assert fixed is not None
     assert fixed.endswith('def f(x: int) -> int:\n    """Twice x."""\n    return 2 * x\n')
     assert fixed.startswith('def g(x: int) -> int:\n     """Twice x."""')
+
+
+# The same model's second answer: a docstring of its own, opened at five spaces over a body
+# at four. Only the docstring's first line takes part in indentation.
+QWEN_OWN_DOCSTRING = (
+    '```python\ndef fizzbuzz(n: int) -> str:\n     """Return \'Fizz\' if n is divisible by 3 '
+    "or 5 (or both), otherwise return 'Buzz'.\n      If n is not divisible by any of these, "
+    'return the string representation of n.\n    """\n    if n % 3 == 0 and n % 5 == 0:\n'
+    '        return "FizzBuzz"\n    elif n % 3 == 0:\n        return "Fizz"\n'
+    '    elif n % 5 == 0:\n        return "Buzz"\n    else:\n        return str(n)\n```'
+)
+
+
+def test_a_docstring_of_its_own_indented_unlike_the_body_is_aligned() -> None:
+    result = run_pipeline(QWEN_OWN_DOCSTRING, Target.from_function(fb.fizzbuzz), NO_TC)
+    assert result.ok, [d.message for d in result.diagnostics]
+    assert [_call(result, n) for n in (9, 10, 30, 8)] == ["Fizz", "Buzz", "FizzBuzz", "8"]
+    # the docstring's text is the model's, untouched but for its first line's indent
+    assert "\n      If n is not divisible by any of these" in result.candidate.source
+    assert '\n    """Return \'Fizz\' if n is divisible' in result.candidate.source
+
+
+def test_an_unterminated_docstring_is_left_to_the_model() -> None:
+    # Its third answer opened with four quotes and never closed the string: no repair.
+    reply = '```python\ndef fizzbuzz(n: int) -> str:\n     """"\n     return str(n)\n```'
+    result = run_pipeline(reply, Target.from_function(fb.fizzbuzz), NO_TC)
+    assert not result.ok and result.stage == "parse"
+    assert result.diagnostics[0].kind == "syntax"

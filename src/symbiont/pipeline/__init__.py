@@ -27,6 +27,7 @@ The policy stage is a guardrail for the model, not a security boundary (see `pol
 from __future__ import annotations
 import __future__
 
+import contextlib
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ from symbiont.pipeline.compile import (
 )
 from symbiont.pipeline.extract import extract_code
 from symbiont.pipeline.imports import missing_imports
-from symbiont.pipeline.parse import parse_source, restore_head
+from symbiont.pipeline.parse import parse_source, reindent_docstring, restore_head
 from symbiont.pipeline.policy import (
     DEFAULT_POLICY,
     SAFE_DECORATORS,
@@ -151,16 +152,22 @@ def run_pipeline(
             try:
                 tree = parse_source(source)
             except StageError as original:
-                # A head copied with its whitespace changed: put the given head back. When
-                # that does not help, the model is told about its own text, as it was.
-                repaired = restore_head(source, target.signature.name, _heads(target))
-                if repaired is None:
-                    raise
-                try:
-                    tree = parse_source(repaired)
-                except StageError:
+                # A head copied with its whitespace changed: put the given head back; a
+                # docstring of its own indented unlike the body: indent it like the body.
+                # When neither helps, the model is told about its own text, as it was.
+                tree = None
+                name = target.signature.name
+                for repaired in (
+                    restore_head(source, name, _heads(target)),
+                    reindent_docstring(source, name),
+                ):
+                    if repaired is not None:
+                        with contextlib.suppress(StageError):
+                            tree = parse_source(repaired)
+                            source = repaired
+                            break
+                if tree is None:
                     raise original from None
-                source = repaired
         finally:
             timings["parse"] = time.perf_counter() - t
 

@@ -18,6 +18,7 @@ leaves every other warning alone.
 from __future__ import annotations
 
 import ast
+import re
 import warnings
 from collections.abc import Iterable
 
@@ -106,6 +107,53 @@ def restore_head(source: str, name: str, heads: Iterable[str]) -> str | None:
                     return "".join(lines[:i]) + fixed + "".join(lines[n + 1 :])
                 if not wanted.startswith(flat):
                     break
+    return None
+
+
+_DOC_OPEN = re.compile(r"""^(\s*)([rRuUbB]{0,2})(\"\"\"|''')""")
+
+
+def reindent_docstring(source: str, name: str) -> str | None:
+    """`source` with the opening line of the function's docstring indented like the body
+    below it, when the two differ; None when there is nothing to change.
+
+    Only a docstring's first line takes part in Python's indentation (the rest is inside
+    the string), and small models often indent it by one space more or less than the code
+    they write below it. The text of the docstring is not touched.
+    """
+    lines = source.splitlines(keepends=True)
+    starts = (f"def {name}(", f"async def {name}(")
+    for i, line in enumerate(lines):
+        if not line.startswith(starts):
+            continue
+        # the docstring opens on the first non-blank line after the `def` line(s)
+        j = i + 1
+        while j < len(lines) and not lines[j - 1].rstrip().endswith(":"):
+            j += 1
+        while j < len(lines) and not lines[j].strip():
+            j += 1
+        opening = _DOC_OPEN.match(lines[j]) if j < len(lines) else None
+        if opening is None:
+            return None
+        quote = opening.group(3)
+        rest = lines[j][opening.end() :]
+        k = j
+        if quote not in rest:  # closes on a later line
+            k = j + 1
+            while k < len(lines) and quote not in lines[k]:
+                k += 1
+            if k == len(lines):
+                return None  # never closed: not an indentation problem
+        body = k + 1
+        while body < len(lines) and not lines[body].strip():
+            body += 1
+        if body == len(lines):
+            return None
+        indent = lines[body][: len(lines[body]) - len(lines[body].lstrip())]
+        if not indent or indent == opening.group(1):
+            return None
+        lines[j] = indent + lines[j].lstrip()
+        return "".join(lines)
     return None
 
 
