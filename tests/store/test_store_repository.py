@@ -54,7 +54,23 @@ def test_connection_pragmas(store: SQLiteStore) -> None:
     conn = store._connection()
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 100  # then our own retry loop
-    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    # NORMAL: in WAL mode every commit survives a crash of the process (module docstring)
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+
+
+def test_synchronous_full_on_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def level(store: SQLiteStore) -> int:
+        try:
+            return int(store._connection().execute("PRAGMA synchronous").fetchone()[0])
+        finally:
+            store.close()
+
+    assert level(SQLiteStore(tmp_path / "a.db", synchronous="FULL")) == 2
+    monkeypatch.setenv("SYMBIONT_STORE_SYNC", "full")
+    assert level(SQLiteStore(tmp_path / "b.db")) == 2
+    monkeypatch.setenv("SYMBIONT_STORE_SYNC", "sometimes")
+    with pytest.raises(StoreError, match="SYMBIONT_STORE_SYNC"):
+        SQLiteStore(tmp_path / "c.db")
 
 
 def test_default_store_path_follows_symbiont_home(

@@ -32,6 +32,13 @@ a call with other messages first waits (up to the timeout again) for the server 
 old one, and fails without sending anything while it has not. So after a timeout at most one
 request is in flight. A request is given up for good after `abandon_after` seconds (default
 four timeouts), which closes its connection.
+
+The request body is sent as built here, through the SDK's own `post` (same client, headers,
+auth, timeouts and error types), not through `chat.completions.create`: that method first
+runs its typed request-body transform, which walks every message of the history and cost
+~25-30 ms per request on a long conversation, for a body that is already plain JSON. A
+plain reply is read as JSON (not built into the SDK's typed `ChatCompletion`, which would be
+taken apart again at once); a streamed one goes through the SDK's `AsyncStream` of chunks.
 """
 
 from __future__ import annotations
@@ -61,6 +68,23 @@ _OPENAI_HOSTS = ("api.openai.com",)
 # A small model on a CPU may take minutes for one reply; a hosted API answers far sooner.
 DEFAULT_TIMEOUT_S = 600.0
 TIMEOUT_ENV = "SYMBIONT_MODEL_TIMEOUT"
+_CHAT_PATH = "/chat/completions"
+
+
+def _request_options() -> dict[str, Any]:
+    """What `chat.completions.create` passes as request options besides the body: the
+    bearer-auth marker, on SDK versions whose requests carry one."""
+    try:
+        from openai._base_client import make_request_options
+    except ImportError:  # pragma: no cover - an SDK without it sends its auth header anyway
+        return {}
+    try:
+        return dict(make_request_options(security={"bearer_auth": True}))
+    except TypeError:  # pragma: no cover - older SDKs: auth headers are always sent
+        return dict(make_request_options())
+
+
+_OPTIONS = _request_options()
 
 
 def _configured_timeout(timeout: float | None) -> float:
@@ -278,33 +302,63 @@ class OpenAIModel:
         return loop.create_task(self._plain(params) if not self.stream else self._streamed(params))
 
     async def _plain(self, params: dict[str, Any]) -> ModelReply:
-        response = await self._client().chat.completions.create(**params)
-        if not response.choices:
-            raise ModelError(f"the server at {self.base_url} returned a completion with no choices")
-        choice = response.choices[0]
-        message = choice.message
-        calls = tuple(
-            ToolCall(
-                id=c.id or f"call_{i}",
-                name=getattr(getattr(c, "function", None), "name", "") or "",
-                arguments=getattr(getattr(c, "function", None), "arguments", "") or "",
-            )
-            for i, c in enumerate(message.tool_calls or ())
+        # The body comes back as bytes and is read as plain JSON: building the SDK's typed
+        # `ChatCompletion` would only be taken apart again here. Error statuses still raise
+        # the SDK's exceptions (before any parsing).
+        raw = await self._client().post(
+            _CHAT_PATH, body=params, cast_to=bytes, options=dict(_OPTIONS)
         )
+        try:
+            response = json.loads(raw)
+        except ValueError:
+            response = None
+        if not isinstance(response, Mapping):
+            raise ModelError(
+                f"the server at {self.base_url} answered with something other than a JSON "
+                f"completion: {raw[:200]!r}"
+            )
+        choices = response.get("choices")
+        if not choices or not isinstance(choices, list) or not isinstance(choices[0], Mapping):
+            raise ModelError(f"the server at {self.base_url} returned a completion with no choices")
+        choice = choices[0]
+        message = choice.get("message")
+        if not isinstance(message, Mapping):
+            message = {}
+        calls = []
+        for i, c in enumerate(message.get("tool_calls") or ()):
+            if not isinstance(c, Mapping):
+                continue
+            function = c.get("function")
+            function = function if isinstance(function, Mapping) else {}
+            calls.append(
+                ToolCall(
+                    id=c.get("id") or f"call_{i}",
+                    name=function.get("name") or "",
+                    arguments=function.get("arguments") or "",
+                )
+            )
         usage = Usage()
-        if response.usage is not None:
-            usage = Usage(response.usage.prompt_tokens or 0, response.usage.completion_tokens or 0)
+        counts = response.get("usage")
+        if isinstance(counts, Mapping):
+            usage = Usage(counts.get("prompt_tokens") or 0, counts.get("completion_tokens") or 0)
         return ModelReply(
-            text=message.content or "",
-            tool_calls=calls,
+            text=message.get("content") or "",
+            tool_calls=tuple(calls),
             usage=usage,
-            model=response.model or "",
-            finish_reason=choice.finish_reason,
+            model=response.get("model") or "",
+            finish_reason=choice.get("finish_reason"),
         )
 
     async def _streamed(self, params: dict[str, Any]) -> ModelReply:
-        stream = await self._client().chat.completions.create(
-            **params, stream=True, stream_options={"include_usage": True}
+        from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+        stream = await self._client().post(
+            _CHAT_PATH,
+            body={**params, "stream": True, "stream_options": {"include_usage": True}},
+            cast_to=ChatCompletion,
+            options=dict(_OPTIONS),
+            stream=True,
+            stream_cls=openai.AsyncStream[ChatCompletionChunk],
         )
         text: list[str] = []
         calls: dict[int, dict[str, Any]] = {}
