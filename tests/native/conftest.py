@@ -7,7 +7,5 @@ import sys
 import tempfile
 from pathlib import Path
 
-pytest_plugins: list[str] = []
-
 os.environ["SYMBIONT_NATIVE_CACHE"] = tempfile.mkdtemp(prefix="symbiont-native-test-")
 sys.path.insert(0, str(Path(__file__).parent))
