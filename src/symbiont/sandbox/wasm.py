@@ -270,7 +270,7 @@ def _host_call_raw_impl(
 
 
 _host_call_raw = _ffi.wasmtime_component_func_callback_t(_host_call_raw_impl)
-_host_call_finalize = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _idx: None)
+_NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()  # a NULL function pointer
 
 
 def _add_host_call(instance: Any) -> None:
@@ -281,7 +281,10 @@ def _add_host_call(instance: Any) -> None:
         len(name),
         _host_call_raw,
         None,
-        _host_call_finalize,
+        # A NULL finalizer: the callback has no data to free, and a ctypes finalizer would
+        # be called when the linker is deleted at interpreter exit, possibly after ctypes
+        # freed its thunk (a segfault at exit).
+        _NO_FINALIZER,
     )
     if err:
         raise wasmtime.WasmtimeError._from_ptr(err)
