@@ -271,16 +271,35 @@ PROBE_SOURCE = (
     "                 '/etc', '/proc', '/sys', '/home', '/var', '/run', '/dev/shm'):\n"
     "        seen[path] = [os.path.exists(path), os.access(path, os.F_OK),\n"
     "                      os.access(path, os.R_OK)]\n"
-    "    return {'seen': seen, 'scratch': os.path.isdir('/scratch')}\n"
+    "    listing = {p: sorted(os.listdir(p)) for p in seen if os.path.isdir(p)}\n"
+    "    return {'seen': seen, 'listing': listing, 'scratch': os.path.isdir('/scratch')}\n"
 )
+
+
+def _on_the_way(read_only: list[str]) -> dict[str, set[str]]:
+    """For each folder above a read-only mount (the Python installation and import paths,
+    wherever the checkout lives: under /tmp or /home in a fresh clone), the entries that
+    lead down to a mount: all the worker may see in it."""
+    way: dict[str, set[str]] = {}
+    for path in read_only:
+        parts = Path(path).parts
+        for i in range(1, len(parts)):
+            way.setdefault(str(Path(*parts[:i])), set()).add(parts[i])
+    return way
 
 
 def test_files_outside_do_not_exist_for_the_worker(sandbox: ProcessSandbox, env: Env) -> None:
     before = _host_state(sandbox, env)
     result = _run(sandbox, env, PROBE_SOURCE, outside=str(env.outside), data=str(env.data))
     assert result.ok, result.error
-    seen = result.output["seen"]
-    assert seen == {path: [False, False, False] for path in seen}, seen
+    seen, listing = result.output["seen"], result.output["listing"]
+    way = _on_the_way(sandbox.probe()["read_only"])
+    for path, flags in seen.items():
+        if path in way:  # a folder above an import path: only the way down is there
+            assert set(listing[path]) <= way[path], (path, listing[path])
+        else:
+            assert flags == [False, False, False], (path, flags)
+    assert not {env.outside.as_posix(), env.data.as_posix(), SHADOW} & set(way)
     assert result.output["scratch"] is True  # the probe itself sees what it should
     _assert_host_healthy(sandbox, env, before)
 
