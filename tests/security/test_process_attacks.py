@@ -271,7 +271,14 @@ PROBE_SOURCE = (
     "                 '/etc', '/proc', '/sys', '/home', '/var', '/run', '/dev/shm'):\n"
     "        seen[path] = [os.path.exists(path), os.access(path, os.F_OK),\n"
     "                      os.access(path, os.R_OK)]\n"
-    "    listing = {p: sorted(os.listdir(p)) for p in seen if os.path.isdir(p)}\n"
+    "    listing = {}\n"
+    "    for p in seen:\n"
+    "        try:\n"
+    "            listing[p] = sorted(os.listdir(p))\n"
+    "        except FileNotFoundError:\n"
+    "            pass\n"
+    "        except PermissionError:\n"
+    "            listing[p] = []  # Landlock: not even the way down can be listed\n"
     "    return {'seen': seen, 'listing': listing, 'scratch': os.path.isdir('/scratch')}\n"
 )
 
