@@ -21,27 +21,9 @@ import pytest
 
 from symbiont.cli import main
 from symbiont.embed import HashingEmbedder
-from symbiont.errors import SandboxError
 from symbiont.library import Capability, Library
 
 HR = Path(__file__).resolve().parents[2] / "examples" / "hr"
-
-
-def _tier() -> str:
-    from symbiont.sandbox import get_sandbox
-
-    try:
-        sandbox = get_sandbox("process")
-        result = sandbox.run("def f() -> int:\n    return 1\n", "f", "{}")
-        sandbox.close()
-    except (SandboxError, OSError):
-        return "inprocess"
-    return "process" if result.ok else "inprocess"
-
-
-@pytest.fixture(scope="module")
-def tier() -> str:
-    return _tier()
 
 
 def _open(root: Path, tier: str) -> Library:

@@ -13,26 +13,8 @@ from pathlib import Path
 import pytest
 
 from symbiont.cli import main
-from symbiont.errors import SandboxError
 
 HR = Path(__file__).resolve().parents[2] / "examples" / "hr"
-
-
-def _tier() -> str:
-    from symbiont.sandbox import get_sandbox
-
-    try:
-        sandbox = get_sandbox("process")
-        result = sandbox.run("def f() -> int:\n    return 1\n", "f", "{}")
-        sandbox.close()
-    except (SandboxError, OSError):
-        return "inprocess"
-    return "process" if result.ok else "inprocess"
-
-
-@pytest.fixture(scope="module")
-def tier() -> str:
-    return _tier()
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
