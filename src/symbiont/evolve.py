@@ -167,6 +167,37 @@ def _model_origin(model: Model) -> str:
     return "mutation" if type(model).__name__ == "MutationModel" else "model"
 
 
+def install_candidate(fn: Any, candidate: Any) -> Any:
+    """Bind the candidate's helpers and swap its code into `fn` (in a trial: no locks, since
+    in a forked child a lock held by another parent thread stays held); returns the code
+    object to restore."""
+    previous = fn.__code__
+    if candidate is not None:
+        if candidate.helpers_code is not None:
+            exec(candidate.helpers_code, fn.__globals__)
+        fn.__code__ = candidate.code
+    return previous
+
+
+def run_check(fn: Any, check: Check, candidate: Any) -> dict[str, Any] | None:
+    """Run the user's check on `fn`: None when it passes, the `check_failed` diagnostic
+    (as a dict) when it fails on its own; an exception raised inside the candidate's code
+    propagates (a trial failure, with the candidate's frames)."""
+    try:
+        check(fn)
+    except Exception as exc:  # a failing check: is it the candidate's fault?
+        from symbiont.trial import exception_diagnostic
+
+        if candidate is not None and _candidate_frames(exc, candidate):
+            raise  # an exception inside the candidate: a trial failure
+        # The traceback starts at this function's frame: drop it, so the model sees the
+        # check's assertion, not symbiont's harness.
+        if exc.__traceback__ is not None:
+            exc = exc.with_traceback(exc.__traceback__.tb_next)
+        return exception_diagnostic(exc, frame_prefix=None, stage="evaluate").to_dict()
+    return None
+
+
 def _trial_job(
     handle: Evolvable,
     candidate: Any,
@@ -178,30 +209,13 @@ def _trial_job(
     fn = handle.fn
 
     def job() -> dict[str, Any]:
-        previous = fn.__code__
-        # No locks here: in a forked child, a lock held by another parent thread stays held.
-        if candidate is not None:
-            if candidate.helpers_code is not None:
-                exec(candidate.helpers_code, fn.__globals__)
-            fn.__code__ = candidate.code
+        previous = install_candidate(fn, candidate)
         try:
             out: dict[str, Any] = {}
             if check is not None:
-                try:
-                    check(fn)
-                except Exception as exc:  # a failing check: is it the candidate's fault?
-                    from symbiont.trial import exception_diagnostic
-
-                    frames = _candidate_frames(exc, candidate)
-                    if frames:
-                        raise  # an exception inside the candidate: a trial failure
-                    # The traceback starts at this job's own frame: drop it, so the model
-                    # sees the check's assertion, not symbiont's harness.
-                    if exc.__traceback__ is not None:
-                        exc = exc.with_traceback(exc.__traceback__.tb_next)
-                    out["check_failed"] = exception_diagnostic(
-                        exc, frame_prefix=None, stage="evaluate"
-                    ).to_dict()
+                failed = run_check(fn, check, candidate)
+                if failed is not None:
+                    out["check_failed"] = failed
                     return out
             if metric is not None:
                 out["score"] = as_score(metric(fn)).to_dict()

@@ -17,7 +17,7 @@ from typing import Any
 from symbiont.diagnostics import Diagnostic
 from symbiont.evaluation import Check, Score, as_score
 from symbiont.evolvable import Evolvable
-from symbiont.evolve import _candidate_frames, _run_trial, _tails
+from symbiont.evolve import _run_trial, _tails, install_candidate, run_check
 from symbiont.search.config import Stage
 
 
@@ -49,27 +49,12 @@ def cascade_job(
     fn = handle.fn
 
     def job() -> dict[str, Any]:
-        previous = fn.__code__
-        if candidate is not None:
-            if candidate.helpers_code is not None:
-                exec(candidate.helpers_code, fn.__globals__)
-            fn.__code__ = candidate.code
+        previous = install_candidate(fn, candidate)
         try:
             if check is not None:
-                try:
-                    check(fn)
-                except Exception as exc:
-                    if candidate is not None and _candidate_frames(exc, candidate):
-                        raise  # raised inside the candidate: a trial failure
-                    from symbiont.trial import exception_diagnostic
-
-                    # The traceback starts at this job's frame: drop it (the check's own
-                    # assertion is what matters, not the harness).
-                    if exc.__traceback__ is not None:
-                        exc = exc.with_traceback(exc.__traceback__.tb_next)
-
-                    diag = exception_diagnostic(exc, frame_prefix=None, stage="evaluate")
-                    return {"check_failed": diag.to_dict(), "stages": []}
+                failed = run_check(fn, check, candidate)
+                if failed is not None:
+                    return {"check_failed": failed, "stages": []}
             scores: list[dict[str, Any]] = []
             for stage in stages:
                 score = as_score(stage.metric(fn))
