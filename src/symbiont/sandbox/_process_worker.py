@@ -220,19 +220,6 @@ def _enter_uts_namespace() -> str | None:
     return None
 
 
-def _read_only_paths() -> list[str]:
-    """What a worker may read: the Python installation, import paths, system libraries."""
-    candidates = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
-    candidates += [p for p in sys.path if p]
-    candidates += ["/usr/lib", "/lib", "/lib64", "/usr/lib64", "/usr/local/lib"]
-    seen: list[str] = []
-    for path in candidates:
-        real = os.path.realpath(path)
-        if os.path.isdir(real) and real not in seen and real != "/":
-            seen.append(real)
-    return seen
-
-
 def _build_root(paths: list[str]) -> None:
     """Pivot into a read-only tmpfs that holds only read-only binds of `paths`, three
     devices and an empty /scratch. Needs a private mount namespace; undone if it fails."""
@@ -555,7 +542,7 @@ def _isolate_zygote(
     found["UTS namespace"] = _enter_uts_namespace()
     root = os.geteuid() == 0
     worker_id = WORKER_ID_BASE + WORKER_SLOTS * os.getpid()
-    paths = _read_only_paths()
+    paths = _shared.read_only_paths()  # the same list a confined trial may read
     zygote: dict[str, Any] = {
         "uid": worker_id if root else os.geteuid(),
         "gid": worker_id if root else os.getegid(),
