@@ -32,6 +32,7 @@ Why it is built the way it is:
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import math
 import os
@@ -1120,6 +1121,36 @@ class SQLiteStore:
             duration_s=(ended - started) if ended is not None else None,
             function_id=fid,
         )
+
+    # -- the other repositories of this store (one seam: no SQL above symbiont.store) ----
+    # Each is created on first use and shares this store's file. The PostgreSQL store
+    # (`symbiont.store.pg`) offers the same four, so callers never ask which backend it is.
+    @functools.cached_property
+    def searches(self) -> Any:
+        """Population searches and their candidates (`symbiont.store.searches`)."""
+        from symbiont.store.searches import SearchRepository
+
+        return SearchRepository(self)
+
+    @functools.cached_property
+    def capabilities(self) -> Any:
+        """The capability library's records (`symbiont.store.sqlite_capabilities`)."""
+        from symbiont.store.sqlite_capabilities import SQLiteCapabilityStore
+
+        return SQLiteCapabilityStore(self)
+
+    @functools.cached_property
+    def transcripts(self) -> Any:
+        """Agent transcripts (`symbiont.store.sqlite_transcripts`)."""
+        from symbiont.store.sqlite_transcripts import SQLiteTranscriptStore
+
+        return SQLiteTranscriptStore(self)
+
+    def index_storage(self) -> Any:
+        """A new persistence handle for one retrieval index (`symbiont.store.sqlite_index`)."""
+        from symbiont.store.sqlite_index import SQLiteIndexStorage
+
+        return SQLiteIndexStorage(self)
 
     # -- maintenance ----------------------------------------------------------------------
     def integrity_check(self) -> str:
