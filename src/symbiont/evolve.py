@@ -273,13 +273,20 @@ async def run_evolve(
     run_id = runtime._start_run(handle, config, model)
     report.run_id = run_id
 
-    # The active revision's score is the bar a candidate must reach.
+    # The active revision's score is the bar a candidate must reach; and when a check is
+    # given, whether the active revision passes it is the most concrete statement of the
+    # task there is ("the increment is 1, expected a constant between 5 and 20"): the first
+    # prompt shows that failure, so even a small model starts from what is wrong.
     active = handle.active
-    if config.metric is not None and active.score is None:
-        job = _trial_job(handle, None, None, config.metric, restore=False)
+    active_failure: Diagnostic | None = None
+    if config.check is not None or (config.metric is not None and active.score is None):
+        job = _trial_job(handle, None, config.check, config.metric, restore=False)
         base = await asyncio.to_thread(_run_trial, handle, job, timeout_s, None)
-        if base.ok and isinstance(base.value, dict) and "score" in base.value:
-            s = Score.from_dict(base.value["score"])
+        value = base.value if base.ok and isinstance(base.value, dict) else {}
+        if "check_failed" in value:
+            active_failure = _check_failed(value["check_failed"])
+        elif "score" in value and active.score is None:
+            s = Score.from_dict(value["score"])
             active.score, active.metrics, active.artifacts = s.value, s.metrics, s.artifacts
             runtime._update_revision(handle, active)
     report.baseline_score = active.score
@@ -295,7 +302,12 @@ async def run_evolve(
 
     def first_messages() -> list[Message]:
         return prompting.first_messages(
-            handle, config.prompt, failures, context=config.context, harness=harness
+            handle,
+            config.prompt,
+            failures,
+            context=config.context,
+            harness=harness,
+            active_failure=active_failure if handle.active.number == active.number else None,
         )
 
     conversation = Conversation(

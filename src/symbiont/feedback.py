@@ -60,6 +60,11 @@ Context given for this task:
 {context}
 """
 
+ACTIVE_FAILS = """
+The active revision (r{number}) does not pass the check; your function must:
+{failure}
+"""
+
 LIVE_FAILURES = """
 Since the last evolution, the live function raised these exceptions; fix their cause:
 {failures}

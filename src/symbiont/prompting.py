@@ -40,6 +40,7 @@ from symbiont.pipeline.policy import (
 from symbiont.signature import DeclaredParam, head_of, render_params
 
 if TYPE_CHECKING:
+    from symbiont.diagnostics import Diagnostic
     from symbiont.evolvable import Evolvable
 
 # What `context=` accepts: name → value (each rendered as `name = repr(value)`), or free text.
@@ -67,13 +68,15 @@ def first_messages(
     context: Context = None,
     max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
     harness: Iterable[object] = (),
+    active_failure: Diagnostic | None = None,
 ) -> list[Message]:
     """The system message and the task message that open a conversation about `handle`.
 
     `failures` are `symbiont.evolvable.Failure`s of the live function (the last few are
     shown); `context` is what the caller chose to show (see `Context`); `harness` are
-    objects never to offer even when named (pass the run's check and metric). The messages
-    together hold at most `max_prompt_chars` characters.
+    objects never to offer even when named (pass the run's check and metric);
+    `active_failure` is how the active revision fails the run's check, shown with it. The
+    messages together hold at most `max_prompt_chars` characters.
     """
     if max_prompt_chars < MIN_PROMPT_CHARS:
         raise ValueError(
@@ -88,7 +91,8 @@ def first_messages(
         "active_source": active.source.rstrip(),
         "names": _names_section(handle, prompt=prompt, context=context, harness=harness),
         "context": _explicit_section(context),
-        "failures": _failures_section(handle, failures),
+        "failures": _active_failure_section(handle, active_failure)
+        + _failures_section(handle, failures),
     }
     budget = max_prompt_chars - len(system) - len(_task(handle, dict.fromkeys(parts, "")))
     _fit(parts, budget, max_prompt_chars)
@@ -192,6 +196,14 @@ def _fit(parts: dict[str, str], budget: int, cap: int) -> None:
 def _note(cut: int, cap: int, *, code: bool) -> str:
     text = feedback.TRUNCATED.format(cut=f"{cut:,}", cap=f"{cap:,}")
     return "\n" + ("# " + text if code else text) + "\n"
+
+
+def _active_failure_section(handle: Evolvable, failure: Diagnostic | None) -> str:
+    if failure is None:
+        return ""
+    # The message only: the frames would be the checker's own (its answer key, perhaps).
+    failure = dataclasses.replace(failure, detail=None)
+    return feedback.ACTIVE_FAILS.format(number=handle.active.number, failure=failure.render())
 
 
 def _failures_section(handle: Evolvable, failures: Sequence[Any]) -> str:

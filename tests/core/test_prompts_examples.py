@@ -89,8 +89,35 @@ def test_fizzbuzz_first_prompt_keeps_the_docstring_layout(runtime: symbiont.Runt
     doc_first_line = head.splitlines()[1]
     assert task.count(doc_first_line) == 2  # the head block and the active revision
     assert '"""\n    Return "Fizz"' not in task
-    for harness in ("expected", "check_fizzbuzz", "main"):
-        assert not re.search(rf"\b{harness}\b", task), harness
+    # The harness (the answer key `expected`, the checker, main) is never offered or quoted;
+    # the word "expected" may appear in the check's own message, quoted below.
+    for harness in ("expected(", "def expected", "check_fizzbuzz", "main"):
+        assert harness not in task, harness
+    assert "expected" not in offered(task)
+
+
+def test_the_first_prompt_says_how_the_active_revision_fails_the_check(
+    runtime: symbiont.Runtime,
+) -> None:
+    model = no_code()
+    fizzbuzz.main(runtime=runtime, model=model, attempts=1)
+    task = task_message(model)
+    # the declared body checks 3 before 15: every multiple of 15 up to 45 fails
+    assert "does not pass the check" in task
+    assert "3 of 45 cases fail" in task
+    assert "fizzbuzz(15) returned 'Fizz', expected 'FizzBuzz'" in task
+    assert "Traceback" not in task  # the checker's frames stay out (its answer key)
+    assert "examples/fizzbuzz.py" not in task
+
+
+def test_no_check_failure_is_claimed_when_the_active_revision_passes(
+    runtime: symbiont.Runtime,
+) -> None:
+    model = no_code()
+    runtime.evolve_sync(
+        counter.step, model, prompt=counter.PROMPT, check=lambda fn: None, attempts=1
+    )
+    assert "does not pass the check" not in task_message(model)
 
 
 def test_curve_fit_first_prompt_names_its_data_without_values(runtime: symbiont.Runtime) -> None:
