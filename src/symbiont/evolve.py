@@ -317,6 +317,7 @@ async def run_evolve(
     repeats = await asyncio.to_thread(_RepeatIndex, handle)  # parses every rejected revision
     spent = 0
     model_failures = 0  # in a row
+    repeats_in_a_row = 0
     # A server that reports no usage is estimated (about 4 characters per token); the
     # offline mutation proposer tokenises nothing, and its zero is the truth.
     tokenises = _model_origin(model) != "mutation"
@@ -350,6 +351,8 @@ async def run_evolve(
             "target": handle.name,
             "sources": prompting.sources_for_hints(handle),
             "avoid": [r.source for r in handle.revisions if not r.accepted and r.source][-200:],
+            # After a repeat, sample more widely: the model's likeliest reply is one it sent.
+            "temperature": repeat_temperature(repeats_in_a_row),
         }
         retried: list[int] = []
         try:
@@ -431,6 +434,7 @@ async def run_evolve(
                 )
                 revision.stage, revision.diagnostics = "model", (note,)
                 attempt.stage, attempt.diagnostics, attempt.repeated = "model", (note,), True
+                repeats_in_a_row += 1
                 await asyncio.to_thread(runtime._record, handle, revision)
                 repeats.add(key, revision)
                 attempt.revision = revision.number
@@ -441,6 +445,7 @@ async def run_evolve(
                     dropped=Exchange(index, "", "", "repeat"),
                 )
                 continue
+            repeats_in_a_row = 0
             if target.owned_names != handle.owned_names:  # a promotion installed helpers
                 target = dataclasses.replace(target, owned_names=handle.owned_names)
             t0 = time.perf_counter()
@@ -708,6 +713,16 @@ def _judge(
         )
         return ("evaluate", (diag,), score.value)
     return score
+
+
+# Sampling temperature asked for after consecutive repeats (None: the model's own setting).
+REPEAT_TEMPERATURES = (None, 1.0, 1.2)
+
+
+def repeat_temperature(repeats_in_a_row: int) -> float | None:
+    """The temperature to ask for after `repeats_in_a_row` repeated replies: the model's own
+    after a new reply, then higher, so a model stuck on one reply samples others."""
+    return REPEAT_TEMPERATURES[min(repeats_in_a_row, len(REPEAT_TEMPERATURES) - 1)]
 
 
 def _check_failed(data: dict[str, Any]) -> Diagnostic:

@@ -133,3 +133,23 @@ def test_a_reply_cut_off_at_the_length_limit_is_answered_as_such(openai_server) 
     answer = openai_server.chat_requests[1]["messages"][-1]["content"]
     assert "truncated" in answer and "shorter function" in answer
     assert report.ok
+
+
+def test_repeated_replies_raise_the_sampling_temperature(openai_server) -> None:
+    wrong = "```python\ndef triple(x: int) -> int:\n    return x + x\n```"
+    openai_server.enqueue(wrong, wrong, wrong, GOOD_REPLY)
+    model = OpenAIModel("fake-model", base_url=openai_server.base_url, api_key="k", temperature=0.2)
+    rt = symbiont.Runtime(store=False)
+    h = t.triple.symbiont
+    try:
+        report = rt.evolve_sync(t.triple, model, prompt="multiply by three", check=check_triple)
+        assert [a.stage for a in report.attempts] == ["evaluate", "model", "model", "promote"]
+        temperatures = [c.get("temperature") for c in openai_server.chat_requests]
+        # the model's own setting while replies are new, higher after each repeat
+        assert temperatures[:2] == [0.2, 0.2]
+        assert temperatures[2] > 0.2 and temperatures[3] > temperatures[2]
+    finally:
+        rt.close()
+        h.activate(0)
+        del h.revisions[1:]
+        h._previous.clear()

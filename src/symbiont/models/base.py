@@ -41,7 +41,8 @@ class Model(Protocol):
     """Anything that answers a conversation.
 
     `hints` carries structured context some proposers use instead of reading the prompt
-    (the offline mutation proposer reads `target` and `sources`); others ignore it.
+    (the offline mutation proposer reads `target` and `sources`; `OpenAIModel` reads
+    `temperature`, which evolve raises after repeated replies); others ignore it.
     Raise `symbiont.errors.TransientModelError` for errors worth retrying (429, 5xx,
     connection) and `ModelError` for the rest.
     """

@@ -240,8 +240,12 @@ class OpenAIModel:
         params: dict[str, Any] = {"model": model, "messages": list(messages)}
         if tools:
             params["tools"] = [_as_tool(t) for t in tools]
-        if self.temperature is not None:
-            params["temperature"] = self.temperature
+        # A caller's hint wins (evolve asks for more after a repeated reply); else ours.
+        temperature = (hints or {}).get("temperature")
+        if temperature is None:
+            temperature = self.temperature
+        if temperature is not None:
+            params["temperature"] = temperature
         if self.max_tokens is not None:
             # OpenAI's newer models accept only `max_completion_tokens`; local servers
             # generally only know `max_tokens`.
