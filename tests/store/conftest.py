@@ -1,4 +1,8 @@
-"""Fixtures for the store tests: a fresh store file and a revision factory."""
+"""Fixtures for the store tests: a fresh store on each backend and a revision factory.
+
+`store` is parametrised over SQLite and a real PostgreSQL (via `store_backend` in
+tests/conftest.py); `sqlite_store` is for what only a SQLite file has (PRAGMAs, WAL, busy
+locks, corrupt files)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any
 import pytest
 from store_helpers import MakeRev, source_hash
 
-from symbiont.store import RevisionRecord, SQLiteStore, open_store
+from symbiont.store import EvolvableStore, RevisionRecord, SQLiteStore, open_store
 
 
 @pytest.fixture
@@ -18,8 +22,15 @@ def store_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(store_path: Path) -> Iterator[SQLiteStore]:
-    s = open_store(store_path)
+def store(store_backend: str) -> Iterator[EvolvableStore]:
+    s = open_store(store_backend)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def sqlite_store(store_path: Path) -> Iterator[SQLiteStore]:
+    s = SQLiteStore(store_path)
     yield s
     s.close()
 

@@ -1,5 +1,6 @@
-"""Compare-and-set activation, the declared-body record and the live-failure ring, on real
-store files — including two processes writing one file at once."""
+"""Compare-and-set activation, the declared-body record and the live-failure ring, on both
+backends (a SQLite file, a real PostgreSQL) — including two processes writing one store at
+once."""
 
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ from pathlib import Path
 import pytest
 from store_helpers import MakeRev
 
-from symbiont.store import FailureRecord, SQLiteStore, open_store
+from symbiont.store import EvolvableStore, FailureRecord, open_store
 from symbiont.store.migrations import APPLICATION_ID, MIGRATIONS
 
 SRC = "def f(x: int) -> int:\n    return x\n"
 
 
-def lineage(store: SQLiteStore, make_rev: MakeRev) -> int:
+def lineage(store: EvolvableStore, make_rev: MakeRev) -> int:
     fn = store.ensure_function("m.f", "fp", "def f(x: int) -> int:")
     store.add_revision(make_rev(fn.id, SRC, number=0, origin="default", model=None))
     store.set_active(fn.id, 0)
@@ -28,7 +29,7 @@ def lineage(store: SQLiteStore, make_rev: MakeRev) -> int:
 
 
 def test_set_active_if_promotes_only_over_the_expected_revision(
-    store: SQLiteStore, make_rev: MakeRev
+    store: EvolvableStore, make_rev: MakeRev
 ) -> None:
     fid = lineage(store, make_rev)
     one = store.add_revision(make_rev(fid, "def f(x: int) -> int:\n    return 1\n", parents=(0,)))
@@ -45,7 +46,7 @@ def test_set_active_if_promotes_only_over_the_expected_revision(
 
 
 def test_set_active_if_still_refuses_rejected_revisions(
-    store: SQLiteStore, make_rev: MakeRev
+    store: EvolvableStore, make_rev: MakeRev
 ) -> None:
     from symbiont.errors import RevisionError
 
@@ -77,17 +78,17 @@ RACER = textwrap.dedent(
 
 
 def test_two_processes_promoting_over_the_same_revision_one_wins(
-    store_path: Path, make_rev: MakeRev
+    store_backend: str, make_rev: MakeRev
 ) -> None:
-    with open_store(store_path) as s:
+    with open_store(store_backend) as s:
         fid = lineage(s, make_rev)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYMBIONT_")}
     for _round in range(5):
-        with open_store(store_path) as s:
+        with open_store(store_backend) as s:
             s.set_active(fid, 0)
         procs = [
             subprocess.Popen(
-                [sys.executable, "-c", RACER, str(store_path), str(fid), str(value)],
+                [sys.executable, "-c", RACER, store_backend, str(fid), str(value)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 text=True, env=env,
             )
@@ -106,7 +107,7 @@ def test_two_processes_promoting_over_the_same_revision_one_wins(
             results.append(json.loads(out.strip().splitlines()[-1]))
         winners = [r for r in results if r["won"]]
         assert len(winners) == 1, results
-        with open_store(store_path) as s:
+        with open_store(store_backend) as s:
             assert s.get_function(fid).active_number == winners[0]["number"]
             assert s.activations(fid)[-1].number == winners[0]["number"]
             loser = next(r for r in results if not r["won"])
@@ -114,7 +115,7 @@ def test_two_processes_promoting_over_the_same_revision_one_wins(
 
 
 def test_the_declared_body_is_recorded_once_and_again_only_when_it_changes(
-    store: SQLiteStore, make_rev: MakeRev
+    store: EvolvableStore, make_rev: MakeRev
 ) -> None:
     fn = store.ensure_function("m.f", "fp", "def f(x: int) -> int:")
     first, created = store.record_declared_body(make_rev(fn.id, SRC, origin="default"))
@@ -139,7 +140,7 @@ def failure(fid: int, i: int) -> FailureRecord:
     )  # fmt: skip
 
 
-def test_live_failures_are_a_ring_per_lineage(store: SQLiteStore, make_rev: MakeRev) -> None:
+def test_live_failures_are_a_ring_per_lineage(store: EvolvableStore, make_rev: MakeRev) -> None:
     fid = lineage(store, make_rev)
     other = store.ensure_function("m.g", "fp", "def g() -> None:").id
     store.add_failure(failure(other, 99), keep=3)

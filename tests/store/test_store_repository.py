@@ -1,4 +1,5 @@
-"""The SQLite repository: schema, lineages, duplicates, activation history, runs and cost."""
+"""The repository on both backends (SQLite, a real PostgreSQL): lineages, duplicates,
+activation history, runs and cost; and what only the SQLite file has (PRAGMAs, busy locks)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from symbiont.signature import DeclaredParam, DeclaredSignature
 from symbiont.store import (
     LATEST_VERSION,
     AttemptRecord,
+    EvolvableStore,
     Pricing,
     SQLiteStore,
     default_store_path,
@@ -50,8 +52,8 @@ def test_migrations_from_empty_create_the_schema(store_path: Path) -> None:
     raw.close()
 
 
-def test_connection_pragmas(store: SQLiteStore) -> None:
-    conn = store._connection()
+def test_connection_pragmas(sqlite_store: SQLiteStore) -> None:
+    conn = sqlite_store._connection()
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 100  # then our own retry loop
     # NORMAL: in WAL mode every commit survives a crash of the process (module docstring)
@@ -59,7 +61,7 @@ def test_connection_pragmas(store: SQLiteStore) -> None:
 
 
 def test_synchronous_full_on_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def level(store: SQLiteStore) -> int:
+    def level(store: EvolvableStore) -> int:
         try:
             return int(store._connection().execute("PRAGMA synchronous").fetchone()[0])
         finally:
@@ -86,8 +88,8 @@ def test_default_store_path_follows_symbiont_home(
     assert (tmp_path / ".symbiont" / "symbiont.db").is_file()
 
 
-def test_reopen_keeps_everything(store_path: Path, make_rev: MakeRev) -> None:
-    s = open_store(store_path)
+def test_reopen_keeps_everything(store_backend: str, make_rev: MakeRev) -> None:
+    s = open_store(store_backend)
     fr = s.ensure_function("ex.counter.step", "fp1", "def step(x: int) -> int:")
     s.add_revision(make_rev(fr.id, SRC0, origin="default", model=None))
     s.add_revision(
@@ -104,7 +106,7 @@ def test_reopen_keeps_everything(store_path: Path, make_rev: MakeRev) -> None:
     s.set_active(fr.id, 1)
     s.close()
 
-    s2 = open_store(store_path)
+    s2 = open_store(store_backend)
     revs = s2.revisions("ex.counter.step", "fp1")
     assert [r.number for r in revs] == [0, 1]
     r1 = revs[1]
@@ -119,7 +121,7 @@ def test_reopen_keeps_everything(store_path: Path, make_rev: MakeRev) -> None:
     s2.close()
 
 
-def test_lineage_with_crossover_parents(store: SQLiteStore, make_rev: MakeRev) -> None:
+def test_lineage_with_crossover_parents(store: EvolvableStore, make_rev: MakeRev) -> None:
     fr = store.ensure_function("m.f", "fp", "def f(): ...")
     numbers = [
         store.add_revision(make_rev(fr.id, SRC0, origin="default")).number,
@@ -136,7 +138,7 @@ def test_lineage_with_crossover_parents(store: SQLiteStore, make_rev: MakeRev) -
 
 
 def test_changed_fingerprint_starts_a_new_lineage_and_keeps_the_old(
-    store: SQLiteStore, make_rev: MakeRev
+    store: EvolvableStore, make_rev: MakeRev
 ) -> None:
     def sig(returns: str) -> DeclaredSignature:
         p = (DeclaredParam("x", "POSITIONAL_OR_KEYWORD", "int", None),)
@@ -173,7 +175,7 @@ def test_changed_fingerprint_starts_a_new_lineage_and_keeps_the_old(
     assert [r.number for r in store.revisions(old.key)] == [0, 1]
 
 
-def test_duplicates_by_content_hash(store: SQLiteStore, make_rev: MakeRev) -> None:
+def test_duplicates_by_content_hash(store: EvolvableStore, make_rev: MakeRev) -> None:
     fr = store.ensure_function("m.f", "fp", "")
     other = store.ensure_function("m.g", "fp", "")
     store.add_revision(make_rev(fr.id, SRC0, origin="default"))
@@ -183,13 +185,16 @@ def test_duplicates_by_content_hash(store: SQLiteStore, make_rev: MakeRev) -> No
     assert first is not None and first.number == 1  # the earliest duplicate
     assert store.find_by_hash(fr.id, source_hash(SRC2)) is None
     assert store.find_by_hash(other.id, source_hash(SRC1)) is None  # per lineage
-    plan = store._connection().execute(
+
+
+def test_duplicate_lookup_uses_the_hash_index(sqlite_store: SQLiteStore) -> None:
+    plan = sqlite_store._connection().execute(
         "EXPLAIN QUERY PLAN SELECT * FROM revisions WHERE function_id = 1 AND content_hash = 'x'"
     )
     assert "revisions_by_hash" in " ".join(str(r) for r in plan)
 
 
-def test_number_allocation_and_explicit_numbers(store: SQLiteStore, make_rev: MakeRev) -> None:
+def test_number_allocation_and_explicit_numbers(store: EvolvableStore, make_rev: MakeRev) -> None:
     fr = store.ensure_function("m.f", "fp", "")
     assert store.next_revision_number(fr.id) == 0
     r0 = store.add_revision(make_rev(fr.id, SRC0, number=0, origin="default"))
@@ -208,7 +213,7 @@ def test_number_allocation_and_explicit_numbers(store: SQLiteStore, make_rev: Ma
         store.add_revision(make_rev(fr.id, SRC0, origin="guess"))
 
 
-def test_update_revision(store: SQLiteStore, make_rev: MakeRev) -> None:
+def test_update_revision(store: EvolvableStore, make_rev: MakeRev) -> None:
     fr = store.ensure_function("m.f", "fp", "")
     store.add_revision(make_rev(fr.id, SRC1, score=None))
     diag = [{"stage": "evaluate", "kind": "worse", "message": "score fell"}]
@@ -222,7 +227,7 @@ def test_update_revision(store: SQLiteStore, make_rev: MakeRev) -> None:
         store.update_revision(fr.id, 0, status="active")
 
 
-def test_set_active_refuses_rejected_and_unknown(store: SQLiteStore, make_rev: MakeRev) -> None:
+def test_set_active_refuses_rejected_and_unknown(store: EvolvableStore, make_rev: MakeRev) -> None:
     fr = store.ensure_function("m.f", "fp", "")
     store.add_revision(make_rev(fr.id, SRC0, origin="default"))
     store.add_revision(make_rev(fr.id, SRC1, status="rejected", stage="trial"))
@@ -234,7 +239,7 @@ def test_set_active_refuses_rejected_and_unknown(store: SQLiteStore, make_rev: M
 
 
 def test_rollback_walks_back_through_activation_history(
-    store: SQLiteStore, make_rev: MakeRev
+    store: EvolvableStore, make_rev: MakeRev
 ) -> None:
     fr = store.ensure_function("m.f", "fp", "")
     for i in range(5):
@@ -265,7 +270,7 @@ def test_rollback_walks_back_through_activation_history(
     ]
 
 
-def test_rollback_falls_back_to_the_declared_body(store: SQLiteStore, make_rev: MakeRev) -> None:
+def test_rollback_falls_back_to_the_declared_body(store: EvolvableStore, make_rev: MakeRev) -> None:
     fr = store.ensure_function("m.f", "fp", "")
     store.add_revision(make_rev(fr.id, SRC0, origin="default"))
     store.add_revision(make_rev(fr.id, SRC1))
@@ -273,7 +278,7 @@ def test_rollback_falls_back_to_the_declared_body(store: SQLiteStore, make_rev: 
     assert store.rollback(fr.id) == 0
 
 
-def test_find_functions_and_resolve_key(store: SQLiteStore) -> None:
+def test_find_functions_and_resolve_key(store: EvolvableStore) -> None:
     store.ensure_function("examples.counter.step", "a", "")
     store.ensure_function("examples.counter.step", "b", "")
     store.ensure_function("examples.fizz.step", "a", "")
@@ -292,8 +297,8 @@ def test_find_functions_and_resolve_key(store: SQLiteStore) -> None:
         store.resolve_key("fizzbuz")
 
 
-def test_runs_and_attempts_with_cost(store_path: Path, make_rev: MakeRev) -> None:
-    s = open_store(store_path, pricing=Pricing(price_per_1k_input=0.01, price_per_1k_output=0.03))
+def test_runs_and_attempts_with_cost(store_backend: str, make_rev: MakeRev) -> None:
+    s = open_store(store_backend, pricing=Pricing(price_per_1k_input=0.01, price_per_1k_output=0.03))
     fr = s.ensure_function("m.f", "fp", "")
     s.add_revision(make_rev(fr.id, SRC0, origin="default"))
     run = s.start_run(fr.id, {"model": "gpt-x", "attempts": 3})
@@ -332,7 +337,7 @@ def test_runs_and_attempts_with_cost(store_path: Path, make_rev: MakeRev) -> Non
     s.close()
 
     # Without pricing no cost is invented.
-    s2 = open_store(store_path, pricing=None)
+    s2 = open_store(store_backend, pricing=None)
     s2.pricing = None
     run2 = s2.start_run(fr.id, {})
     s2.add_attempt(run2, attempt(1, 1000, 1000))
@@ -356,15 +361,15 @@ def test_pricing_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_open_store_reads_pricing_from_env(
-    store_path: Path, monkeypatch: pytest.MonkeyPatch
+    store_backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SYMBIONT_PRICE_IN", "1.0")
     monkeypatch.setenv("SYMBIONT_PRICE_OUT", "2.0")
-    with open_store(store_path) as s:
+    with open_store(store_backend) as s:
         assert s.pricing == Pricing(1.0, 2.0)
 
 
-def test_threads_share_one_store(store: SQLiteStore, make_rev: MakeRev) -> None:
+def test_threads_share_one_store(store: EvolvableStore, make_rev: MakeRev) -> None:
     fr = store.ensure_function("m.f", "fp", "")
     got: list[int] = []
     errors: list[BaseException] = []
@@ -390,7 +395,7 @@ def test_threads_share_one_store(store: SQLiteStore, make_rev: MakeRev) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_forked_child_gets_its_own_connection(store: SQLiteStore, make_rev: MakeRev) -> None:
+def test_forked_child_gets_its_own_connection(store: EvolvableStore, make_rev: MakeRev) -> None:
     fr = store.ensure_function("m.f", "fp", "")
     store.add_revision(make_rev(fr.id, SRC0, origin="default"))
     pid = os.fork()
@@ -398,15 +403,17 @@ def test_forked_child_gets_its_own_connection(store: SQLiteStore, make_rev: Make
         code = 1
         try:
             rec = store.add_revision(make_rev(fr.id, SRC1))
-            code = 0 if rec.number == 1 and store._conn is not None else 2
+            code = 0 if rec.number == 1 else 2
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     # The parent's connection still works and sees the child's write.
     assert [r.number for r in store.revisions("m.f")] == [0, 1]
-    store.add_revision(make_rev(fr.id, SRC2))
-    assert store.integrity_check() == "ok"
+    assert store.add_revision(make_rev(fr.id, SRC2)).number == 2
+    assert [r.source for r in store.revisions("m.f")] == [SRC0, SRC1, SRC2]
+    if isinstance(store, SQLiteStore):
+        assert store.integrity_check() == "ok"
 
 
 def test_busy_database_is_waited_for_not_surfaced(store_path: Path, make_rev: MakeRev) -> None:
@@ -444,7 +451,7 @@ def test_lock_held_too_long_gives_a_clear_store_error(store_path: Path, make_rev
     s.close()
 
 
-def test_closed_store_says_so(store: SQLiteStore) -> None:
+def test_closed_store_says_so(store: EvolvableStore) -> None:
     store.close()
     with pytest.raises(StoreError, match="is closed"):
         store.all_keys()

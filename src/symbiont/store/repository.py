@@ -1,8 +1,9 @@
-"""The repository interface every store implements (SQLite today, PostgreSQL later).
+"""The repository interface every store implements (SQLite, PostgreSQL).
 
-Callers (the runtime, the CLI, later the capability library) depend on this protocol only,
-so another backend can be dropped in without touching them. Methods speak in records
-(`symbiont.store.records`), never in rows or SQL.
+Callers (the runtime, the CLI, the capability library) depend on this protocol only, so
+either backend can be dropped in without touching them. Methods speak in records
+(`symbiont.store.records`), never in rows or SQL. Both backends implement it through one
+class, `symbiont.store.evolvables.EvolvableStore`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from symbiont.store.records import (
 class Store(Protocol):
     """Functions, their lineages of revisions, activations and evolve runs."""
 
-    path: Path
+    # Where the store is, for messages: a SQLite file's Path, or a PostgreSQL URL without
+    # its password (a str: it is not a file, so never wrap it in Path).
+    path: Path | str
 
     # -- functions ------------------------------------------------------------------------
     def ensure_function(self, key: str, fingerprint: str, signature_text: str) -> FunctionRecord:
@@ -41,6 +44,10 @@ class Store(Protocol):
         ...
 
     def all_keys(self) -> list[str]: ...
+
+    def resolve_key(self, pattern: str) -> str:
+        """The one key `pattern` names (see `find_functions`); RevisionError otherwise."""
+        ...
 
     # -- revisions ------------------------------------------------------------------------
     def add_revision(self, rev: RevisionRecord) -> RevisionRecord:

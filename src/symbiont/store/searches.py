@@ -9,21 +9,25 @@ order (`symbiont.search.database`), so a resumed search rebuilds exactly what it
 
 Migrations are rows with kind "migrant": the revision that moved and the island it
 arrived on.
+
+The repository is written once for both backends, in the SQL they share (see
+`symbiont.store.evolvables`): a candidate's index is MAX + 1 under the search row's lock
+(PostgreSQL) or the file's write lock (SQLite), its revision number under the lineage's.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from symbiont.errors import StoreError
+from symbiont.store.evolvables import insert_revision, next_number, score_value
 from symbiont.store.records import RevisionRecord
 
 if TYPE_CHECKING:
-    from symbiont.store.sqlite import SQLiteStore
+    from symbiont.store.evolvables import EvolvableStore, Sql
 
 SEARCH_DDL: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS searches (
@@ -143,7 +147,8 @@ def _candidate(row: tuple[Any, ...]) -> CandidateRecord:
     )
 
 
-def _insert_candidate(conn: sqlite3.Connection, search_id: int, c: CandidateRecord) -> int:
+def _insert_candidate(conn: Sql, search_id: int, c: CandidateRecord) -> int:
+    """Append candidate `c` (the caller holds the search's lock)."""
     idx = conn.execute(
         "SELECT COALESCE(MAX(idx), -1) + 1 FROM search_candidates WHERE search_id = ?",
         (search_id,),
@@ -158,7 +163,7 @@ def _insert_candidate(conn: sqlite3.Connection, search_id: int, c: CandidateReco
             c.parent_number,
             c.kind,
             int(c.evaluated),
-            c.score,
+            score_value(c.score),
             json.dumps(c.features),
             c.model,
             c.input_tokens,
@@ -174,19 +179,19 @@ def _insert_candidate(conn: sqlite3.Connection, search_id: int, c: CandidateReco
 
 
 class SearchRepository:
-    """The search tables of one `SQLiteStore` (its connection, lock and retry policy)."""
+    """The search tables of one store (its transactions, locks and retry policy)."""
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: EvolvableStore) -> None:
         self.store = store
 
     def start(self, function_id: int, config: dict[str, Any]) -> int:
-        def op(conn: sqlite3.Connection) -> int:
-            cur = conn.execute(
+        def op(conn: Sql) -> int:
+            (sid,) = conn.execute(
                 "INSERT INTO searches (function_id, config, status, started_at) "
-                "VALUES (?, ?, 'running', ?)",
+                "VALUES (?, ?, 'running', ?) RETURNING id",
                 (function_id, json.dumps(config, default=str), time.time()),
-            )
-            return int(cur.lastrowid or 0)
+            ).fetchone()
+            return int(sid)
 
         return self.store._write(op, "starting a search")
 
@@ -203,16 +208,26 @@ class SearchRepository:
         compare-and-set, all in one transaction.
 
         Returns (revision number, candidate index, whether it was made active)."""
-        from symbiont.store.sqlite import _insert_revision, _next_number
-
         if revision is not None:
             self.store._check_revision(revision)
+        store = self.store
 
-        def op(conn: sqlite3.Connection) -> tuple[int | None, int, bool]:
+        def op(conn: Sql) -> tuple[int | None, int, bool]:
             number = candidate.revision_number
-            if revision is not None:
-                number = _next_number(conn, revision.function_id)
-                _insert_revision(conn, revision, number)
+            if revision is not None:  # the lineage's lock first, then the search's
+                if not store._lock_function(conn, revision.function_id):
+                    raise StoreError(
+                        f"the store {store.path} has no function with id {revision.function_id}"
+                    )
+                number = next_number(conn, revision.function_id)
+                insert_revision(conn, revision, number)
+            if (
+                conn.execute(
+                    f"SELECT 1 FROM searches WHERE id = ?{store._for_update}", (search_id,)
+                ).fetchone()
+                is None
+            ):
+                raise StoreError(f"the store {store.path} has no search {search_id}")
             row = CandidateRecord(**{**_fields(candidate), "revision_number": number})
             idx = _insert_candidate(conn, search_id, row)
             activated = False
@@ -236,7 +251,7 @@ class SearchRepository:
         *,
         finished: bool = True,
     ) -> None:
-        def op(conn: sqlite3.Connection) -> None:
+        def op(conn: Sql) -> None:
             conn.execute(
                 "UPDATE searches SET status = ?, ended_at = ?, stop_reason = ?, "
                 "best_number = ?, best_score = ? WHERE id = ?",
@@ -245,7 +260,7 @@ class SearchRepository:
                     time.time(),
                     stop_reason,
                     best_number,
-                    best_score,
+                    score_value(best_score),
                     search_id,
                 ),
             )
@@ -253,7 +268,7 @@ class SearchRepository:
         self.store._write(op, "finishing a search")
 
     def reopen(self, search_id: int) -> None:
-        def op(conn: sqlite3.Connection) -> None:
+        def op(conn: Sql) -> None:
             conn.execute(
                 "UPDATE searches SET status = 'running', ended_at = NULL WHERE id = ?",
                 (search_id,),
@@ -262,7 +277,7 @@ class SearchRepository:
         self.store._write(op, "resuming a search")
 
     def get(self, search_id: int) -> SearchRecord:
-        def op(conn: sqlite3.Connection) -> SearchRecord:
+        def op(conn: Sql) -> SearchRecord:
             row = conn.execute(
                 f"SELECT {_SEARCH_COLUMNS} FROM searches s JOIN functions f "
                 "ON f.id = s.function_id WHERE s.id = ?",
@@ -277,7 +292,7 @@ class SearchRepository:
     def latest(self, function_id: int) -> SearchRecord | None:
         """The newest search of this lineage, if any."""
 
-        def op(conn: sqlite3.Connection) -> SearchRecord | None:
+        def op(conn: Sql) -> SearchRecord | None:
             row = conn.execute(
                 f"SELECT {_SEARCH_COLUMNS} FROM searches s JOIN functions f "
                 "ON f.id = s.function_id WHERE s.function_id = ? ORDER BY s.id DESC LIMIT 1",
@@ -288,7 +303,7 @@ class SearchRepository:
         return self.store._read(op)
 
     def recent(self, limit: int = 20, key: str | None = None) -> list[SearchRecord]:
-        def op(conn: sqlite3.Connection) -> list[SearchRecord]:
+        def op(conn: Sql) -> list[SearchRecord]:
             where, args = ("WHERE f.key = ?", (key,)) if key else ("", ())
             rows = conn.execute(
                 f"SELECT {_SEARCH_COLUMNS} FROM searches s JOIN functions f "
@@ -300,7 +315,7 @@ class SearchRepository:
         return self.store._read(op)
 
     def candidates(self, search_id: int) -> list[CandidateRecord]:
-        def op(conn: sqlite3.Connection) -> list[CandidateRecord]:
+        def op(conn: Sql) -> list[CandidateRecord]:
             rows = conn.execute(
                 f"SELECT {_CANDIDATE_COLUMNS} FROM search_candidates WHERE search_id = ? "
                 "ORDER BY idx",
@@ -313,7 +328,7 @@ class SearchRepository:
     def counts(self, search_id: int) -> dict[str, int]:
         """Candidates per kind."""
 
-        def op(conn: sqlite3.Connection) -> dict[str, int]:
+        def op(conn: Sql) -> dict[str, int]:
             rows = conn.execute(
                 "SELECT kind, COUNT(*) FROM search_candidates WHERE search_id = ? GROUP BY kind",
                 (search_id,),

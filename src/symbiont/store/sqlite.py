@@ -31,41 +31,30 @@ Why it is built the way it is:
 
 from __future__ import annotations
 
-import difflib
 import functools
-import json
-import math
 import os
 import random
+import re
 import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from symbiont.errors import CorruptStoreError, RevisionError, StoreError
+from symbiont.errors import CorruptStoreError, StoreError
+from symbiont.store.evolvables import EvolvableStore, Pricing
+from symbiont.store.evolvables import dumps as _dumps  # noqa: F401  (kept importable here)
 from symbiont.store.migrations import (
     APPLICATION_ID,
     LATEST_VERSION,
     MARKER_TABLE,
     apply_migrations,
 )
-from symbiont.store.records import (
-    ORIGINS,
-    STATUSES,
-    ActivationRecord,
-    AttemptRecord,
-    FailureRecord,
-    FunctionRecord,
-    RevisionRecord,
-    RunRecord,
-)
 
 if TYPE_CHECKING:
-    from symbiont.store.repository import Store
+    from symbiont.store.pg.evolvables import PostgresStore
 
 T = TypeVar("T")
 
@@ -86,51 +75,41 @@ def default_store_path() -> Path:
     return Path.cwd() / ".symbiont" / DB_FILE_NAME
 
 
-@dataclass(frozen=True, slots=True)
-class Pricing:
-    """USD per 1,000 tokens, to turn an attempt's token counts into a cost."""
-
-    price_per_1k_input: float
-    price_per_1k_output: float
-
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
-        return (
-            input_tokens / 1000.0 * self.price_per_1k_input
-            + output_tokens / 1000.0 * self.price_per_1k_output
-        )
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Pricing | None:
-        """From `SYMBIONT_PRICE_IN` / `SYMBIONT_PRICE_OUT` (USD per 1k tokens); None if unset.
-
-        Setting only one of them prices the other kind of token at zero.
-        """
-        env = os.environ if environ is None else environ
-        values: dict[str, float] = {}
-        for name in ("SYMBIONT_PRICE_IN", "SYMBIONT_PRICE_OUT"):
-            raw = env.get(name, "").strip()
-            if not raw:
-                continue
-            try:
-                value = float(raw)
-            except ValueError:
-                raise StoreError(
-                    f"{name}={raw!r} is not a number; set it to the price in USD per 1,000 "
-                    "tokens, e.g. 0.005"
-                ) from None
-            if not math.isfinite(value) or value < 0:
-                raise StoreError(
-                    f"{name}={raw!r} must be a non-negative price in USD per 1k tokens"
-                )
-            values[name] = value
-        if not values:
-            return None
-        return cls(values.get("SYMBIONT_PRICE_IN", 0.0), values.get("SYMBIONT_PRICE_OUT", 0.0))
-
+# Selects the store when no path is given: a postgresql:// URL or a SQLite file path.
+STORE_ENV = "SYMBIONT_STORE"
 
 # WAL + NORMAL: committed transactions survive any crash of the process (see module doc).
 DEFAULT_SYNCHRONOUS = "NORMAL"
 SYNC_ENV = "SYMBIONT_STORE_SYNC"
+
+
+def store_location(where: str | Path | None = None) -> Path | str:
+    """Where a store is: a `postgresql://` (or `postgres://`) URL, kept as text, or the path
+    of a SQLite file (`sqlite:PATH` names one explicitly).
+
+    None: `$SYMBIONT_STORE` when set, else `default_store_path()`. Another URL scheme is an
+    error rather than a file of that odd name.
+    """
+    if where is None:
+        where = os.environ.get(STORE_ENV, "").strip() or default_store_path()
+    if isinstance(where, Path):
+        return where.expanduser()
+    text = str(where).strip()
+    if text.startswith(("postgresql://", "postgres://")):
+        return text
+    if text.startswith("sqlite:"):
+        text = text.removeprefix("sqlite:")
+        text = text.removeprefix("//")  # sqlite:///abs/path, as SQLAlchemy writes it
+        if not text:
+            raise StoreError("sqlite: needs a file path after it, e.g. sqlite:./symbiont.db")
+        return Path(text).expanduser()
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", text)
+    if scheme:
+        raise StoreError(
+            f"a store is a SQLite file path (or sqlite:PATH) or a postgresql:// URL, not a "
+            f"{scheme.group(1)}:// URL"
+        )
+    return Path(text).expanduser()
 
 
 def open_store(
@@ -139,17 +118,23 @@ def open_store(
     pricing: Pricing | None = None,
     synchronous: str | None = None,
     lock_timeout_s: float = 60.0,
-) -> SQLiteStore:
-    """Open (creating if needed) the store at `path` (default: `default_store_path()`).
+) -> SQLiteStore | PostgresStore:
+    """Open (creating if needed) the store at `path`: a `postgresql://` URL opens the
+    PostgreSQL store (`symbiont.store.pg`), anything else a SQLite file. None: the
+    `SYMBIONT_STORE` environment variable, else `default_store_path()`.
 
-    Creates missing folders and the file, turns on WAL and foreign keys, and applies pending
-    migrations. `pricing` defaults to the `SYMBIONT_PRICE_IN/OUT` environment variables.
+    A SQLite file gets its missing folders, WAL and foreign keys; either backend applies
+    pending migrations. `pricing` defaults to the `SYMBIONT_PRICE_IN/OUT` environment
+    variables. `synchronous` and `lock_timeout_s` are SQLite's (see `SQLiteStore`).
     """
+    where = store_location(path)
+    pricing = pricing if pricing is not None else Pricing.from_env()
+    if isinstance(where, str):
+        from symbiont.store.pg.evolvables import PostgresStore
+
+        return PostgresStore(where, pricing=pricing)
     return SQLiteStore(
-        default_store_path() if path is None else path,
-        pricing=pricing if pricing is not None else Pricing.from_env(),
-        synchronous=synchronous,
-        lock_timeout_s=lock_timeout_s,
+        where, pricing=pricing, synchronous=synchronous, lock_timeout_s=lock_timeout_s
     )
 
 
@@ -163,10 +148,6 @@ def _is_busy(exc: BaseException) -> bool:
 def _is_corruption(exc: BaseException) -> bool:
     text = str(exc).lower()
     return "malformed" in text or "not a database" in text or "corrupt" in text
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, allow_nan=True)
 
 
 def inspect_file(path: Path) -> None:
@@ -196,8 +177,12 @@ def inspect_file(path: Path) -> None:
         )
 
 
-class SQLiteStore:
-    """Revisions, lineages, activations and evolve runs in one SQLite file (see module doc)."""
+class SQLiteStore(EvolvableStore):
+    """Revisions, lineages, activations and evolve runs in one SQLite file (see module doc).
+
+    The repository itself (`EvolvableStore`) is shared with the PostgreSQL store; this class
+    owns the file: validation, connection, WAL, busy retries and forks.
+    """
 
     def __init__(
         self,
@@ -365,12 +350,6 @@ class SQLiteStore:
             elif conn is not None:
                 _INHERITED.append(conn)
 
-    def __enter__(self) -> SQLiteStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
 
@@ -431,707 +410,10 @@ class SQLiteStore:
                 ) from exc
             raise StoreError(f"store {self.path}: {exc}") from exc
 
-    # -- functions ------------------------------------------------------------------------
-    def ensure_function(self, key: str, fingerprint: str, signature_text: str) -> FunctionRecord:
-        """The lineage for (key, fingerprint), created on first sight; marks it last seen now.
-
-        A changed fingerprint gives a new lineage; the earlier one stays, readable.
-        """
-        if not key or not fingerprint:
-            raise StoreError("a function needs a non-empty key and signature fingerprint")
-        now = time.time()
-
-        def op(conn: sqlite3.Connection) -> FunctionRecord:
-            conn.execute(
-                """INSERT INTO functions (key, fingerprint, signature_text, created_at,
-                       last_seen_at)
-                   VALUES (?, ?, ?, ?, ?)
-                   ON CONFLICT (key, fingerprint) DO UPDATE
-                   SET signature_text = excluded.signature_text,
-                       last_seen_at = excluded.last_seen_at""",
-                (key, fingerprint, signature_text, now, now),
-            )
-            row = conn.execute(
-                f"SELECT {_FUNCTION_COLUMNS} FROM functions WHERE key = ? AND fingerprint = ?",
-                (key, fingerprint),
-            ).fetchone()
-            return _function(row)
-
-        return self._write(op)
-
-    def get_function(self, function_id: int) -> FunctionRecord:
-        row = self._read(
-            lambda c: c.execute(
-                f"SELECT {_FUNCTION_COLUMNS} FROM functions WHERE id = ?", (function_id,)
-            ).fetchone()
-        )
-        if row is None:
-            raise RevisionError(f"the store {self.path} has no function with id {function_id}")
-        return _function(row)
-
-    def lineages(self, key: str) -> list[FunctionRecord]:
-        """Every lineage of `key`, the one a program declared most recently first."""
-        rows = self._read(
-            lambda c: c.execute(
-                f"""SELECT {_FUNCTION_COLUMNS} FROM functions WHERE key = ?
-                    ORDER BY last_seen_at DESC, id DESC""",
-                (key,),
-            ).fetchall()
-        )
-        return [_function(r) for r in rows]
-
-    def all_keys(self) -> list[str]:
-        rows = self._read(
-            lambda c: c.execute("SELECT DISTINCT key FROM functions ORDER BY key").fetchall()
-        )
-        return [r[0] for r in rows]
-
-    def find_functions(self, pattern: str) -> list[FunctionRecord]:
-        """Lineages whose key is `pattern`, else whose key ends with `.pattern`.
-
-        So "step", "counter.step" and "examples.counter.step" all find
-        `examples.counter.step`; callers decide what to do when several keys match.
-        """
-        pattern = pattern.strip()
-        if not pattern:
-            return []
-        exact = self.lineages(pattern)
-        if exact:
-            return exact
-        rows = self._read(
-            lambda c: c.execute(
-                f"""SELECT {_FUNCTION_COLUMNS} FROM functions
-                    WHERE length(key) > length(?1)
-                      AND substr(key, length(key) - length(?1)) = '.' || ?1
-                    ORDER BY key, last_seen_at DESC, id DESC""",
-                (pattern,),
-            ).fetchall()
-        )
-        return [_function(r) for r in rows]
-
-    def resolve_key(self, pattern: str) -> str:
-        """The one function key `pattern` names; RevisionError with close matches otherwise."""
-        found = self.find_functions(pattern)
-        keys = sorted({f.key for f in found})
-        if len(keys) == 1:
-            return keys[0]
-        if len(keys) > 1:
-            raise RevisionError(
-                f"{pattern!r} matches several functions in {self.path}: {', '.join(keys)}; "
-                "give more of the name"
-            )
-        known = self.all_keys()
-        if not known:
-            raise RevisionError(
-                f"no function {pattern!r}: the store {self.path} has no functions yet "
-                "(run a program that declares an @evolvable with this store first)"
-            )
-        candidates = {k: k for k in known}
-        for k in known:  # also match against suffixes, so "stpe" finds "counter.step"
-            parts = k.split(".")
-            for i in range(1, len(parts)):
-                candidates.setdefault(".".join(parts[i:]), k)
-        close = difflib.get_close_matches(pattern, list(candidates), n=5, cutoff=0.5)
-        suggestions = list(dict.fromkeys(candidates[c] for c in close))
-        hint = (
-            f"close matches: {', '.join(suggestions)}"
-            if suggestions
-            else f"known functions: {', '.join(known[:10])}" + (", ..." if len(known) > 10 else "")
-        )
-        raise RevisionError(f"no function {pattern!r} in the store {self.path}; {hint}")
-
-    def _lineage(
-        self, conn: sqlite3.Connection, key: str, fingerprint: str | None
-    ) -> FunctionRecord | None:
-        if fingerprint is None:
-            row = conn.execute(
-                f"""SELECT {_FUNCTION_COLUMNS} FROM functions WHERE key = ?
-                    ORDER BY last_seen_at DESC, id DESC LIMIT 1""",
-                (key,),
-            ).fetchone()
-        else:
-            row = conn.execute(
-                f"SELECT {_FUNCTION_COLUMNS} FROM functions WHERE key = ? AND fingerprint = ?",
-                (key, fingerprint),
-            ).fetchone()
-        return _function(row) if row else None
-
-    # -- revisions ------------------------------------------------------------------------
-    def add_revision(self, rev: RevisionRecord) -> RevisionRecord:
-        """Insert `rev`; returns it with `id`, `created_at` (and `number`) filled in.
-
-        `number == -1` allocates the next number inside the write transaction, so two
-        processes adding revisions to one function at once never collide. Re-adding an
-        existing number with the same content hash returns the stored one (two programs
-        starting at once both record revision 0); a different content is an error.
-        """
-        self._check_revision(rev)
-
-        def op(conn: sqlite3.Connection) -> RevisionRecord:
-            if (
-                conn.execute("SELECT 1 FROM functions WHERE id = ?", (rev.function_id,)).fetchone()
-                is None
-            ):
-                raise StoreError(
-                    f"cannot add a revision: the store {self.path} has no function with id "
-                    f"{rev.function_id} (call ensure_function first)"
-                )
-            number = rev.number
-            if number == -1:
-                number = _next_number(conn, rev.function_id)
-            else:
-                existing = conn.execute(
-                    f"SELECT {_REVISION_COLUMNS} FROM revisions WHERE function_id = ? AND number = ?",
-                    (rev.function_id, number),
-                ).fetchone()
-                if existing is not None:
-                    stored = self._revision(conn, existing)
-                    if stored.content_hash == rev.content_hash and stored.origin == rev.origin:
-                        return stored
-                    raise RevisionError(
-                        f"function id {rev.function_id} already has a different revision "
-                        f"{number}; pass number=-1 to get the next free number"
-                    )
-            return _insert_revision(conn, rev, number)
-
-        return self._write(op)
-
-    def _check_revision(self, rev: RevisionRecord) -> None:
-        if rev.origin not in ORIGINS:
-            raise StoreError(
-                f"revision origin must be one of {', '.join(ORIGINS)}, not {rev.origin!r}"
-            )
-        if rev.status not in STATUSES:
-            raise StoreError(
-                f"revision status must be one of {', '.join(STATUSES)}, not {rev.status!r}"
-            )
-        if rev.number < -1:
-            raise StoreError(f"revision number must be >= 0 (or -1 to allocate), not {rev.number}")
-
-    def record_declared_body(self, rev: RevisionRecord) -> tuple[RevisionRecord, bool]:
-        """Make sure the lineage's newest `default` revision is the declared body `rev`.
-
-        In one transaction: when the newest revision of origin `default` has `rev`'s content
-        hash, it is returned with False; otherwise `rev` is added under the next number (0
-        for a new lineage), with that earlier default body as its parent, and returned with
-        True. Two processes starting at once with the same edited body record it once.
-        """
-        if rev.origin != "default":
-            raise StoreError(f"a declared body has origin 'default', not {rev.origin!r}")
-        self._check_revision(rev)
-
-        def op(conn: sqlite3.Connection) -> tuple[RevisionRecord, bool]:
-            if (
-                conn.execute("SELECT 1 FROM functions WHERE id = ?", (rev.function_id,)).fetchone()
-                is None
-            ):
-                raise StoreError(
-                    f"cannot record a declared body: the store {self.path} has no function "
-                    f"with id {rev.function_id} (call ensure_function first)"
-                )
-            row = conn.execute(
-                f"""SELECT {_REVISION_COLUMNS} FROM revisions
-                    WHERE function_id = ? AND origin = 'default' ORDER BY number DESC LIMIT 1""",
-                (rev.function_id,),
-            ).fetchone()
-            latest = self._revision(conn, row) if row is not None else None
-            if latest is not None and latest.content_hash == rev.content_hash:
-                return latest, False
-            parents = (latest.number,) if latest is not None else ()
-            number = _next_number(conn, rev.function_id)
-            return _insert_revision(conn, replace(rev, parents=parents), number), True
-
-        return self._write(op)
-
-    def update_revision(
-        self,
-        function_id: int,
-        number: int,
-        *,
-        status: str | None = None,
-        score: float | None = None,
-        metrics: dict[str, float] | None = None,
-        diagnostics: list[dict[str, Any]] | None = None,
-    ) -> None:
-        """Change what is known about a revision after its trial; None leaves a field as is."""
-        if status is not None and status not in STATUSES:
-            raise StoreError(
-                f"revision status must be one of {', '.join(STATUSES)}, not {status!r}"
-            )
-        sets: list[str] = []
-        values: list[Any] = []
-        if status is not None:
-            sets.append("status = ?")
-            values.append(status)
-        if score is not None:
-            sets.append("score = ?")
-            values.append(_score(score))
-        if metrics is not None:
-            sets.append("metrics = ?")
-            values.append(_dumps(dict(metrics)))
-        if diagnostics is not None:
-            sets.append("diagnostics = ?")
-            values.append(_dumps(list(diagnostics)))
-
-        def op(conn: sqlite3.Connection) -> None:
-            if sets:
-                cur = conn.execute(
-                    f"UPDATE revisions SET {', '.join(sets)} WHERE function_id = ? AND number = ?",
-                    (*values, function_id, number),
-                )
-                found = cur.rowcount > 0
-            else:
-                found = (
-                    conn.execute(
-                        "SELECT 1 FROM revisions WHERE function_id = ? AND number = ?",
-                        (function_id, number),
-                    ).fetchone()
-                    is not None
-                )
-            if not found:
-                raise RevisionError(
-                    f"cannot update revision {number} of function id {function_id}: not in "
-                    f"the store {self.path}"
-                )
-
-        self._write(op)
-
-    def next_revision_number(self, function_id: int) -> int:
-        """The number the next revision would get now (use `number=-1` to insert atomically)."""
-        return self._read(lambda c: _next_number(c, function_id))
-
-    def revisions(self, key: str, fingerprint: str | None = None) -> list[RevisionRecord]:
-        """Every revision of a lineage in number order; None: the newest lineage of `key`."""
-
-        def op(conn: sqlite3.Connection) -> list[RevisionRecord]:
-            fr = self._lineage(conn, key, fingerprint)
-            return [] if fr is None else self._revisions_of(conn, fr.id)
-
-        return self._read(op)
-
-    def revisions_of(self, function_id: int) -> list[RevisionRecord]:
-        return self._read(lambda c: self._revisions_of(c, function_id))
-
-    def get_revision(self, key: str, number: int, fingerprint: str | None = None) -> RevisionRecord:
-        def op(conn: sqlite3.Connection) -> RevisionRecord:
-            fr = self._lineage(conn, key, fingerprint)
-            if fr is None:
-                raise RevisionError(f"no function {key!r} in the store {self.path}")
-            row = conn.execute(
-                f"SELECT {_REVISION_COLUMNS} FROM revisions WHERE function_id = ? AND number = ?",
-                (fr.id, number),
-            ).fetchone()
-            if row is None:
-                top = _next_number(conn, fr.id) - 1
-                have = f"it has revisions 0–{top}" if top >= 0 else "it has no revisions"
-                raise RevisionError(f"{key} has no revision {number}; {have}")
-            return self._revision(conn, row)
-
-        return self._read(op)
-
-    def find_by_hash(self, function_id: int, content_hash: str) -> RevisionRecord | None:
-        """The earliest revision of this lineage with exactly this content hash, if any."""
-
-        def op(conn: sqlite3.Connection) -> RevisionRecord | None:
-            row = conn.execute(
-                f"""SELECT {_REVISION_COLUMNS} FROM revisions
-                    WHERE function_id = ? AND content_hash = ? ORDER BY number LIMIT 1""",
-                (function_id, content_hash),
-            ).fetchone()
-            return self._revision(conn, row) if row else None
-
-        return self._read(op)
-
-    def _revisions_of(self, conn: sqlite3.Connection, function_id: int) -> list[RevisionRecord]:
-        parents: dict[int, list[int]] = {}
-        for number, parent in conn.execute(
-            """SELECT number, parent_number FROM revision_parents WHERE function_id = ?
-               ORDER BY number, position""",
-            (function_id,),
-        ):
-            parents.setdefault(number, []).append(parent)
-        rows = conn.execute(
-            f"SELECT {_REVISION_COLUMNS} FROM revisions WHERE function_id = ? ORDER BY number",
-            (function_id,),
-        ).fetchall()
-        return [self._revision(conn, r, parents.get(r[1], [])) for r in rows]
-
-    def _revision(
-        self, conn: sqlite3.Connection, row: tuple[Any, ...], parents: Iterable[int] | None = None
-    ) -> RevisionRecord:
-        (
-            function_id, number, source, reply, origin, model, status, stage,
-            diagnostics, score, metrics, content_hash, created_at, rid,
-        ) = row  # fmt: skip
-        if parents is None:
-            parents = [
-                p
-                for (p,) in conn.execute(
-                    """SELECT parent_number FROM revision_parents
-                       WHERE function_id = ? AND number = ? ORDER BY position""",
-                    (function_id, number),
-                )
-            ]
-        where = f"revision {number} of function id {function_id}"
-        return RevisionRecord(
-            function_id=function_id,
-            number=number,
-            source=source,
-            reply=reply,
-            parents=tuple(parents),
-            origin=origin,
-            model=model,
-            status=status,
-            stage=stage,
-            diagnostics=self._json(diagnostics, list, where),
-            score=score,
-            metrics=self._json(metrics, dict, where),
-            content_hash=content_hash,
-            created_at=created_at,
-            id=rid,
-        )
-
-    def _json(self, text: str, kind: type, where: str) -> Any:
-        try:
-            value = json.loads(text)
-        except (TypeError, ValueError) as exc:
-            raise CorruptStoreError(
-                f"the store {self.path} has unreadable JSON in {where}: {exc}"
-            ) from exc
-        if not isinstance(value, kind):
-            raise CorruptStoreError(
-                f"the store {self.path} has a {type(value).__name__} where a {kind.__name__} "
-                f"belongs in {where}"
-            )
-        return value
-
-    # -- activation -----------------------------------------------------------------------
-    def set_active(self, function_id: int, number: int, *, reason: str = "activate") -> None:
-        """Make accepted revision `number` the lineage's active one (used at the next start).
-
-        Each change is also appended to the activation history, which `rollback` replays.
-        """
-        self._write(lambda c: self._set_active(c, function_id, number, reason))
-
-    def set_active_if(
-        self,
-        function_id: int,
-        expected_active: int | None,
-        new: int,
-        *,
-        reason: str = "activate",
-    ) -> bool:
-        """Compare-and-set: make `new` active only if `expected_active` still is; True if so.
-
-        Read and write happen in one IMMEDIATE transaction, so of two processes that
-        evaluated candidates against the same active revision, exactly one promotes; the
-        other gets False and the winner's activation stands. `expected_active` None means
-        "no revision is active yet". Setting the revision that is already active is True.
-        """
-
-        def op(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(
-                "SELECT active_number FROM functions WHERE id = ?", (function_id,)
-            ).fetchone()
-            if row is None:
-                raise RevisionError(f"the store {self.path} has no function with id {function_id}")
-            if row[0] == new:
-                return True
-            if row[0] != expected_active:
-                return False
-            self._set_active(conn, function_id, new, reason)
-            return True
-
-        return self._write(op)
-
-    def _set_active(
-        self, conn: sqlite3.Connection, function_id: int, number: int, reason: str
-    ) -> None:
-        row = conn.execute(
-            """SELECT f.key, f.active_number, r.status, r.stage FROM functions f
-               LEFT JOIN revisions r ON r.function_id = f.id AND r.number = ?
-               WHERE f.id = ?""",
-            (number, function_id),
-        ).fetchone()
-        if row is None:
-            raise RevisionError(f"the store {self.path} has no function with id {function_id}")
-        key, active, status, stage = row
-        if status is None:
-            raise RevisionError(f"{key} has no revision {number} in the store {self.path}")
-        if status != "accepted":
-            raise RevisionError(
-                f"{key} revision {number} was rejected at the {stage} stage and cannot be made active"
-            )
-        if active == number:
-            return
-        conn.execute("UPDATE functions SET active_number = ? WHERE id = ?", (number, function_id))
-        conn.execute(
-            "INSERT INTO activations (function_id, number, reason, at) VALUES (?, ?, ?, ?)",
-            (function_id, number, reason, time.time()),
-        )
-
-    def active_revision(self, key: str, fingerprint: str) -> RevisionRecord | None:
-        def op(conn: sqlite3.Connection) -> RevisionRecord | None:
-            row = conn.execute(
-                f"""SELECT {_REVISION_COLUMNS_R} FROM functions f
-                    JOIN revisions r ON r.function_id = f.id AND r.number = f.active_number
-                    WHERE f.key = ? AND f.fingerprint = ?""",
-                (key, fingerprint),
-            ).fetchone()
-            return self._revision(conn, row) if row else None
-
-        return self._read(op)
-
-    def activations(self, function_id: int) -> list[ActivationRecord]:
-        rows = self._read(
-            lambda c: c.execute(
-                """SELECT function_id, number, reason, at FROM activations
-                   WHERE function_id = ? ORDER BY id""",
-                (function_id,),
-            ).fetchall()
-        )
-        return [ActivationRecord(*r) for r in rows]
-
-    def previous_active(self, function_id: int) -> int | None:
-        """The revision `rollback` without a number would activate; None if there is none."""
-        return self._read(lambda c: _previous_active(c, function_id))
-
-    def rollback(self, function_id: int, number: int | None = None) -> int:
-        """Activate `number`, or the previously active accepted revision; returns it.
-
-        The activation history is replayed as a stack (an activation pushes, a rollback pops
-        back to its target), so repeated rollbacks walk further back instead of flipping
-        between two revisions — as `Evolvable.rollback` does in memory.
-        """
-
-        def op(conn: sqlite3.Connection) -> int:
-            target = number
-            if target is None:
-                target = _previous_active(conn, function_id)
-                if target is None:
-                    key = conn.execute(
-                        "SELECT key FROM functions WHERE id = ?", (function_id,)
-                    ).fetchone()
-                    raise RevisionError(
-                        f"{key[0] if key else function_id}: nothing to roll back to (no earlier "
-                        "accepted revision was active)"
-                    )
-            self._set_active(conn, function_id, target, "rollback")
-            return target
-
-        return self._write(op)
-
-    # -- live failures ----------------------------------------------------------------------
-    def add_failure(self, failure: FailureRecord, *, keep: int = 100) -> FailureRecord:
-        """Record a live failure; only the newest `keep` of its lineage are kept (a ring).
-
-        The insert and the trim are one transaction, so the ring never holds more than
-        `keep` rows, whatever several processes do at once.
-        """
-        if keep < 1:
-            raise StoreError(f"keep must be at least 1, not {keep}")
-
-        def op(conn: sqlite3.Connection) -> FailureRecord:
-            if (
-                conn.execute(
-                    "SELECT 1 FROM functions WHERE id = ?", (failure.function_id,)
-                ).fetchone()
-                is None
-            ):
-                raise StoreError(
-                    f"cannot record a failure: the store {self.path} has no function with id "
-                    f"{failure.function_id}"
-                )
-            cur = conn.execute(
-                """INSERT INTO live_failures (function_id, revision_number, at, kind, message,
-                       args, traceback, diagnostic, pid)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (
-                    failure.function_id,
-                    failure.revision_number,
-                    failure.at,
-                    failure.kind,
-                    failure.message,
-                    failure.args,
-                    failure.traceback,
-                    _dumps(dict(failure.diagnostic)),
-                    failure.pid,
-                ),
-            )
-            conn.execute(
-                """DELETE FROM live_failures WHERE function_id = ?1 AND id NOT IN (
-                       SELECT id FROM live_failures WHERE function_id = ?1
-                       ORDER BY id DESC LIMIT ?2)""",
-                (failure.function_id, keep),
-            )
-            return replace(failure, id=cur.lastrowid)
-
-        return self._write(op)
-
-    def failures(self, function_id: int, limit: int | None = None) -> list[FailureRecord]:
-        """The lineage's recorded live failures, oldest first (the newest `limit` if given)."""
-        rows = self._read(
-            lambda c: c.execute(
-                """SELECT * FROM (
-                       SELECT function_id, revision_number, at, kind, message, args, traceback,
-                              diagnostic, pid, id
-                       FROM live_failures WHERE function_id = ? ORDER BY id DESC LIMIT ?)
-                   ORDER BY id""",
-                (function_id, -1 if limit is None else int(limit)),
-            ).fetchall()
-        )
-        return [
-            FailureRecord(
-                function_id=fid,
-                revision_number=number,
-                at=at,
-                kind=kind,
-                message=message,
-                args=args,
-                traceback=tb,
-                diagnostic=self._json(diagnostic, dict, f"live failure {rid}"),
-                pid=pid,
-                id=rid,
-            )
-            for (fid, number, at, kind, message, args, tb, diagnostic, pid, rid) in rows
-        ]
-
-    # -- evolve runs ----------------------------------------------------------------------
-    def start_run(self, function_id: int, config: dict[str, Any]) -> int:
-        now = time.time()
-
-        def op(conn: sqlite3.Connection) -> int:
-            cur = conn.execute(
-                "INSERT INTO evolve_runs (function_id, config, started_at) VALUES (?, ?, ?)",
-                (function_id, json.dumps(config, sort_keys=True, default=str), now),
-            )
-            assert cur.lastrowid is not None
-            return cur.lastrowid
-
-        return self._write(op)
-
-    def add_attempt(self, run_id: int, attempt: AttemptRecord) -> None:
-        """Record one attempt; its cost comes from the store's pricing when not given.
-
-        Reporting the same attempt index again replaces the earlier report.
-        """
-        cost = attempt.cost_usd
-        if cost is None and self.pricing is not None:
-            cost = self.pricing.cost(attempt.input_tokens or 0, attempt.output_tokens or 0)
-
-        def op(conn: sqlite3.Connection) -> None:
-            if conn.execute("SELECT 1 FROM evolve_runs WHERE id = ?", (run_id,)).fetchone() is None:
-                raise StoreError(f"no evolve run {run_id} in the store {self.path}")
-            conn.execute(
-                """INSERT OR REPLACE INTO evolve_attempts (run_id, idx, revision_number, stage,
-                       ok, diagnostics, timings, input_tokens, output_tokens, model_latency_s,
-                       retries, cost_usd, created_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (
-                    run_id,
-                    attempt.index,
-                    attempt.revision_number,
-                    attempt.stage,
-                    1 if attempt.ok else 0,
-                    _dumps(list(attempt.diagnostics)),
-                    _dumps(dict(attempt.timings)),
-                    int(attempt.input_tokens or 0),
-                    int(attempt.output_tokens or 0),
-                    float(attempt.model_latency_s or 0.0),
-                    int(attempt.retries or 0),
-                    cost,
-                    time.time(),
-                ),
-            )
-
-        self._write(op)
-
-    def finish_run(self, run_id: int, outcome: str, accepted_number: int | None) -> None:
-        now = time.time()
-
-        def op(conn: sqlite3.Connection) -> None:
-            cur = conn.execute(
-                "UPDATE evolve_runs SET ended_at = ?, outcome = ?, accepted_number = ? WHERE id = ?",
-                (now, outcome, accepted_number, run_id),
-            )
-            if cur.rowcount == 0:
-                raise StoreError(f"no evolve run {run_id} in the store {self.path}")
-
-        self._write(op)
-
-    def runs(self, limit: int = 20, key: str | None = None) -> list[RunRecord]:
-        """The most recent evolve runs (newest first), optionally of one function key."""
-        rows = self._read(
-            lambda c: c.execute(
-                f"{_RUNS_QUERY} WHERE (?1 IS NULL OR f.key = ?1) "
-                "GROUP BY r.id ORDER BY r.started_at DESC, r.id DESC LIMIT ?2",
-                (key, int(limit)),
-            ).fetchall()
-        )
-        return [self._run(r) for r in rows]
-
-    def run(self, run_id: int) -> RunRecord:
-        """One run with its attempt records."""
-
-        def op(conn: sqlite3.Connection) -> RunRecord:
-            row = conn.execute(f"{_RUNS_QUERY} WHERE r.id = ? GROUP BY r.id", (run_id,)).fetchone()
-            if row is None:
-                raise StoreError(f"no evolve run {run_id} in the store {self.path}")
-            rec = self._run(row)
-            where = f"attempts of run {run_id}"
-            for a in conn.execute(
-                """SELECT idx, revision_number, stage, ok, diagnostics, timings, input_tokens,
-                          output_tokens, model_latency_s, retries, cost_usd
-                   FROM evolve_attempts WHERE run_id = ? ORDER BY idx""",
-                (run_id,),
-            ):
-                rec.attempt_records.append(
-                    AttemptRecord(
-                        index=a[0],
-                        revision_number=a[1],
-                        stage=a[2],
-                        ok=bool(a[3]),
-                        diagnostics=self._json(a[4], list, where),
-                        timings=self._json(a[5], dict, where),
-                        input_tokens=a[6],
-                        output_tokens=a[7],
-                        model_latency_s=a[8],
-                        retries=a[9],
-                        cost_usd=a[10],
-                    )
-                )
-            return rec
-
-        return self._read(op)
-
-    def _run(self, row: tuple[Any, ...]) -> RunRecord:
-        (rid, key, config, started, ended, outcome, accepted, fid, n, tin, tout, cost) = row
-        return RunRecord(
-            id=rid,
-            function_key=key,
-            config=self._json(config, dict, f"evolve run {rid}"),
-            started_at=started,
-            ended_at=ended,
-            outcome=outcome,
-            accepted_number=accepted,
-            attempts=n,
-            input_tokens=tin,
-            output_tokens=tout,
-            cost_usd=cost,
-            duration_s=(ended - started) if ended is not None else None,
-            function_id=fid,
-        )
-
     # -- the other repositories of this store (one seam: no SQL above symbiont.store) ----
     # Each is created on first use and shares this store's file. The PostgreSQL store
-    # (`symbiont.store.pg`) offers the same four, so callers never ask which backend it is.
-    @functools.cached_property
-    def searches(self) -> Any:
-        """Population searches and their candidates (`symbiont.store.searches`)."""
-        from symbiont.store.searches import SearchRepository
-
-        return SearchRepository(self)
-
+    # (`symbiont.store.pg`) offers the same ones, so callers never ask which backend it is;
+    # `searches` is written once for both (`EvolvableStore.searches`).
     @functools.cached_property
     def capabilities(self) -> Any:
         """The capability library's records (`symbiont.store.sqlite_capabilities`)."""
@@ -1157,130 +439,6 @@ class SQLiteStore:
         """`PRAGMA integrity_check` ("ok" when the file is sound)."""
         rows = self._read(lambda c: c.execute("PRAGMA integrity_check").fetchall())
         return "\n".join(str(r[0]) for r in rows)
-
-
-# -- helpers -------------------------------------------------------------------------------
-
-_FUNCTION_COLUMNS = "id, key, fingerprint, signature_text, created_at, active_number, last_seen_at"
-_REVISION_FIELDS = (
-    "function_id", "number", "source", "reply", "origin", "model", "status", "stage",
-    "diagnostics", "score", "metrics", "content_hash", "created_at", "id",
-)  # fmt: skip
-_REVISION_COLUMNS = ", ".join(_REVISION_FIELDS)
-_REVISION_COLUMNS_R = ", ".join(f"r.{c}" for c in _REVISION_FIELDS)
-_RUNS_QUERY = """
-    SELECT r.id, f.key, r.config, r.started_at, r.ended_at, r.outcome, r.accepted_number,
-           r.function_id, COUNT(a.idx), COALESCE(SUM(a.input_tokens), 0),
-           COALESCE(SUM(a.output_tokens), 0), SUM(a.cost_usd)
-    FROM evolve_runs r
-    JOIN functions f ON f.id = r.function_id
-    LEFT JOIN evolve_attempts a ON a.run_id = r.id
-"""
-
-
-def _function(row: tuple[Any, ...]) -> FunctionRecord:
-    return FunctionRecord(*row)
-
-
-def _score(value: float | None) -> float | None:
-    # SQLite stores NaN as NULL anyway; say so explicitly rather than by accident.
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return float(value)
-
-
-def _next_number(conn: sqlite3.Connection, function_id: int) -> int:
-    row = conn.execute(
-        "SELECT COALESCE(MAX(number) + 1, 0) FROM revisions WHERE function_id = ?",
-        (function_id,),
-    ).fetchone()
-    return int(row[0])
-
-
-def _insert_revision(conn: sqlite3.Connection, rev: RevisionRecord, number: int) -> RevisionRecord:
-    """Insert `rev` as revision `number` with its parents (inside the caller's transaction)."""
-    created = rev.created_at if rev.created_at is not None else time.time()
-    parents = tuple(int(p) for p in rev.parents)
-    cur = conn.execute(
-        """INSERT INTO revisions (function_id, number, source, reply, origin, model,
-               status, stage, diagnostics, score, metrics, content_hash, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        (
-            rev.function_id,
-            number,
-            rev.source,
-            rev.reply or "",
-            rev.origin,
-            rev.model,
-            rev.status,
-            rev.stage,
-            _dumps(list(rev.diagnostics)),
-            _score(rev.score),
-            _dumps(dict(rev.metrics)),
-            rev.content_hash,
-            created,
-        ),
-    )
-    conn.executemany(
-        """INSERT INTO revision_parents (function_id, number, position, parent_number)
-           VALUES (?, ?, ?, ?)""",
-        [(rev.function_id, number, i, p) for i, p in enumerate(parents)],
-    )
-    return replace(
-        rev,
-        number=number,
-        id=cur.lastrowid,
-        created_at=created,
-        parents=parents,
-        diagnostics=list(rev.diagnostics),
-        metrics=dict(rev.metrics),
-    )
-
-
-def _activation_stack(conn: sqlite3.Connection, function_id: int) -> list[int]:
-    stack: list[int] = []
-    for number, reason in conn.execute(
-        "SELECT number, reason FROM activations WHERE function_id = ? ORDER BY id",
-        (function_id,),
-    ):
-        if reason == "rollback" and number in stack:
-            while stack[-1] != number:
-                stack.pop()
-        elif not stack or stack[-1] != number:
-            stack.append(number)
-    return stack
-
-
-def _previous_active(conn: sqlite3.Connection, function_id: int) -> int | None:
-    row = conn.execute(
-        "SELECT active_number FROM functions WHERE id = ?", (function_id,)
-    ).fetchone()
-    if row is None:
-        return None
-    active = row[0]
-    stack = _activation_stack(conn, function_id)
-    if active is not None and (not stack or stack[-1] != active):
-        stack.append(active)
-    accepted = {
-        n
-        for (n,) in conn.execute(
-            "SELECT number FROM revisions WHERE function_id = ? AND status = 'accepted'",
-            (function_id,),
-        )
-    }
-    for n in reversed(stack[:-1]):
-        if n != active and n in accepted:
-            return n
-    # Nothing earlier was active: fall back to the declared body, like Evolvable.rollback.
-    if active not in (None, 0) and 0 in accepted:
-        return 0
-    return None
-
-
-if TYPE_CHECKING:
-
-    def _implements_the_protocol(store: SQLiteStore) -> Store:
-        return store  # mypy/ty check that SQLiteStore satisfies symbiont.store.Store
 
 
 def _reinit_after_fork() -> None:
