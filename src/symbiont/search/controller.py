@@ -29,16 +29,16 @@ from typing import TYPE_CHECKING, Any
 from symbiont.diagnostics import Diagnostic
 from symbiont.errors import SymbiontError
 from symbiont.evolvable import Evolvable, Revision, content_hash
-from symbiont.evolve import _extract_with_key, _model_origin
+from symbiont.evolve import _model_origin
 from symbiont.models.base import Message, Model, ModelReply
 from symbiont.models.retry import call_with_retries
-from symbiont.pipeline import DEFAULT_POLICY, PipelineConfig, Target, run_pipeline
+from symbiont.pipeline import DEFAULT_POLICY, PipelineConfig, Target, extract_code, run_pipeline
 from symbiont.search.config import SearchConfig
 from symbiont.search.database import Program, ProgramDatabase
 from symbiont.search.edits import EditError, apply_edits, parse_edits
 from symbiont.search.evaluator import Evaluation, evaluate
 from symbiont.search.novelty import NoveltyFilter
-from symbiont.search.prompts import build_messages
+from symbiont.search.prompts import PromptBuilder
 from symbiont.search.proposer import Arm, Ensemble, ModelStats
 from symbiont.store.searches import CandidateRecord, SearchRepository
 
@@ -182,6 +182,13 @@ class SearchController:
         self.harness = tuple(x for x in (config.check, config.metric) if x is not None) + tuple(
             s.metric for s in config.stages
         )
+        self.prompts = PromptBuilder(
+            handle,
+            prompt=config.prompt,
+            direction=config.direction,
+            harness=self.harness,
+            max_chars=config.max_prompt_chars,
+        )
 
     # -- the whole search -----------------------------------------------------------------
     async def run(self) -> SearchReport:
@@ -193,6 +200,7 @@ class SearchController:
             ),
             declared_code=self.handle.declared_code,
         )
+        self._def_line = self.target.signature.render(with_docstring=False)
         resumed = self.resume and await asyncio.to_thread(self._replay)
         if not resumed:
             await self._seed()
@@ -402,15 +410,7 @@ class SearchController:
             (p, "one of the best" if p.number in top else "a different approach")
             for p in inspirations
         ]
-        messages = build_messages(
-            self.handle,
-            parent,
-            shown,
-            prompt=cfg.prompt,
-            direction=cfg.direction,
-            harness=self.harness,
-            max_chars=cfg.max_prompt_chars,
-        )
+        messages = self.prompts.messages(parent, shown)
         arm = self.ensemble.choose()
         hints = {
             "target": self.handle.name,
@@ -459,11 +459,11 @@ class SearchController:
         # would cost more than it saves. The type check runs off the event loop's thread.
         slow = self.pipeline_config.typecheck
         if slow:
-            source, _key = await asyncio.to_thread(_extract_with_key, proposal.text, self.target)
+            source = await asyncio.to_thread(self._extract, proposal.text)
         else:
-            source, _key = _extract_with_key(proposal.text, self.target)
+            source = self._extract(proposal.text)
+        chash = content_hash(source) if source else ""
         if source:
-            chash = content_hash(source)
             verdict = self.novelty.check(chash, source)
             if verdict.kind != "new":
                 self.ensemble.record(
@@ -480,7 +480,7 @@ class SearchController:
             result = run_pipeline(proposal.text, self.target, self.pipeline_config)
         if result.candidate is None:
             revision.source = source
-            revision.content_hash = content_hash(source) if source else ""
+            revision.content_hash = chash
             revision.stage, revision.diagnostics = result.stage, tuple(result.diagnostics)
             self.ensemble.record(
                 arm, input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost
@@ -488,7 +488,9 @@ class SearchController:
             await self._reject(base, revision, result.stage)
             return
         candidate = result.candidate
-        revision.source, revision.content_hash = candidate.source, content_hash(candidate.source)
+        if candidate.source != source:  # the pipeline restored the head or a docstring
+            chash = content_hash(candidate.source)
+        revision.source, revision.content_hash = candidate.source, chash
         evaluation = await asyncio.to_thread(self._evaluate, candidate)
         self.report.evaluations += 1
         self._fruitless = 0
@@ -579,6 +581,14 @@ class SearchController:
             proposal.text, proposal.diagnostic = f"```python\n{source}\n```", None
             return proposal
         return proposal
+
+    def _extract(self, text: str) -> str:
+        """The code a reply holds, for the duplicate check ("" when none is found: the
+        pipeline's extract stage then reports it properly)."""
+        try:
+            return extract_code(text, self.target.signature.name, def_line=self._def_line)
+        except Exception:  # StageError (no code), or a reply odd enough to upset the parser
+            return ""
 
     def _evaluate(self, candidate: Any) -> Evaluation:
         return evaluate(

@@ -75,6 +75,89 @@ def _artifacts(artifacts: dict[str, str]) -> str:
     return "What its evaluation reported:\n" + "\n".join(lines) + "\n"
 
 
+class PromptBuilder:
+    """Builds the request for each child of one search.
+
+    The parts every request shares are rendered once, not once per candidate (rendering
+    them walks the policy's lists and the module's globals, which cost about as much as the
+    rest of a candidate's harness): the system message (per policy), the names the program
+    offers (per search: the names the starting revision uses and the prompt, docstring and
+    signature mention; again when promoted helpers change the names the function owns) and
+    the function's head (per active revision). A global rebound to a value of another kind
+    while the search runs is described as it was.
+    """
+
+    def __init__(
+        self,
+        handle: Evolvable,
+        *,
+        prompt: str = "",
+        direction: str = "maximize",
+        harness: Iterable[object] = (),
+        max_chars: int = 24_000,
+    ) -> None:
+        self.handle = handle
+        self.prompt = prompt
+        self.direction = direction
+        self.harness = tuple(harness)
+        self.max_chars = max_chars
+        self._system: tuple[object, str] = (None, "")
+        self._names: tuple[object, str] = (None, "")
+        self._head: tuple[object, str] = (None, "")
+
+    def _static(self) -> tuple[str, str, str]:
+        h = self.handle
+        policy = prompting.policy_of(h)
+        if self._system[0] is not policy:
+            self._system = (policy, feedback.system_prompt(policy) + "\n\n" + EDIT_RULES)
+        owned = h.owned_names
+        if self._names[0] != owned:
+            names = prompting.render_context(h, prompt=self.prompt, harness=self.harness)
+            self._names = (owned, names)
+        active = h.active
+        if self._head[0] is not active:
+            self._head = (active, prompting.function_head(h))
+        return self._system[1], self._names[1], self._head[1]
+
+    def messages(
+        self, parent: Program, inspirations: Sequence[tuple[Program, str]]
+    ) -> list[Message]:
+        """The request for one child of `parent`. `inspirations` are (program, why shown)."""
+        system, names, head = self._static()
+        h = self.handle
+        shown = list(inspirations)
+        while True:
+            text = TASK.format(
+                prompt=self.prompt.strip() or "Improve this function.",
+                name=h.name,
+                module=h.signature.module,
+                head=head,
+                names=names,
+                number=parent.number,
+                score=_fmt(parent.score),
+                metrics=_metrics(parent.metrics),
+                source=parent.source.rstrip(),
+                artifacts=_artifacts(parent.artifacts),
+                inspirations="".join(
+                    INSPIRATION.format(
+                        number=p.number,
+                        score=_fmt(p.score),
+                        why=f", {why}" if why else "",
+                        source=p.source.rstrip(),
+                    )
+                    for p, why in shown
+                ),
+                direction=self.direction,
+            )
+            if len(system) + len(text) <= self.max_chars or (not shown and not names):
+                break
+            if shown:
+                shown.pop()
+            else:
+                names = ""
+        return [{"role": "system", "content": system}, {"role": "user", "content": text}]
+
+
 def build_messages(
     handle: Evolvable,
     parent: Program,
@@ -85,37 +168,8 @@ def build_messages(
     harness: Iterable[object] = (),
     max_chars: int = 24_000,
 ) -> list[Message]:
-    """The request for one child of `parent`. `inspirations` are (program, why shown)."""
-    system = feedback.system_prompt(prompting.policy_of(handle)) + "\n\n" + EDIT_RULES
-    names = prompting.render_context(handle, prompt=prompt, harness=harness)
-    shown = list(inspirations)
-    while True:
-        text = TASK.format(
-            prompt=prompt.strip() or "Improve this function.",
-            name=handle.name,
-            module=handle.signature.module,
-            head=prompting.function_head(handle),
-            names=names,
-            number=parent.number,
-            score=_fmt(parent.score),
-            metrics=_metrics(parent.metrics),
-            source=parent.source.rstrip(),
-            artifacts=_artifacts(parent.artifacts),
-            inspirations="".join(
-                INSPIRATION.format(
-                    number=p.number,
-                    score=_fmt(p.score),
-                    why=f", {why}" if why else "",
-                    source=p.source.rstrip(),
-                )
-                for p, why in shown
-            ),
-            direction=direction,
-        )
-        if len(system) + len(text) <= max_chars or (not shown and not names):
-            break
-        if shown:
-            shown.pop()
-        else:
-            names = ""
-    return [{"role": "system", "content": system}, {"role": "user", "content": text}]
+    """The request for one child of `parent` (a one-off `PromptBuilder`)."""
+    builder = PromptBuilder(
+        handle, prompt=prompt, direction=direction, harness=harness, max_chars=max_chars
+    )
+    return builder.messages(parent, inspirations)
