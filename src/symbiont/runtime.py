@@ -34,9 +34,9 @@ from symbiont.models.base import Model
 
 if TYPE_CHECKING:
     from symbiont.search.controller import SearchReport
-    from symbiont.store import SQLiteStore
+    from symbiont.store import EvolvableStore
 
-StoreArg = "SQLiteStore | str | Path | None | bool"
+StoreArg = "EvolvableStore | str | Path | None | bool"
 SourceChange = Literal["keep", "reset"]
 
 # Live failures: how much of the arguments and the traceback a Failure keeps.
@@ -57,8 +57,9 @@ _ANNOUNCED: set[tuple[str, str]] = set()
 class Runtime:
     """Knows the evolvable functions, evolves them, persists and resumes their revisions.
 
-    store: None opens the default store (`$SYMBIONT_HOME/symbiont.db`, else
-    `./.symbiont/symbiont.db`); a path opens that file; False keeps everything in memory.
+    store: None opens the default store (`$SYMBIONT_STORE`, else `$SYMBIONT_HOME/symbiont.db`,
+    else `./.symbiont/symbiont.db`); a path opens that SQLite file, a `postgresql://` URL a
+    shared PostgreSQL store, an open store is used as is; False keeps everything in memory.
     resume: bring each evolvable up with its stored active revision.
     on_source_change: what a start does when a function's declared body differs from the
     one its stored revisions were made from. Either way the new body is recorded as a
@@ -89,7 +90,7 @@ class Runtime:
             )
         if failure_ring < 1:
             raise DeclarationError(f"failure_ring must be at least 1, not {failure_ring}")
-        self.store: SQLiteStore | None = _open_store(store)
+        self.store: EvolvableStore | None = _open_store(store)
         self.resume = resume
         self.on_source_change: SourceChange = on_source_change
         self.failure_ring = failure_ring
@@ -171,7 +172,7 @@ class Runtime:
         if self.store is None:
             raise DeclarationError("serve_ui needs a store; Runtime(store=False) keeps nothing")
         config = UIConfig(
-            store_path=Path(self.store.path),
+            store_path=self.store.path,
             token=token,
             actions=actions,
             activate=self._activate_from_ui,
@@ -393,7 +394,7 @@ class Runtime:
     def take_failures(self, fn: Callable[..., Any] | None = None) -> list[Failure]:
         """The failures collected since the last call (for one function or all), cleared.
 
-        The store keeps them (`SQLiteStore.failures`); this only empties the in-memory ring.
+        The store keeps them (`Store.failures`); this only empties the in-memory ring.
         """
         keys = [handle(fn).key] if fn is not None else None
         out: list[Failure] = []
@@ -710,18 +711,21 @@ class Runtime:
         self.store.finish_run(run_id, outcome, report.accepted.number if report.accepted else None)
 
 
-def _open_store(store: Any) -> SQLiteStore | None:
+def _open_store(store: Any) -> EvolvableStore | None:
     if store is False:
         return None
-    from symbiont.store import SQLiteStore, open_store
+    from symbiont.store import EvolvableStore, open_store
 
-    if isinstance(store, SQLiteStore):
+    if isinstance(store, EvolvableStore):
         return store
     if store is None or store is True:
         return open_store(None)
     if isinstance(store, str | Path):
         return open_store(store)
-    raise DeclarationError(f"store must be a path, a SQLiteStore, None or False, not {store!r}")
+    raise DeclarationError(
+        "store must be a file path, a postgresql:// URL, an open store, None or False, "
+        f"not {store!r}"
+    )
 
 
 def _to_record(function_id: int, rev: Revision, number: int | None = None) -> Any:

@@ -60,7 +60,7 @@ def test_set_active_if_still_refuses_rejected_revisions(
 # Each process: open the store, wait for "go", add its own candidate over r0 and try to
 # promote it over r0. Prints its revision number and whether it won.
 RACER = textwrap.dedent(
-    '''
+    """
     import json, sys
     from symbiont.store import RevisionRecord, open_store
     store = open_store(sys.argv[1])
@@ -73,7 +73,7 @@ RACER = textwrap.dedent(
     won = store.set_active_if(fid, 0, rec.number)
     print(json.dumps({"number": rec.number, "won": won}), flush=True)
     store.close()
-    '''
+    """
 )
 
 

@@ -1,4 +1,5 @@
-"""`symbiont history | show | diff | rollback | export | runs` against a real store file."""
+"""`symbiont history | show | diff | rollback | export | runs` against a real store: a SQLite
+file and a real PostgreSQL database (`--store postgresql://...`, `SYMBIONT_STORE`)."""
 
 from __future__ import annotations
 
@@ -20,12 +21,12 @@ R4 = "def step(x: int) -> int:\n    return (x + 1) * 2\n"
 
 
 @pytest.fixture
-def filled(tmp_path: Path, make_rev: MakeRev, monkeypatch: pytest.MonkeyPatch) -> Path:
+def filled(store_backend: str, make_rev: MakeRev, monkeypatch: pytest.MonkeyPatch) -> str:
     """A store with one lineage: r0 default, r1 accepted, r2 rejected, r3 crossover (active),
     r4 accepted then un-activated; an older lineage; another function; one evolve run."""
     monkeypatch.setenv("COLUMNS", "200")  # no wrapping of rich output in the assertions
     monkeypatch.delenv("FORCE_COLOR", raising=False)
-    path = tmp_path / "store.db"
+    path = store_backend
     with open_store(path, pricing=Pricing(0.01, 0.03)) as s:
         old = s.ensure_function(KEY, "oldfp000", "def step(x: int) -> float:")
         s.add_revision(make_rev(old.id, "def step(x: int) -> float:\n    return 0.0\n"))
@@ -83,7 +84,7 @@ def line_of(out: str, needle: str) -> str:
     return hits[0]
 
 
-def test_history_shows_the_lineage_tree(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_history_shows_the_lineage_tree(filled: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "history", "counter.step", "--store", str(filled))
     assert code == 0
     assert KEY in out and "newfp111" in out and "5 revisions, 4 accepted" in out
@@ -105,7 +106,7 @@ def test_history_shows_the_lineage_tree(filled: Path, capsys: pytest.CaptureFixt
     assert "oldfp000" not in out
 
 
-def test_history_all_and_accepted_only(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_history_all_and_accepted_only(filled: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "history", "step", "--all", "--store", str(filled))
     assert code == 0 and "oldfp000" in out and "newfp111" in out
     code, out, _ = run_cli(capsys, "history", "counter.step", "--accepted", "--store", str(filled))
@@ -113,7 +114,7 @@ def test_history_all_and_accepted_only(filled: Path, capsys: pytest.CaptureFixtu
     assert "r2 " not in out and "(+1 rejected)" in line_of(out, "r1 ")
 
 
-def test_show_a_rejected_revision(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_a_rejected_revision(filled: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "show", "counter.step@2", "--store", str(filled))
     assert code == 0
     assert 'return x + "one"' in out
@@ -127,13 +128,13 @@ def test_show_a_rejected_revision(filled: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_show_without_a_number_is_the_active_revision(
-    filled: Path, capsys: pytest.CaptureFixture[str]
+    filled: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, _ = run_cli(capsys, "show", "counter.step", "--store", str(filled))
     assert code == 0 and "total += 2" in out and "◀ active" in line_of(out, "revision")
 
 
-def test_diff_between_two_revisions(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_diff_between_two_revisions(filled: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "diff", "counter.step@1", "@3", "--store", str(filled))
     assert code == 0
     lines = out.splitlines()
@@ -148,7 +149,7 @@ def test_diff_between_two_revisions(filled: Path, capsys: pytest.CaptureFixture[
 
 
 def test_diff_is_coloured_on_a_terminal(
-    filled: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    filled: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FORCE_COLOR", "1")
     code, out, _ = run_cli(capsys, "diff", "counter.step@1", "@3", "--store", str(filled))
@@ -157,13 +158,13 @@ def test_diff_is_coloured_on_a_terminal(
     assert "\x1b[31m-    return x + 1" in out  # red removals
 
 
-def test_diff_of_identical_revisions(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_diff_of_identical_revisions(filled: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "diff", "counter.step@3", "@3", "--store", str(filled))
     assert code == 0 and "no differences" in out and "same content hash" in out
 
 
 def test_rollback_sets_the_active_revision_for_the_next_start(
-    filled: Path, capsys: pytest.CaptureFixture[str]
+    filled: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, _ = run_cli(capsys, "rollback", "counter.step", "--store", str(filled))
     assert code == 0
@@ -181,7 +182,7 @@ def test_rollback_sets_the_active_revision_for_the_next_start(
 
 
 def test_rollback_to_a_rejected_revision_is_refused(
-    filled: Path, capsys: pytest.CaptureFixture[str]
+    filled: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = run_cli(capsys, "rollback", "counter.step", "2", "--store", str(filled))
     assert code == 1
@@ -191,7 +192,7 @@ def test_rollback_to_a_rejected_revision_is_refused(
 
 
 def test_export_writes_a_runnable_python_file(
-    filled: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    filled: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     target = tmp_path / "out" / "step.py"
     code, out, _ = run_cli(
@@ -217,7 +218,7 @@ def test_export_writes_a_runnable_python_file(
     assert code == 0 and target.read_text().endswith(R1)
 
 
-def test_runs_table(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_runs_table(filled: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "runs", "--store", str(filled))
     assert code == 0
     row = line_of(out, KEY)
@@ -229,7 +230,7 @@ def test_runs_table(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_unknown_function_lists_close_matches(
-    filled: Path, capsys: pytest.CaptureFixture[str]
+    filled: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = run_cli(capsys, "history", "counter.stpe", "--store", str(filled))
     assert code == 1 and out == ""
@@ -238,14 +239,14 @@ def test_unknown_function_lists_close_matches(
     assert code == 1 and "examples.fizz.fizzbuzz" in err
 
 
-def test_unknown_revision_names_the_range(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_revision_names_the_range(filled: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "show", "counter.step@42", "--store", str(filled))
     assert code == 1 and "no revision 42" in err and "0–4" in err
     code, _, err = run_cli(capsys, "show", "counter.step@x", "--store", str(filled))
     assert code == 1 and "revision number" in err
 
 
-def test_older_lineage_by_fingerprint(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_older_lineage_by_fingerprint(filled: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(
         capsys, "show", "counter.step@0", "--fingerprint", "old", "--store", str(filled)
     )
@@ -260,18 +261,37 @@ def test_missing_store_is_not_created(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_store_from_symbiont_home(
-    filled: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    filled: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    home = filled.parent / "home"
+    if filled.startswith("postgresql://"):
+        pytest.skip("SYMBIONT_HOME names a folder for the SQLite file")
+    home = Path(filled).parent / "home"
     home.mkdir()
-    filled.rename(home / "symbiont.db")
+    Path(filled).rename(home / "symbiont.db")
     monkeypatch.setenv("SYMBIONT_HOME", str(home))
     code, out, _ = run_cli(capsys, "history", "counter.step")
     assert code == 0 and "◀ active" in out
 
 
+def test_store_from_symbiont_store(
+    filled: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYMBIONT_HOME", str(tmp_path / "elsewhere"))  # SYMBIONT_STORE wins
+    monkeypatch.setenv("SYMBIONT_STORE", filled)
+    code, out, _ = run_cli(capsys, "history", "counter.step")
+    assert code == 0 and "◀ active" in out
+    code, out, _ = run_cli(capsys, "rollback", "counter.step")
+    assert code == 0 and "now r1" in out
+    with open_store(filled) as s:
+        assert s.find_functions(KEY)[0].active_number == 1
+    assert not (tmp_path / "elsewhere").exists()
+
+
 def test_history_draws_a_long_chain_flat(
-    tmp_path: Path, make_rev: MakeRev, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    make_rev: MakeRev,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """100 improvements in a row (each with a failed try beside it) stay at one depth."""
     monkeypatch.setenv("COLUMNS", "200")
@@ -303,7 +323,7 @@ def test_history_draws_a_long_chain_flat(
 
 
 def test_failures_lists_the_live_failures_with_revision_and_arguments(
-    filled: Path, capsys: pytest.CaptureFixture[str]
+    filled: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from symbiont.store import FailureRecord
 

@@ -298,7 +298,9 @@ def test_find_functions_and_resolve_key(store: EvolvableStore) -> None:
 
 
 def test_runs_and_attempts_with_cost(store_backend: str, make_rev: MakeRev) -> None:
-    s = open_store(store_backend, pricing=Pricing(price_per_1k_input=0.01, price_per_1k_output=0.03))
+    s = open_store(
+        store_backend, pricing=Pricing(price_per_1k_input=0.01, price_per_1k_output=0.03)
+    )
     fr = s.ensure_function("m.f", "fp", "")
     s.add_revision(make_rev(fr.id, SRC0, origin="default"))
     run = s.start_run(fr.id, {"model": "gpt-x", "attempts": 3})

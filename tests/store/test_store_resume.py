@@ -2,7 +2,8 @@
 
 Each "program start" is a fresh Python process, as for a user. A revision is written into
 the store between two starts (as `symbiont rollback` or another process would), so the
-second start must take it from the store, not from memory.
+second start must take it from the store, not from memory. On both backends: a SQLite file
+and a real PostgreSQL database (`Runtime(store="postgresql://...")`).
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ PROGRAM = textwrap.dedent(
 FIXED = 'def double(x: int) -> int:\n    """Twice x."""\n    return 2 * x\n'
 
 
-def start_program(tmp_path: Path, store: Path) -> tuple[int, int]:
+def start_program(tmp_path: Path, store: str) -> tuple[int, int]:
     script = tmp_path / "prog.py"
     script.write_text(PROGRAM)
     done = subprocess.run(
-        [sys.executable, str(script), str(store)], capture_output=True, text=True, timeout=60
+        [sys.executable, str(script), store], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
     active, result = done.stdout.split()
@@ -48,9 +49,9 @@ def start_program(tmp_path: Path, store: Path) -> tuple[int, int]:
 
 
 def test_next_start_resumes_the_stored_active_revision(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, store_backend: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    store_path = tmp_path / "home" / "symbiont.db"
+    store_path = store_backend
     assert start_program(tmp_path, store_path) == (0, 21)  # first start: the declared body
 
     with open_store(store_path) as s:
@@ -67,6 +68,6 @@ def test_next_start_resumes_the_stored_active_revision(
 
     assert start_program(tmp_path, store_path) == (1, 20)  # resumed with r1
 
-    assert main(["rollback", "double", "--store", str(store_path)]) == 0
+    assert main(["rollback", "double", "--store", store_path]) == 0
     assert "now r0" in capsys.readouterr().out
     assert start_program(tmp_path, store_path) == (0, 21)  # the rollback took effect

@@ -3,8 +3,9 @@
 Every command works on the store file only (not on a running program): `rollback` changes
 the revision a program comes up with at its next start. Functions are named by their key
 (`module.qualname`) or any unique dotted suffix of it (`step`, `counter.step`); revisions as
-`FUNC@N` (or `FUNC@active`). Each command takes `--store PATH` (default:
-`$SYMBIONT_HOME/symbiont.db`, else `./.symbiont/symbiont.db`).
+`FUNC@N` (or `FUNC@active`). Each command takes `--store PATH` or `--store postgresql://...`
+(default: `$SYMBIONT_STORE`, else `$SYMBIONT_HOME/symbiont.db`, else
+`./.symbiont/symbiont.db`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from rich.tree import Tree
 
 from symbiont.diagnostics import Diagnostic
 from symbiont.errors import RevisionError, StoreError, SymbiontError
-from symbiont.store import FunctionRecord, RevisionRecord, SQLiteStore, default_store_path
+from symbiont.store import EvolvableStore, FunctionRecord, RevisionRecord, store_location
 from symbiont.store import open_store as _open_store
 
 FUNC_HELP = "function key (module.qualname) or a unique suffix of it, e.g. 'step'"
@@ -41,7 +42,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--store",
         default=None,
         metavar="PATH",
-        help="store file (default: $SYMBIONT_HOME/symbiont.db, else ./.symbiont/symbiont.db)",
+        help="store file or postgresql:// URL (default: $SYMBIONT_STORE, else "
+        "$SYMBIONT_HOME/symbiont.db, else ./.symbiont/symbiont.db)",
     )
     lineage = argparse.ArgumentParser(add_help=False)
     lineage.add_argument(
@@ -139,11 +141,14 @@ def console() -> Console:
     return Console(highlight=False)
 
 
-def open_existing(path_arg: str | None) -> SQLiteStore:
-    """Open the store for a read/steer command; never create one where there was none."""
-    path = Path(path_arg).expanduser() if path_arg else default_store_path()
+def open_existing(path_arg: str | None) -> EvolvableStore:
+    """Open the store for a read/steer command; never create a SQLite file where there was
+    none (a PostgreSQL URL names a database that exists already)."""
+    path = store_location(path_arg or None)
+    if isinstance(path, str):
+        return _open_store(path)
     if not path.exists():
-        how = "--store" if path_arg else "SYMBIONT_HOME or --store"
+        how = "--store" if path_arg else "SYMBIONT_STORE, SYMBIONT_HOME or --store"
         raise StoreError(
             f"no store at {path} (set {how}; a store is created the first time a program "
             "runs an @evolvable function with symbiont)"
@@ -175,7 +180,7 @@ def parse_ref(text: str, *, default_function: str | None = None) -> RevRef:
     return RevRef(func, int(rev.lstrip("r")))
 
 
-def pick_lineage(store: SQLiteStore, pattern: str, fingerprint: str | None) -> FunctionRecord:
+def pick_lineage(store: EvolvableStore, pattern: str, fingerprint: str | None) -> FunctionRecord:
     key = store.resolve_key(pattern)
     lineages = store.lineages(key)
     if fingerprint is None:
@@ -190,7 +195,7 @@ def pick_lineage(store: SQLiteStore, pattern: str, fingerprint: str | None) -> F
     return chosen[0]
 
 
-def revision_of(store: SQLiteStore, fr: FunctionRecord, number: int | None) -> RevisionRecord:
+def revision_of(store: EvolvableStore, fr: FunctionRecord, number: int | None) -> RevisionRecord:
     if number is None:
         if fr.active_number is None:
             raise RevisionError(f"{fr.key} has no active revision in {store.path}")
@@ -484,7 +489,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def export_text(fr: FunctionRecord, rev: RevisionRecord, store_path: Path) -> str:
+def export_text(fr: FunctionRecord, rev: RevisionRecord, store_path: Path | str) -> str:
     active = ", the active revision" if rev.number == fr.active_number else ""
     origin = rev.origin + (f" ({rev.model})" if rev.model else "")
     header = [

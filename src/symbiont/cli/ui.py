@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,7 +17,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--store",
         default=None,
-        help="store file (default: $SYMBIONT_HOME/symbiont.db or ./.symbiont/symbiont.db)",
+        help="store file or postgresql:// URL (default: $SYMBIONT_STORE, else "
+        "$SYMBIONT_HOME/symbiont.db or ./.symbiont/symbiont.db)",
     )
     p.add_argument("--data-root", default=None, help="where capability data folders live")
     p.add_argument(
@@ -50,12 +50,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from symbiont.store import default_store_path
+    from symbiont.store import store_location
+    from symbiont.store.pg import redact
     from symbiont.ui import UIConfig, serve
     from symbiont.ui.server import DEFAULT_PORT, token_from_env
 
     config = UIConfig(
-        store_path=Path(args.store).expanduser() if args.store else default_store_path(),
+        store_path=store_location(args.store or None),  # type: ignore[arg-type]
         data_root=args.data_root,
         tier=args.tier,
         token=args.token or token_from_env(),
@@ -66,7 +67,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     def announce(url: str) -> None:
         mode = "actions allowed" if config.actions else "read-only"
         print(
-            f"symbiont ui: serving {config.store_path} at {url} ({mode}); Ctrl-C stops", flush=True
+            f"symbiont ui: serving {redact(str(config.store_path))} at {url} ({mode}); "
+            "Ctrl-C stops",
+            flush=True,
         )
 
     port = DEFAULT_PORT if args.port is None else args.port

@@ -2,7 +2,8 @@
 
 A store file that does not exist yet is not created (the UI is read-only until actions are
 turned on): pages say there is nothing yet, and the next request looks again, so a program
-that creates the store later shows up without a restart. A file that is not a symbiont
+that creates the store later shows up without a restart. A `postgresql://` URL is opened as
+it is (the database exists already). A file that is not a symbiont
 store gives a `StoreUnavailable` with the store's own message.
 """
 
@@ -16,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 from symbiont.errors import SymbiontError
 
 if TYPE_CHECKING:
-    from symbiont.agent.transcripts import TranscriptStore
     from symbiont.library import Library
-    from symbiont.store import SQLiteStore
+    from symbiont.store import EvolvableStore
     from symbiont.store.searches import SearchRepository
+    from symbiont.store.transcripts import TranscriptStore
 
 
 class StoreUnavailable(SymbiontError):
@@ -35,13 +36,18 @@ class Data:
 
     def __init__(
         self,
-        store_path: Path,
+        store_path: Path | str,
         *,
         data_root: str | Path | None = None,
         tier: str | None = None,
-        store: SQLiteStore | None = None,
+        store: EvolvableStore | None = None,
     ) -> None:
-        self.path = Path(store_path)
+        from symbiont.store import store_location
+        from symbiont.store.pg import redact
+
+        # A file Path, or a postgresql:// URL (opened with its password, shown without).
+        self._location = store.path if store is not None else store_location(store_path)
+        self.path = redact(self._location) if isinstance(self._location, str) else self._location
         self.data_root = data_root
         self.tier = tier
         self._store = store
@@ -51,15 +57,15 @@ class Data:
         self._searches: SearchRepository | None = None
         self._lock = threading.RLock()
 
-    def store(self) -> SQLiteStore:
+    def store(self) -> EvolvableStore:
         with self._lock:
             if self._store is None:
-                if not self.path.exists():
+                if isinstance(self.path, Path) and not self.path.exists():
                     raise StoreUnavailable(f"there is no store at {self.path} yet", missing=True)
                 from symbiont.store import open_store
 
                 try:
-                    self._store = open_store(self.path)
+                    self._store = open_store(self._location)
                 except SymbiontError as exc:
                     raise StoreUnavailable(str(exc)) from exc
             return self._store
@@ -75,29 +81,22 @@ class Data:
     def transcripts(self) -> TranscriptStore:
         with self._lock:
             if self._transcripts is None:
-                from symbiont.agent.transcripts import TranscriptStore
-
-                self._transcripts = TranscriptStore(self.store().path)
+                self._transcripts = self.store().transcripts
             return self._transcripts
 
     def searches(self) -> SearchRepository | None:
         """The population-search tables, or None in a build without them."""
         with self._lock:
             if self._searches is None:
-                try:
-                    from symbiont.store.searches import SearchRepository
-                except ImportError:
-                    return None
-                self._searches = SearchRepository(self.store())
+                self._searches = self.store().searches
             return self._searches
 
     def close(self) -> None:
         with self._lock:
-            for part in (self._library, self._transcripts):
-                if part is not None:
-                    # closing is best effort; the process is ending
-                    with contextlib.suppress(Exception):
-                        part.close()
+            if self._library is not None:  # (the transcripts belong to the store)
+                # closing is best effort; the process is ending
+                with contextlib.suppress(Exception):
+                    self._library.close()
             if self._store is not None and self._owns_store:
                 self._store.close()
             self._library = self._transcripts = self._store = None
