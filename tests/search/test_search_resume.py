@@ -1,11 +1,14 @@
-"""A search killed with SIGKILL in the middle resumes from the store; nothing committed is lost."""
+"""A search killed with SIGKILL in the middle resumes from the store; nothing committed is lost.
+
+On both backends: a SQLite file and a real PostgreSQL database (the search's process opens
+`Runtime(store="postgresql://...")`). The test reads the store through its repositories.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -13,15 +16,17 @@ from pathlib import Path
 
 import pytest
 
+from symbiont.store import EvolvableStore, open_store
+
 SCRIPT = Path(__file__).parent / "search_script.py"
 
 
-def run(store: Path, evaluations: int, resume: bool, seed: int) -> subprocess.Popen[str]:
+def run(store: str, evaluations: int, resume: bool, seed: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable,
             str(SCRIPT),
-            str(store),
+            store,
             str(evaluations),
             "1" if resume else "0",
             str(seed),
@@ -32,58 +37,48 @@ def run(store: Path, evaluations: int, resume: bool, seed: int) -> subprocess.Po
     )
 
 
-def snapshot(store: Path) -> tuple[list[tuple], list[tuple], list[tuple]]:
-    conn = sqlite3.connect(store)
-    try:
-        searches = conn.execute("SELECT id, status FROM searches ORDER BY id").fetchall()
-        rows = conn.execute(
-            "SELECT search_id, idx, revision_number, kind, evaluated, score FROM search_candidates "
-            "ORDER BY search_id, idx"
-        ).fetchall()
-        revisions = conn.execute(
-            "SELECT number, content_hash, status FROM revisions ORDER BY number"
-        ).fetchall()
-    finally:
-        conn.close()
+def snapshot(store: EvolvableStore) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    searches = sorted((r.id, r.status) for r in store.searches.recent(limit=100))
+    rows = [
+        (sid, c.idx, c.revision_number, c.kind, int(c.evaluated), c.score)
+        for sid, _ in searches
+        for c in store.searches.candidates(sid)
+    ]
+    (peak,) = store.find_functions("peak")
+    revisions = [(r.number, r.content_hash, r.status) for r in store.revisions_of(peak.id)]
     return searches, rows, revisions
 
 
-def test_a_search_killed_mid_way_continues_with_everything_it_committed(tmp_path: Path) -> None:
-    store = tmp_path / "s.db"
-    proc = run(store, 10_000, resume=False, seed=11)
+def test_a_search_killed_mid_way_continues_with_everything_it_committed(
+    store_backend: str,
+) -> None:
+    location = store_backend
+    reader = open_store(location)  # the schema exists before the search starts
+    proc = run(location, 10_000, resume=False, seed=11)
     deadline = time.monotonic() + 120
-    evaluated = 0
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
-        if not store.exists():
-            continue
-        try:
-            conn = sqlite3.connect(store, timeout=5)
-            evaluated = conn.execute(
-                "SELECT COUNT(*) FROM search_candidates WHERE evaluated = 1"
-            ).fetchone()[0]
-            conn.close()
-        except sqlite3.OperationalError:  # the schema is being created
-            continue
-        if evaluated >= 10:
+        started = reader.searches.recent(limit=1)
+        if started and sum(c.evaluated for c in reader.searches.candidates(started[0].id)) >= 10:
             break
     assert proc.poll() is None, proc.communicate()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    searches, rows, revisions = snapshot(store)
+    searches, rows, revisions = snapshot(reader)
     assert searches == [(1, "running")]  # killed: never marked finished
     done = sum(r[4] for r in rows)
     assert done >= 10
     best_before = max(r[5] for r in rows if r[5] is not None and r[3] in ("seed", "evaluated"))
 
-    resumed = run(store, done + 6, resume=True, seed=12)
+    resumed = run(location, done + 6, resume=True, seed=12)
     out, err = resumed.communicate(timeout=180)
     assert resumed.returncode == 0, err
     result = json.loads(out.strip().splitlines()[-1])
     assert result["search_id"] == 1 and result["resumed"] is True
     assert result["evaluations"] == done + 6, result
     assert result["best"] >= best_before
-    after_searches, after_rows, after_revisions = snapshot(store)
+    after_searches, after_rows, after_revisions = snapshot(reader)
+    reader.close()
     assert after_searches == [(1, "finished")]
     # every committed row and revision is still there, unchanged, and the new ones follow
     assert after_rows[: len(rows)] == rows
