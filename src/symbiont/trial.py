@@ -308,10 +308,17 @@ def _invalid(message: str) -> Diagnostic:
     return Diagnostic("trial", "invalid_result", message)
 
 
+# Made once: `json.dumps` with any non-default argument builds a new encoder per call, and
+# in a forked child each object that set-up touches costs a copy-on-write page fault.
+# (`encode` keeps no state between calls, so threads may share it.)
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_DECODER = json.JSONDecoder()
+
+
 def _encode_ok(value: Any, max_bytes: int) -> tuple[bytes | None, Diagnostic | None]:
     """The success envelope as JSON bytes, or an invalid_result diagnostic."""
     try:
-        data = json.dumps({"ok": True, "value": value}, separators=(",", ":")).encode("ascii")
+        data = _ENCODER.encode({"ok": True, "value": value}).encode("ascii")
     except (TypeError, ValueError, RecursionError) as exc:
         return None, _invalid(
             f"the trial's result is not JSON-serialisable ({_exception_text(exc)}); return "
@@ -326,16 +333,14 @@ def _encode_ok(value: Any, max_bytes: int) -> tuple[bytes | None, Diagnostic | N
 
 
 def _encode_failure(diag: Diagnostic) -> bytes:
-    return json.dumps({"ok": False, "diagnostic": diag.to_dict()}, separators=(",", ":")).encode(
-        "ascii"
-    )
+    return _ENCODER.encode({"ok": False, "diagnostic": diag.to_dict()}).encode("ascii")
 
 
 def _decode(data: bytes) -> tuple[bool, Any, Diagnostic | None] | None:
     """Parse the child's report; None when it is not a complete, well-formed report."""
     try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError):
+        obj = _DECODER.decode(data.decode("utf-8"))  # json.loads, minus its per-call steps
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
     if not isinstance(obj, dict):
         return None
@@ -354,6 +359,7 @@ def _decode(data: bytes) -> tuple[bool, Any, Diagnostic | None] | None:
 
 _MIN_SECRET_CHARS = 4  # shorter values are no secret (and may be interpreter-wide singletons)
 _SECRETS: dict[int, tuple[str | bytes, tuple[int, int]]] = {}  # id → (object, its characters)
+_SECRET_REGIONS: tuple[tuple[int, int], ...] = ()  # the regions of _SECRETS, for _plan
 _SECRETS_LOCK = threading.Lock()
 
 
@@ -374,8 +380,10 @@ def register_secret(value: str | bytes | None) -> bool:
     region = _confine.data_region(value)
     if region is None:
         return False
+    global _SECRET_REGIONS
     with _SECRETS_LOCK:
         _SECRETS[id(value)] = (value, region)
+        _SECRET_REGIONS = tuple(region for _obj, region in _SECRETS.values())
     return True
 
 
@@ -523,11 +531,10 @@ def _confine_child(result_w: int, plan: _ChildPlan) -> int:
             # Done best-effort for every fork in _child_limits; here a failure stops the trial.
             _confine.die_with_parent(plan.parent_pid)
             _confine.set_not_dumpable()
-        step = "wiping secrets"
-        _confine.wipe(plan.secrets)
-        _confine.scrub_environment(plan.env_regions, c.env_block)
+        step = "wiping secrets and the environment"
+        _confine.scrub_environment(plan.wipe, c.env_block)  # registered secrets too
         step = "rlimits"
-        _confine.set_rlimits({resource.RLIMIT_CPU: (plan.cpu_seconds, plan.cpu_seconds + 1)})
+        resource.setrlimit(resource.RLIMIT_CPU, (plan.cpu_seconds, plan.cpu_seconds + 1))
         if c.netns:
             step = "network namespace"
             _confine.enter_network_namespace()
@@ -571,21 +578,24 @@ class _ChildPlan:
     be computed beforehand is: in the parent it is nearly free.
     """
 
-    handled_signals: tuple[int, ...]  # signals with a Python-level handler to reset
+    reset_signals: tuple[int, ...]  # back to SIG_DFL: Python-level handlers, and SIGCHLD
     address_limit: int | None  # RLIMIT_AS for the child, None to leave it alone
+    core_hard: int  # the hard RLIMIT_CORE (the soft one becomes 0)
     parent_pid: int
     confinement: _Confinement | None  # None: an unconfined fork
-    secrets: tuple[tuple[int, int], ...]  # (address, size) of registered secrets to wipe
-    env_regions: tuple[tuple[int, int], ...]  # (address, size) of the environment's values
+    wipe: tuple[tuple[int, int], ...]  # (address, size): registered secrets, the environment's
     cpu_seconds: int  # RLIMIT_CPU of a confined child: a backstop behind the wall clock
 
 
+# Every core may burn CPU for the whole wall-clock limit before the parent kills the child.
+# (os.cpu_count reads a file under /sys each time: once is enough for a backstop.)
+_CPUS = os.cpu_count() or 1
+
+
 def _plan(limits: TrialLimits, confine: bool) -> _ChildPlan:
-    handled = []
-    for sig in _SIGNALS:
-        with contextlib.suppress(OSError, ValueError, TypeError):
-            if callable(_signal.getsignal(sig)):
-                handled.append(sig)
+    getsignal = _signal.getsignal  # never raises for the valid signals in _SIGNALS
+    reset = [sig for sig in _SIGNALS if callable(getsignal(sig))]
+    reset.append(signal.SIGCHLD)  # if ignored (auto-reaping), a job could not wait for its own
     address_limit = None
     if limits.memory_bytes is not None:
         current = _address_space()
@@ -595,23 +605,18 @@ def _plan(limits: TrialLimits, confine: bool) -> _ChildPlan:
             if hard != resource.RLIM_INFINITY:
                 address_limit = min(address_limit, hard)
     confinement = None
-    secrets: tuple[tuple[int, int], ...] = ()
-    env_regions: tuple[tuple[int, int], ...] = ()
+    wipe: tuple[tuple[int, int], ...] = ()
     if confine:
         confinement = _confinement()
-        with _SECRETS_LOCK:
-            secrets = tuple(region for _obj, region in _SECRETS.values())
-        env_regions = _environment_regions()
-    # Every core may burn CPU for the whole wall-clock limit before the parent kills us.
-    cpu_seconds = math.ceil(limits.timeout_s * (os.cpu_count() or 1)) + 1
+        wipe = _SECRET_REGIONS + _environment_regions()
     return _ChildPlan(
-        tuple(handled),
+        tuple(reset),
         address_limit,
+        resource.getrlimit(resource.RLIMIT_CORE)[1],
         os.getpid(),
         confinement,
-        secrets,
-        env_regions,
-        cpu_seconds,
+        wipe,
+        math.ceil(limits.timeout_s * _CPUS) + 1,
     )
 
 
@@ -623,7 +628,8 @@ def _environment_regions() -> tuple[tuple[int, int], ...]:
     change replaces the C strings and the bytes objects, so their addresses tell)."""
     global _ENV_CACHE
     data = os.environ._data  # type: ignore[attr-defined]
-    key = (tuple(_confine.c_environ()), tuple((id(v), len(v)) for v in data.values()))
+    values = data.values()
+    key = (tuple(_confine.c_environ()), tuple(map(id, values)), tuple(map(len, values)))
     if _ENV_CACHE[0] != key:
         _ENV_CACHE = (key, tuple(_confine.environment_regions()))
     return _ENV_CACHE[1]
@@ -657,26 +663,39 @@ _STDIO: tuple[io.TextIOWrapper, io.TextIOWrapper, io.TextIOWrapper] | None = Non
 _SIGNALS = tuple(int(s) for s in signal.valid_signals())
 
 
+def _quietly(call: Callable[..., Any], *args: Any) -> None:
+    """`call(*args)`, errors ignored: a best-effort step. (Not `contextlib.suppress`: in a
+    forked child every object a step touches is a page copied, and one plain function
+    touches fewer than a context manager's object and methods.)"""
+    try:  # noqa: SIM105 - see above
+        call(*args)
+    except Exception:
+        pass
+
+
 def _child_setup(
     result_w: int, out_w: int, err_w: int, plan: _ChildPlan
 ) -> tuple[int, list[Any], tuple[io.TextIOWrapper, io.TextIOWrapper]]:
     """Make the forked child safe to run a job in.
 
     Returns the result pipe's descriptor (possibly renumbered), objects to keep alive until
-    `_exit`, and the child's own stdout and stderr objects (to flush at the end).
+    `_exit`, and the child's own stdout and stderr objects (to flush at the end). Written
+    with plain try/except and no helpers where it can be: each object the child touches is
+    a page it copies.
     """
-    result_w, out_w, err_w = _above_stdio(result_w), _above_stdio(out_w), _above_stdio(err_w)
-    with contextlib.suppress(OSError):
-        os.setpgid(0, 0)  # own process group: a timeout kills the job's own children too
+    if result_w < 3 or out_w < 3 or err_w < 3:  # a parent with closed stdio hands out 0-2
+        result_w, out_w, err_w = _above_stdio(result_w), _above_stdio(out_w), _above_stdio(err_w)
+    _quietly(os.setpgid, 0, 0)  # own process group: a timeout kills the job's children too
     # Descriptors: stdin from /dev/null (never consume the parent's input), stdout/stderr
-    # into our pipes, and no ends of other trials' pipes.
+    # into our pipes, and no ends of other trials' pipes (a confined child closes every
+    # descriptor above its report pipe in `_confine_child`, these included).
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
-    for fd in {devnull, out_w, err_w, *_OPEN_FDS} - {result_w, 0, 1, 2}:
-        with contextlib.suppress(OSError):
-            os.close(fd)
+    if plan.confinement is None:
+        for fd in {devnull, out_w, err_w, *_OPEN_FDS} - {result_w, 0, 1, 2}:
+            _quietly(os.close, fd)
     # A job may run trials of its own: give this process its own lock (the inherited one
     # is held), descriptor registry and, below, stdio objects for its children.
     global _FORK_LOCK, _STDIO
@@ -685,31 +704,24 @@ def _child_setup(
     # Signals: nothing the parent installed applies here. Python handlers (asyncio's, the
     # program's, SIGINT's KeyboardInterrupt) go back to the default action, and asyncio's
     # wakeup fd (shared with the parent's loop!) is detached.
-    with contextlib.suppress(Exception):
-        _signal.set_wakeup_fd(-1)
-    with contextlib.suppress(Exception):
-        _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
-    # SIGCHLD too: if the program ignores it (auto-reaping), the job's subprocesses could
-    # not be waited for.
-    for sig in (*plan.handled_signals, signal.SIGCHLD):
-        with contextlib.suppress(OSError, ValueError, TypeError):
-            _signal.signal(sig, _signal.SIG_DFL)
+    _quietly(_signal.set_wakeup_fd, -1)
+    _quietly(_signal.pthread_sigmask, _signal.SIG_SETMASK, ())
+    for sig in plan.reset_signals:
+        _quietly(_signal.signal, sig, _signal.SIG_DFL)
     # Fresh stdio objects: a thread of the parent may have held the old ones' locks at the
     # moment of fork, and their buffers hold the parent's unflushed output (which must not
     # be written twice). The old objects are kept alive, never flushed, and die with _exit.
     old = [sys.stdin, sys.stdout, sys.stderr]
     sys.stdin, sys.stdout, sys.stderr = _STDIO or _make_stdio()
     _STDIO = None
-    # A segfault prints the Python stack to our stderr before the child dies of it.
-    with contextlib.suppress(Exception):
-        faulthandler.enable(file=sys.stderr, all_threads=False)
+    # A segfault prints the Python stack to our stderr (fd 2) before the child dies of it.
+    _quietly(faulthandler.enable, 2, False)
     # Garbage the parent had not collected yet is not finalised here (a finaliser could
     # flush a parent's file a second time); only the job's own objects are collected.
     gc.freeze()
     aio = sys.modules.get("asyncio")
     if aio is not None:  # called from an event loop's thread: let the job run its own loop
-        with contextlib.suppress(Exception):
-            aio.events._set_running_loop(None)
+        _quietly(aio.events._set_running_loop, None)
     _child_limits(plan)
     return result_w, old, (sys.stdout, sys.stderr)
 
@@ -726,22 +738,19 @@ def _address_space() -> int | None:
 
 
 def _child_limits(plan: _ChildPlan) -> None:
-    with contextlib.suppress(OSError, ValueError):
-        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+    _quietly(resource.setrlimit, resource.RLIMIT_CORE, (0, plan.core_hard))
+    if plan.address_limit is not None:  # soft = hard: the job cannot raise it back
+        _quietly(resource.setrlimit, resource.RLIMIT_AS, (plan.address_limit,) * 2)
+    if plan.confinement is not None:
+        return  # `_confine_child` does the rest, and fails the trial if it cannot
     if _PRCTL is not None:
-        with contextlib.suppress(Exception):
-            _PRCTL(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: not even a piped core handler runs
-        with contextlib.suppress(Exception):
-            # PR_SET_PDEATHSIG: if the parent dies (killed, crashed), the child is killed
-            # too instead of running on as an orphan. It fires when the forking *thread*
-            # ends, and that thread waits in run_forked for as long as the child lives.
-            _PRCTL(1, int(signal.SIGKILL), 0, 0, 0)
+        _quietly(_PRCTL, 4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: not even a piped core handler runs
+        # PR_SET_PDEATHSIG: if the parent dies (killed, crashed), the child is killed too
+        # instead of running on as an orphan. It fires when the forking *thread* ends, and
+        # that thread waits in run_forked for as long as the child lives.
+        _quietly(_PRCTL, 1, int(signal.SIGKILL), 0, 0, 0)
     if os.getppid() != plan.parent_pid:  # the parent died before the line above
         os._exit(_EXIT_HARNESS_FAILED)
-    if plan.address_limit is not None:
-        with contextlib.suppress(OSError, ValueError):
-            # soft = hard: the job cannot raise it back
-            resource.setrlimit(resource.RLIMIT_AS, (plan.address_limit, plan.address_limit))
 
 
 def _load_prctl() -> Callable[..., int] | None:
@@ -787,8 +796,7 @@ def _child_main(
         payload = _run_job_in_child(job, limits, frame_prefix)
         if os.getpid() == me:  # (if the job forked and its child returned too, one reports)
             for stream in ours:
-                with contextlib.suppress(Exception):
-                    stream.flush()
+                _quietly(stream.flush)
             try:
                 _write_all(result_w, payload)
             except MemoryError:
@@ -847,6 +855,8 @@ class _Tail:
                 del self.buf[: -self.keep]
 
     def text(self) -> str:
+        if not self.buf:  # nothing kept (the usual case): skip the regular expression
+            return ""
         # faulthandler ends a crash report with one long "Extension modules: ..." line that
         # says nothing about the candidate and would push the report itself out of the tail.
         buf = re.sub(rb"\nExtension modules: [^\n]*", b"", bytes(self.buf))
@@ -893,8 +903,7 @@ def _kill_group(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)
     except OSError:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
+        _quietly(os.kill, pid, signal.SIGKILL)
 
 
 def _exited_nowait(pid: int) -> bool:
@@ -1067,32 +1076,33 @@ def run_forked(
                 err_r, err_w = os.pipe()
                 fds += (err_r, err_w)
                 _OPEN_FDS.update(fds)
+                # Whatever the parent can do before the fork it does: after it, each page
+                # the parent writes while the child lives is copied (the child's own
+                # copies are what a trial costs).
+                for fd in (result_r, out_r, err_r):
+                    os.set_blocking(fd, False)  # the child closes these ends
+                result = _Sink(limits.max_result_bytes + (1 << 20))
+                out, err = _Tail(limits.tail_bytes), _Tail(limits.tail_bytes)
+                sinks: dict[int, _Tail | _Sink] = {result_r: result, out_r: out, err_r: err}
                 pid = os.fork()
             except OSError as exc:  # out of descriptors or processes: not the candidate's fault
                 raise SandboxError(f"could not start a forked trial: {exc}") from exc
             if pid == 0:  # pragma: no cover - the child; coverage cannot follow os._exit
                 _child_main(job, limits, plan, frame_prefix, result_w, out_w, err_w)
-        with contextlib.suppress(OSError):
-            os.setpgid(pid, pid)  # also here: a timeout may come before the child ran
+        _quietly(os.setpgid, pid, pid)  # also here: a timeout may come before the child ran
         for fd in (result_w, out_w, err_w):
             # Unregister before closing: once closed, the number may name a descriptor of
             # the program, which a concurrent trial's child must not close.
             _OPEN_FDS.discard(fd)
             fds.remove(fd)
             os.close(fd)
-        for fd in (result_r, out_r, err_r):
-            os.set_blocking(fd, False)
         if _USE_PIDFD:
             try:
                 pidfd = os.pidfd_open(pid)
             except OSError as exc:
                 if exc.errno in (errno.ENOSYS, errno.EPERM):  # old kernel or seccomp: poll
                     _USE_PIDFD = False
-        result = _Sink(limits.max_result_bytes + (1 << 20))
-        out, err = _Tail(limits.tail_bytes), _Tail(limits.tail_bytes)
-        timed_out = _collect(
-            pid, pidfd, {result_r: result, out_r: out, err_r: err}, deadline, result
-        )
+        timed_out = _collect(pid, pidfd, sinks, deadline, result)
         _kill_group(pid)  # a timeout, or leftovers: processes the job started die with it
         try:
             _, status = os.waitpid(pid, 0)
@@ -1173,8 +1183,7 @@ def run_forked(
             os.close(pidfd)
         for fd in fds:
             _OPEN_FDS.discard(fd)
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            _quietly(os.close, fd)
 
 
 def run_inprocess(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import json
 import logging
 import os
 import socket
@@ -126,6 +127,37 @@ def test_environment_is_empty_and_its_credentials_are_wiped_in_memory(
     assert value not in (confined["bytes"], confined["c"])
     assert set(confined["bytes"]) == {"\x00"} and set(confined["c"]) == {"\x00"}
     assert os.environ["SYMBIONT_TEST_API_KEY"] == value  # the parent keeps it
+
+
+_BLOCK_PROBE = """
+import ctypes, json, sys
+from symbiont.trial import TrialLimits, run_forked
+getenv = ctypes.CDLL(None).getenv
+getenv.restype = ctypes.c_void_p
+address = getenv(b"SYMBIONT_PLAIN_MARKER")  # a C string of the initial environment block
+size = len(sys.argv[1])
+read = lambda: ctypes.string_at(address, size).decode("latin-1")
+print(json.dumps([run_forked(read, TrialLimits(timeout_s=5.0), confine=c).value for c in (True, False)]))
+"""
+
+
+def test_the_initial_environment_block_is_wiped_whatever_the_names() -> None:
+    # A name that does not look like a credential: only the wipe of the whole block the
+    # process started with (what /proc/<pid>/environ shows) removes its value.
+    marker = f"plain-{uuid.uuid4().hex}"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin"), "SYMBIONT_PLAIN_MARKER": marker}
+    proc = subprocess.run(
+        [sys.executable, "-c", _BLOCK_PROBE, marker],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    confined, unconfined = json.loads(proc.stdout)
+    assert unconfined == marker  # the address is right
+    assert confined == "\x00" * len(marker)
 
 
 def test_registered_secret_is_wiped_in_the_child_only() -> None:

@@ -69,6 +69,11 @@ _CAP_DATA = (_seccomp._CapData * 2)()  # all zero: no capabilities
 _CAP_HEADER_ADDRESS = ctypes.addressof(_CAP_HEADER)
 _CAP_DATA_ADDRESS = ctypes.addressof(_CAP_DATA)
 _NR_CAPSET = _seccomp.SYSCALLS.get(_seccomp.machine(), {}).get("capset", -1)
+try:  # one reference nobody owns: the object is never freed, and nothing points to it
+    _leak: Any = ctypes.pythonapi.Py_IncRef
+    _leak.argtypes, _leak.restype = [ctypes.py_object], None
+except AttributeError:  # not CPython: a list keeps it alive instead
+    _leak = [].append
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_SECCOMP = 22
 _SECCOMP_MODE_FILTER = 2
@@ -224,8 +229,8 @@ def environment_block() -> tuple[int, int] | None:
     """
     try:
         with open("/proc/self/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
-        start, end = int(fields[49]), int(fields[50])  # fields 52 and 53 (env_start/end)
+            fields = fh.read().rsplit(b")", 1)[1].split()  # from field 3 (state) on
+        start, end = int(fields[47]), int(fields[48])  # fields 50 and 51: env_start, env_end
     except (OSError, ValueError, IndexError):
         return None
     return (start, end - start) if 0 < start < end else None
@@ -309,7 +314,15 @@ def scrub_environment(regions: Iterable[tuple[int, int]], block: tuple[int, int]
             raise
         for name in list(data):  # no clearenv (macOS): one unsetenv per variable
             os.unsetenv(name)
-    data.clear()
+    # Both mappings get one new empty dict. The old one is not emptied: freeing its dozens
+    # of keys and values would cost a forked child about as many page copies. It is leaked
+    # instead (referenced by nothing, so no object leads to it), its credentials already
+    # zeros; the rest of it is what freed memory would have held anyway.
+    empty: dict[bytes, bytes] = {}
+    os.environ._data = empty  # type: ignore[attr-defined]
+    if os.supports_bytes_environ:
+        os.environb._data = empty  # type: ignore[attr-defined]
+    _leak(data)
 
 
 def set_rlimits(limits: dict[int, tuple[int, int]]) -> None:
@@ -320,7 +333,7 @@ def set_rlimits(limits: dict[int, tuple[int, int]]) -> None:
 
 def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:
     """PR_SET_PDEATHSIG, then check the parent did not die before it took effect."""
-    if _libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+    if _prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
         _raise_errno("prctl(PR_SET_PDEATHSIG)")
     if os.getppid() != parent_pid:
         raise OSError(0, "the parent died before the child was confined")
@@ -328,7 +341,7 @@ def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:
 
 def set_not_dumpable() -> None:
     """No core file, and other processes of the user may not ptrace or read our memory."""
-    if _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+    if _prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         _raise_errno("prctl(PR_SET_DUMPABLE)")
 
 
