@@ -1,6 +1,9 @@
-"""Search options: clear errors for bad values; the UCB1 ensemble on its own."""
+"""Search options: clear errors for bad values; the ensemble's bandits (UCB1, Thompson
+sampling) on their own."""
 
 from __future__ import annotations
+
+import random
 
 import pytest
 
@@ -85,3 +88,48 @@ def test_a_cheaper_model_that_improves_as_often_earns_more() -> None:
 def test_two_models_of_one_name_stay_apart() -> None:
     a, b = ScriptedModel(), ScriptedModel()
     assert list(Ensemble([a, b]).stats()) == ["scripted", "scripted#2"]
+
+
+def test_thompson_sampling_stops_spending_on_the_arm_that_never_improves() -> None:
+    good, bad = ScriptedModel(), ScriptedModel()
+    good.name, bad.name = "good", "bad"
+    ensemble = Ensemble([bad, good], bandit="thompson", rng=random.Random(7))
+    picks = []
+    for _ in range(60):
+        arm = ensemble.choose()
+        picks.append(arm.stats.name)
+        ensemble.record(arm, improved=arm.stats.name == "good")
+    assert set(picks[:2]) == {"good", "bad"}  # each tried once first
+    assert picks[30:].count("good") >= 28  # the posterior of "bad" collapsed
+    # a draw is random, but seeded: the same seed makes the same choices
+    again = Ensemble([bad, good], bandit="thompson", rng=random.Random(7))
+    replay = []
+    for _ in range(60):
+        arm = again.choose()
+        replay.append(arm.stats.name)
+        again.record(arm, improved=arm.stats.name == "good")
+    assert replay == picks
+
+
+def test_thompson_weighs_an_improvement_by_its_cost() -> None:
+    cheap, dear = ScriptedModel(), ScriptedModel()
+    cheap.name, dear.name = "cheap", "dear"
+    ensemble = Ensemble(
+        [(dear, Pricing(10.0, 10.0)), (cheap, Pricing(0.1, 0.1))],
+        bandit="thompson",
+        rng=random.Random(3),
+    )
+    picks = []
+    for _ in range(40):  # both improve every time; one costs a hundred times more
+        arm = ensemble.choose()
+        picks.append(arm.stats.name)
+        cost = ensemble.cost(arm, 1000, 1000)
+        ensemble.record(arm, input_tokens=1000, output_tokens=1000, cost_usd=cost, improved=True)
+    assert picks[10:].count("cheap") >= 28
+
+
+def test_an_unknown_bandit_is_refused() -> None:
+    with pytest.raises(ValueError, match="bandit"):
+        Ensemble([ScriptedModel()], bandit="epsilon")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="bandit"):
+        SearchConfig(metric=metric, bandit="epsilon")  # type: ignore[arg-type]

@@ -240,6 +240,26 @@ def test_the_bandit_prefers_the_model_that_improves(runtime) -> None:
     assert stats["useless"].calls >= 1  # it was tried
 
 
+def test_thompson_sampling_prefers_the_model_that_improves(runtime) -> None:
+    steps = iter(range(1, 1000))
+    useful = ScriptedModel([lambda _m: peak_body(3.0 - 2.0 / (next(steps) + 1))] * 60)
+    useful.name = "useful"
+    junk = iter(range(1, 1000))
+    useless = ScriptedModel([lambda _m: peak_body(1.0, float(next(junk)))] * 60)
+    useless.name = "useless"
+    report = runtime.search_sync(
+        t.peak, [useless, useful], metric=t.score_peak, budget=Budget(evaluations=40),
+        islands=1, novelty_threshold=None, bandit="thompson",
+    )  # fmt: skip
+    stats = report.models
+    assert stats["useful"].improvements > 10 and stats["useless"].improvements == 0
+    assert stats["useful"].calls > 3 * stats["useless"].calls
+    assert stats["useless"].calls >= 1  # it was tried
+    assert runtime.store is not None
+    stored = SearchRepository(runtime.store).get(report.search_id)
+    assert stored.config["bandit"] == "thompson"
+
+
 def cheap(fn) -> float:
     return float(fn(4) == 5)
 

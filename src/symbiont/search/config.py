@@ -10,6 +10,7 @@ from typing import Any, Literal
 from symbiont.evaluation import Check, Direction, Metric
 
 Selection = Literal["rank", "tournament", "uniform"]
+Bandit = Literal["ucb1", "thompson"]
 PromotePolicy = Literal["best", "never"] | Callable[[Any, Any], bool]
 
 
@@ -94,6 +95,7 @@ class SearchConfig:
     top_inspirations: int = 2
     diverse_inspirations: int = 2
     promote: PromotePolicy = "best"
+    bandit: Bandit = "ucb1"  # how the ensemble picks a model: "ucb1" or "thompson"
     novelty_threshold: float | None = None  # cosine of bodies; None: exact duplicates only
     edit_retries: int = 1  # re-asks after a SEARCH block that does not match
     typecheck: bool | None = None
@@ -119,6 +121,8 @@ class SearchConfig:
             raise ValueError(
                 f"selection must be 'rank', 'tournament' or 'uniform', not {self.selection!r}"
             )
+        if self.bandit not in ("ucb1", "thompson"):
+            raise ValueError(f"bandit must be 'ucb1' or 'thompson', not {self.bandit!r}")
         if not (self.promote in ("best", "never") or callable(self.promote)):
             raise ValueError(f"promote must be 'best', 'never' or a callable, not {self.promote!r}")
         if self.novelty_threshold is not None and not 0 < self.novelty_threshold <= 1:
@@ -165,5 +169,6 @@ class SearchConfig:
             "migration_interval": self.migration_interval,
             "features": [[f.name, f.lo, f.hi, f.bins] for f in self.features],
             "selection": self.selection,
+            "bandit": self.bandit,
             "seed": self.seed,
         }

@@ -146,7 +146,11 @@ class SearchController:
         self.runtime = runtime
         self.handle = handle
         self.config = config
-        self.ensemble = Ensemble(models if isinstance(models, list) else [models])
+        self.ensemble = Ensemble(
+            models if isinstance(models, list) else [models],
+            bandit=config.bandit,
+            rng=random.Random(config.seed + 1),
+        )
         self.resume = resume
         self.on_progress = on_progress
         self.rng = random.Random(config.seed)

@@ -1,17 +1,28 @@
-"""The proposer: an ensemble of models, one chosen per request by UCB1.
+"""The proposer: an ensemble of models, one chosen per request by a bandit.
 
-The reward of a request is 1 when its child beats its parent, else 0, divided by the
-request's relative cost (its cost over the mean cost of a request so far) when the model is
-priced; so a cheap model that improves as often as an expensive one is preferred. Every arm
-is tried once before UCB1 takes over: mean reward + c·sqrt(2 ln N / n).
+Both bandits value a model by how often its children beat their parents, per unit of cost
+when models are priced, so a cheap model that improves as often as an expensive one is
+preferred. Every arm is tried once before either takes over.
+
+* `"ucb1"` (the default): the reward of a request is 1 when its child beats its parent,
+  else 0, divided by the request's relative cost (its cost over the mean cost of a request
+  so far) when the model is priced; the arm with the highest mean reward + c·sqrt(2 ln N / n)
+  is asked. Deterministic; requests in flight count as pulls without reward, so parallel
+  requests spread over the arms.
+* `"thompson"`: each arm's chance to improve has a Beta(1 + improvements, 1 + requests
+  without one) posterior; a draw from each, divided by the arm's relative cost per request
+  when priced, picks the arm. Randomised (seeded), so parallel requests spread by
+  themselves; it stops spending on a useless arm sooner than UCB1's steady exploration.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass, field
 
 from symbiont.models.base import Model
+from symbiont.search.config import Bandit
 from symbiont.store.sqlite import Pricing
 
 
@@ -42,9 +53,13 @@ class Ensemble:
         models: list[Model] | list[tuple[Model, Pricing | None]],
         *,
         exploration: float = 1.0,
+        bandit: Bandit = "ucb1",
+        rng: random.Random | None = None,
     ) -> None:
         if not models:
             raise ValueError("an ensemble needs at least one model")
+        if bandit not in ("ucb1", "thompson"):
+            raise ValueError(f"bandit must be 'ucb1' or 'thompson', not {bandit!r}")
         self.arms: list[Arm] = []
         names: set[str] = set()
         for item in models:
@@ -56,14 +71,18 @@ class Ensemble:
             names.add(name)
             self.arms.append(Arm(model, pricing, ModelStats(name)))
         self.exploration = exploration
+        self.bandit = bandit
+        self.rng = rng if rng is not None else random.Random(0)
         self._pulls = 0
 
     def choose(self) -> Arm:
-        """The arm to ask next: an arm nobody has asked yet (nor is asking), then the highest
-        UCB1 bound; requests in flight count as pulls without reward."""
+        """The arm to ask next: an arm nobody has asked yet (nor is asking), then the
+        bandit's choice."""
         self._pulls += 1
         chosen = next((a for a in self.arms if a.stats.calls + a.pending == 0), None)
-        if chosen is None:
+        if chosen is None and self.bandit == "thompson":
+            chosen = max(self.arms, key=self._thompson_draw)
+        elif chosen is None:
             total = sum(a.stats.calls + a.pending for a in self.arms)
 
             def bound(arm: Arm) -> float:
@@ -74,6 +93,17 @@ class Ensemble:
             chosen = max(self.arms, key=bound)
         chosen.pending += 1
         return chosen
+
+    def _thompson_draw(self, arm: Arm) -> float:
+        """A draw of the arm's chance to improve, per unit of its relative cost."""
+        s = arm.stats
+        draw = self.rng.betavariate(1 + s.improvements, 1 + max(0, s.calls - s.improvements))
+        if arm.pricing is None or not s.calls:
+            return draw
+        priced = [a.stats for a in self.arms if a.pricing is not None and a.stats.calls]
+        mean = sum(p.cost_usd for p in priced) / max(1, sum(p.calls for p in priced))
+        own = s.cost_usd / s.calls
+        return draw / max(own / mean, 1e-3) if mean > 0 else draw
 
     def cost(self, arm: Arm, input_tokens: int, output_tokens: int) -> float | None:
         if arm.pricing is None:
