@@ -29,6 +29,7 @@ Run: python benchmarks/bench_retrieval.py [--queries N] [--tune]
 from __future__ import annotations
 
 import argparse
+import atexit
 import csv
 import hashlib
 import json
@@ -36,7 +37,6 @@ import os
 import random
 import re
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -58,11 +58,19 @@ from symbiont.library.index import (
     CapabilityIndex,
     IndexDoc,
 )
+from symbiont.store import SQLiteStore, open_store
 
 METATOOL = Path(__file__).resolve().parents[1].parent / "shared/datasets/metatool"
 SEED = 12345
 TUNE_N = 1500
 CACHE = Path(tempfile.gettempdir()) / "symbiont-bench-cache"
+
+
+def scratch_store() -> SQLiteStore:
+    """A SQLite store in a fresh temporary folder (removed when the process exits)."""
+    folder = tempfile.mkdtemp(prefix="symbiont-bench-")
+    atexit.register(shutil.rmtree, folder, True)
+    return open_store(Path(folder) / "store.db")
 
 
 def load_metatool() -> tuple[dict[str, str], list[tuple[str, str]]]:
@@ -123,7 +131,7 @@ def top10(
 
 
 def fast_paths_on_metatool(
-    conn: sqlite3.Connection,
+    store: SQLiteStore,
     exact: CapabilityIndex,
     embedder: MiniLMEmbedder,
     sample: list[tuple[str, str]],
@@ -135,7 +143,7 @@ def fast_paths_on_metatool(
     fuses 100 of each list, more than half the tools, so its semantic half stays exact and
     only its lexical half changes path.
     """
-    fast = CapabilityIndex(conn, embedder, fast_min_docs=0, fast_candidates=20)
+    fast = CapabilityIndex(store, embedder, fast_min_docs=0, fast_candidates=20)
     fast.prepare()
     parts = []
     for mode in ("semantic", "lexical", "hybrid"):
@@ -159,14 +167,15 @@ def quality(
 ) -> tuple[list[str], dict[str, float], np.ndarray]:
     tools, queries = load_metatool()
     sample = queries[TUNE_N : TUNE_N + n_queries]
-    conn = sqlite3.connect(":memory:")
-    index = CapabilityIndex(conn, embedder)
+    store = scratch_store()
+    index = CapabilityIndex(store, embedder)
     index.upsert_many(IndexDoc(name, name, desc, ()) for name, desc in tools.items())
     vectors, secs = embed_cached(embedder, [q for q, _ in sample])
     rows = {}
     for mode in ("semantic", "lexical", "hybrid"):
         rows[mode] = metrics(ranks(index, sample, vectors, mode))
-    fast_note = fast_paths_on_metatool(conn, index, embedder, sample, vectors)
+    fast_note = fast_paths_on_metatool(store, index, embedder, sample, vectors)
+    store.close()
     like = np.concatenate([vectors, np.stack([index.vector(name) for name in tools])])
     best_other = max(rows["semantic"][1], rows["lexical"][1])
     beats = rows["hybrid"][1] > best_other
@@ -201,11 +210,11 @@ def tune(embedder: MiniLMEmbedder) -> None:
     tools, queries = load_metatool()
     split = queries[:TUNE_N]
     vectors, _ = embed_cached(embedder, [q for q, _ in split])
-    conn = sqlite3.connect(":memory:")
+    store = scratch_store()
     print("| k | w_lex | R@1 | R@5 | MRR |\n| ---: | ---: | ---: | ---: | ---: |")
     for k in (1, 5, 10, 20, 60):
         for w in (0.3, 0.5, 0.7, 1.0):
-            index = CapabilityIndex(conn, embedder, rrf_k=k, weights=(1.0, w))
+            index = CapabilityIndex(store, embedder, rrf_k=k, weights=(1.0, w))
             if len(index) == 0:
                 index.upsert_many(IndexDoc(n, n, d, ()) for n, d in tools.items())
             r1, r5, mrr = metrics(ranks(index, split, vectors, "hybrid"))
@@ -237,6 +246,17 @@ class SyntheticEmbedder:
         v = (z @ self.factor.T + self.mean).astype(np.float32)
         v /= np.linalg.norm(v, axis=1, keepdims=True)
         return v
+
+
+def metatool_vocabulary(tools: dict[str, str]) -> tuple[list[str], np.ndarray]:
+    """The words of MetaTool's tool descriptions and their frequencies (for synthetic docs)."""
+    counts: dict[str, int] = {}
+    for desc in tools.values():
+        for w in re.findall(r"[a-z]+", desc.lower()):
+            counts[w] = counts.get(w, 0) + 1
+    vocab = sorted(counts)
+    weights = np.array([counts[w] for w in vocab], dtype=np.float64)
+    return vocab, weights / weights.sum()
 
 
 def synthetic_docs(n: int, vocab: list[str], weights: np.ndarray, seed: int) -> list[IndexDoc]:
@@ -281,13 +301,7 @@ def latency(
     embedder: MiniLMEmbedder, like: np.ndarray
 ) -> tuple[list[str], float, dict[str, float]]:
     tools, queries = load_metatool()
-    counts: dict[str, int] = {}
-    for desc in tools.values():
-        for w in re.findall(r"[a-z]+", desc.lower()):
-            counts[w] = counts.get(w, 0) + 1
-    vocab = sorted(counts)
-    weights = np.array([counts[w] for w in vocab], dtype=np.float64)
-    weights /= weights.sum()
+    vocab, weights = metatool_vocabulary(tools)
     qtexts = [q for q, _ in queries[-200:]]  # never in the quality sample
     qvecs = embedder.embed(qtexts)
     rows = []
@@ -298,10 +312,8 @@ def latency(
     synthetic = SyntheticEmbedder(like)
     for n in (10_000, 100_000):
         db = tmp / f"lib{n}.sqlite"
-        conn = sqlite3.connect(db)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=OFF")  # building the fixture, not measured
-        index = CapabilityIndex(conn, synthetic)
+        store = open_store(db)
+        index = CapabilityIndex(store, synthetic)
         t0 = time.perf_counter()
         docs = synthetic_docs(n, vocab, weights, seed=n)
         for start in range(0, n, 5000):
@@ -310,7 +322,7 @@ def latency(
         reps = 200 if n <= 10_000 else 100
         label = f"{n // 1000}k"
         if n > 10_000:  # the same index and queries, fast paths off: the exact reference
-            exact = CapabilityIndex(conn, synthetic, fast_min_docs=10**9)
+            exact = CapabilityIndex(store, synthetic, fast_min_docs=10**9)
             ref: dict[str, list[list[str]]] = {}
             for mode in ("semantic", "lexical", "hybrid"):
                 samples, ref[mode] = _timed(exact, mode, qtexts, qvecs, reps)
@@ -349,7 +361,7 @@ def latency(
             index.search(q, 10, query_vector=v)
             samples.append((time.perf_counter() - t0) * 1000)
         rows.append((label, "hybrid", "included", path, samples))
-        conn.close()
+        store.close()
         if n == 10_000:
             startup_db = db
         print(f"   built {n:,} synthetic docs in {build:.1f} s", file=sys.stderr, flush=True)
@@ -357,11 +369,11 @@ def latency(
     startups = []
     for _ in range(7):
         t0 = time.perf_counter()
-        conn = sqlite3.connect(startup_db)
-        index = CapabilityIndex(conn, synthetic)
+        store = open_store(startup_db)
+        index = CapabilityIndex(store, synthetic)
         startups.append((time.perf_counter() - t0) * 1000)
         assert len(index) == 10_000 and index.embed_calls == 0
-        conn.close()
+        store.close()
     shutil.rmtree(tmp, ignore_errors=True)
     hybrid = figures["100000-hybrid"]
     lines = [
@@ -401,7 +413,7 @@ def latency(
         "",
         "| figure | p50 ms | max ms |",
         "| --- | ---: | ---: |",
-        f"| connect + CapabilityIndex(...) | {statistics.median(startups):.1f} | "
+        f"| open_store + CapabilityIndex(...) | {statistics.median(startups):.1f} | "
         f"{max(startups):.1f} |",
         "",
         "No vector is recomputed at start-up (checked: 0 texts embedded).",

@@ -1,19 +1,32 @@
-"""CapabilityIndex: semantic, lexical and hybrid search over real SQLite files."""
+"""CapabilityIndex: semantic, lexical and hybrid search, over a real SQLite store and a real
+PostgreSQL + pgvector one (`store_backend`, `pg_server` in tests/conftest.py).
+
+The ranking expectations are the same on both backends where the math is (cosine); lexical
+search is BM25 over FTS5 on SQLite and `ts_rank` over a tsvector on PostgreSQL, so its
+expectations are the obvious matches, not scores. The fast paths of the in-memory index are
+SQLite's; PostgreSQL's HNSW index is checked against numpy's exact top-k.
+"""
 
 from __future__ import annotations
 
 import random
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 
 from symbiont.embed import HashingEmbedder, MiniLMEmbedder
 from symbiont.embed.minilm import minilm_available
 from symbiont.errors import CapabilityError
 from symbiont.library.index import CapabilityIndex, IndexDoc, embedding_text
+from symbiont.store import open_store
+from symbiont.store.pg.index import hnsw_index_name, semantic_query
 
 D = IndexDoc
 CORPUS = [
@@ -75,13 +88,20 @@ def minilm() -> MiniLMEmbedder:
     return MiniLMEmbedder()
 
 
-@pytest.fixture(scope="module")
-def index(minilm: MiniLMEmbedder) -> Iterator[CapabilityIndex]:
-    conn = sqlite3.connect(":memory:")
-    idx = CapabilityIndex(conn, minilm)
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def index(
+    request: pytest.FixtureRequest, minilm: MiniLMEmbedder, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CapabilityIndex]:
+    """The corpus indexed by MiniLM, once per backend for the module."""
+    server = request.getfixturevalue("pg_server") if request.param == "postgresql" else None
+    where = server.new_database() if server else str(tmp_path_factory.mktemp("idx") / "s.db")
+    store = open_store(where)
+    idx = CapabilityIndex(store, minilm)
     idx.upsert_many(CORPUS)
     yield idx
-    conn.close()
+    store.close()
+    if server:
+        server.drop_database(where)
 
 
 def _top(idx: CapabilityIndex, query: str, mode: str, k: int = 1, **kw: object) -> list[str]:
@@ -100,6 +120,7 @@ def test_lexical_finds_the_obvious_doc(index: CapabilityIndex) -> None:
     assert _top(index, "vacation leave balance", "lexical") == ["get_leave_balance"]
     assert _top(index, "greatest common divisor", "lexical") == ["gcd"]
     assert _top(index, "Umbrella Berlin", "lexical") == []  # no shared word: no lexical hit
+    assert _top(index, "how is it", "lexical") == []  # stopwords only: no query at all
 
 
 def test_hybrid_finds_the_obvious_doc(index: CapabilityIndex) -> None:
@@ -139,12 +160,27 @@ def test_hits_say_why(index: CapabilityIndex) -> None:
     assert hit.semantic_score is not None and 0.3 < hit.semantic_score <= 1.0
     assert hit.lexical_score is not None and hit.lexical_score > 0
     assert hit.why.startswith("semantic #1 (cos ")
-    assert "lexical #1 (bm25 " in hit.why
+    score_name = "ts_rank" if index.in_database else "bm25"  # PostgreSQL has no BM25
+    assert f"lexical #1 ({score_name} " in hit.why
     assert all(w in hit.why for w in ("salary", "employee", "details"))
     w_sem, w_lex = index.weights  # rank 1 in both lists: w / (k + 1) from each
     assert hit.score == pytest.approx(w_sem / (index.rrf_k + 1) + w_lex / (index.rrf_k + 1))
     only_semantic = index.search("Will I need an umbrella in Berlin tomorrow?", 1)[0]
     assert only_semantic.lexical_rank is None and "no keyword match" in only_semantic.why
+
+
+def test_hits_beyond_the_fusion_depth_keep_their_cosine(index: CapabilityIndex) -> None:
+    # A heavy lexical weight lets hits of the lexical list that are not among the k
+    # semantic candidates into the top k: their cosine is still reported.
+    query = "employee id of the weather"
+    heavy = CapabilityIndex(index.storage, index.embedder, fusion_depth=1, weights=(1.0, 5.0))
+    hits = heavy.search(query, 4)
+    lexical_only = [h for h in hits if h.semantic_rank is None]
+    assert lexical_only, [h.why for h in hits]
+    qv = index.embedder.embed([query])[0]
+    for h in lexical_only:
+        assert h.semantic_score == pytest.approx(float(index.vector(h.id) @ qv), abs=1e-5)
+        assert "semantic beyond top candidates" in h.why
 
 
 def test_query_vector_skips_query_embedding(index: CapabilityIndex) -> None:
@@ -170,68 +206,72 @@ def test_bad_arguments_are_refused_clearly(index: CapabilityIndex) -> None:
         index.upsert(IndexDoc("x", "n", "s", ["a"]))  # type: ignore[arg-type]
 
 
-def _open(path: Path, embedder: object) -> tuple[sqlite3.Connection, CapabilityIndex]:
-    conn = sqlite3.connect(path)
-    return conn, CapabilityIndex(conn, embedder)  # type: ignore[arg-type]
-
-
-def test_reopening_does_not_re_embed(tmp_path: Path) -> None:
-    db = tmp_path / "lib.sqlite"
-    first = CountingEmbedder(HashingEmbedder())
-    conn, idx = _open(db, first)
-    idx.upsert_many(CORPUS)
-    assert first.texts == len(CORPUS)
-    before = {d.id: idx.vector(d.id) for d in CORPUS}
+def test_a_bare_connection_is_refused_clearly(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "raw.sqlite")
+    with pytest.raises(CapabilityError, match=r"needs a store \(open_store"):
+        CapabilityIndex(conn, HashingEmbedder())  # type: ignore[arg-type]
     conn.close()
+
+
+@contextmanager
+def _open(where: str, embedder: object, **options: object) -> Iterator[CapabilityIndex]:
+    """An index over a freshly opened store at `where` (a SQLite path or PostgreSQL URL)."""
+    store = open_store(where)
+    try:
+        yield CapabilityIndex(store, embedder, **options)  # type: ignore[arg-type]
+    finally:
+        store.close()
+
+
+def test_reopening_does_not_re_embed(store_backend: str) -> None:
+    first = CountingEmbedder(HashingEmbedder())
+    with _open(store_backend, first) as idx:
+        idx.upsert_many(CORPUS)
+        assert first.texts == len(CORPUS)
+        before = {d.id: idx.vector(d.id) for d in CORPUS}
 
     second = CountingEmbedder(HashingEmbedder())
-    conn, idx = _open(db, second)
-    assert second.texts == 0 and len(idx) == len(CORPUS)
-    assert idx.ids() == sorted(d.id for d in CORPUS)
-    for doc_id, v in before.items():
-        np.testing.assert_array_equal(idx.vector(doc_id), v)
-    assert idx.upsert_many(CORPUS) == 0 and second.texts == 0  # unchanged: nothing written
-    assert _top(idx, "greatest common divisor", "hybrid") == ["gcd"]
-    conn.close()
+    with _open(store_backend, second) as idx:
+        assert second.texts == 0 and len(idx) == len(CORPUS)
+        assert idx.ids() == sorted(d.id for d in CORPUS)
+        for doc_id, v in before.items():
+            np.testing.assert_array_equal(idx.vector(doc_id), v)
+        assert idx.upsert_many(CORPUS) == 0 and second.texts == 0  # unchanged: nothing written
+        assert _top(idx, "greatest common divisor", "hybrid") == ["gcd"]
 
 
-def test_text_change_re_embeds_only_that_doc(tmp_path: Path) -> None:
+def test_text_change_re_embeds_only_that_doc(store_backend: str) -> None:
     emb = CountingEmbedder(HashingEmbedder())
-    conn, idx = _open(tmp_path / "lib.sqlite", emb)
-    idx.upsert_many(CORPUS)
-    emb.texts = 0
     changed = IndexDoc("gcd", "gcd", "Highest common factor of two whole numbers.", ("a", "b"))
-    idx.upsert(changed)
-    assert emb.texts == 1
-    np.testing.assert_allclose(
-        idx.vector("gcd"), HashingEmbedder().embed([embedding_text(changed)])[0], atol=1e-6
-    )
-    assert _top(idx, "highest common factor", "lexical") == ["gcd"]
-    assert _top(idx, "greatest divisor", "lexical") == []  # the old text is gone from FTS
-    conn.close()
-    conn, idx = _open(tmp_path / "lib.sqlite", emb)
-    assert emb.texts == 1 and idx.get("gcd") == changed
-    conn.close()
+    with _open(store_backend, emb) as idx:
+        idx.upsert_many(CORPUS)
+        emb.texts = 0
+        idx.upsert(changed)
+        assert emb.texts == 1
+        np.testing.assert_allclose(
+            idx.vector("gcd"), HashingEmbedder().embed([embedding_text(changed)])[0], atol=1e-6
+        )
+        assert _top(idx, "highest common factor", "lexical") == ["gcd"]
+        assert _top(idx, "greatest divisor", "lexical") == []  # the old text is gone
+    with _open(store_backend, emb) as idx:
+        assert emb.texts == 1 and idx.get("gcd") == changed
 
 
-def test_embedder_change_triggers_re_embedding(tmp_path: Path) -> None:
-    db = tmp_path / "lib.sqlite"
+def test_embedder_change_triggers_re_embedding(store_backend: str) -> None:
     a = CountingEmbedder(HashingEmbedder(384))
-    conn, idx = _open(db, a)
-    idx.upsert_many(CORPUS)
-    conn.close()
+    with _open(store_backend, a) as idx:
+        idx.upsert_many(CORPUS)
 
     b = CountingEmbedder(HashingEmbedder(128))  # another id and another dimension
-    conn, idx = _open(db, b)
-    assert b.texts == len(CORPUS) and len(idx) == len(CORPUS)
-    assert idx.vector("gcd").shape == (128,)
-    assert _top(idx, "greatest common divisor", "semantic") == ["gcd"]
-    conn.close()
+    with _open(store_backend, b) as idx:
+        assert b.texts == len(CORPUS) and len(idx) == len(CORPUS)
+        assert idx.vector("gcd").shape == (128,)
+        assert _top(idx, "greatest common divisor", "semantic") == ["gcd"]
 
     a.texts = 0
-    conn, idx = _open(db, a)  # back to the first embedder: its vectors are still stored
-    assert a.texts == 0 and idx.vector("gcd").shape == (384,)
-    conn.close()
+    with _open(store_backend, a) as idx:  # back to the first embedder: its vectors are stored
+        assert a.texts == 0 and idx.vector("gcd").shape == (384,)
+        assert _top(idx, "greatest common divisor", "semantic") == ["gcd"]
 
 
 def _assert_consistent(idx: CapabilityIndex, docs: dict[str, IndexDoc]) -> None:
@@ -245,57 +285,97 @@ def _assert_consistent(idx: CapabilityIndex, docs: dict[str, IndexDoc]) -> None:
         assert idx.vector(top.id) == pytest.approx(v, abs=1e-6)  # itself or an exact twin
 
 
-def test_remove_and_upsert_keep_the_matrix_consistent(tmp_path: Path) -> None:
-    db = tmp_path / "lib.sqlite"
-    conn, idx = _open(db, HashingEmbedder())
+def test_remove_and_upsert_keep_the_index_consistent(store_backend: str) -> None:
     rng = random.Random(7)
     live: dict[str, IndexDoc] = {}
-    for step in range(120):
-        op = rng.random()
-        if op < 0.35 and live:
-            victim = rng.choice(sorted(live))
-            assert idx.remove(victim) is True
-            del live[victim]
-        elif op < 0.45:
-            assert idx.remove(f"missing-{step}") is False
-        else:
-            batch = [
-                IndexDoc(f"cap_{rng.randrange(60)}", f"cap {step}", f"summary {step} {j}", ())
-                for j in range(rng.randrange(1, 5))
-            ]
-            idx.upsert_many(batch)
-            live.update({d.id: d for d in batch})
-    _assert_consistent(idx, live)
-    assert _top(idx, "summary", "lexical", k=100).__len__() == len(live)
-    conn.close()
+    with _open(store_backend, HashingEmbedder()) as idx:
+        for step in range(120):
+            op = rng.random()
+            if op < 0.35 and live:
+                victim = rng.choice(sorted(live))
+                assert idx.remove(victim) is True
+                del live[victim]
+            elif op < 0.45:
+                assert idx.remove(f"missing-{step}") is False
+            else:
+                batch = [
+                    IndexDoc(f"cap_{rng.randrange(60)}", f"cap {step}", f"summary {step} {j}", ())
+                    for j in range(rng.randrange(1, 5))
+                ]
+                idx.upsert_many(batch)
+                live.update({d.id: d for d in batch})
+        _assert_consistent(idx, live)
+        assert len(_top(idx, "summary", "lexical", k=100)) == len(live)
     counting = CountingEmbedder(HashingEmbedder())
-    conn, idx = _open(db, counting)
-    assert counting.texts == 0
-    _assert_consistent(idx, live)
-    conn.close()
+    with _open(store_backend, counting) as idx:
+        assert counting.texts == 0
+        _assert_consistent(idx, live)
 
 
-def test_writes_join_an_open_transaction(tmp_path: Path) -> None:
-    db = tmp_path / "lib.sqlite"
-    conn, idx = _open(db, HashingEmbedder())
-    conn.execute("CREATE TABLE store_things (x)")
-    conn.execute("INSERT INTO store_things VALUES (1)")  # the caller's implicit transaction
-    assert conn.in_transaction
-    idx.upsert(CORPUS[0])
-    assert conn.in_transaction  # the index did not commit the caller's transaction
-    conn.commit()
-    other = sqlite3.connect(db)
-    assert other.execute("SELECT count(*) FROM idx_docs").fetchone()[0] == 1
-    idx.upsert(CORPUS[1])  # no transaction open: the index commits on its own
-    assert other.execute("SELECT count(*) FROM idx_docs").fetchone()[0] == 2
-    other.close()
-    conn.close()
+def test_empty_index_returns_nothing(store_backend: str) -> None:
+    with _open(store_backend, HashingEmbedder()) as idx:
+        assert len(idx) == 0 and idx.ids() == []
+        for mode in ("semantic", "lexical", "hybrid"):
+            assert idx.search("anything", mode=mode) == []  # type: ignore[arg-type]
 
 
-def test_empty_index_returns_nothing(tmp_path: Path) -> None:
-    conn, idx = _open(tmp_path / "x.sqlite", HashingEmbedder())
-    assert len(idx) == 0 and idx.search("anything") == [] and idx.ids() == []
-    conn.close()
+# ---------------------------------------------------------------- several processes
+# Each process has its own index over one store. On PostgreSQL the database ranks, so a
+# search sees every committed write at once; on SQLite an index is an in-memory view that
+# sees other processes' writes after reload() (the library reloads when it notices them).
+
+WRITER = """
+import sys
+from symbiont.embed import HashingEmbedder
+from symbiont.library.index import CapabilityIndex, IndexDoc
+from symbiont.store import open_store
+
+where, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+store = open_store(where)
+index = CapabilityIndex(store, HashingEmbedder())
+print("ready", flush=True)
+sys.stdin.readline()  # start together
+for i in range(n):
+    index.upsert(IndexDoc(f"{tag}_{i}", f"{tag} {i}", f"Shared summary {tag} number {i}."))
+store.close()
+"""
+
+
+def test_a_search_sees_what_other_processes_stored(store_backend: str) -> None:
+    with _open(store_backend, HashingEmbedder()) as idx:  # open before the others write
+        writers = [
+            subprocess.Popen(
+                [sys.executable, "-c", WRITER, store_backend, tag, "25"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for tag in ("alpha", "beta")
+        ]
+        for w in writers:  # both have opened the store (a fresh one: no vectors, no HNSW)
+            assert w.stdout is not None and w.stdout.readline() == "ready\n"
+        for w in writers:
+            assert w.stdin is not None
+            w.stdin.write("go\n")
+            w.stdin.close()
+        assert [w.wait(120) for w in writers] == [0, 0]
+        if not idx.in_database:
+            assert len(idx) == 0  # an in-memory view: it sees them after reload()
+            idx.reload()
+        want = {f"{tag}_{i}" for tag in ("alpha", "beta") for i in range(25)}
+        assert len(idx) == 50 and set(idx.ids()) == want
+        assert {h.id for h in idx.search("shared summary", 100, mode="lexical")} == want
+        assert {h.id for h in idx.search("shared summary", 100)} == want
+        doc = IndexDoc("beta_7", "beta 7", "Shared summary beta number 7.")
+        v = HashingEmbedder().embed([embedding_text(doc)])[0]
+        assert _top(idx, "", "semantic", query_vector=v) == ["beta_7"]
+    if store_backend.startswith("postgresql"):  # the two first writers raced to create it
+        with psycopg.connect(store_backend) as conn:
+            (n,) = conn.execute(
+                "SELECT count(*) FROM pg_indexes WHERE tablename = 'idx_embeddings'"
+                " AND indexdef LIKE '%hnsw%'"
+            ).fetchone()
+        assert n == 1
 
 
 # ---------------------------------------------------------------- fast paths (large indexes)
@@ -357,11 +437,11 @@ def seeded(
     table: dict[str, np.ndarray] = {}
     vectors = _low_rank(rng, 2000)
     docs = _vector_corpus(rng, vectors, table)
-    conn = sqlite3.connect(tmp_path / "fast.sqlite")
-    idx = CapabilityIndex(conn, TableEmbedder(table, 32), **FAST)  # type: ignore[arg-type]
+    store = open_store(tmp_path / "fast.db")
+    idx = CapabilityIndex(store, TableEmbedder(table, 32), **FAST)  # type: ignore[arg-type]
     idx.upsert_many(docs)
     yield idx, {d.id: v for d, v in zip(docs, vectors, strict=True)}, table
-    conn.close()
+    store.close()
 
 
 def test_fast_semantic_returns_the_exact_top_k_with_exact_scores(seeded: tuple) -> None:
@@ -415,15 +495,15 @@ def test_isotropic_vectors_keep_the_exact_scan(tmp_path: Path) -> None:
     table: dict[str, np.ndarray] = {}
     vectors = _unit(rng.standard_normal((5000, 32)))  # enough rows for a flat spectrum
     docs = _vector_corpus(rng, vectors, table)
-    conn = sqlite3.connect(tmp_path / "iso.sqlite")
-    idx = CapabilityIndex(conn, TableEmbedder(table, 32), **FAST)  # type: ignore[arg-type]
+    store = open_store(tmp_path / "iso.db")
+    idx = CapabilityIndex(store, TableEmbedder(table, 32), **FAST)  # type: ignore[arg-type]
     idx.upsert_many(docs)
     by_id = {d.id: v for d, v in zip(docs, vectors, strict=True)}
     for q in _unit(rng.standard_normal((10, 32))):
         hits = idx.search("", 10, mode="semantic", query_vector=q)
         assert [h.id for h in hits] == _numpy_top(by_id, q, 10, set())
     assert idx.fast_energy is not None and idx.fast_energy < 0.6 and idx._basis is None
-    conn.close()
+    store.close()
 
 
 WORDS = [
@@ -507,13 +587,13 @@ def _same_lexical(fast: CapabilityIndex, exact: CapabilityIndex, **kw: object) -
 
 def test_fast_lexical_equals_fts5_bm25_and_follows_writes(tmp_path: Path) -> None:
     rng = random.Random(17)
-    conn = sqlite3.connect(tmp_path / "lex.sqlite")
-    fast = CapabilityIndex(conn, HashingEmbedder(64), fast_min_docs=100)
+    store = open_store(tmp_path / "lex.db")
+    fast = CapabilityIndex(store, HashingEmbedder(64), fast_min_docs=100)
     docs = _word_corpus(rng, 600)
     fast.upsert_many(docs)
     fast.prepare()
     assert fast._bm25 is not None  # the in-memory postings answer from here on
-    exact = CapabilityIndex(conn, HashingEmbedder(64), fast_min_docs=10**9)
+    exact = CapabilityIndex(store, HashingEmbedder(64), fast_min_docs=10**9)
     _same_lexical(fast, exact)
     top = [h.id for h in exact.search("employee salary paid", 5, mode="lexical")]
     _same_lexical(fast, exact, exclude=set(top))  # masked before the top-k, as FTS5 does
@@ -532,12 +612,12 @@ def test_fast_lexical_equals_fts5_bm25_and_follows_writes(tmp_path: Path) -> Non
     assert not {h.id for h in fast.search("employee", 1000, mode="lexical")} & {
         d.id for d in docs[10:60]
     }  # removed documents are gone from the postings
-    conn.close()
+    store.close()
 
 
 def test_lexical_postings_wait_until_fts5_has_cost_as_much(tmp_path: Path) -> None:
-    conn = sqlite3.connect(tmp_path / "lazy.sqlite")
-    idx = CapabilityIndex(conn, HashingEmbedder(64), fast_min_docs=100)
+    store = open_store(tmp_path / "lazy.db")
+    idx = CapabilityIndex(store, HashingEmbedder(64), fast_min_docs=100)
     idx.upsert_many(_word_corpus(random.Random(4), 300))
     first = idx.search("employee salary", 5, mode="lexical")
     assert idx._bm25 is None  # one search: answered by FTS5, nothing built
@@ -547,7 +627,7 @@ def test_lexical_postings_wait_until_fts5_has_cost_as_much(tmp_path: Path) -> No
             break
     assert idx._bm25 is not None
     assert [h.id for h in idx.search("employee salary", 5, mode="lexical")] == [h.id for h in first]
-    conn.close()
+    store.close()
 
 
 def test_projection_widens_until_it_holds_enough_energy(tmp_path: Path) -> None:
@@ -557,9 +637,9 @@ def test_projection_widens_until_it_holds_enough_energy(tmp_path: Path) -> None:
     vectors = _unit(rng.standard_normal((3000, 20)) @ mix + 0.05 * rng.standard_normal((3000, 32)))
     table: dict[str, np.ndarray] = {}
     docs = _vector_corpus(rng, vectors, table)
-    conn = sqlite3.connect(tmp_path / "wide.sqlite")
+    store = open_store(tmp_path / "wide.db")
     options = {**FAST, "fast_candidates": 300}
-    idx = CapabilityIndex(conn, TableEmbedder(table, 32), **options)  # type: ignore[arg-type]
+    idx = CapabilityIndex(store, TableEmbedder(table, 32), **options)  # type: ignore[arg-type]
     idx.upsert_many(docs)
     by_id = {d.id: v for d, v in zip(docs, vectors, strict=True)}
     found = 0
@@ -573,4 +653,92 @@ def test_projection_widens_until_it_holds_enough_energy(tmp_path: Path) -> None:
     assert idx._basis is not None and idx._basis.shape[1] == 16
     assert idx.fast_energy is not None and idx.fast_energy >= 0.6
     assert idx.fast_recall is not None and idx.fast_recall >= 0.99
-    conn.close()
+    store.close()
+
+
+# ---------------------------------------------------------------- PostgreSQL: HNSW, exclusion
+# pgvector's HNSW index is approximate: its top-k is compared with numpy's exact one.
+
+
+@pytest.fixture
+def pg_vectors(
+    pg_url: str,
+) -> Iterator[tuple[CapabilityIndex, dict[str, np.ndarray], str]]:
+    rng = np.random.default_rng(2025)
+    table: dict[str, np.ndarray] = {}
+    vectors = _low_rank(rng, 3000)
+    docs = _vector_corpus(rng, vectors, table)
+    with _open(pg_url, TableEmbedder(table, 32)) as idx:
+        idx.upsert_many(docs)  # one batch: COPY, then the HNSW graph built in one pass
+        yield idx, {d.id: v for d, v in zip(docs, vectors, strict=True)}, pg_url
+
+
+def test_pg_semantic_search_runs_on_the_hnsw_index(pg_vectors: tuple) -> None:
+    url = pg_vectors[2]
+    name = hnsw_index_name(32, "table-32")
+    q = _low_rank(np.random.default_rng(1), 1)[0]
+    with psycopg.connect(url) as conn:
+        (indexdef,) = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = %s", (name,)
+        ).fetchone()
+        assert "hnsw" in indexdef and "vector(32)" in indexdef and "table-32" in indexdef
+        for excluding, params in ((False, (q, 10)), (True, (q, ["doc_1"], 10))):
+            conn.adapters.register_dumper(np.ndarray, _TextVector)
+            plan = "\n".join(
+                r[0]
+                for r in conn.execute(
+                    psycopg.sql.SQL("EXPLAIN ")
+                    + semantic_query("table-32", 32, excluding=excluding),
+                    params,
+                )
+            )
+            assert f"Index Scan using {name}" in plan, plan
+
+
+class _TextVector(psycopg.adapt.Dumper):
+    """numpy → pgvector's text form, for the test's own EXPLAIN."""
+
+    def dump(self, obj: np.ndarray) -> bytes:
+        return ("[" + ",".join(map(str, obj.tolist())) + "]").encode()
+
+
+def test_pg_semantic_top_k_matches_numpy_with_exact_scores(pg_vectors: tuple) -> None:
+    idx, vectors, _ = pg_vectors
+    found = 0
+    queries = _low_rank(np.random.default_rng(99), 40)
+    for q in queries:
+        hits = idx.search("", 10, mode="semantic", query_vector=q)
+        assert len(hits) == 10
+        found += len({h.id for h in hits} & set(_numpy_top(vectors, q, 10, set())))
+        for h in hits:
+            assert h.score == pytest.approx(float(vectors[h.id] @ q), abs=1e-5)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert found / (10 * len(queries)) >= 0.98
+
+
+def test_pg_excluded_ids_never_crowd_out_live_ones(pg_vectors: tuple) -> None:
+    idx, vectors, _ = pg_vectors
+    for seed in range(5):
+        q = _low_rank(np.random.default_rng(seed), 1)[0]
+        nearest = _numpy_top(vectors, q, 400, set())
+        gone = set(nearest[:300])  # far more than the HNSW candidate list (ef_search 100)
+        hits = idx.search("", 10, mode="semantic", query_vector=q, exclude=gone)
+        assert len(hits) == 10 and not {h.id for h in hits} & gone
+        want = _numpy_top(vectors, q, 10, gone)
+        assert len({h.id for h in hits} & set(want)) >= 9
+    # Fewer live documents than asked: every live one, in exact order.
+    live = sorted(vectors)[:5]
+    q = _low_rank(np.random.default_rng(7), 1)[0]
+    hits = idx.search("", 10, mode="semantic", query_vector=q, exclude=set(vectors) - set(live))
+    assert [h.id for h in hits] == _numpy_top({i: vectors[i] for i in live}, q, 10, set())
+
+
+def test_pg_lexical_exclusion_keeps_the_top_k_full(pg_url: str) -> None:
+    docs = _word_corpus(random.Random(17), 400)
+    with _open(pg_url, HashingEmbedder(64)) as idx:
+        idx.upsert_many(docs)
+        everything = [h.id for h in idx.search("employee salary paid", 400, mode="lexical")]
+        assert len(everything) > 60
+        gone = set(everything[:50])
+        hits = [h.id for h in idx.search("employee salary paid", 10, mode="lexical", exclude=gone)]
+        assert hits == [i for i in everything if i not in gone][:10]

@@ -1,23 +1,30 @@
-"""Capability retrieval: exact cosine + BM25, fused by reciprocal rank fusion.
+"""Capability retrieval: cosine + keyword search, fused by reciprocal rank fusion.
 
 `CapabilityIndex` keeps, for every document (a capability's id, name, summary and parameter
-names):
+names), its embedding — persisted next to the embedder's id and a hash of the embedded
+text, and recomputed only when either changes (the Self-Evolving Agent Runtime re-embeds
+everything at every start) — and its words for keyword search, with identifiers split
+into words (`get_salary_details` → "get salary details").
 
-- its embedding, persisted in `idx_embeddings` next to the embedder's id and a hash of the
-  embedded text, and recomputed only when either changes (the Self-Evolving Agent Runtime
-  re-embeds everything at every start);
-- a row of one contiguous float32 matrix in memory, loaded at construction and then updated
-  incrementally (amortised growth, swap-remove), so semantic search is one matrix-vector
-  product and an `argpartition`;
-- a row of an SQLite FTS5 table (`idx_fts`, porter stemming) for BM25 over the id, name,
-  summary and parameter names, with identifiers split into words
-  (`get_salary_details` → "get salary details").
+Persistence goes through the store (`store.index_storage()`; no SQL here), and where the
+ranking happens depends on the backend:
 
-`search` masks excluded ids *before* taking the top-k (so deprecated capabilities can never
-crowd out the live ones), and each `Hit` says why it matched.
+- **SQLite** (`symbiont.store.sqlite_index`, the embedded default): the index is an
+  in-memory view of the tables, loaded at construction and updated incrementally by this
+  process's writes; another process's writes are seen after `reload()`. Semantic search is
+  one matrix-vector product over a contiguous float32 matrix (amortised growth,
+  swap-remove) and an `argpartition`; lexical search is FTS5's BM25 (porter stemming).
+- **PostgreSQL** (`symbiont.store.pg.index`, a team sharing one library): nothing is kept
+  in memory; both lists are ranked in the database (pgvector HNSW for cosine, full-text
+  search with `ts_rank` for keywords), so a search sees what every process stored.
 
-Large indexes (`fast_min_docs`, 20k documents by default) switch both halves to fast paths
-that return the same scores:
+Either way the two lists are fused here by the same weighted reciprocal rank fusion
+(`RRF_K`, `RRF_WEIGHTS`, `FUSION_DEPTH`); excluded ids are masked *before* each list's
+top-k is taken (so deprecated capabilities can never crowd out the live ones), and each
+`Hit` says why it matched.
+
+Large in-memory indexes (`fast_min_docs`, 20k documents by default) switch both halves to
+fast paths that return the same scores:
 
 - semantic: a first pass over a compact copy of the matrix projected on its leading
   principal directions (uncentred, fitted on up to 20k rows; `fast_dims` = 64 of them for
@@ -31,20 +38,11 @@ that return the same scores:
   where no low-dimensional pass can rank well), the exact scan is kept;
 - lexical: FTS5's bm25() is computed row by row by an auxiliary function, ~1-2 µs for every
   document matching any query word (tens of thousands at 100k). An in-memory inverted index
-  (`_Bm25`, postings as numpy arrays, built lazily from the FTS5 table, which stays the
+  (`_Bm25`, postings as numpy arrays, built lazily from the FTS5 rows, which stay the
   persisted source, and then updated incrementally) evaluates the same formula (FTS5's
   bm25: k1 = 1.2, b = 0.75, IDF floored at 1e-6, per-row length over all columns) over the
   same porter-stemmed terms (stems come from FTS5's own tokenizer) and the same tie order
   (rowid); tests check its scores against FTS5's.
-
-Tables: `idx_docs`, `idx_embeddings`, `idx_fts`, created idempotently in whatever
-`sqlite3.Connection` the index is given. The index owns them for now; the store's migrations
-may adopt them later (the `idx_` prefix keeps them apart from the store's own tables).
-Writes run inside a SAVEPOINT: they commit on their own when the connection is idle, and
-join the caller's transaction when one is open.
-
-One `CapabilityIndex` per connection is the in-memory view of the tables; if another
-process writes to the same file, call `reload()`.
 """
 
 from __future__ import annotations
@@ -53,19 +51,17 @@ import hashlib
 import json
 import math
 import re
-import sqlite3
 import time
-from collections.abc import Collection, Generator, Iterable, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from symbiont.embed.base import Embedder, EmbeddingError
-from symbiont.errors import CapabilityError, StoreError
+from symbiont.errors import CapabilityError
 
 Mode = Literal["hybrid", "semantic", "lexical"]
 MODES: tuple[str, ...] = ("hybrid", "semantic", "lexical")
@@ -157,8 +153,8 @@ def embedding_text(doc: IndexDoc) -> str:
     return text
 
 
-def _fts_texts(doc: IndexDoc) -> tuple[str, str, str, str]:
-    """The FTS5 columns of a document: id_words, name, summary, params."""
+def _lexical_columns(doc: IndexDoc) -> tuple[str, str, str, str]:
+    """The texts keyword search matches: id words, name words, summary, parameter words."""
     return (
         " ".join(split_words(doc.id)),
         " ".join(split_words(doc.name)),
@@ -188,28 +184,93 @@ def _check_doc(doc: object) -> IndexDoc:
     return doc
 
 
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS idx_docs (
-        num INTEGER PRIMARY KEY,          -- also the rowid of the document in idx_fts
-        id TEXT NOT NULL UNIQUE,
-        name TEXT NOT NULL,
-        summary TEXT NOT NULL,
-        params TEXT NOT NULL,             -- JSON list of parameter names
-        doc_hash TEXT NOT NULL,           -- of every field: FTS row is current
-        text_hash TEXT NOT NULL           -- of embedding_text(doc)
-    )""",
-    """CREATE TABLE IF NOT EXISTS idx_embeddings (
-        id TEXT NOT NULL,
-        embedder_id TEXT NOT NULL,
-        text_hash TEXT NOT NULL,
-        dim INTEGER NOT NULL,
-        vector BLOB NOT NULL,             -- little-endian float32, L2-normalised
-        PRIMARY KEY (id, embedder_id)
-    )""",
-    """CREATE VIRTUAL TABLE IF NOT EXISTS idx_fts USING fts5(
-        id_words, name, summary, params, tokenize = 'porter unicode61'
-    )""",
-)
+class Stemmer(Protocol):
+    """Words → the backend's lexical terms (for in-memory postings that must match it)."""
+
+    known: dict[str, tuple[str, ...]]
+
+    def learn(self, words: Iterable[str]) -> None: ...
+
+    def __getitem__(self, word: str) -> tuple[str, ...]: ...
+
+
+class IndexStorage(Protocol):
+    """What the index needs from a store (`store.index_storage()`), on every backend.
+
+    Documents travel as rows (id, name, summary, params as JSON, doc_hash, text_hash, the
+    lexical column texts: id words, name words, summary, parameter words), vectors as
+    (id, text_hash, float32 unit vector). `searches_in_database` says which of the two
+    extensions below the storage offers.
+    """
+
+    searches_in_database: bool
+    lexical_score_name: str  # shown in `Hit.why`: "bm25", "ts_rank"
+
+    def get_many(self, ids: Sequence[str]) -> list[tuple[str, str, str, str]]: ...
+
+    def stored_vectors(self, embedder_id: str, wanted: dict[str, str]) -> dict[str, np.ndarray]: ...
+
+    def write(
+        self, docs: Sequence[Any], vectors: Sequence[Any], embedder_id: str
+    ) -> dict[str, int]: ...
+
+    def remove(self, doc_id: str) -> bool: ...
+
+    def lexical(
+        self, terms: Sequence[str], depth: int, excluded: Sequence[str]
+    ) -> list[tuple[str, float]]: ...
+
+    def lexical_texts(self, ids: Sequence[str]) -> dict[str, list[str]]: ...
+
+
+class SnapshotStorage(IndexStorage, Protocol):
+    """`searches_in_database = False` (SQLite): the index ranks over an in-memory view."""
+
+    def load(self, embedder_id: str) -> list[tuple[int, str, str, str, bytes | None]]: ...
+
+    def lexical_rows(self) -> list[tuple[int, str, str, str, str]]: ...
+
+    def stemmer(self) -> Stemmer: ...
+
+
+class SearchingStorage(IndexStorage, Protocol):
+    """`searches_in_database = True` (PostgreSQL): the database ranks; nothing in memory."""
+
+    def count(self) -> int: ...
+
+    def ids(self) -> list[str]: ...
+
+    def contains(self, doc_id: str) -> bool: ...
+
+    def hashes(self, ids: Sequence[str]) -> dict[str, tuple[str, str]]: ...
+
+    def dimension(self, embedder_id: str) -> int | None: ...
+
+    def missing(self, embedder_id: str) -> list[str]: ...
+
+    def vector(self, embedder_id: str, doc_id: str) -> np.ndarray | None: ...
+
+    def semantic(
+        self, embedder_id: str, qv: np.ndarray, depth: int, excluded: Sequence[str]
+    ) -> list[tuple[str, float]]: ...
+
+    def similarities(
+        self, embedder_id: str, qv: np.ndarray, ids: Sequence[str]
+    ) -> dict[str, float]: ...
+
+
+def _storage_of(target: object) -> IndexStorage:
+    """A store's index storage, given the store or the storage itself."""
+    make = getattr(target, "index_storage", None)
+    if callable(make):
+        target = make()
+    needed = ("searches_in_database", "get_many", "write", "remove", "lexical")
+    if not all(hasattr(target, name) for name in needed):
+        raise CapabilityError(
+            "CapabilityIndex needs a store (open_store(...)) or its index_storage(), "
+            f"not {type(target).__name__}"
+        )
+    return target  # type: ignore[return-value]
 
 
 def _probe_recall(exact: np.ndarray, proj: np.ndarray, probe: np.ndarray, wanted: int) -> float:
@@ -228,59 +289,6 @@ def _probe_recall(exact: np.ndarray, proj: np.ndarray, probe: np.ndarray, wanted
     return hits / (k * probe.shape[0])
 
 
-class _Stemmer:
-    """Words → FTS5 terms, through FTS5's own `porter unicode61` tokenizer (cached).
-
-    Runs in a private in-memory database so the index's connection and transactions are
-    never touched; a word may yield several terms (a character unicode61 treats as a
-    separator) or none.
-    """
-
-    def __init__(self) -> None:
-        self._conn = sqlite3.connect(":memory:", check_same_thread=False)
-        self._conn.execute(
-            "CREATE VIRTUAL TABLE words USING fts5(word, tokenize = 'porter unicode61')"
-        )
-        self._conn.execute("CREATE VIRTUAL TABLE wv USING fts5vocab(words, 'instance')")
-        self.known: dict[str, tuple[str, ...]] = {}  # word → its terms
-
-    def learn(self, words: Iterable[str]) -> None:
-        """Look up the terms of the words not seen yet, in one batch."""
-        known = self.known
-        ask: dict[str, None] = {}
-        alias: list[tuple[str, str]] = []
-        for w in dict.fromkeys(words):
-            if w in known:
-                continue
-            if w.isascii():  # unicode61 folds ASCII case like lower(); porter leaves
-                low = w.lower()  # tokens of 1-2 characters and digit-only ones alone
-                if len(low) < 3 or low.isdigit():
-                    known[w] = (low,)
-                    continue
-                if low != w:
-                    alias.append((w, low))
-                    if low in known:
-                        continue
-                    w = low
-            ask[w] = None
-        if ask:
-            new = list(ask)
-            self._conn.execute("DELETE FROM words")
-            self._conn.executemany("INSERT INTO words (rowid, word) VALUES (?, ?)", enumerate(new))
-            found: dict[int, list[str]] = {}
-            for doc, term in self._conn.execute("SELECT doc, term FROM wv ORDER BY doc, offset"):
-                found.setdefault(doc, []).append(term)
-            for i, w in enumerate(new):
-                known[w] = tuple(found.get(i, ()))
-        for w, low in alias:
-            known[w] = known[low]
-
-    def __getitem__(self, word: str) -> tuple[str, ...]:
-        if word not in self.known:
-            self.learn([word])
-        return self.known[word]
-
-
 class _Bm25:
     """FTS5's bm25() over the FTS5 rows, from postings kept in memory as numpy arrays.
 
@@ -290,7 +298,7 @@ class _Bm25:
     vectorised over a batch: one regex pass per document, then numpy.
     """
 
-    def __init__(self, stemmer: _Stemmer) -> None:
+    def __init__(self, stemmer: Stemmer) -> None:
         self.stem = stemmer
         self.slot_of: dict[int, int] = {}  # FTS rowid (idx_docs.num) → slot
         self.nums = np.zeros(0, dtype=np.int64)  # slot → rowid
@@ -445,11 +453,16 @@ class _Bm25:
 
 
 class CapabilityIndex:
-    """Hybrid (semantic + BM25) index over capability documents, persisted in SQLite."""
+    """Hybrid (semantic + keyword) index over capability documents, persisted in a store.
+
+    `CapabilityIndex(store, embedder)` or `CapabilityIndex(store.index_storage(), embedder)`.
+    """
+
+    _dim: int | None  # of the stored vectors (None: none yet)
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        storage: object,
         embedder: Embedder,
         *,
         rrf_k: float = RRF_K,
@@ -459,7 +472,10 @@ class CapabilityIndex:
         fast_dims: int = FAST_DIMS,
         fast_candidates: int = FAST_CANDIDATES,
     ) -> None:
-        self.conn = conn
+        self.storage = _storage_of(storage)
+        # True (PostgreSQL): both lists are ranked by the database and nothing below is
+        # kept in memory; False (SQLite): the in-memory snapshot below answers.
+        self.in_database = bool(self.storage.searches_in_database)
         self.embedder = embedder
         self.rrf_k = float(rrf_k)
         self.weights = (float(weights[0]), float(weights[1]))  # (semantic, lexical)
@@ -468,56 +484,37 @@ class CapabilityIndex:
         self.fast_dims = int(fast_dims)
         self.fast_candidates = int(fast_candidates)
         self.embed_calls = 0  # texts embedded by this index (documents, not queries)
-        self._stemmer_: _Stemmer | None = None  # made on first use (large indexes only)
-        self._create_tables()
+        self._stemmer_: Stemmer | None = None  # made on first use (large indexes only)
         self.reload()
 
-    # ------------------------------------------------------------------ storage
+    @property
+    def _snapshot(self) -> SnapshotStorage:
+        return self.storage  # type: ignore[return-value]
 
-    @contextmanager
-    def _atomic(self) -> Generator[None, None, None]:
-        try:
-            self.conn.execute("SAVEPOINT idx_write")
-        except sqlite3.Error as e:
-            raise StoreError(f"capability index: cannot start a write: {e}") from e
-        try:
-            yield
-        except BaseException:
-            self.conn.execute("ROLLBACK TO idx_write")
-            self.conn.execute("RELEASE idx_write")
-            raise
-        else:
-            self.conn.execute("RELEASE idx_write")
+    @property
+    def _database(self) -> SearchingStorage:
+        return self.storage  # type: ignore[return-value]
 
-    def _create_tables(self) -> None:
-        try:
-            with self._atomic():
-                for ddl in _SCHEMA:
-                    self.conn.execute(ddl)
-        except sqlite3.OperationalError as e:
-            if "fts5" in str(e):
-                raise StoreError(
-                    "capability index needs SQLite's FTS5 extension, which this "
-                    f"sqlite3 ({sqlite3.sqlite_version}) lacks"
-                ) from e
-            raise StoreError(f"capability index: cannot create its tables: {e}") from e
+    # ------------------------------------------------------------------ loading
 
     def reload(self) -> None:
-        """(Re)build the in-memory matrix from the tables; embed documents lacking a vector.
+        """Catch up with the stored documents; embed documents lacking a vector.
 
         A document lacks a vector when it was never embedded by this embedder, its text
         changed, or its stored vector has another dimension: only those are embedded.
+        In memory (SQLite), this also rebuilds the matrix from the tables, so that writes
+        of other processes are seen; in the database (PostgreSQL) searches see them anyway.
         """
-        try:
-            rows = self.conn.execute(
-                """SELECT d.num, d.id, d.doc_hash, d.text_hash, e.vector
-                   FROM idx_docs d LEFT JOIN idx_embeddings e
-                     ON e.id = d.id AND e.embedder_id = ? AND e.text_hash = d.text_hash
-                   ORDER BY d.num""",
-                (self.embedder.id,),
-            ).fetchall()
-        except sqlite3.Error as e:
-            raise StoreError(f"capability index: cannot read idx_docs: {e}") from e
+        self._reset()
+        if self.in_database:
+            self._dim = self._database.dimension(self.embedder.id)
+            missing = self._database.missing(self.embedder.id)
+        else:
+            missing = self._load()
+        if missing:
+            self._write(self._docs(missing), force_embed=True)
+
+    def _reset(self) -> None:
         self._ids: list[str] = []
         self._row: dict[str, int] = {}
         self._num: dict[str, int] = {}
@@ -527,7 +524,7 @@ class CapabilityIndex:
         self._mat = np.zeros((0, 0), dtype=np.float32)
         self._scores = np.zeros(0, dtype=np.float32)
         self._n = 0
-        self._dim: int | None = None
+        self._dim = None
         self._basis: np.ndarray | None = None  # dim × fast_dims principal directions
         self._proj = np.zeros((0, 0), dtype=np.float32)  # rows of _mat @ _basis
         self._pscores = np.zeros(0, dtype=np.float32)
@@ -536,7 +533,11 @@ class CapabilityIndex:
         self.fast_recall: float | None = None  # its recall@10 on stored rows as queries
         self._bm25: _Bm25 | None = None  # built once FTS5 has cost as much (see above)
         self._fts_seconds = 0.0  # spent in FTS5 BM25 queries since the last reload
-        have = [r for r in rows if r[4] is not None]
+
+    def _load(self) -> list[str]:
+        """Fill the in-memory matrix from the tables; returns the ids lacking a vector."""
+        rows = self._snapshot.load(self.embedder.id)
+        have = [(n, i, dh, th, v) for n, i, dh, th, v in rows if v is not None]
         sizes = {len(r[4]) for r in have}
         if len(sizes) > 1:  # mixed dimensions under one embedder id: keep the commonest
             common = max(sizes, key=lambda s: sum(len(r[4]) == s for r in have))
@@ -550,20 +551,22 @@ class CapabilityIndex:
                 self._add_meta(r[1], r[0], r[2], r[3])
             self._n = len(have)
         loaded = {r[1] for r in have}
-        missing = [r[1] for r in rows if r[1] not in loaded]
-        if missing:
-            docs = [d for d in (self.get(i) for i in missing) if d is not None]
-            self._write(docs, force_embed=True)
+        return [r[1] for r in rows if r[1] not in loaded]
+
+    def _docs(self, ids: Sequence[str]) -> list[IndexDoc]:
+        return [
+            IndexDoc(r[0], r[1], r[2], tuple(json.loads(r[3]))) for r in self.storage.get_many(ids)
+        ]
 
     def prepare(self) -> None:
         """Build the fast paths' structures now rather than during searches.
 
-        For processes that will search a large index many times (an agent, a server):
-        fits the compact projection and builds the in-memory BM25 postings, which
+        For processes that will search a large in-memory index many times (an agent, a
+        server): fits the compact projection and builds the in-memory BM25 postings, which
         searches otherwise do lazily (the postings only once FTS5 has cost as much).
-        Does nothing below `fast_min_docs` documents.
+        Does nothing below `fast_min_docs` documents, or when the database ranks.
         """
-        if self._n < self.fast_min_docs or self._dim is None:
+        if self.in_database or self._n < self.fast_min_docs or self._dim is None:
             return
         self._fast_ready()
         if self._bm25 is None:
@@ -617,68 +620,58 @@ class CapabilityIndex:
         latest: dict[str, IndexDoc] = {}
         for d in docs:
             latest[_check_doc(d).id] = d  # the last version of an id wins
-        changed = [d for d in latest.values() if self._doc_hash.get(d.id) != _doc_hash(d)]
+        if self.in_database and latest:
+            stored = self._database.hashes(list(latest))
+            current = {i: h[0] for i, h in stored.items()}
+        else:
+            current = self._doc_hash
+        changed = [d for d in latest.values() if current.get(d.id) != _doc_hash(d)]
         if changed:
             self._write(changed, force_embed=False)
         return len(changed)
 
     def _write(self, docs: Sequence[IndexDoc], *, force_embed: bool) -> None:
         text_hash = {d.id: _sha(embedding_text(d)) for d in docs}
-        need = [d for d in docs if force_embed or self._text_hash.get(d.id) != text_hash[d.id]]
-        vectors: dict[str, np.ndarray] = {}
+        if force_embed or self.in_database:
+            need = list(docs)
+        else:  # the snapshot knows which texts changed
+            need = [d for d in docs if self._text_hash.get(d.id) != text_hash[d.id]]
         # A vector this embedder already made for this text (another process, a re-add).
-        to_embed = []
-        for d in need:
-            row = self.conn.execute(
-                "SELECT vector FROM idx_embeddings WHERE id = ? AND embedder_id = ?"
-                " AND text_hash = ?",
-                (d.id, self.embedder.id, text_hash[d.id]),
-            ).fetchone()
-            if row is not None and (self._dim is None or len(row[0]) == 4 * self._dim):
-                vectors[d.id] = np.frombuffer(row[0], dtype="<f4")
-            else:
-                to_embed.append(d)
-        fresh: list[tuple[str, str, int, bytes]] = []
+        stored = self.storage.stored_vectors(
+            self.embedder.id, {d.id: text_hash[d.id] for d in need}
+        )
+        vectors = {i: v for i, v in stored.items() if self._dim is None or v.shape[0] == self._dim}
+        to_embed = [d for d in need if d.id not in vectors]
+        fresh: list[tuple[str, str, np.ndarray]] = []
         if to_embed:
             mat = self._embed([embedding_text(d) for d in to_embed])
             for d, v in zip(to_embed, mat, strict=True):
                 vectors[d.id] = v
-                fresh.append((d.id, text_hash[d.id], v.shape[0], v.astype("<f4").tobytes()))
+                fresh.append((d.id, text_hash[d.id], v))
         dims = {v.shape[0] for v in vectors.values()}
         if len(dims) > 1 or (self._dim is not None and dims and dims != {self._dim}):
             raise EmbeddingError(
                 f"embedder {self.embedder.id!r} produced vectors of dimensions {sorted(dims)}"
                 + (f", the index holds {self._dim}" if self._dim is not None else "")
             )
-        nums: dict[str, int] = {}
-        try:
-            with self._atomic():
-                for d in docs:
-                    params = json.dumps(list(d.params))
-                    num = self.conn.execute(
-                        """INSERT INTO idx_docs (id, name, summary, params, doc_hash, text_hash)
-                           VALUES (?, ?, ?, ?, ?, ?)
-                           ON CONFLICT(id) DO UPDATE SET name = excluded.name,
-                             summary = excluded.summary, params = excluded.params,
-                             doc_hash = excluded.doc_hash, text_hash = excluded.text_hash
-                           RETURNING num""",
-                        (d.id, d.name, d.summary, params, _doc_hash(d), text_hash[d.id]),
-                    ).fetchall()[0][0]  # fetchall: a pending RETURNING blocks RELEASE
-                    nums[d.id] = num
-                    self.conn.execute("DELETE FROM idx_fts WHERE rowid = ?", (num,))
-                    self.conn.execute(
-                        "INSERT INTO idx_fts (rowid, id_words, name, summary, params)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        (num, *_fts_texts(d)),
-                    )
-                self.conn.executemany(
-                    "INSERT OR REPLACE INTO idx_embeddings (id, embedder_id, text_hash, dim,"
-                    " vector) VALUES (?, ?, ?, ?, ?)",
-                    [(i, self.embedder.id, h, n, b) for i, h, n, b in fresh],
-                )
-        except sqlite3.Error as e:
-            raise StoreError(f"capability index: cannot write documents: {e}") from e
-        # The database is committed (or joined the caller's transaction): mirror it in memory.
+        rows = [
+            (
+                d.id,
+                d.name,
+                d.summary,
+                json.dumps(list(d.params)),
+                _doc_hash(d),
+                text_hash[d.id],
+                _lexical_columns(d),
+            )
+            for d in docs
+        ]
+        nums = self.storage.write(rows, fresh, self.embedder.id)
+        if self.in_database:
+            if self._dim is None and dims:
+                self._dim = next(iter(dims))
+            return
+        # The tables are committed: mirror them in memory.
         if vectors:
             dim = next(iter(dims))
             new = sum(1 for i in vectors if i not in self._row)
@@ -696,7 +689,7 @@ class CapabilityIndex:
                 self._n += 1
                 self._add_meta(d.id, nums[d.id], _doc_hash(d), text_hash[d.id])
         if self._bm25 is not None:
-            self._bm25.add_many([(nums[d.id], _fts_texts(d)) for d in docs])
+            self._bm25.add_many([(nums[d.id], _lexical_columns(d)) for d in docs])
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         try:
@@ -715,16 +708,12 @@ class CapabilityIndex:
 
     def remove(self, doc_id: str) -> bool:
         """Remove a document; returns False if it was not indexed."""
+        if self.in_database:
+            return self.storage.remove(doc_id)
         if doc_id not in self._row:
             return False
         num = self._num[doc_id]
-        try:
-            with self._atomic():
-                self.conn.execute("DELETE FROM idx_docs WHERE num = ?", (num,))
-                self.conn.execute("DELETE FROM idx_fts WHERE rowid = ?", (num,))
-                self.conn.execute("DELETE FROM idx_embeddings WHERE id = ?", (doc_id,))
-        except sqlite3.Error as e:
-            raise StoreError(f"capability index: cannot remove {doc_id!r}: {e}") from e
+        self.storage.remove(doc_id)
         row = self._row.pop(doc_id)
         last = self._n - 1
         if row != last:  # swap-remove: the last row fills the hole
@@ -745,25 +734,28 @@ class CapabilityIndex:
     # ------------------------------------------------------------------ reads
 
     def __len__(self) -> int:
-        return self._n
+        return self._database.count() if self.in_database else self._n
 
     def __contains__(self, doc_id: object) -> bool:
+        if self.in_database:
+            return isinstance(doc_id, str) and self._database.contains(doc_id)
         return doc_id in self._row
 
     def ids(self) -> list[str]:
         """Indexed ids, sorted."""
-        return sorted(self._ids)
+        return self._database.ids() if self.in_database else sorted(self._ids)
 
     def get(self, doc_id: str) -> IndexDoc | None:
-        row = self.conn.execute(
-            "SELECT id, name, summary, params FROM idx_docs WHERE id = ?", (doc_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        return IndexDoc(row[0], row[1], row[2], tuple(json.loads(row[3])))
+        docs = self._docs([doc_id])
+        return docs[0] if docs else None
 
     def vector(self, doc_id: str) -> np.ndarray:
         """A copy of the stored unit vector of a document (KeyError if absent)."""
+        if self.in_database:
+            v = self._database.vector(self.embedder.id, doc_id)
+            if v is None:
+                raise KeyError(doc_id)
+            return v
         return self._mat[self._row[doc_id]].copy()
 
     def search(
@@ -787,14 +779,19 @@ class CapabilityIndex:
             raise CapabilityError(f"search k must be a positive int, got {k!r}")
         if isinstance(exclude, str):
             raise CapabilityError("search exclude must be a collection of ids, not one string")
-        if self._n == 0:
+        if self.in_database:
+            if self._dim is None:  # another process may have stored the first vectors
+                self._dim = self._database.dimension(self.embedder.id)
+            excluded = {i for i in exclude if isinstance(i, str)}
+        elif self._n == 0:
             return []
-        excluded = {i for i in exclude if i in self._row}
+        else:
+            excluded = {i for i in exclude if i in self._row}
         depth = k if mode != "hybrid" else max(k, self.fusion_depth)
 
         sem: dict[str, tuple[int, float]] = {}
         qv: np.ndarray | None = None
-        if mode != "lexical":
+        if mode != "lexical" and self._dim is not None:
             qv = self._query_vector(query, query_vector)
             sem = self._semantic(qv, depth, excluded)
         lex: dict[str, tuple[int, float]] = {}
@@ -818,11 +815,10 @@ class CapabilityIndex:
         ranked = ranked[:k]
         explained = [i for i, _ in ranked[:_EXPLAIN] if i in lex]  # words for the top ones
         matched = self._matched_terms(explained, terms)
+        beyond = self._beyond_depth([i for i, _ in ranked if i not in sem], qv)
         hits = []
         for doc_id, score in ranked:
-            s_rank, s_score = sem.get(doc_id, (None, None))
-            if s_score is None and qv is not None:  # beyond the fusion depth: score only
-                s_score = float(self._mat[self._row[doc_id]] @ qv)
+            s_rank, s_score = sem.get(doc_id, (None, beyond.get(doc_id)))
             l_rank, l_score = lex.get(doc_id, (None, None))
             hits.append(
                 Hit(
@@ -836,6 +832,14 @@ class CapabilityIndex:
                 )
             )
         return hits
+
+    def _beyond_depth(self, ids: list[str], qv: np.ndarray | None) -> dict[str, float]:
+        """Cosine of hits that only the lexical list ranked (beyond the fusion depth)."""
+        if qv is None or not ids:
+            return {}
+        if self.in_database:
+            return self._database.similarities(self.embedder.id, qv, ids)
+        return {i: float(self._mat[self._row[i]] @ qv) for i in ids}
 
     def _query_vector(self, query: str, query_vector: np.ndarray | None) -> np.ndarray:
         assert self._dim is not None
@@ -852,11 +856,15 @@ class CapabilityIndex:
     def _semantic(
         self, qv: np.ndarray, depth: int, excluded: set[str]
     ) -> dict[str, tuple[int, float]]:
-        """The `depth` best rows by cosine: {id: (rank, exact score)}, excluded ids masked.
+        """The `depth` best rows by cosine: {id: (rank, score)}, excluded ids masked.
 
-        Large indexes scan the compact projection first and re-rank its best
-        `fast_candidates` rows exactly; the others scan the whole matrix.
+        In the database: pgvector's HNSW index. In memory: large indexes scan the compact
+        projection first and re-rank its best `fast_candidates` rows exactly; the others
+        scan the whole matrix.
         """
+        if self.in_database:
+            found = self._database.semantic(self.embedder.id, qv, depth, sorted(excluded))
+            return {i: (rank, s) for rank, (i, s) in enumerate(found, 1)}
         n = self._n
         live = n - len(excluded)
         m = min(depth, live)
@@ -965,26 +973,22 @@ class CapabilityIndex:
     ) -> dict[str, tuple[int, float]]:
         if not terms:
             return {}
+        if self.in_database:
+            found = self.storage.lexical(terms, depth, sorted(excluded))
+            return {i: (rank, s) for rank, (i, s) in enumerate(found, 1)}
         due = self._fts_seconds >= _BM25_BUILD_S_PER_DOC * self._n
         if self._n >= self.fast_min_docs and (self._bm25 is not None or due):
-            found = self._lexical_fast(terms, depth, excluded)
-            if found is not None:
+            fast = self._lexical_fast(terms, depth, excluded)
+            if fast is not None:
                 out: dict[str, tuple[int, float]] = {}
-                for num, score in found:
+                for num, score in fast:
                     out[self._id_of_num[num]] = (len(out) + 1, score)
                 return out
         started = time.perf_counter()
-        match = " OR ".join(f'"{t}"' for t in terms)  # words are [^\W_]+: nothing to escape
-        sql = "SELECT rowid, -bm25(idx_fts) AS s FROM idx_fts WHERE idx_fts MATCH ?"
-        args: tuple[object, ...] = (match,)
-        if excluded:  # masked inside the query, before LIMIT: never post-filtered
-            sql += " AND rowid NOT IN (SELECT value FROM json_each(?))"
-            args += (json.dumps([self._num[i] for i in excluded]),)
-        rows = self.conn.execute(sql + " ORDER BY s DESC, rowid LIMIT ?", (*args, depth)).fetchall()
+        rows = self.storage.lexical(terms, depth, sorted(excluded))
         out = {}
-        for num, score in rows:
-            doc_id = self._id_of_num.get(num)
-            if doc_id is not None:  # written by another process since our reload()
+        for doc_id, score in rows:
+            if doc_id in self._row:  # else written by another process since our reload()
                 out[doc_id] = (len(out) + 1, float(score))
         self._fts_seconds += time.perf_counter() - started
         return out
@@ -1005,49 +1009,39 @@ class CapabilityIndex:
             bm25 = self._bm25 = self._build_bm25()
         return bm25.search(phrases, depth, [self._num[i] for i in excluded])
 
-    def _stemmer(self) -> _Stemmer:
+    def _stemmer(self) -> Stemmer:
         if self._stemmer_ is None:
-            self._stemmer_ = _Stemmer()
+            self._stemmer_ = self._snapshot.stemmer()
         return self._stemmer_
 
     def _build_bm25(self) -> _Bm25:
-        try:
-            rows = self.conn.execute(
-                "SELECT rowid, id_words, name, summary, params FROM idx_fts"
-            ).fetchall()
-        except sqlite3.Error as e:
-            raise StoreError(f"capability index: cannot read idx_fts: {e}") from e
+        rows = self._snapshot.lexical_rows()
         bm25 = _Bm25(self._stemmer())
         known = self._id_of_num
         bm25.add_many([(r[0], r[1:]) for r in rows if r[0] in known])
         return bm25
 
     def _matched_terms(self, doc_ids: list[str], terms: list[str]) -> dict[str, list[str]]:
-        """The words of each document that matched the BM25 query, for `Hit.why`.
+        """The words of each document that matched the keyword query, for `Hit.why`.
 
-        Compared through a light suffix-stripping stem, not FTS5's porter stemmer: FTS5's
-        highlight() re-runs the whole MATCH (~0.3 ms per document); this only explains.
+        Compared through a light suffix-stripping stem, not the backend's stemmer (FTS5's
+        highlight() re-runs the whole MATCH, ~0.3 ms per document); this only explains.
         """
         if not doc_ids or not terms:
             return {}
         wanted = {_light_stem(t) for t in terms}
-        rows = self.conn.execute(
-            "SELECT rowid, id_words, name, summary, params FROM idx_fts"
-            " WHERE rowid IN (SELECT value FROM json_each(?))",
-            (json.dumps([self._num[i] for i in doc_ids]),),
-        ).fetchall()
         out: dict[str, list[str]] = {}
-        for num, *texts in rows:
+        for doc_id, texts in self.storage.lexical_texts(doc_ids).items():
             words: dict[str, None] = {}
             for text in texts:
                 for w in split_words(text or ""):
                     if _light_stem(w) in wanted:
                         words.setdefault(w, None)
-            out[self._id_of_num[num]] = list(words)
+            out[doc_id] = list(words)
         return out
 
-    @staticmethod
     def _why(
+        self,
         mode: str,
         s_rank: int | None,
         s_score: float | None,
@@ -1064,8 +1058,9 @@ class CapabilityIndex:
         if mode != "semantic":
             if l_rank is not None and l_score is not None:
                 shown = ", ".join((words or [])[:6])
+                label = self.storage.lexical_score_name
                 parts.append(
-                    f"lexical #{l_rank} (bm25 {l_score:.3g}" + (f": {shown})" if shown else ")")
+                    f"lexical #{l_rank} ({label} {l_score:.3g}" + (f": {shown})" if shown else ")")
                 )
             else:
                 parts.append("no keyword match")

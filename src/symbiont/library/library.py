@@ -430,7 +430,7 @@ class Library:
 
                 embedder = default_embedder()
             with self._lock:
-                self._index = CapabilityIndex(self._conn, embedder)
+                self._index = CapabilityIndex(self.store.index_storage(), embedder)
                 self._index_seen = self._content_version()
             self._sync_index(self._index)
         return self._index
