@@ -315,10 +315,47 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"))
 _DECODER = json.JSONDecoder()
 
 
-def _encode_ok(value: Any, max_bytes: int) -> tuple[bytes | None, Diagnostic | None]:
+_SCAN = _DECODER.scan_once  # what JSONDecoder.decode calls, minus two regex matches
+
+
+def _child_encoder() -> Callable[[Any], str]:
+    """`_ENCODER.encode` with its C encoder built once, for the forked child, where each
+    object built per call is a page fault. Not for threads: the encoder's dict of objects
+    being encoded (the circular-reference check) is shared, and an exception mid-way leaves
+    entries in it, so a child uses it for its one success envelope and nothing else."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator
+        return _ENCODER.encode
+    try:
+        encoder = make(
+            {},
+            _ENCODER.default,
+            json.encoder.encode_basestring_ascii,
+            None,
+            _ENCODER.key_separator,
+            _ENCODER.item_separator,
+            False,
+            False,
+            True,
+        )
+    except TypeError:  # a signature this Python does not have
+        return _ENCODER.encode
+
+    def encode(obj: Any) -> str:
+        return "".join(encoder(obj, 0))
+
+    return encode
+
+
+_CHILD_ENCODE = _child_encoder()
+
+
+def _encode_ok(
+    value: Any, max_bytes: int, encode: Callable[[Any], str] = _ENCODER.encode
+) -> tuple[bytes | None, Diagnostic | None]:
     """The success envelope as JSON bytes, or an invalid_result diagnostic."""
     try:
-        data = _ENCODER.encode({"ok": True, "value": value}).encode("ascii")
+        data = encode({"ok": True, "value": value}).encode("ascii")
     except (TypeError, ValueError, RecursionError) as exc:
         return None, _invalid(
             f"the trial's result is not JSON-serialisable ({_exception_text(exc)}); return "
@@ -339,10 +376,11 @@ def _encode_failure(diag: Diagnostic) -> bytes:
 def _decode(data: bytes) -> tuple[bool, Any, Diagnostic | None] | None:
     """Parse the child's report; None when it is not a complete, well-formed report."""
     try:
-        obj = _DECODER.decode(data.decode("utf-8"))  # json.loads, minus its per-call steps
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        text = data.decode("utf-8")
+        obj, end = _SCAN(text, 0)  # json.loads, minus its per-call steps
+    except (ValueError, RecursionError, StopIteration):  # UnicodeDecodeError is a ValueError
         return None
-    if not isinstance(obj, dict):
+    if end != len(text) or not isinstance(obj, dict):  # the child writes no whitespace
         return None
     if obj.get("ok") is True and "value" in obj:
         return True, obj["value"], None
@@ -620,19 +658,29 @@ def _plan(limits: TrialLimits, confine: bool) -> _ChildPlan:
     )
 
 
-_ENV_CACHE: tuple[Any, tuple[tuple[int, int], ...]] = (None, ())
+# (key, names of the credential-like variables, their regions), see _environment_regions.
+_ENV_CACHE: tuple[Any, tuple[bytes, ...], tuple[tuple[int, int], ...]] = (None, (), ())
 
 
 def _environment_regions() -> tuple[tuple[int, int], ...]:
-    """`_confine.environment_regions`, recomputed only when the environment changed (a
-    change replaces the C strings and the bytes objects, so their addresses tell)."""
+    """`_confine.environment_regions`, recomputed only when the environment changed.
+
+    Every change through `os.environ` or `putenv` changes the C-level `environ` array
+    (setenv puts a new string in, unsetenv takes one out), except setting a variable to the
+    value it already has: the C string is reused, but `os.environ` holds a new bytes object.
+    So the key is the C array's entries plus the id and length of the credentials' values,
+    which also spares the parent touching (and, after a fork, copying) the other values.
+    """
     global _ENV_CACHE
+    key, names, regions = _ENV_CACHE
     data = os.environ._data  # type: ignore[attr-defined]
-    values = data.values()
-    key = (tuple(_confine.c_environ()), tuple(map(id, values)), tuple(map(len, values)))
-    if _ENV_CACHE[0] != key:
-        _ENV_CACHE = (key, tuple(_confine.environment_regions()))
-    return _ENV_CACHE[1]
+    now = (tuple(_confine.c_environ()), [(id(v), len(v)) for v in map(data.get, names) if v])
+    if now != key:
+        regions = tuple(_confine.environment_regions())
+        names = tuple(n for n in data if _confine.SECRET_NAME.search(n))
+        now = (now[0], [(id(v), len(v)) for v in map(data.get, names) if v])
+        _ENV_CACHE = (now, names, regions)
+    return regions
 
 
 def _make_stdio() -> tuple[io.TextIOWrapper, io.TextIOWrapper, io.TextIOWrapper]:
@@ -726,13 +774,30 @@ def _child_setup(
     return result_w, old, (sys.stdout, sys.stderr)
 
 
+_STATM: tuple[int, int, tuple[int, int]] | None = None  # (pid, fd, (st_dev, st_ino))
+
+
 def _address_space() -> int | None:
-    try:
-        fd = os.open("/proc/self/statm", os.O_RDONLY)
+    """This process's address space in bytes (/proc/self/statm), None if unreadable.
+
+    The file stays open (close-on-exec) and is read with pread, which the kernel answers
+    afresh: opening it costs more than the read. Reopened in a forked process (the
+    descriptor would show the parent) or when the number no longer names that file.
+    """
+    global _STATM
+    pid = os.getpid()
+    if _STATM is not None and _STATM[0] == pid:
         try:
-            return int(os.read(fd, 128).split()[0]) * _PAGE_SIZE
-        finally:
-            os.close(fd)
+            st = os.fstat(_STATM[1])
+            if (st.st_dev, st.st_ino) == _STATM[2]:
+                return int(os.pread(_STATM[1], 128, 0).split()[0]) * _PAGE_SIZE
+        except (OSError, ValueError, IndexError):  # closed by someone: open it again
+            pass
+    try:
+        fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+        st = os.fstat(fd)
+        _STATM = (pid, fd, (st.st_dev, st.st_ino))
+        return int(os.pread(fd, 128, 0).split()[0]) * _PAGE_SIZE
     except (OSError, ValueError, IndexError):
         return None
 
@@ -824,7 +889,7 @@ def _run_job_in_child(
         except Exception:  # an exception too odd to format: report at least its kind
             return _encode_failure(Diagnostic("trial", _exception_kind(exc), _exception_text(exc)))
     try:
-        data, diag = _encode_ok(value, limits.max_result_bytes)
+        data, diag = _encode_ok(value, limits.max_result_bytes, _CHILD_ENCODE)
     except MemoryError:
         return _MEMORY_FALLBACK
     del value
@@ -931,24 +996,30 @@ def _read_available(fd: int, sink: _Tail | _Sink) -> int:
     return _DATA
 
 
+def _poller(sinks: dict[int, _Tail | _Sink]) -> select.poll:
+    """A poll object watching the pipes; made before the fork (see run_forked)."""
+    poller = select.poll()
+    for fd in sinks:
+        poller.register(fd, select.POLLIN)
+    return poller
+
+
 def _collect(
     pid: int,
     pidfd: int | None,
     sinks: dict[int, _Tail | _Sink],
     deadline: float,
     result: _Sink,
+    poller: select.poll,
 ) -> bool:
     """Read the child's pipes until it exits or the deadline passes; True on timeout.
 
     Never blocks on a read: the read ends are non-blocking and every wait is a `poll`
     bounded by the deadline. With a pidfd the child's exit wakes the poll directly (a
     grandchild holding a pipe open cannot keep us waiting); without one, EOF on every pipe
-    or a periodic non-reaping `waitid` tells us.
+    or a periodic non-reaping `waitid` tells us. `poller` watches the pipes already.
     """
-    poller = select.poll()
     live = set(sinks)
-    for fd in live:
-        poller.register(fd, select.POLLIN)
     if pidfd is not None:
         poller.register(pidfd, select.POLLIN)
     slice_s = 0.001
@@ -1084,6 +1155,7 @@ def run_forked(
                 result = _Sink(limits.max_result_bytes + (1 << 20))
                 out, err = _Tail(limits.tail_bytes), _Tail(limits.tail_bytes)
                 sinks: dict[int, _Tail | _Sink] = {result_r: result, out_r: out, err_r: err}
+                poller = _poller(sinks)
                 pid = os.fork()
             except OSError as exc:  # out of descriptors or processes: not the candidate's fault
                 raise SandboxError(f"could not start a forked trial: {exc}") from exc
@@ -1102,7 +1174,7 @@ def run_forked(
             except OSError as exc:
                 if exc.errno in (errno.ENOSYS, errno.EPERM):  # old kernel or seccomp: poll
                     _USE_PIDFD = False
-        timed_out = _collect(pid, pidfd, sinks, deadline, result)
+        timed_out = _collect(pid, pidfd, sinks, deadline, result, poller)
         _kill_group(pid)  # a timeout, or leftovers: processes the job started die with it
         try:
             _, status = os.waitpid(pid, 0)

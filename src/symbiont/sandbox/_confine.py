@@ -165,6 +165,8 @@ class SeccompProgram:
     pid_offsets: tuple[int, ...]  # byte offsets of the instructions comparing with the pid
     buffer: Any = field(default=None, compare=False, repr=False)  # ctypes copy of `code`
     fprog: Any = field(default=None, compare=False, repr=False)  # struct sock_fprog for it
+    words: Any = field(default=None, compare=False, repr=False)  # `buffer` as 32-bit words
+    pid_words: tuple[int, ...] = field(default=(), compare=False, repr=False)  # their k fields
 
     def for_pid(self, pid: int) -> bytes:
         buf = bytearray(self.code)
@@ -196,7 +198,9 @@ def seccomp_program(
     )
     buffer = ctypes.create_string_buffer(code, len(code))
     fprog = _seccomp._SockFprog(len(code) // 8, ctypes.addressof(buffer))
-    return SeccompProgram(code, offsets, buffer, fprog)
+    words = memoryview(buffer).cast("B").cast("I")  # native order, as the kernel reads it
+    pid_words = tuple((offset + 4) // 4 for offset in offsets)
+    return SeccompProgram(code, offsets, buffer, fprog, words, pid_words)
 
 
 def data_region(obj: str | bytes) -> tuple[int, int] | None:
@@ -276,15 +280,21 @@ def environment_regions() -> list[tuple[int, int]]:
     return regions
 
 
+try:  # the C-level `environ` variable itself: indexing reads its current value each time
+    _ENVIRON: Any = ctypes.POINTER(ctypes.c_void_p).in_dll(_libc, "environ")
+except ValueError:  # no `environ` symbol under that name (not glibc/musl)
+    _ENVIRON = None
+
+
 def c_environ() -> list[int]:
-    """The addresses of the C-level environment strings, in order."""
-    try:
-        array = ctypes.c_void_p.in_dll(_libc, "environ").value
-    except ValueError:  # no `environ` symbol under that name (not glibc/musl)
+    """The addresses of the C-level environment strings, in order.
+
+    Called by a parent before every confined trial: it reads the array through a pointer
+    bound once at import, so it allocates little besides the list.
+    """
+    entries = _ENVIRON
+    if not entries:  # no symbol, or environ is NULL (after clearenv)
         return []
-    if not array:
-        return []
-    entries = ctypes.cast(array, ctypes.POINTER(ctypes.c_void_p))
     out = []
     i = 0
     while address := entries[i]:
@@ -331,7 +341,7 @@ def set_rlimits(limits: dict[int, tuple[int, int]]) -> None:
         resource.setrlimit(which, value)
 
 
-def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:
+def die_with_parent(parent_pid: int, sig: int = int(signal.SIGKILL)) -> None:
     """PR_SET_PDEATHSIG, then check the parent did not die before it took effect."""
     if _prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
         _raise_errno("prctl(PR_SET_PDEATHSIG)")
@@ -416,8 +426,13 @@ def install_seccomp(program: SeccompProgram, pid: int) -> None:
     if program.buffer is None:
         _seccomp.install_program(program.for_pid(pid))
         return
-    for offset in program.pid_offsets:
-        struct.pack_into("=I", program.buffer, offset + 4, pid)
+    if program.words is not None:
+        words = program.words
+        for index in program.pid_words:
+            words[index] = pid
+    else:
+        for offset in program.pid_offsets:
+            struct.pack_into("=I", program.buffer, offset + 4, pid)
     set_no_new_privs()
     address = ctypes.addressof(program.fprog)
     if _prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, address, 0, 0) != 0:
