@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from symbiont.errors import SymbiontError
 
 # Modules of this package that contribute subcommands, in help order.
-COMMAND_MODULES = ("demo", "history", "lib", "agent", "misc", "doctor", "mcp", "search", "ui")
+COMMAND_MODULES = (
+    "demo", "history", "lib", "agent", "misc", "doctor", "mcp", "search", "ui", "store",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,8 @@ backend supplies only what really differs:
   per lineage — across processes and machines — while other lineages proceed in parallel.
 
 Orderings are by integers, or done in Python (text keys), so both backends return the same
-lists whatever the database's collation.
+lists whatever the database's collation. A `RETURNING` statement is read with `fetchall`: a
+SQLite statement not read to its end would still be pending at COMMIT.
 """
 
 from __future__ import annotations
@@ -130,6 +131,10 @@ class EvolvableStore:
     path: Path | str  # where the store is, for messages (a PostgreSQL URL has no password)
     pricing: Pricing | None
     _for_update: str = ""
+    # The backend's other repositories, each in its own module (one seam: no SQL above
+    # symbiont.store): the capability library's records and the agent transcripts.
+    capabilities: Any
+    transcripts: Any
 
     # -- what a backend provides -----------------------------------------------------------
     def _write(self, op: Callable[[Any], T], what: str = "writing") -> T:
@@ -139,6 +144,10 @@ class EvolvableStore:
         raise NotImplementedError
 
     def close(self) -> None:
+        raise NotImplementedError
+
+    def index_storage(self) -> Any:
+        """A new persistence handle for one retrieval index."""
         raise NotImplementedError
 
     def __enter__(self) -> Self:
@@ -181,7 +190,7 @@ class EvolvableStore:
                         last_seen_at = excluded.last_seen_at
                     RETURNING {_FUNCTION_COLUMNS}""",
                 (key, fingerprint, signature_text, now, now),
-            ).fetchone()
+            ).fetchall()[0]
             return _function(row)
 
         return self._write(op)
@@ -671,7 +680,7 @@ class EvolvableStore:
                     dumps(dict(failure.diagnostic)),
                     failure.pid,
                 ),
-            ).fetchone()
+            ).fetchall()[0]
             conn.execute(
                 """DELETE FROM live_failures WHERE function_id = ? AND id NOT IN (
                        SELECT id FROM live_failures WHERE function_id = ?
@@ -718,7 +727,7 @@ class EvolvableStore:
                 "INSERT INTO evolve_runs (function_id, config, started_at) VALUES (?, ?, ?) "
                 "RETURNING id",
                 (function_id, json.dumps(config, sort_keys=True, default=str), now),
-            ).fetchone()
+            ).fetchall()[0]
             return int(rid)
 
         return self._write(op)
@@ -903,7 +912,7 @@ def insert_revision(conn: Sql, rev: RevisionRecord, number: int) -> RevisionReco
             rev.content_hash,
             created,
         ),
-    ).fetchone()
+    ).fetchall()[0]
     if parents:
         conn.executemany(
             """INSERT INTO revision_parents (function_id, number, position, parent_number)

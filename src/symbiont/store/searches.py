@@ -190,7 +190,7 @@ class SearchRepository:
                 "INSERT INTO searches (function_id, config, status, started_at) "
                 "VALUES (?, ?, 'running', ?) RETURNING id",
                 (function_id, json.dumps(config, default=str), time.time()),
-            ).fetchone()
+            ).fetchall()[0]
             return int(sid)
 
         return self.store._write(op, "starting a search")
