@@ -34,6 +34,7 @@ from symbiont.models.base import Model
 
 if TYPE_CHECKING:
     from symbiont.search.controller import SearchReport
+    from symbiont.search.executors import Executor
     from symbiont.store import EvolvableStore
 
 StoreArg = "EvolvableStore | str | Path | None | bool"
@@ -261,13 +262,14 @@ class Runtime:
         fn: Callable[..., Any],
         model: Any = None,
         *,
-        metric: Metric | None = None,
-        check: Check | None = None,
+        metric: Metric | str | None = None,
+        check: Check | str | None = None,
         stages: Any = (),
         budget: Any = None,
         resume: bool = False,
         embedder: Any = None,
         on_progress: Callable[[SearchReport], None] | None = None,
+        executor: Executor | None = None,
         **options: Any,
     ) -> SearchReport:
         """A population search over revisions of `fn`; returns a `SearchReport`.
@@ -279,6 +281,9 @@ class Runtime:
         stored search of `fn`. Further `options` are `SearchConfig` fields: `prompt`,
         `direction`, `target`, `parallel`, `islands`, `migration_interval`, `features`,
         `selection`, `promote` ("best" | "never" | callable(candidate, active)), ...
+        `metric`, `check` and stage metrics may be import paths ('package.module:function').
+        `executor`: where the trials run; None: forked children of this process (the live
+        state); `symbiont.search.RayExecutor(address=...)` sends them to a Ray cluster.
         """
         from symbiont.search.config import Budget, SearchConfig, Stage
         from symbiont.search.controller import SearchController
@@ -300,7 +305,14 @@ class Runtime:
             **options,
         )
         controller = SearchController(
-            self, h, model, config, embedder=embedder, resume=resume, on_progress=on_progress
+            self,
+            h,
+            model,
+            config,
+            embedder=embedder,
+            resume=resume,
+            on_progress=on_progress,
+            executor=executor,
         )
         return await controller.run()
 

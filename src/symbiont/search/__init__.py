@@ -4,7 +4,8 @@ Parts, OpenEvolve-style but small: the program database (`database`: islands, MA
 grids, archive, parent selection), the prompt builder (`prompts`: parent plus
 inspirations), edits (`edits`: SEARCH/REPLACE blocks), novelty (`novelty`: exact and near
 duplicates), the proposer (`proposer`: model ensemble chosen by UCB1), the evaluator
-(`evaluator`: cascade stages in one forked trial) and the controller (`controller`:
+(`evaluator`: cascade stages in one trial), the executors (`executors`: where trials run,
+forked children of the live process or a Ray cluster) and the controller (`controller`:
 budgets, parallel candidates, promotion, persistence and resume).
 """
 
@@ -17,16 +18,24 @@ from symbiont.search.database import Program, ProgramDatabase
 
 if TYPE_CHECKING:
     from symbiont.search.controller import SearchReport
+    from symbiont.search.executors import Executor, ExecutorError, ForkedExecutor, RayExecutor
 
 __all__ = [
     "Budget",
+    "Executor",
+    "ExecutorError",
     "FeatureDim",
+    "ForkedExecutor",
     "Program",
     "ProgramDatabase",
+    "RayExecutor",
     "SearchConfig",
     "SearchReport",
     "Stage",
 ]
+
+
+_EXECUTORS = ("Executor", "ExecutorError", "ForkedExecutor", "RayExecutor")
 
 
 def __getattr__(name: str) -> Any:  # the controller pulls in the pipeline: load it when asked
@@ -34,4 +43,8 @@ def __getattr__(name: str) -> Any:  # the controller pulls in the pipeline: load
         from symbiont.search.controller import SearchReport
 
         return SearchReport
+    if name in _EXECUTORS:  # Ray itself is imported only when a RayExecutor is made
+        from symbiont.search import executors
+
+        return getattr(executors, name)
     raise AttributeError(f"module 'symbiont.search' has no attribute {name!r}")

@@ -14,6 +14,16 @@ Bandit = Literal["ucb1", "thompson"]
 PromotePolicy = Literal["best", "never"] | Callable[[Any, Any], bool]
 
 
+def _function(value: Any, what: str) -> Any:
+    """A metric or check given as an import path ('package.module:function') is the function
+    it names, imported now, so a bad path fails when the search is set up."""
+    if isinstance(value, str):
+        from symbiont.search.executors import resolve
+
+        return resolve(value, what)
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Budget:
     """When a search stops: whichever limit is reached first (None: no limit).
@@ -75,6 +85,9 @@ class Stage:
     threshold: float | None = None
     name: str = ""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metric", _function(self.metric, "the stage's metric"))
+
 
 @dataclass(frozen=True, slots=True)
 class SearchConfig:
@@ -105,6 +118,8 @@ class SearchConfig:
     max_prompt_chars: int = 24_000
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "metric", _function(self.metric, "the metric"))
+        object.__setattr__(self, "check", _function(self.check, "the check"))
         if self.metric is None and not self.stages:
             raise ValueError("search needs a metric (or cascade stages) to rank candidates")
         if self.direction not in ("maximize", "minimize"):

@@ -36,7 +36,8 @@ from symbiont.pipeline import DEFAULT_POLICY, PipelineConfig, Target, extract_co
 from symbiont.search.config import SearchConfig
 from symbiont.search.database import Program, ProgramDatabase
 from symbiont.search.edits import EditError, apply_edits, parse_edits
-from symbiont.search.evaluator import Evaluation, evaluate
+from symbiont.search.evaluator import Evaluation
+from symbiont.search.executors import Executor, ForkedExecutor
 from symbiont.search.novelty import NoveltyFilter
 from symbiont.search.prompts import PromptBuilder
 from symbiont.search.proposer import Arm, Ensemble, ModelStats
@@ -142,8 +143,10 @@ class SearchController:
         embedder: Embedder | None = None,
         resume: bool = False,
         on_progress: Callable[[SearchReport], None] | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.runtime = runtime
+        self.executor = executor if executor is not None else ForkedExecutor()
         self.handle = handle
         self.config = config
         self.ensemble = Ensemble(
@@ -196,6 +199,7 @@ class SearchController:
 
     # -- the whole search -----------------------------------------------------------------
     async def run(self) -> SearchReport:
+        await asyncio.to_thread(self.executor.open, self.handle, self.config)
         self._started = time.monotonic()
         cpu0 = _children_cpu()
         self.target = dataclasses.replace(
@@ -595,7 +599,7 @@ class SearchController:
             return ""
 
     def _evaluate(self, candidate: Any) -> Evaluation:
-        return evaluate(
+        return self.executor.evaluate(
             self.handle,
             candidate,
             self.config.check,
