@@ -397,7 +397,7 @@ def _decode(data: bytes) -> tuple[bool, Any, Diagnostic | None] | None:
 
 _MIN_SECRET_CHARS = 4  # shorter values are no secret (and may be interpreter-wide singletons)
 _SECRETS: dict[int, tuple[str | bytes, tuple[int, int]]] = {}  # id → (object, its characters)
-_SECRET_REGIONS: tuple[tuple[int, int], ...] = ()  # the regions of _SECRETS, for _plan
+_SECRET_REGIONS: tuple[tuple[Any, Any], ...] = ()  # _SECRETS' regions as ctypes objects
 _SECRETS_LOCK = threading.Lock()
 
 
@@ -421,7 +421,7 @@ def register_secret(value: str | bytes | None) -> bool:
     global _SECRET_REGIONS
     with _SECRETS_LOCK:
         _SECRETS[id(value)] = (value, region)
-        _SECRET_REGIONS = tuple(region for _obj, region in _SECRETS.values())
+        _SECRET_REGIONS = _confine.as_pointers(region for _obj, region in _SECRETS.values())
     return True
 
 
@@ -433,7 +433,7 @@ class _Confinement:
     ruleset: int | None  # Landlock ruleset descriptor (close-on-exec), None without Landlock
     seccomp: _confine.SeccompProgram | None
     netns: bool  # enter a network namespace (only where seccomp cannot deny sockets)
-    env_block: tuple[int, int] | None
+    env_block: tuple[Any, Any] | None  # (address, size) as ctypes objects (`as_pointers`)
     report: dict[str, str]  # protection → "active" or "missing: why"
 
 
@@ -515,7 +515,9 @@ def _build_confinement(key: tuple[str, ...], previous: _Confinement | None) -> _
             "confined trials on this machine run without: %s",
             "; ".join(f"{name} ({why})" for name, why in missing.items()),
         )
-    return _Confinement(key, ruleset, program, netns, _confine.environment_block(), report)
+    block = _confine.environment_block()
+    env_block = _confine.as_pointers([block])[0] if block is not None else None
+    return _Confinement(key, ruleset, program, netns, env_block, report)
 
 
 def _missing(report: dict[str, str]) -> set[str]:
@@ -621,7 +623,7 @@ class _ChildPlan:
     core_hard: int  # the hard RLIMIT_CORE (the soft one becomes 0)
     parent_pid: int
     confinement: _Confinement | None  # None: an unconfined fork
-    wipe: tuple[tuple[int, int], ...]  # (address, size): registered secrets, the environment's
+    wipe: tuple[tuple[Any, Any], ...]  # (address, size) as ctypes objects: secrets to zero
     cpu_seconds: int  # RLIMIT_CPU of a confined child: a backstop behind the wall clock
 
 
@@ -643,7 +645,7 @@ def _plan(limits: TrialLimits, confine: bool) -> _ChildPlan:
             if hard != resource.RLIM_INFINITY:
                 address_limit = min(address_limit, hard)
     confinement = None
-    wipe: tuple[tuple[int, int], ...] = ()
+    wipe: tuple[tuple[Any, Any], ...] = ()
     if confine:
         confinement = _confinement()
         wipe = _SECRET_REGIONS + _environment_regions()
@@ -659,11 +661,12 @@ def _plan(limits: TrialLimits, confine: bool) -> _ChildPlan:
 
 
 # (key, names of the credential-like variables, their regions), see _environment_regions.
-_ENV_CACHE: tuple[Any, tuple[bytes, ...], tuple[tuple[int, int], ...]] = (None, (), ())
+_ENV_CACHE: tuple[Any, tuple[bytes, ...], tuple[tuple[Any, Any], ...]] = (None, (), ())
 
 
-def _environment_regions() -> tuple[tuple[int, int], ...]:
-    """`_confine.environment_regions`, recomputed only when the environment changed.
+def _environment_regions() -> tuple[tuple[Any, Any], ...]:
+    """`_confine.environment_regions` (as ctypes objects), recomputed only when the
+    environment changed.
 
     Every change through `os.environ` or `putenv` changes the C-level `environ` array
     (setenv puts a new string in, unsetenv takes one out), except setting a variable to the
@@ -676,7 +679,7 @@ def _environment_regions() -> tuple[tuple[int, int], ...]:
     data = os.environ._data  # type: ignore[attr-defined]
     now = (tuple(_confine.c_environ()), [(id(v), len(v)) for v in map(data.get, names) if v])
     if now != key:
-        regions = tuple(_confine.environment_regions())
+        regions = _confine.as_pointers(_confine.environment_regions())
         names = tuple(n for n in data if _confine.SECRET_NAME.search(n))
         now = (now[0], [(id(v), len(v)) for v in map(data.get, names) if v])
         _ENV_CACHE = (now, names, regions)

@@ -56,18 +56,30 @@ def _function(name: str, restype: Any, *argtypes: Any) -> Any:
     return fn
 
 
-# Bound in the parent at import: a forked child then only calls them. Its first use of a
-# ctypes function or type would otherwise build converters and types, and every page it
-# writes on the way is a copy-on-write fault (together several hundred microseconds).
-_ulong, _long, _ptr = ctypes.c_ulong, ctypes.c_long, ctypes.c_void_p
+def _unprototyped(name: str) -> Any:
+    """A libc function without argument types: each argument must be a small int or a
+    ctypes object, passed as is. A forked child calls these: a prototyped call converts
+    every argument through its type's `from_param` (objects made and freed), which costs a
+    child several page copies more per call."""
+    try:
+        return _libc[name]  # a fresh function object: restype int, no argtypes
+    except AttributeError:
+        return _function(name, ctypes.c_int)  # the stand-in that raises OSError
+
+
+# Bound in the parent at import: a forked child then only calls them (its first use of a
+# ctypes function would build it, and every page written on the way is a copy-on-write
+# fault). A child's calls are the unprototyped ones, given small ints or ctypes objects made
+# beforehand: converting arguments through argtypes costs it more page copies than the call.
+_ulong = ctypes.c_ulong
 _prctl = _function("prctl", ctypes.c_int, ctypes.c_int, _ulong, _ulong, _ulong, _ulong)
 _clearenv = _function("clearenv", ctypes.c_int)
-_restrict_self = _function("syscall", _long, _long, ctypes.c_int, ctypes.c_uint32)
-_capset = _function("syscall", _long, _long, _ptr, _ptr)
+_raw_prctl = _unprototyped("prctl")
+_raw_syscall = _unprototyped("syscall")
+_raw_memset = _unprototyped("memset")
 _CAP_HEADER = _seccomp._CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
 _CAP_DATA = (_seccomp._CapData * 2)()  # all zero: no capabilities
-_CAP_HEADER_ADDRESS = ctypes.addressof(_CAP_HEADER)
-_CAP_DATA_ADDRESS = ctypes.addressof(_CAP_DATA)
+_CAP_POINTERS = (ctypes.pointer(_CAP_HEADER), ctypes.pointer(_CAP_DATA))
 _NR_CAPSET = _seccomp.SYSCALLS.get(_seccomp.machine(), {}).get("capset", -1)
 try:  # one reference nobody owns: the object is never freed, and nothing points to it
     _leak: Any = ctypes.pythonapi.Py_IncRef
@@ -167,6 +179,7 @@ class SeccompProgram:
     fprog: Any = field(default=None, compare=False, repr=False)  # struct sock_fprog for it
     words: Any = field(default=None, compare=False, repr=False)  # `buffer` as 32-bit words
     pid_words: tuple[int, ...] = field(default=(), compare=False, repr=False)  # their k fields
+    fprog_pointer: Any = field(default=None, compare=False, repr=False)  # pointer to `fprog`
 
     def for_pid(self, pid: int) -> bytes:
         buf = bytearray(self.code)
@@ -200,7 +213,7 @@ def seccomp_program(
     fprog = _seccomp._SockFprog(len(code) // 8, ctypes.addressof(buffer))
     words = memoryview(buffer).cast("B").cast("I")  # native order, as the kernel reads it
     pid_words = tuple((offset + 4) // 4 for offset in offsets)
-    return SeccompProgram(code, offsets, buffer, fprog, words, pid_words)
+    return SeccompProgram(code, offsets, buffer, fprog, words, pid_words, ctypes.pointer(fprog))
 
 
 def data_region(obj: str | bytes) -> tuple[int, int] | None:
@@ -243,11 +256,23 @@ def environment_block() -> tuple[int, int] | None:
 # -- applying (in the child) -----------------------------------------------------------------
 
 
-def wipe(regions: Iterable[tuple[int, int]]) -> None:
+def wipe(regions: Iterable[tuple[Any, Any]]) -> None:
     """Overwrite each (address, size) with zeros: copies of secrets in this process only
-    (a forked child's pages are its own copies, the parent keeps its values)."""
+    (a forked child's pages are its own copies, the parent keeps its values).
+
+    Addresses and sizes are ints, or, cheaper for a forked child, the `c_void_p` and
+    `c_size_t` objects `as_pointers` made for them beforehand.
+    """
     for address, size in regions:
-        _memset(address, 0, size)
+        if isinstance(address, int):
+            _memset(address, 0, size)
+        else:
+            _raw_memset(address, 0, size)
+
+
+def as_pointers(regions: Iterable[tuple[int, int]]) -> tuple[tuple[Any, Any], ...]:
+    """(address, size) pairs as ctypes objects, so `wipe` passes them to memset as they are."""
+    return tuple((ctypes.c_void_p(address), ctypes.c_size_t(size)) for address, size in regions)
 
 
 # Names of environment variables whose values are credentials. All variables are removed;
@@ -314,7 +339,7 @@ def scrub_environment(regions: Iterable[tuple[int, int]], block: tuple[int, int]
     """
     wipe(regions)
     if block is not None:
-        _memset(block[0], 0, block[1])
+        wipe((block,))
     data = os.environ._data  # type: ignore[attr-defined]  # os.environb shares this dict
     try:
         if _clearenv() != 0:
@@ -343,7 +368,7 @@ def set_rlimits(limits: dict[int, tuple[int, int]]) -> None:
 
 def die_with_parent(parent_pid: int, sig: int = int(signal.SIGKILL)) -> None:
     """PR_SET_PDEATHSIG, then check the parent did not die before it took effect."""
-    if _prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+    if _raw_prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
         _raise_errno("prctl(PR_SET_PDEATHSIG)")
     if os.getppid() != parent_pid:
         raise OSError(0, "the parent died before the child was confined")
@@ -351,7 +376,7 @@ def die_with_parent(parent_pid: int, sig: int = int(signal.SIGKILL)) -> None:
 
 def set_not_dumpable() -> None:
     """No core file, and other processes of the user may not ptrace or read our memory."""
-    if _prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+    if _raw_prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         _raise_errno("prctl(PR_SET_DUMPABLE)")
 
 
@@ -380,14 +405,14 @@ def enter_network_namespace() -> None:
 def set_no_new_privs() -> None:
     """No execve may gain privileges (setuid, file capabilities); Landlock and seccomp
     need it. Permanent, inherited."""
-    if _prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+    if _raw_prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         _raise_errno("prctl(PR_SET_NO_NEW_PRIVS)")
 
 
 def enter_landlock(ruleset: int) -> None:
     """No new privileges, then the Landlock domain of `ruleset` (see `read_only_ruleset`)."""
     set_no_new_privs()
-    if _restrict_self(_landlock.SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0) != 0:
+    if _raw_syscall(_landlock.SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0) != 0:
         _raise_errno("landlock_restrict_self")
 
 
@@ -413,7 +438,7 @@ def drop_capabilities(*, bounding: bool = True) -> None:
     """
     if bounding:
         _seccomp.drop_capabilities()
-    elif _capset(_NR_CAPSET, _CAP_HEADER_ADDRESS, _CAP_DATA_ADDRESS) != 0:
+    elif _raw_syscall(_NR_CAPSET, *_CAP_POINTERS) != 0:
         _raise_errno("capset")
 
 
@@ -434,6 +459,9 @@ def install_seccomp(program: SeccompProgram, pid: int) -> None:
         for offset in program.pid_offsets:
             struct.pack_into("=I", program.buffer, offset + 4, pid)
     set_no_new_privs()
-    address = ctypes.addressof(program.fprog)
-    if _prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, address, 0, 0) != 0:
+    if program.fprog_pointer is not None:
+        done = _raw_prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, program.fprog_pointer, 0, 0)
+    else:
+        done = _prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(program.fprog), 0, 0)
+    if done != 0:
         _raise_errno("prctl(PR_SET_SECCOMP)")
