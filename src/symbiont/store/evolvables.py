@@ -913,11 +913,11 @@ def insert_revision(conn: Sql, rev: RevisionRecord, number: int) -> RevisionReco
             created,
         ),
     ).fetchall()[0]
-    if parents:
-        conn.executemany(
-            """INSERT INTO revision_parents (function_id, number, position, parent_number)
-               VALUES (?, ?, ?, ?)""",
-            [(rev.function_id, number, i, p) for i, p in enumerate(parents)],
+    if parents:  # one statement (one round trip to a server), whatever the crossover
+        conn.execute(
+            "INSERT INTO revision_parents (function_id, number, position, parent_number) "
+            "VALUES " + ", ".join("(?, ?, ?, ?)" for _ in parents),
+            [x for i, p in enumerate(parents) for x in (rev.function_id, number, i, p)],
         )
     return replace(
         rev,
