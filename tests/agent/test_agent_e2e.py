@@ -13,7 +13,8 @@ from typing import Any
 
 from agent_helpers import call, is_mutation, last_result, raw_call, tool_results, user_prompt
 
-from symbiont.agent import Agent, TranscriptStore
+from symbiont.agent import Agent
+from symbiont.agent.transcripts import open_transcripts
 from symbiont.library import Capability, Library
 from symbiont.models.openai import OpenAIModel
 from symbiont.testing.openai_server import Error, FakeOpenAIServer
@@ -76,7 +77,7 @@ def test_salary_question_is_answered_from_the_json_file(
     assert hr_library.get("get_salary_details").stats.runs == 1
 
     # and the whole run is a transcript: retrieval, three model calls, two tools, tokens
-    with TranscriptStore(hr_library.path) as store:
+    with open_transcripts(hr_library.path) as store:
         t = store.get(result.transcript_id)
     assert t.outcome == "answered" and t.answer == result.answer
     assert [s.kind for s in t.step_records] == [
@@ -257,7 +258,7 @@ def test_missing_capability_is_written_built_tested_stored_then_reused(
     assert "department_average_salary" not in first.offered
 
     # the mutation run went: build fails, test fails, then both pass, then complete
-    with TranscriptStore(hr_library.path) as store:
+    with open_transcripts(hr_library.path) as store:
         (mid,) = first.mutation_transcripts
         mutation = store.get(mid)
         task_transcript = store.get(first.transcript_id)
@@ -471,7 +472,7 @@ def test_mutation_agent_that_never_completes_stops_at_its_step_cap(
     assert result.created == []
     assert {c.id for c in hr_library.list()} == before
     (mid,) = result.mutation_transcripts
-    with TranscriptStore(hr_library.path) as store:
+    with open_transcripts(hr_library.path) as store:
         t = store.get(mid)
     assert t.outcome == "step_limit" and t.steps == 5
     assert t.capability_id is None
@@ -495,7 +496,7 @@ def test_task_agent_that_never_answers_stops_at_its_step_limit(
     assert result.answer is None
     assert result.steps == 4 and len(openai_server.chat_requests) == 4
     assert "step limit (4 model calls)" in (result.error or "")
-    with TranscriptStore(hr_library.path) as store:
+    with open_transcripts(hr_library.path) as store:
         assert store.get(result.transcript_id).outcome == "step_limit"
 
 
@@ -517,7 +518,7 @@ def test_a_rate_limit_is_retried_and_a_refusal_ends_the_run_as_an_error(
         failed = agent.run("Say hello again")
     assert failed.outcome == "error" and failed.answer is None
     assert "context length exceeded" in (failed.error or "")
-    with TranscriptStore(hr_library.path) as store:
+    with open_transcripts(hr_library.path) as store:
         t = store.get(failed.transcript_id)
     assert t.outcome == "error" and "context length exceeded" in (t.error or "")
     assert [s.kind for s in t.step_records] == ["retrieve"]

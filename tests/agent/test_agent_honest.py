@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from agent_helpers import call, is_mutation, last_result, tool_results, user_prompt
 
-from symbiont.agent import Agent, TranscriptStore
+from symbiont.agent import Agent
+from symbiont.agent.transcripts import open_transcripts
 from symbiont.library import Capability, Library
 from symbiont.models.openai import OpenAIModel
 from symbiont.testing.openai_server import FakeOpenAIServer
@@ -143,7 +144,7 @@ def test_a_tool_call_written_as_text_is_run_not_taken_as_the_answer(
     assert result.ran == ["get_salary_details"]
     assert result.answer is not None and "{" not in result.answer
     assert str(_salary(hr_database, "E042")["base"]) in result.answer
-    with TranscriptStore(hr_library.path) as store:
+    with open_transcripts(hr_library.path) as store:
         notes = [s.data.get("note", "") for s in store.get(result.transcript_id).step_records]
     assert any("written as text" in n for n in notes)
 
@@ -224,7 +225,7 @@ def test_an_invented_answer_is_reminded_then_marked_unverified(
     assert len(openai_server.chat_requests) == 2  # one reminder, then taken as it is
     reminder = str(openai_server.chat_requests[1]["messages"][-1]["content"])
     assert "without running a capability" in reminder
-    with TranscriptStore(hr_library.path) as store:
+    with open_transcripts(hr_library.path) as store:
         t = store.get(result.transcript_id)
     assert t.outcome == "unverified"
     assert t.error == "answered without running a capability"
@@ -390,7 +391,7 @@ def test_repeated_identical_calls_are_noticed_and_stop_the_run(
     warned = tool_results(openai_server.chat_requests[3]["messages"])[-1][1]
     assert warned["error"]["kind"] == "repeated_call"
     assert hr_library.get("get_salary_details").stats.runs == 2  # the warning did not run it
-    with TranscriptStore(hr_library.path) as store:
+    with open_transcripts(hr_library.path) as store:
         assert store.get(result.transcript_id).outcome == "repeated_call"
 
 

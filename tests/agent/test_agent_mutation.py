@@ -11,7 +11,8 @@ from typing import Any
 
 from agent_helpers import tool_results
 
-from symbiont.agent import Agent, MutationAgent, TranscriptStore
+from symbiont.agent import Agent, MutationAgent
+from symbiont.agent.transcripts import open_transcripts
 from symbiont.library import Library
 from symbiont.models.base import ModelReply, ToolCall
 from symbiont.models.scripted import ScriptedModel
@@ -45,7 +46,7 @@ SUMMARY = (
 
 def _tool_steps(library: Library, transcript_id: int) -> list[tuple[str, dict[str, Any]]]:
     """(tool, parsed result) of every tool step, from the stored transcript."""
-    with TranscriptStore(library.path) as store:
+    with open_transcripts(library.path) as store:
         t = store.get(transcript_id)
     return [(s.name, json.loads(s.data["result"])) for s in t.step_records if s.kind == "tool"]
 
@@ -113,7 +114,7 @@ def test_the_same_error_three_times_in_a_row_earns_a_hint(hr_library: Library) -
     assert "hint" not in builds[0] and "hint" not in builds[1]
     assert "third time in a row" in builds[2]["hint"]
     # a reply without a tool call is answered with a nudge, not taken as the end
-    with TranscriptStore(hr_library.path) as store:
+    with open_transcripts(hr_library.path) as store:
         steps = store.get(result.transcript_id).step_records
     assert steps[-1].kind == "note" and "nudged" in steps[-1].data["note"]
     assert result.steps == 5 and "step limit (5 model calls)" in (result.error or "")

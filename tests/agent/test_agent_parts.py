@@ -11,7 +11,7 @@ from agent_helpers import HR_EXAMPLES
 
 from symbiont.agent.prompts import TEMPLATES, render
 from symbiont.agent.tools import MUTATION_TOOLS, TASK_TOOLS, ToolError, parse_arguments
-from symbiont.agent.transcripts import TranscriptNotFound, TranscriptStore
+from symbiont.agent.transcripts import TranscriptNotFound, open_transcripts
 from symbiont.cli import main
 from symbiont.errors import SymbiontError
 
@@ -60,16 +60,16 @@ def test_prompts_render_and_name_a_missing_field() -> None:
         render(name, **fields)
 
 
-def test_transcripts_round_trip_and_unknown_id(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    with TranscriptStore(path) as store:
+def test_transcripts_round_trip_and_unknown_id(store_backend: str) -> None:
+    with open_transcripts(store_backend) as store:
         tid = store.start("task", "do it", model="m", config={"k": 5})
         store.add_step(tid, 1, "retrieve", {"results": []})
         store.add_step(tid, 2, "model", {"reply": "hi"}, input_tokens=10, output_tokens=3)
+        store.add_step(tid, 3, "tool", {"input": {}}, name="run_capability", ok=False)
         child = store.start("mutation", "write it", parent_id=tid)
         store.finish(child, "step_limit", error="cap")
         store.finish(tid, "answered", answer="done", messages=[{"role": "user", "content": "x"}])
-    with TranscriptStore(path) as store:  # reopened: persisted, schema creation idempotent
+    with open_transcripts(store_backend) as store:  # reopened: persisted
         t = store.get(tid)
         assert (t.outcome, t.answer, t.steps, t.input_tokens, t.output_tokens) == (
             "answered",
@@ -78,13 +78,44 @@ def test_transcripts_round_trip_and_unknown_id(tmp_path: Path) -> None:
             10,
             3,
         )
-        assert [s.kind for s in t.step_records] == ["retrieve", "model"]
+        assert [s.kind for s in t.step_records] == ["retrieve", "model", "tool"]
+        assert [(s.name, s.ok) for s in t.step_records][2] == ("run_capability", False)
         assert t.children == (child,) and t.config == {"k": 5}
         assert t.messages == [{"role": "user", "content": "x"}]
+        assert t.finished_at is not None and t.duration_s is not None and t.duration_s >= 0
         assert [x.id for x in store.list()] == [child, tid]
         assert [x.id for x in store.list(kind="task")] == [tid]
+        assert store.list(kind="task")[0].messages is None  # listings leave them out
+        assert store.count() == 2
         with pytest.raises(TranscriptNotFound, match="no transcript 999"):
             store.get(999)
+
+
+def test_an_empty_store_says_there_are_no_transcripts_yet(store_backend: str) -> None:
+    with open_transcripts(store_backend) as store:
+        assert store.list() == [] and store.count() == 0
+        with pytest.raises(TranscriptNotFound, match="none yet"):
+            store.get(1)
+
+
+def test_transcript_commands_read_either_backend(
+    store_backend: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_transcripts(store_backend) as store:
+        tid = store.start("task", "what is E042's salary", model="m")
+        store.add_step(tid, 0, "model", {"reply": "..."}, input_tokens=7, output_tokens=2)
+        store.finish(tid, "answered", answer="41,000 EUR")
+    assert main(["transcripts", "--store", store_backend]) == 0
+    listing = capsys.readouterr().out
+    assert "what is E042's salary" in listing and "answered" in listing
+    assert main(["transcript", str(tid), "--store", store_backend, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["answer"] == "41,000 EUR" and shown["steps_detail"][0]["input_tokens"] == 7
+    assert main(["transcript", "42", "--store", store_backend]) == 1
+    assert "no transcript 42" in capsys.readouterr().err
+    monkeypatch.setenv("SYMBIONT_STORE", store_backend)  # the store every command opens
+    assert main(["transcripts", "--json"]) == 0
+    assert [t["id"] for t in json.loads(capsys.readouterr().out)] == [tid]
 
 
 def test_demo_runs_the_whole_loop_and_its_transcripts_are_listed(

@@ -1,6 +1,7 @@
 """Library: verified before stored, input validation, outcomes, deprecation, legacy, folders.
 
-Real SQLite files, the real pipeline and a real sandbox tier (inprocess here, for speed; the
+Each test that touches the store runs on both backends (`store_backend`: a SQLite file, a
+real PostgreSQL); the real pipeline and a real sandbox tier (inprocess here, for speed; the
 HR CLI test uses the process tier), and a real subprocess for "survives a restart".
 """
 
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from library_backends import is_postgres, needs_search, searchable
 
 from symbiont.embed import HashingEmbedder
 from symbiont.library import (
@@ -52,20 +54,28 @@ def lookup_capability(**changes: object) -> Capability:
     return cap.with_(**changes) if changes else cap
 
 
-def open_library(tmp_path: Path, **options: object) -> Library:
+def open_library(store: object, data: Path, **options: object) -> Library:
+    """A library on `store` (a path, a URL or an open store) with its data under `data`."""
     opts: dict[str, object] = {
         "tier": "inprocess",
-        "data_root": tmp_path / "data",
+        "data_root": data / "data",
         "typecheck": False,
         "embedder": HashingEmbedder(),
     }
     opts.update(options)
-    return Library(tmp_path / "store.db", **opts)  # type: ignore[arg-type]
+    return Library(store, **opts)  # type: ignore[arg-type]
 
 
 @pytest.fixture
-def lib(tmp_path: Path) -> Iterator[Library]:
-    with open_library(tmp_path) as library:
+def lib(store_backend: str, tmp_path: Path) -> Iterator[Library]:
+    with open_library(store_backend, tmp_path) as library:
+        yield library
+
+
+@pytest.fixture
+def sqlite_lib(tmp_path: Path) -> Iterator[Library]:
+    """For checks made before anything is stored (the build stages): one backend is enough."""
+    with open_library(tmp_path / "store.db", tmp_path) as library:
         yield library
 
 
@@ -123,7 +133,7 @@ def test_add_refuses_a_capability_failing_the_policy_stage(lib: Library) -> None
 
 def test_add_refuses_a_capability_failing_the_type_check(tmp_path: Path) -> None:
     bad = LOOKUP.replace("min(len(key), limit)", "key + limit")
-    with open_library(tmp_path, typecheck=True) as lib:
+    with open_library(tmp_path / "store.db", tmp_path, typecheck=True) as lib:
         with pytest.raises(CapabilityRefused) as info:
             lib.add(lookup_capability(source=bad))
         assert info.value.diagnostics[0].stage == "typecheck"
@@ -199,12 +209,17 @@ with Library(sys.argv[1], tier="inprocess", data_root=sys.argv[2], typecheck=Fal
 """
 
 
-def test_deprecation_after_two_failures_survives_a_new_process(tmp_path: Path) -> None:
-    with open_library(tmp_path) as lib:
+def test_deprecation_after_two_failures_survives_a_new_process(
+    store_backend: str, tmp_path: Path
+) -> None:
+    search = searchable(store_backend)
+    with open_library(store_backend, tmp_path) as lib:
         lib.add(lookup_capability())
-        assert [r.capability.id for r in lib.search("look up a key and its length")] == ["lookup"]
+        if search:
+            hits = lib.search("look up a key and its length")
+            assert [r.capability.id for r in hits] == ["lookup"]
     proc = subprocess.run(
-        [sys.executable, "-c", FAIL_TWICE, str(tmp_path / "store.db"), str(tmp_path / "data")],
+        [sys.executable, "-c", FAIL_TWICE, store_backend, str(tmp_path / "data")],
         capture_output=True,
         text=True,
         timeout=120,
@@ -217,22 +232,29 @@ def test_deprecation_after_two_failures_survives_a_new_process(tmp_path: Path) -
         True,
         "exception",
     ]
-    with open_library(tmp_path) as lib:  # a fresh Library on the same file
+    with open_library(store_backend, tmp_path) as lib:  # a fresh Library on the same store
         cap = lib.get("lookup")
         assert cap.status == "deprecated"
         assert "failed 2 times in a row" in (cap.status_reason or "")
-        assert lib.search("look up a key and its length") == []
+        assert (cap.stats.runs, cap.stats.failures, cap.stats.consecutive_failures) == (2, 2, 2)
+        if search:
+            assert lib.search("look up a key and its length") == []
         assert [c.id for c in lib.list(status="deprecated")] == ["lookup"]
         with pytest.raises(CapabilityDeprecated, match="refuses to run unless forced"):
             lib.run("lookup", {"key": "abc"})
         forced = lib.run("lookup", {"key": "abc"}, force=True)
         assert forced.ok and forced.forced
         assert lib.get("lookup").status == "deprecated"  # forcing does not revive it
-        lib.restore("lookup")
-        assert [r.capability.id for r in lib.search("look up a key and its length")] == ["lookup"]
+        restored = lib.restore("lookup")
+        assert restored.status == "active" and restored.status_reason is None
+        assert restored.stats.consecutive_failures == 0 and restored.stats.runs == 3
+        if search:
+            hits = lib.search("look up a key and its length")
+            assert [r.capability.id for r in hits] == ["lookup"]
 
 
-def test_deprecate_by_hand_hides_from_search_before_top_k(lib: Library) -> None:
+def test_deprecate_by_hand_hides_from_search_before_top_k(store_backend: str, lib: Library) -> None:
+    needs_search(store_backend)
     lib.add(lookup_capability())
     other = Capability.from_source(
         LOOKUP.replace("def lookup", "def lookup2"),
@@ -248,7 +270,7 @@ def test_deprecate_by_hand_hides_from_search_before_top_k(lib: Library) -> None:
 
 
 # -- legacy and versions ------------------------------------------------------------------
-def test_replace_by_another_id_marks_the_old_one_legacy(lib: Library) -> None:
+def test_replace_by_another_id_marks_the_old_one_legacy(store_backend: str, lib: Library) -> None:
     lib.add(lookup_capability())
     newer = Capability.from_source(
         LOOKUP.replace("def lookup", "def lookup_v2").replace("limit: int = 3", "limit: int = 4"),
@@ -259,12 +281,17 @@ def test_replace_by_another_id_marks_the_old_one_legacy(lib: Library) -> None:
     assert stored.parents == ("lookup",)
     old = lib.get("lookup")
     assert (old.status, old.replaced_by) == ("legacy", "lookup_v2")
-    assert [r.capability.id for r in lib.search("look up a key")] == ["lookup_v2"]
-    assert {r.capability.id for r in lib.search("look up a key", include_legacy=True)} == {
-        "lookup",
-        "lookup_v2",
-    }
+    assert old.status_reason == "replaced by lookup_v2"
+    assert [c.id for c in lib.list(status="active")] == ["lookup_v2"]
+    if searchable(store_backend):
+        assert [r.capability.id for r in lib.search("look up a key")] == ["lookup_v2"]
+        assert {r.capability.id for r in lib.search("look up a key", include_legacy=True)} == {
+            "lookup",
+            "lookup_v2",
+        }
     assert lib.run("lookup", {"key": "abcd"}).ok  # legacy still runs
+    with pytest.raises(Exception, match="'lookup_v2' already exists"):
+        lib.replace("lookup", newer)
 
 
 def test_replace_under_the_same_id_is_a_new_version(lib: Library) -> None:
@@ -275,17 +302,21 @@ def test_replace_under_the_same_id_is_a_new_version(lib: Library) -> None:
     )
     with pytest.raises(Exception, match=r"Library\.replace\('lookup', new\)"):
         lib.add(v2)
+    lib.run("lookup", {"key": "boom"})  # a failure streak of 1, which a new version restarts
     stored = lib.replace("lookup", v2)
-    assert stored.version == 2
-    assert [v["version"] for v in lib.versions("lookup")] == [1, 2]
+    assert stored.version == 2 and stored.stats.consecutive_failures == 0
+    assert stored.examples == v2.examples
+    versions = lib.versions("lookup")
+    assert [v["version"] for v in versions] == [1, 2]
+    assert "limit: int = 2" in versions[1]["source"] and "limit: int = 3" in versions[0]["source"]
     assert lib.run("lookup", {"key": "abcd"}).output == {"key": "abcd", "length": 2}
     assert lib.add(v2).version == 2  # adding identical content again is a no-op
 
 
 # -- folders ------------------------------------------------------------------------------
-def test_import_export_round_trip_with_seed_data(tmp_path: Path) -> None:
+def test_import_export_round_trip_with_seed_data(store_backend: str, tmp_path: Path) -> None:
     seed = (HR / "data" / "hr" / "employee_database.json").read_bytes()
-    with open_library(tmp_path / "a") as lib:
+    with open_library(store_backend, tmp_path / "a") as lib:
         report = lib.import_dir(HR)
         assert report.failed == []
         assert len(report.added) == 12 and report.seeded == ["hr/employee_database.json"]
@@ -307,7 +338,7 @@ def test_import_export_round_trip_with_seed_data(tmp_path: Path) -> None:
         assert exported.examples == original.examples
         assert exported.summary.split() == original.summary.split()
         assert exported.permissions == original.permissions
-    with open_library(tmp_path / "b") as fresh:
+    with open_library(tmp_path / "b" / "store.db", tmp_path / "b") as fresh:
         (tmp_path / "out" / "data").mkdir()
         (tmp_path / "out" / "data" / "hr").mkdir()
         (tmp_path / "out" / "data" / "hr" / "employee_database.json").write_bytes(seed)
@@ -318,7 +349,9 @@ def test_import_export_round_trip_with_seed_data(tmp_path: Path) -> None:
         )
 
 
-def test_import_reports_a_refused_folder_and_keeps_the_rest(tmp_path: Path) -> None:
+def test_import_reports_a_refused_folder_and_keeps_the_rest(
+    store_backend: str, tmp_path: Path
+) -> None:
     root = tmp_path / "caps"
     good = root / "lookup"
     good.mkdir(parents=True)
@@ -340,14 +373,15 @@ def test_import_reports_a_refused_folder_and_keeps_the_rest(tmp_path: Path) -> N
     (bad / "capability.toml").write_text(
         f'id = "broken"\nsummary = "{LOOKUP_SUMMARY}"\n[[examples]]\ninput = {{ key = "ab" }}\nexpect = 99\n'
     )
-    with open_library(tmp_path) as lib:
+    with open_library(store_backend, tmp_path) as lib:
         report = lib.import_dir(root)
         assert report.added == ["lookup"]
         assert report.failed[0][0].endswith("broken")
         assert "expected: 99" in report.failed[0][1]
 
 
-def test_output_of_the_wrong_type_is_a_failure(lib: Library) -> None:
+def test_output_of_the_wrong_type_is_a_failure(sqlite_lib: Library) -> None:
+    lib = sqlite_lib
     src = 'def shout(text: str) -> int:\n    """Upper-case."""\n    return text.upper()  # type: ignore\n'
     cap = Capability.from_source(
         src,
@@ -359,20 +393,22 @@ def test_output_of_the_wrong_type_is_a_failure(lib: Library) -> None:
 
 
 def test_library_on_an_open_store_and_a_capability_added_by_another_process(
-    tmp_path: Path,
+    store_backend: str, tmp_path: Path
 ) -> None:
     from symbiont.store import open_store
 
-    store = open_store(tmp_path / "store.db")
+    search = searchable(store_backend)
+    store = open_store(store_backend)
     lib = Library(
-        store,
+        store=store,
         tier="inprocess",
         data_root=tmp_path / "data",
         typecheck=False,
         embedder=HashingEmbedder(),
     )
     lib.add(lookup_capability())
-    assert [r.capability.id for r in lib.search("look up a key")] == ["lookup"]
+    if search:
+        assert [r.capability.id for r in lib.search("look up a key")] == ["lookup"]
     script = (
         "import sys\n"
         "from symbiont.embed import HashingEmbedder\n"
@@ -385,16 +421,21 @@ def test_library_on_an_open_store_and_a_capability_added_by_another_process(
         " examples=[{'input': {'text': 'hi'}, 'expect': 'HI'}]))\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "store.db"), str(tmp_path / "data")],
+        [sys.executable, "-c", script, store_backend, str(tmp_path / "data")],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    # the long-lived library notices the new content and searches it without a restart
-    assert lib.search("shout this text in upper case", k=1)[0].capability.id == "shout"
+    assert "shout" in lib and lib.get("shout").version == 1
+    if search:
+        # the long-lived library notices the new content and searches it without a restart
+        assert lib.search("shout this text in upper case", k=1)[0].capability.id == "shout"
     lib.close()
-    assert store.integrity_check() == "ok"  # the store stays open and usable
+    # the store stays open and usable
+    assert [c.id for c in store.capabilities.list()] == ["lookup", "shout"]
+    if not is_postgres(store_backend):
+        assert store.integrity_check() == "ok"
     store.close()
 
 
@@ -407,8 +448,9 @@ def test_library_on_an_open_store_and_a_capability_added_by_another_process(
     ],
 )
 def test_capabilities_may_not_import_io_modules_or_symbiont_internals(
-    lib: Library, line: str
+    sqlite_lib: Library, line: str
 ) -> None:
+    lib = sqlite_lib
     with pytest.raises(CapabilityRefused, match="policy stage") as info:
         lib.add(lookup_capability(source=line + "\n" + LOOKUP))
     assert info.value.diagnostics[0].line == 1

@@ -171,7 +171,7 @@ class MutationAgent:
         self.model = model
         self.max_steps = max_steps
         self._owns_transcripts = transcripts is None
-        self.transcripts = transcripts or TranscriptStore(library.path)
+        self.transcripts = transcripts or library.store.transcripts
         self.on_event = on_event
         self.max_retries = max_retries
 

@@ -27,9 +27,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p.add_argument(
             "--store",
             default=None,
-            help="store file (default: $SYMBIONT_HOME/symbiont.db or ./.symbiont/symbiont.db; "
-            "the demo uses a fresh one in $SYMBIONT_HOME/agent-demo, else under the system temp "
-            "folder)",
+            help="store file or postgresql:// URL (default: $SYMBIONT_STORE, else "
+            "$SYMBIONT_HOME/symbiont.db or ./.symbiont/symbiont.db; the demo uses a fresh one in "
+            "$SYMBIONT_HOME/agent-demo, else under the system temp folder)",
         )
 
     p = sub.add_parser(
@@ -169,16 +169,19 @@ def _confirm_on_terminal(console: Console) -> Any:
 # -- transcripts ----------------------------------------------------------------------------
 
 
-def _store_path(explicit: str | None, console: Console) -> Path | None:
-    """The store to read; without `--store`, the default one, else the last demo's (announced).
+def _store_path(explicit: str | None, console: Console) -> Path | str | None:
+    """The store to read: `--store` or `$SYMBIONT_STORE` (a file or a `postgresql://` URL);
+    without either, the default file, else the last demo's (announced).
 
-    Never creates a store just to find it empty.
+    Never creates a store file just to find it empty.
     """
-    if explicit:
-        path = Path(explicit).expanduser()
-        if not path.exists():
-            raise SymbiontError(f"no store at {path}")
-        return path
+    from symbiont.store import STORE_ENV, store_location
+
+    if explicit or os.environ.get(STORE_ENV, "").strip():
+        where = store_location(explicit or None)
+        if isinstance(where, Path) and not where.exists():
+            raise SymbiontError(f"no store at {where}")
+        return where
     from symbiont.agent.demo import default_demo_home
     from symbiont.store import default_store_path
 
@@ -196,41 +199,40 @@ def _store_path(explicit: str | None, console: Console) -> Path | None:
 
 
 def _has_transcripts(path: Path) -> bool:
-    import sqlite3
+    """Whether the store file holds any transcript (a file that is no store holds none)."""
+    from symbiont.agent.transcripts import open_transcripts
 
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            row = conn.execute(
-                "SELECT count(*) FROM sqlite_master WHERE name = 'agent_transcripts'"
-            ).fetchone()
-            if not row or not row[0]:
-                return False
-            (n,) = conn.execute("SELECT count(*) FROM agent_transcripts").fetchone()
-            return bool(n)
-        finally:
-            conn.close()
-    except sqlite3.Error:
+        with open_transcripts(path) as transcripts:
+            return transcripts.count() > 0
+    except SymbiontError:
         return False
 
 
+def _shown(where: Path | str) -> str:
+    """A store's place for messages (a URL without its password)."""
+    from symbiont.store.pg.connection import redact
+
+    return redact(str(where))
+
+
 def cmd_transcripts(args: argparse.Namespace) -> int:
-    from symbiont.agent.transcripts import TranscriptStore
+    from symbiont.agent.transcripts import open_transcripts
 
     console = Console()
     path = _store_path(args.store, console)
     if path is None:
         console.print("no agent runs yet: try `symbiont agent --demo`")
         return 0
-    with TranscriptStore(path) as store:
-        rows = store.list(args.limit, kind=args.kind)
+    with open_transcripts(path) as transcripts:
+        rows = transcripts.list(args.limit, kind=args.kind)
     if args.json:
         print(json.dumps([_summary(t) for t in rows], indent=2))
         return 0
     if not rows:
-        console.print(f"no agent runs in {path}: try `symbiont agent --demo`")
+        console.print(f"no agent runs in {_shown(path)}: try `symbiont agent --demo`")
         return 0
-    console.print(f"agent runs in {path}")
+    console.print(f"agent runs in {_shown(path)}")
     console.print(
         f"[bold]{'id':<7} {'kind':<8} {'outcome':<10} {'steps':>5} {'tokens':>7}  task[/]"
     )
@@ -257,14 +259,14 @@ def cmd_transcripts(args: argparse.Namespace) -> int:
 
 
 def cmd_transcript(args: argparse.Namespace) -> int:
-    from symbiont.agent.transcripts import TranscriptStore
+    from symbiont.agent.transcripts import open_transcripts
 
     console = Console()
     path = _store_path(args.store, console)
     if path is None:
         raise SymbiontError("no agent runs yet: try `symbiont agent --demo`")
-    with TranscriptStore(path) as store:
-        t = store.get(args.id)
+    with open_transcripts(path) as transcripts:
+        t = transcripts.get(args.id)
     if args.json:
         out = _summary(t)
         out["steps_detail"] = [

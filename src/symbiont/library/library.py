@@ -13,9 +13,13 @@ Runtime this replaces):
   every example in the sandbox, against a scratch copy of the data folder so a test of an
   update capability never touches real data. Only then is anything written.
 - **Deprecation is persistent and excluded before top-k.** Outcomes are recorded in the
-  store inside one IMMEDIATE transaction that also takes the deprecation decision, so it
-  survives restarts and two processes cannot race past it; `search` passes deprecated ids to
-  the index's `exclude`, so the k results are k usable capabilities.
+  store inside one transaction that also takes the deprecation decision
+  (`store.capabilities.record_run`), so it survives restarts and two processes — or two
+  machines sharing a PostgreSQL store — cannot race past it; `search` passes deprecated ids
+  to the index's `exclude`, so the k results are k usable capabilities.
+- **No SQL here.** Every row goes through the store's capability repository
+  (`symbiont.store.capabilities.CapabilityStore`, SQLite or PostgreSQL); the library keeps
+  the logic: verification, sandbox runs, blame, what a reason says.
 - **Only the capability's own failures retire it.** An exception, crash, timeout, invalid
   output or undeclared `{"error": ...}` counts; an error its examples or output schema
   declare (an unknown id), and a transient host failure (server down, 5xx), do not
@@ -38,24 +42,20 @@ import logging
 import os
 import re
 import shutil
-import sqlite3
-import statistics
 import tempfile
 import threading
 import types
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from symbiont.diagnostics import Diagnostic, render_all
-from symbiont.errors import CapabilityError, SandboxError, StageError, StoreError
+from symbiont.errors import CapabilityError, SandboxError, StageError
 from symbiont.library.blame import failure_blame
 from symbiont.library.capability import (
     STATUSES,
     Capability,
-    CapabilityPermissions,
-    CapabilityStats,
     Example,
     check_example,
     json_equal,
@@ -71,9 +71,8 @@ from symbiont.library.folders import (
     write_capability_dir,
 )
 from symbiont.library.jsonschema import SchemaError, function_schemas, validate
-from symbiont.library.schema import ensure_library_schema
 from symbiont.signature import DeclaredSignature, params_from_ast
-from symbiont.store._connection import connect, retry_busy
+from symbiont.store.capabilities import CapabilityRun
 
 if TYPE_CHECKING:
     from symbiont.pipeline import Policy
@@ -81,7 +80,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("symbiont.library")
 
-T = TypeVar("T")
 
 DEFAULT_DEPRECATE_AFTER = 2
 # On top of the pipeline's default policy: capabilities do I/O through `symbiont.host` only.
@@ -320,15 +318,18 @@ def _fence(source: str) -> str:
 class Library:
     """Capabilities in a store, searchable, runnable in a sandbox, retired when they fail.
 
-    `store_or_path`: a `SQLiteStore`, a path to one, or None for `default_store_path()`.
-    `tier`: sandbox tier (default `$SYMBIONT_SANDBOX`, else "wasm"; falls back to "process",
-    announced, when wasm is not available). `data_root`: where data folders live.
+    `store_or_path` (or `store=`): an open store (`SQLiteStore`, `PostgresStore`: left open
+    on `close`), a SQLite file path, a `postgresql://` URL, or None for the default store
+    (`SYMBIONT_STORE`, else `default_store_path()`). `tier`: sandbox tier (default
+    `$SYMBIONT_SANDBOX`, else "wasm"; falls back to "process", announced, when wasm is not
+    available). `data_root`: where data folders live.
     """
 
     def __init__(
         self,
         store_or_path: Any = None,
         *,
+        store: Any = None,
         embedder: Any = None,
         tier: str | None = None,
         data_root: str | Path | None = None,
@@ -338,13 +339,19 @@ class Library:
         limits: Limits | None = None,
         sandbox: Sandbox | None = None,
     ) -> None:
-        from symbiont.store import SQLiteStore, open_store
+        from symbiont.store import open_store
 
+        if store is not None:
+            if store_or_path is not None:
+                raise CapabilityError("give the store once: Library(store) or Library(store=...)")
+            store_or_path = store
         if deprecate_after < 1:
             raise CapabilityError(f"deprecate_after must be at least 1, not {deprecate_after}")
-        self._owns_store = not isinstance(store_or_path, SQLiteStore)
-        self.store = store_or_path if not self._owns_store else open_store(store_or_path)
-        self.path: Path = Path(self.store.path)
+        self._owns_store = store_or_path is None or isinstance(store_or_path, str | os.PathLike)
+        self.store = open_store(store_or_path) if self._owns_store else store_or_path
+        self._capabilities = self.store.capabilities
+        # Where the store is, for messages: the file, or the URL without its password.
+        self.path: Path | str = self.store.path
         self.data_root = Path(data_root).expanduser() if data_root else default_data_root()
         self.tier = tier or os.environ.get("SYMBIONT_SANDBOX", "").strip() or "wasm"
         self.deprecate_after = deprecate_after
@@ -357,38 +364,13 @@ class Library:
         self._index: Any = None
         self._index_seen: tuple[Any, ...] = ()
         self._lock = threading.RLock()
-        self._conn = self._connect()
         self._closed = False
 
     # -- plumbing ------------------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            conn = connect(self.path)
-            retry_busy(lambda: ensure_library_schema(conn))
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the capability tables in {self.path}: {exc}") from exc
-        return conn
-
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction (the write lock is taken up front, so busy waits apply)."""
-        with self._lock:
-            conn = self._conn
-            retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
-            try:
-                yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        with self._lock:
-            self._conn.close()
         if self._sandbox is not None and self._owns_sandbox:
             with contextlib.suppress(Exception):
                 self._sandbox.close()
@@ -431,21 +413,14 @@ class Library:
                 embedder = default_embedder()
             with self._lock:
                 self._index = CapabilityIndex(self.store.index_storage(), embedder)
-                self._index_seen = self._content_version()
+                self._index_seen = self._capabilities.content_version()
             self._sync_index(self._index)
         return self._index
-
-    def _content_version(self) -> tuple[Any, ...]:
-        """Changes whenever any process stores new capability content (not on status changes)."""
-        row = self._conn.execute(
-            "SELECT count(*), max(created_at), sum(version) FROM capability_versions"
-        ).fetchone()
-        return tuple(row)
 
     def _sync_index(self, index: Any) -> None:
         """Index every stored capability the index lacks (stored by a process without an
         index, or whose indexing failed), in one batch."""
-        stored = {r[0] for r in self._read("SELECT id FROM capabilities")}
+        stored = set(self._capabilities.ids())
         missing = sorted(i for i in stored if i not in index)
         if missing:
             self._upsert_index([self.get(i) for i in missing])
@@ -454,7 +429,7 @@ class Library:
         """The index, reloaded first if another process stored capabilities since."""
         index = self.index
         with self._lock:
-            version = self._content_version()
+            version = self._capabilities.content_version()
             stale = version != self._index_seen
             if stale:
                 index.reload()
@@ -711,19 +686,23 @@ class Library:
     def _add(self, cap: Capability, *, index: bool) -> Capability:
         existing = self._get_or_none(cap.id)
         if existing is not None:
-            if _same_content(existing, cap):
-                return existing
-            raise CapabilityExists(cap.id, existing.version)
+            return self._already_stored(existing, cap)
         verified = self.verify(cap)
         stamp = now()
         verified = verified.with_(
             version=max(1, cap.version), created_at=stamp, updated_at=stamp, status="active"
         )
-        with self._tx() as conn:
-            self._write(conn, verified, insert=True)
+        if not self._capabilities.add(verified):  # another process stored this id meanwhile
+            return self._already_stored(self.get(cap.id), cap)
         if index:
             self._upsert_index([verified])
         return self.get(verified.id)
+
+    @staticmethod
+    def _already_stored(existing: Capability, cap: Capability) -> Capability:
+        if _same_content(existing, cap):
+            return existing
+        raise CapabilityExists(cap.id, existing.version)
 
     def replace(self, old_id: str, new: Capability) -> Capability:
         return self._replace(old_id, new, index=True)
@@ -742,18 +721,15 @@ class Library:
             verified = self.verify(new)
             stamp = now()
             verified = verified.with_(
-                version=old.version + 1,
                 parents=new.parents or old.parents,
                 created_at=old.created_at,
                 updated_at=stamp,
                 status="active",
             )
-            with self._tx() as conn:
-                self._write(conn, verified, insert=False)
-                conn.execute(
-                    "UPDATE capability_stats SET consecutive_failures = 0 WHERE capability_id = ?",
-                    (old_id,),
-                )
+            # The store numbers the version (the current one + 1, in the write), so two
+            # processes replacing it at once store two versions, not one twice.
+            if self._capabilities.add_version(verified) is None:
+                raise CapabilityNotFound(f"no capability {old_id!r} (removed meanwhile)")
             if index:
                 self._upsert_index([verified])
             return self.get(old_id)
@@ -765,75 +741,13 @@ class Library:
         verified = self.verify(new.with_(parents=parents))
         stamp = now()
         verified = verified.with_(created_at=stamp, updated_at=stamp, status="active", version=1)
-        with self._tx() as conn:
-            self._write(conn, verified, insert=True)
-            conn.execute(
-                "UPDATE capabilities SET status = 'legacy', replaced_by = ?, status_reason = ?, "
-                "updated_at = ? WHERE id = ?",
-                (new.id, f"replaced by {new.id}", stamp, old_id),
+        if not self._capabilities.supersede(old_id, verified, f"replaced by {new.id}"):
+            raise CapabilityError(
+                f"cannot replace {old_id!r} by {new.id!r}: {new.id!r} already exists"
             )
         if index:
             self._upsert_index([verified])
         return self.get(new.id)
-
-    def _write(self, conn: sqlite3.Connection, cap: Capability, *, insert: bool) -> None:
-        row = (
-            cap.name,
-            cap.summary,
-            cap.entry,
-            cap.source,
-            json.dumps(cap.input_schema),
-            json.dumps(cap.output_schema),
-            json.dumps(cap.permissions.to_dict()),
-            cap.version,
-            json.dumps(list(cap.parents)),
-            cap.status,
-            cap.status_reason,
-            cap.replaced_by,
-            cap.updated_at,
-        )
-        if insert:
-            conn.execute(
-                "INSERT INTO capabilities (name, summary, entry, source, input_schema, "
-                "output_schema, permissions, version, parents, status, status_reason, "
-                "replaced_by, updated_at, id, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*row, cap.id, cap.created_at),
-            )
-            conn.execute(
-                "INSERT OR IGNORE INTO capability_stats (capability_id) VALUES (?)", (cap.id,)
-            )
-        else:
-            conn.execute(
-                "UPDATE capabilities SET name = ?, summary = ?, entry = ?, source = ?, "
-                "input_schema = ?, output_schema = ?, permissions = ?, version = ?, parents = ?, "
-                "status = ?, status_reason = ?, replaced_by = ?, updated_at = ? WHERE id = ?",
-                (*row, cap.id),
-            )
-        examples = [ex.to_dict() for ex in cap.examples]
-        conn.execute("DELETE FROM capability_examples WHERE capability_id = ?", (cap.id,))
-        conn.executemany(
-            "INSERT INTO capability_examples (capability_id, position, spec) VALUES (?, ?, ?)",
-            [(cap.id, i, json.dumps(e)) for i, e in enumerate(examples)],
-        )
-        conn.execute(
-            "INSERT OR REPLACE INTO capability_versions (capability_id, version, source, summary, "
-            "entry, input_schema, output_schema, permissions, examples, parents, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                cap.id,
-                cap.version,
-                cap.source,
-                cap.summary,
-                cap.entry,
-                json.dumps(cap.input_schema),
-                json.dumps(cap.output_schema),
-                json.dumps(cap.permissions.to_dict()),
-                json.dumps(examples),
-                json.dumps(list(cap.parents)),
-                cap.updated_at,
-            ),
-        )
 
     def _upsert_index(self, caps: Sequence[Capability]) -> None:
         if not caps:
@@ -849,82 +763,21 @@ class Library:
             )
             return
         docs = [self._index_doc(c) for c in caps]
-        with self._lock:  # the index shares our connection
+        with self._lock:  # one thread at a time in the index
             if len(docs) == 1:
                 index.upsert(docs[0])
             else:
                 index.upsert_many(docs)
-            self._index_seen = self._content_version()
+            self._index_seen = self._capabilities.content_version()
 
     # -- reading -------------------------------------------------------------------------------
-    _COLUMNS = (
-        "c.id, c.name, c.summary, c.entry, c.source, c.input_schema, c.output_schema, "
-        "c.permissions, c.version, c.parents, c.status, c.status_reason, c.replaced_by, "
-        "c.created_at, c.updated_at, s.runs, s.failures, s.consecutive_failures, s.last_error, "
-        "s.last_run_at"
-    )
-
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return retry_busy(lambda: self._conn.execute(sql, params).fetchall())
-
-    def _row_to_capability(self, row: tuple[Any, ...]) -> Capability:
-        cid = row[0]
-        examples = tuple(
-            Example.from_dict(json.loads(spec))
-            for (spec,) in self._read(
-                "SELECT spec FROM capability_examples WHERE capability_id = ? ORDER BY position",
-                (cid,),
-            )
-        )
-        durations = [
-            d
-            for (d,) in self._read(
-                "SELECT duration_s FROM capability_runs WHERE capability_id = ? "
-                "ORDER BY id DESC LIMIT 100",
-                (cid,),
-            )
-        ]
-        stats = CapabilityStats(
-            runs=int(row[15] or 0),
-            failures=int(row[16] or 0),
-            consecutive_failures=int(row[17] or 0),
-            p50_latency_s=statistics.median(durations) if durations else None,
-            last_error=row[18],
-            last_run_at=row[19],
-        )
-        return Capability(
-            id=cid,
-            name=row[1],
-            summary=row[2],
-            entry=row[3],
-            source=row[4],
-            input_schema=json.loads(row[5]),
-            output_schema=json.loads(row[6]),
-            permissions=CapabilityPermissions.from_dict(json.loads(row[7])),
-            examples=examples,
-            version=int(row[8]),
-            parents=tuple(json.loads(row[9])),
-            status=row[10],
-            status_reason=row[11],
-            replaced_by=row[12],
-            stats=stats,
-            created_at=float(row[13]),
-            updated_at=float(row[14]),
-        )
-
     def _get_or_none(self, cap_id: str) -> Capability | None:
-        rows = self._read(
-            f"SELECT {self._COLUMNS} FROM capabilities c "
-            "LEFT JOIN capability_stats s ON s.capability_id = c.id WHERE c.id = ?",
-            (cap_id,),
-        )
-        return self._row_to_capability(rows[0]) if rows else None
+        return self._capabilities.get(cap_id)
 
     def get(self, cap_id: str) -> Capability:
         cap = self._get_or_none(cap_id)
         if cap is None:
-            ids = [r[0] for r in self._read("SELECT id FROM capabilities")]
+            ids = self._capabilities.ids()
             close = difflib.get_close_matches(cap_id, ids, n=3, cutoff=0.5)
             hint = (
                 f"; did you mean {', '.join(close)}?"
@@ -939,30 +792,25 @@ class Library:
         return cap
 
     def __contains__(self, cap_id: object) -> bool:
-        return isinstance(cap_id, str) and bool(
-            self._read("SELECT 1 FROM capabilities WHERE id = ?", (cap_id,))
-        )
+        return isinstance(cap_id, str) and self._capabilities.contains(cap_id)
 
     def list(self, status: str | None = None) -> list[Capability]:
         """All capabilities (sorted by id), or those with `status`."""
         if status is not None and status not in STATUSES:
             raise CapabilityError(f"unknown status {status!r}; choose one of {', '.join(STATUSES)}")
-        where, params = ("WHERE c.status = ?", (status,)) if status else ("", ())
-        rows = self._read(
-            f"SELECT {self._COLUMNS} FROM capabilities c "
-            f"LEFT JOIN capability_stats s ON s.capability_id = c.id {where} ORDER BY c.id",
-            params,
-        )
-        return [self._row_to_capability(r) for r in rows]
+        return self._capabilities.list(status)
 
     def versions(self, cap_id: str) -> builtins.list[dict[str, Any]]:
         """Every stored version of a capability (oldest first): version, source, summary, time."""
-        rows = self._read(
-            "SELECT version, source, summary, created_at FROM capability_versions "
-            "WHERE capability_id = ? ORDER BY version",
-            (cap_id,),
-        )
-        return [{"version": v, "source": s, "summary": m, "created_at": t} for v, s, m, t in rows]
+        return [
+            {
+                "version": v.version,
+                "source": v.source,
+                "summary": v.summary,
+                "created_at": v.created_at,
+            }
+            for v in self._capabilities.versions(cap_id)
+        ]
 
     def data_dir(self, cap_id: str) -> Path:
         """The capability's data folder: `<data_root>/<permissions.data or id>/`."""
@@ -986,13 +834,7 @@ class Library:
         if k < 1:
             raise CapabilityError(f"k must be at least 1, not {k}")
         hidden = ("deprecated",) if include_legacy else ("deprecated", "legacy")
-        excluded = [
-            r[0]
-            for r in self._read(
-                f"SELECT id FROM capabilities WHERE status IN ({','.join('?' * len(hidden))})",
-                hidden,
-            )
-        ]
+        excluded = self._capabilities.ids(hidden)
         index = self._refresh_index()
         with self._lock:
             hits = index.search(task, k, mode=mode, exclude=tuple(excluded))
@@ -1075,63 +917,21 @@ class Library:
         error = None if run.error is None else run.error[:_ERROR_TEXT_LIMIT]
         if error is not None and not run.counted:
             error = f"(not counted: {_BLAME_NOTE.get(run.blame or '', run.blame)}) {error}"
-        with self._tx() as conn:
-            conn.execute(
-                "INSERT INTO capability_runs (capability_id, version, started_at, duration_s, ok, "
-                "error_kind, error, tier, forced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    cap.id,
-                    cap.version,
-                    started,
-                    run.duration_s,
-                    int(run.ok),
-                    run.error_kind,
-                    error,
-                    run.tier,
-                    int(run.forced),
-                ),
-            )
-            conn.execute(
-                "INSERT OR IGNORE INTO capability_stats (capability_id) VALUES (?)", (cap.id,)
-            )
-            if run.ok:
-                conn.execute(
-                    "UPDATE capability_stats SET runs = runs + 1, consecutive_failures = 0, "
-                    "last_run_at = ? WHERE capability_id = ?",
-                    (started, cap.id),
-                )
-                return False
-            if not run.counted:
-                # its own declared error, or the host's failure: the streak neither grows
-                # nor ends
-                conn.execute(
-                    "UPDATE capability_stats SET runs = runs + 1, last_run_at = ? "
-                    "WHERE capability_id = ?",
-                    (started, cap.id),
-                )
-                return False
-            conn.execute(
-                "UPDATE capability_stats SET runs = runs + 1, failures = failures + 1, "
-                "consecutive_failures = consecutive_failures + 1, last_error = ?, last_run_at = ? "
-                "WHERE capability_id = ?",
-                (error, started, cap.id),
-            )
-            (streak,) = conn.execute(
-                "SELECT consecutive_failures FROM capability_stats WHERE capability_id = ?",
-                (cap.id,),
-            ).fetchone()
-            if streak < self.deprecate_after:
-                return False
-            changed = conn.execute(
-                "UPDATE capabilities SET status = 'deprecated', status_reason = ?, updated_at = ? "
-                "WHERE id = ? AND status = 'active'",
-                (
-                    f"failed {streak} times in a row; last error: {(error or '')[:300]}",
-                    now(),
-                    cap.id,
-                ),
-            ).rowcount
-            return bool(changed)
+        outcome = CapabilityRun(
+            capability_id=cap.id,
+            version=cap.version,
+            started_at=started,
+            duration_s=run.duration_s,
+            ok=run.ok,
+            counted=run.counted,
+            error_kind=run.error_kind,
+            error=error,
+            tier=run.tier,
+            forced=run.forced,
+        )
+        return self._capabilities.record_run(
+            outcome, deprecate_after=self.deprecate_after, reason=_auto_deprecation_reason
+        )
 
     # -- status ------------------------------------------------------------------------------
     def deprecate(self, cap_id: str, reason: str) -> Capability:
@@ -1139,27 +939,13 @@ class Library:
         if not reason.strip():
             raise CapabilityError("say why the capability is deprecated (a reason is required)")
         self.get(cap_id)
-        with self._tx() as conn:
-            conn.execute(
-                "UPDATE capabilities SET status = 'deprecated', status_reason = ?, updated_at = ? "
-                "WHERE id = ?",
-                (reason.strip(), now(), cap_id),
-            )
+        self._capabilities.deprecate(cap_id, reason.strip())
         return self.get(cap_id)
 
     def restore(self, cap_id: str) -> Capability:
         """Make a deprecated or legacy capability active again (its failure streak restarts)."""
         self.get(cap_id)
-        with self._tx() as conn:
-            conn.execute(
-                "UPDATE capabilities SET status = 'active', status_reason = NULL, "
-                "replaced_by = NULL, updated_at = ? WHERE id = ?",
-                (now(), cap_id),
-            )
-            conn.execute(
-                "UPDATE capability_stats SET consecutive_failures = 0 WHERE capability_id = ?",
-                (cap_id,),
-            )
+        self._capabilities.restore(cap_id)
         return self.get(cap_id)
 
     def doctor(
@@ -1199,12 +985,7 @@ class Library:
     def _set_status(
         self, cap_id: str, status: str, reason: str | None, replaced_by: str | None
     ) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                "UPDATE capabilities SET status = ?, status_reason = ?, replaced_by = ?, "
-                "updated_at = ? WHERE id = ?",
-                (status, reason, replaced_by, now(), cap_id),
-            )
+        self._capabilities.set_status(cap_id, status, reason, replaced_by)
 
     # -- folders -----------------------------------------------------------------------------
     def import_dir(self, path: str | Path) -> ImportReport:
@@ -1273,6 +1054,11 @@ class Library:
         from symbiont.mcp.schemas import capability_tools
 
         return capability_tools(self.list(status="active"), format)
+
+
+def _auto_deprecation_reason(streak: int, error: str) -> str:
+    """The reason an automatic deprecation gives (`_AUTO_DEPRECATION` recognises it)."""
+    return f"failed {streak} times in a row; last error: {error[:300]}"
 
 
 def capability_policy() -> Policy:

@@ -191,15 +191,15 @@ MIGRATIONS: list[Migration] = [
     ),
 ]
 
-# 2: the capability library's tables (issue 4). Their DDL lives next to the code that uses
-# them; every statement is `IF NOT EXISTS`, so files where a Library created them before
-# this migration existed upgrade cleanly.
-from symbiont.library.schema import LIBRARY_DDL  # noqa: E402  (plain DDL strings, no imports)
+# 2: the capability library's tables (issue 4). Their DDL lives next to the repository that
+# uses them (`store/sqlite_capabilities.py`); every statement is `IF NOT EXISTS`, so files
+# where a Library created them before this migration existed upgrade cleanly.
+from symbiont.store.sqlite_capabilities import CAPABILITY_DDL  # noqa: E402
 
-MIGRATIONS.append(Migration(2, "capability library", tuple(LIBRARY_DDL)))
+MIGRATIONS.append(Migration(2, "capability library", tuple(CAPABILITY_DDL)))
 
-# 3: agent transcripts (issue 6), the same way.
-from symbiont.agent.transcripts import TRANSCRIPT_DDL  # noqa: E402
+# 3: agent transcripts (issue 6), the same way (`store/sqlite_transcripts.py`).
+from symbiont.store.sqlite_transcripts import TRANSCRIPT_DDL  # noqa: E402
 
 MIGRATIONS.append(Migration(3, "agent transcripts", tuple(TRANSCRIPT_DDL)))
 

@@ -1,13 +1,23 @@
-"""The transcript tables' DDL, in a module that imports nothing.
+"""Agent transcripts on the SQLite store, and their tables (migration 3).
 
-The store's migrations read `TRANSCRIPT_DDL` while `symbiont.store` loads, and
-`symbiont.agent.transcripts` needs the store: keeping the DDL here (imported first by
-`transcripts`) means no import order can find it half-initialised.
+`SQLiteTranscriptStore(store)` is what `SQLiteStore.transcripts` returns: the shared SQL of
+`symbiont.store._transcript_sql` run in the store's own transactions (its connection, lock
+and busy retries). `TRANSCRIPT_DDL` is the store's migration 3 (`symbiont.store.migrations`);
+every statement is `IF NOT EXISTS`, so files where an older agent created these tables
+upgrade cleanly. Never edit it: add a migration.
 """
 
 from __future__ import annotations
 
-__all__ = ["TRANSCRIPT_DDL"]
+from typing import TYPE_CHECKING
+
+from symbiont.store._transcript_sql import SqlTranscriptStore
+
+if TYPE_CHECKING:
+    from symbiont.store.sqlite import SQLiteStore
+    from symbiont.store.transcripts import TranscriptStore
+
+__all__ = ["TRANSCRIPT_DDL", "SQLiteTranscriptStore"]
 
 TRANSCRIPT_DDL: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS agent_transcripts (
@@ -44,3 +54,16 @@ TRANSCRIPT_DDL: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS agent_transcripts_started ON agent_transcripts(started_at)",
     "CREATE INDEX IF NOT EXISTS agent_transcripts_parent ON agent_transcripts(parent_id)",
 )
+
+
+class SQLiteTranscriptStore(SqlTranscriptStore):
+    """The transcript tables of one `SQLiteStore`."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        super().__init__(store)
+
+
+if TYPE_CHECKING:
+
+    def _implements_the_protocol(repo: SQLiteTranscriptStore) -> TranscriptStore:
+        return repo

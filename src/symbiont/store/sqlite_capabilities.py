@@ -1,25 +1,36 @@
-"""The capability library's tables, in the same SQLite file as the rest of the store.
+"""The capability library's repository on the SQLite store, and its tables (migration 2).
 
-`LIBRARY_DDL` is the store's migration 2 (`symbiont.store.migrations`), so every store file
-has these tables; `ensure_library_schema` re-applies it when a `Library` opens, which is
-harmless (`IF NOT EXISTS` everywhere, one transaction) and keeps older files working.
+`SQLiteCapabilityStore(store)` is what `SQLiteStore.capabilities` returns: the shared SQL of
+`symbiont.store._capability_sql` run in the store's own IMMEDIATE transactions (its
+connection, lock and busy retries), so a run's outcome and the deprecation it decides are
+one transaction that another process cannot race past.
 
-Why the shape:
+Why the tables are shaped so:
 - `capabilities` holds the *current* version of each capability (what search and run use);
   `capability_versions` keeps every version ever stored (lineage, review, rollback).
 - `capability_stats` is separate so that recording a run touches one small row, and the
-  deprecation decision (consecutive failures >= N) is taken in the same IMMEDIATE
-  transaction as the increment: two processes failing at once cannot both miss it.
+  deprecation decision (consecutive failures >= N) is taken in the same transaction as the
+  increment: two processes failing at once cannot both miss it.
 - `capability_runs` keeps each outcome (latency for p50, the error text for `lib show`).
+
+`CAPABILITY_DDL` is the store's migration 2 (`symbiont.store.migrations`); every statement
+is `IF NOT EXISTS`, so files where an older Library created these tables upgrade cleanly.
+Never edit it: add a migration.
 """
 
 from __future__ import annotations
 
-import sqlite3
+from typing import TYPE_CHECKING
 
-LIBRARY_SCHEMA_VERSION = 1
+from symbiont.store._capability_sql import SqlCapabilityStore
 
-LIBRARY_DDL: tuple[str, ...] = (
+if TYPE_CHECKING:
+    from symbiont.store.capabilities import CapabilityStore
+    from symbiont.store.sqlite import SQLiteStore
+
+__all__ = ["CAPABILITY_DDL", "SQLiteCapabilityStore"]
+
+CAPABILITY_DDL: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS capability_schema_meta (
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
@@ -87,21 +98,14 @@ LIBRARY_DDL: tuple[str, ...] = (
 )
 
 
-def ensure_library_schema(conn: sqlite3.Connection) -> None:
-    """Create the library's tables if missing. Safe to call from several processes at once."""
-    in_tx = conn.in_transaction
-    if not in_tx:
-        conn.execute("BEGIN IMMEDIATE")
-    try:
-        for stmt in LIBRARY_DDL:
-            conn.execute(stmt)
-        conn.execute(
-            "INSERT OR IGNORE INTO capability_schema_meta (key, value) VALUES ('version', ?)",
-            (str(LIBRARY_SCHEMA_VERSION),),
-        )
-    except BaseException:
-        if not in_tx and conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    if not in_tx:
-        conn.execute("COMMIT")
+class SQLiteCapabilityStore(SqlCapabilityStore):
+    """The capability tables of one `SQLiteStore`."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        super().__init__(store)
+
+
+if TYPE_CHECKING:
+
+    def _implements_the_protocol(repo: SQLiteCapabilityStore) -> CapabilityStore:
+        return repo
