@@ -11,6 +11,14 @@ before (`symbiont.repeats`, whatever stage rejected it) resets the conversation.
 that fails is one failed attempt; the run stops after `max_model_failures` in a row. Every
 slow stage (pipeline with type check, trial) runs off the event loop's thread, so `await
 runtime.evolve(...)` never stalls the caller's other tasks.
+
+`evolve` is the one-lineage case of the population search (`symbiont.search`): the model
+call, the pipeline, the trial (the search's evaluator, the metric as a one-stage cascade)
+and the compare-and-set promotion are the same code. What stays its own is how candidates
+are proposed (one conversation about the active revision, not parents sampled from a
+population) and how they are recorded (runs and attempts, which `symbiont history` shows).
+The runtime is reached through the `Recorder` interface only, so this module does not
+import `symbiont.runtime` (which imports it).
 """
 
 from __future__ import annotations
@@ -26,13 +34,15 @@ from symbiont import feedback, prompting
 from symbiont.conversation import Conversation, Exchange, estimate_tokens
 from symbiont.diagnostics import Diagnostic
 from symbiont.errors import StageError, TransientModelError
-from symbiont.evaluation import AcceptRule, Check, Direction, Metric, Score, as_score, is_acceptable
+from symbiont.evaluation import AcceptRule, Check, Direction, Metric, Score, is_acceptable
 from symbiont.evolvable import Evolvable, Failure, Revision, content_hash
 from symbiont.models.base import Message, Model, ModelReply
 from symbiont.models.retry import call_with_retries
 from symbiont.pipeline import DEFAULT_POLICY, PipelineConfig, Target, extract_code, run_pipeline
 from symbiont.repeats import repeat_key
-from symbiont.trial import TrialLimits, TrialResult, run_forked, run_inprocess
+from symbiont.search.config import Stage
+from symbiont.search.evaluator import Evaluation, evaluate
+from symbiont.search.evaluator import run_trial as _run_trial  # noqa: F401 (its old home)
 
 
 class Recorder(Protocol):
@@ -167,90 +177,6 @@ def _model_origin(model: Model) -> str:
     return "mutation" if type(model).__name__ == "MutationModel" else "model"
 
 
-def install_candidate(fn: Any, candidate: Any) -> Any:
-    """Bind the candidate's helpers and swap its code into `fn` (in a trial: no locks, since
-    in a forked child a lock held by another parent thread stays held); returns the code
-    object to restore."""
-    previous = fn.__code__
-    if candidate is not None:
-        if candidate.helpers_code is not None:
-            exec(candidate.helpers_code, fn.__globals__)
-        fn.__code__ = candidate.code
-    return previous
-
-
-def run_check(fn: Any, check: Check, candidate: Any) -> dict[str, Any] | None:
-    """Run the user's check on `fn`: None when it passes, the `check_failed` diagnostic
-    (as a dict) when it fails on its own; an exception raised inside the candidate's code
-    propagates (a trial failure, with the candidate's frames)."""
-    try:
-        check(fn)
-    except Exception as exc:  # a failing check: is it the candidate's fault?
-        from symbiont.trial import exception_diagnostic
-
-        if candidate is not None and _candidate_frames(exc, candidate):
-            raise  # an exception inside the candidate: a trial failure
-        # The traceback starts at this function's frame: drop it, so the model sees the
-        # check's assertion, not symbiont's harness.
-        if exc.__traceback__ is not None:
-            exc = exc.with_traceback(exc.__traceback__.tb_next)
-        return exception_diagnostic(exc, frame_prefix=None, stage="evaluate").to_dict()
-    return None
-
-
-def _trial_job(
-    handle: Evolvable,
-    candidate: Any,
-    check: Check | None,
-    metric: Metric | None,
-    restore: bool,
-) -> Callable[[], dict[str, Any]]:
-    """The function the trial runner runs (in a forked child, or in-process when trusted)."""
-    fn = handle.fn
-
-    def job() -> dict[str, Any]:
-        previous = install_candidate(fn, candidate)
-        try:
-            out: dict[str, Any] = {}
-            if check is not None:
-                failed = run_check(fn, check, candidate)
-                if failed is not None:
-                    out["check_failed"] = failed
-                    return out
-            if metric is not None:
-                out["score"] = as_score(metric(fn)).to_dict()
-            return out
-        finally:
-            if restore:
-                fn.__code__ = previous
-
-    return job
-
-
-def _candidate_frames(exc: BaseException, candidate: Any) -> int:
-    filename = candidate.filename if candidate is not None else None
-    tb = exc.__traceback__
-    n = 0
-    while tb is not None:
-        if filename is not None and tb.tb_frame.f_code.co_filename == filename:
-            n += 1
-        tb = tb.tb_next
-    return n
-
-
-def _run_trial(
-    handle: Evolvable, job: Callable[[], Any], timeout_s: float, frame: str | None
-) -> TrialResult:
-    opts = handle.options
-    limits = TrialLimits(
-        timeout_s=timeout_s,
-        memory_bytes=None if opts.memory_mb is None else opts.memory_mb * 1024 * 1024,
-    )
-    if opts.trial == "inprocess":
-        return run_inprocess(job, limits, frame_prefix=frame)
-    return run_forked(job, limits, frame_prefix=frame, confine=opts.trial != "fork")
-
-
 async def run_evolve(
     runtime: Recorder,
     handle: Evolvable,
@@ -280,13 +206,11 @@ async def run_evolve(
     active = handle.active
     active_failure: Diagnostic | None = None
     if config.check is not None or (config.metric is not None and active.score is None):
-        job = _trial_job(handle, None, config.check, config.metric, restore=False)
-        base = await asyncio.to_thread(_run_trial, handle, job, timeout_s, None)
-        value = base.value if base.ok and isinstance(base.value, dict) else {}
-        if "check_failed" in value:
-            active_failure = _check_failed(value["check_failed"])
-        elif "score" in value and active.score is None:
-            s = Score.from_dict(value["score"])
+        base = await asyncio.to_thread(_evaluate, handle, None, config, timeout_s)
+        if base.kind == "check_failed":
+            active_failure = base.diagnostic
+        elif base.ok and base.score is not None and active.score is None:
+            s = base.score
             active.score, active.metrics, active.artifacts = s.value, s.metrics, s.artifacts
             runtime._update_revision(handle, active)
     report.baseline_score = active.score
@@ -511,16 +435,9 @@ async def _judge_candidate(
     active = handle.active
     # Trial: run check and metric in a forked child of this very process.
     t1 = time.perf_counter()
-    job = _trial_job(
-        handle,
-        candidate,
-        config.check,
-        config.metric,
-        restore=handle.options.trial == "inprocess",
-    )
-    trial = await asyncio.to_thread(_run_trial, handle, job, timeout_s, candidate.filename)
+    evaluation = await asyncio.to_thread(_evaluate, handle, candidate, config, timeout_s)
     attempt.timings["trial"] = time.perf_counter() - t1
-    verdict = _judge(trial, active, config)
+    verdict = _judge(evaluation, active, config)
     if isinstance(verdict, Score):
         revision.score, revision.metrics = verdict.value, verdict.metrics
         revision.artifacts = verdict.artifacts
@@ -684,23 +601,33 @@ def _first_line(attempt: AttemptReport, limit: int = 100) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+def _evaluate(
+    handle: Evolvable, candidate: Any, config: EvolveConfig, timeout_s: float
+) -> Evaluation:
+    """The trial of `search`'s evaluator, with the metric as a one-stage cascade."""
+    stages = () if config.metric is None else (Stage(config.metric, None, "metric"),)
+    return evaluate(
+        handle,
+        candidate,
+        config.check,
+        stages,
+        maximize=config.direction == "maximize",
+        timeout_s=timeout_s,
+    )
+
+
 def _judge(
-    trial: TrialResult, active: Revision, config: EvolveConfig
+    evaluation: Evaluation, active: Revision, config: EvolveConfig
 ) -> Score | tuple[str, tuple[Diagnostic, ...], float | None] | None:
-    """A trial's verdict: the candidate's Score (or None without a metric) when it may be
-    promoted, or (stage, diagnostics, score) when it is rejected."""
-    if not trial.ok or trial.diagnostic is not None:
-        diag = trial.diagnostic or Diagnostic("trial", "exception", "the trial failed")
-        tails = _tails(trial)
-        if tails:
-            diag = dataclasses.replace(diag, detail=((diag.detail or "") + "\n" + tails).strip())
-        return ("trial", (diag,), None)
-    value = trial.value if isinstance(trial.value, dict) else {}
-    if "check_failed" in value:
-        return ("evaluate", (_check_failed(value["check_failed"]),), None)
+    """An evaluation's verdict: the candidate's Score (or None without a metric) when it
+    may be promoted, or (stage, diagnostics, score) when it is rejected."""
+    if not evaluation.ok:  # a failed trial, or a failed check (there are no thresholds)
+        diag = evaluation.diagnostic or Diagnostic("trial", "exception", "the trial failed")
+        return ("evaluate" if evaluation.kind == "check_failed" else "trial", (diag,), None)
     if config.metric is None:
         return None
-    score = Score.from_dict(value["score"])
+    score = evaluation.score
+    assert score is not None  # the metric ran: it is the cascade's one stage
     if not is_acceptable(score.value, active.score, config.direction, config.accept):
         extra = "; ".join(f"{k}={v:.6g}" for k, v in score.metrics.items())
         arts = "\n".join(f"{k}: {v}" for k, v in score.artifacts.items())
@@ -723,17 +650,3 @@ def repeat_temperature(repeats_in_a_row: int) -> float | None:
     """The temperature to ask for after `repeats_in_a_row` repeated replies: the model's own
     after a new reply, then higher, so a model stuck on one reply samples others."""
     return REPEAT_TEMPERATURES[min(repeats_in_a_row, len(REPEAT_TEMPERATURES) - 1)]
-
-
-def _check_failed(data: dict[str, Any]) -> Diagnostic:
-    d = Diagnostic.from_dict(data)
-    return dataclasses.replace(d, stage="evaluate", kind="check_failed")
-
-
-def _tails(trial: TrialResult) -> str:
-    parts = []
-    if trial.stdout_tail.strip():
-        parts.append("stdout (last lines):\n" + trial.stdout_tail.strip()[-1500:])
-    if trial.stderr_tail.strip():
-        parts.append("stderr (last lines):\n" + trial.stderr_tail.strip()[-1500:])
-    return "\n".join(parts)
