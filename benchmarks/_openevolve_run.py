@@ -1,11 +1,13 @@
 """Run OpenEvolve 0.4.0 on the instant loopback server (run by bench_search.py in OpenEvolve's
-own virtual environment; prints one JSON line). Full-rewrite mode, one worker, a trivial
-evaluator, no cascade, like symbiont's harness row."""
+own virtual environment; prints one JSON line: wall and CPU seconds of a small and a large
+run). Full-rewrite mode, one worker, a trivial evaluator, no cascade, like symbiont's
+harness row."""
 
 from __future__ import annotations
 
 import json
 import logging
+import resource
 import sys
 import tempfile
 import time
@@ -27,7 +29,15 @@ def evaluate(program_path):
 """
 
 
-def run(base_url: str, iterations: int) -> float:
+def _tree_cpu() -> float:
+    """CPU seconds of this process and of its reaped children (the pool's workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def run(base_url: str, iterations: int) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (this process and its pool) of one run."""
     config = Config()
     config.llm.models = [
         LLMModelConfig(name="fake-model", api_base=base_url, api_key="k", weight=1.0)
@@ -41,6 +51,7 @@ def run(base_url: str, iterations: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         evaluator = Path(tmp) / "evaluator.py"
         evaluator.write_text(EVALUATOR)
+        cpu = _tree_cpu()
         started = time.perf_counter()
         run_evolution(
             PROGRAM,
@@ -50,15 +61,15 @@ def run(base_url: str, iterations: int) -> float:
             output_dir=tmp,
             cleanup=False,
         )
-        return time.perf_counter() - started
+        return time.perf_counter() - started, _tree_cpu() - cpu
 
 
 def main() -> None:
     logging.disable(logging.CRITICAL)
     base_url, small, large = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    t_small = run(base_url, small)
-    t_large = run(base_url, large)
-    print(json.dumps({"small": [small, t_small], "large": [large, t_large]}))
+    t_small, c_small = run(base_url, small)
+    t_large, c_large = run(base_url, large)
+    print(json.dumps({"small": [small, t_small, c_small], "large": [large, t_large, c_large]}))
 
 
 if __name__ == "__main__":

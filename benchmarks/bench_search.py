@@ -1,26 +1,45 @@
 """Population search: harness cost per candidate, throughput by `parallel`, search efficiency.
 
 1. Harness cost: an instant model served over loopback through the `openai` SDK (the
-   project's fake server, `OpenAIModel`), a trivial metric, no type check, a real SQLite
-   store, forked (confined) trials. Per-candidate cost is the interval between two finished
-   candidates (p50), and wall time / candidates; `parallel` = 1, 2, 4 on this machine. The
-   same server and function through `evolve` (one lineage) for reference.
-2. Search efficiency: the offline mutation proposer on circle packing (n = 26), best score
-   after 200 evaluations, `search` against `evolve` with the same number of attempts.
+   project's fake server, run in a process of its own by `_instant_server.py` so that its
+   CPU and threads are not counted in the harness; `OpenAIModel`), a one-line function, a
+   trivial metric, no type check, a real SQLite store. Every row names where its trials
+   run:
+     fork     the default executor: a forked, confined child of the live process per
+              candidate (judged against the live state, nothing shared between candidates);
+     pool     `WorkerPoolExecutor`: confined workers forked from the live process once and
+              reused, candidate after candidate (state as of the fork; what a candidate
+              leaves in memory stays for the next in that worker);
+     inproc   `trial="inprocess"`: the candidate runs in the live process, no isolation.
+   Per-candidate cost is the interval between two finished candidates (p50), wall time per
+   candidate, and this process's CPU per candidate; trial CPU is the trial processes' own.
+   `parallel` = 1, 2, 4 on this machine.
+2. Side by side with OpenEvolve 0.4.0 (installed by this script into its own virtual
+   environment from the package index) on the same server process, full-rewrite mode, one
+   worker: marginal cost per candidate, (t(large) − t(small)) / (large − small), in wall
+   time and in CPU time of the whole process tree. OpenEvolve runs each iteration (model
+   request and evaluation) in a worker of a process pool, so `pool` is its like; `fork`
+   is shown next to it.
+3. Search efficiency: the offline mutation proposer on circle packing (n = 26), best score
+   after 200 evaluations (median of three seeds), `search` against `evolve` with the same
+   number of evaluations, and one run of 1,000.
 
     python benchmarks/bench_search.py [--quick]
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -32,7 +51,9 @@ from symbiont.models import ScriptedModel
 from symbiont.models.mutation import MutationModel
 from symbiont.models.openai import OpenAIModel
 from symbiont.search import Budget
-from symbiont.testing.openai_server import FakeOpenAIServer
+from symbiont.search.workers import WorkerPoolExecutor
+
+HERE = Path(__file__).parent
 
 
 @symbiont.evolvable(timeout=5.0, typecheck=False)
@@ -59,94 +80,109 @@ def _reset(fn) -> None:  # type: ignore[no-untyped-def]
     h.revision(0).score = None
 
 
-def _server(name: str = "bump") -> FakeOpenAIServer:
-    counter = itertools.count(1)
+@contextlib.contextmanager
+def instant_server(name: str = "bump") -> Iterator[str]:
+    """The instant model server in its own process; yields its base URL."""
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "_instant_server.py"), name],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        if not url.startswith("http"):
+            raise RuntimeError("the instant server did not start")
+        yield url
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=30)
 
-    def answer(body: dict) -> str:
-        return f"```python\ndef {name}(x: int) -> int:\n    return x + {next(counter)}\n```"
 
-    server = FakeOpenAIServer()
-    server.handler = answer
-    return server
+def _replies(name: str, n: int) -> list[str]:
+    return [f"```python\ndef {name}(x: int) -> int:\n    return x + {k}\n```" for k in range(1, n)]
 
 
-def harness_search(
+def _tree_cpu() -> float:
+    """CPU seconds of this process and of its reaped children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def harness(
+    url: str | None,
     parallel: int,
     n: int,
     *,
-    scripted: bool = False,
-    trusted: bool = False,
+    trials: str = "fork",
     store: bool = True,
-    sync: str | None = None,
 ) -> dict[str, float]:
-    """`trusted`: the evolvable's trials run in-process (no fork); `store`: a SQLite store
-    (one commit per candidate; WAL with the default synchronous=NORMAL, or `sync`, e.g.
-    "FULL" for an fsync per commit) or none."""
-    fn = bump_trusted if trusted else bump
-    with _server(fn.__name__) as server, tempfile.TemporaryDirectory() as tmp:
-        model: object = OpenAIModel("fake-model", base_url=server.base_url, api_key="k")
-        if scripted:  # the same replies without HTTP: what the harness costs without the SDK
-            model = ScriptedModel([server.handler({}) for _ in range(n * 2)])  # type: ignore[misc]
-        before = os.environ.get("SYMBIONT_STORE_SYNC")
-        if sync is not None:
-            os.environ["SYMBIONT_STORE_SYNC"] = sync
+    """One search of `n` candidates. `url` None: a scripted model (no HTTP); `trials`:
+    "fork" | "pool" | "inproc" (see the module's docstring)."""
+    fn = bump_trusted if trials == "inproc" else bump
+    executor = WorkerPoolExecutor() if trials == "pool" else None
+    with tempfile.TemporaryDirectory() as tmp:
+        if url is None:
+            model: object = ScriptedModel(_replies(fn.__name__, 3 * n + 10))
+        else:
+            model = OpenAIModel("fake-model", base_url=url, api_key="k")
+        rt = symbiont.Runtime(store=Path(tmp) / "s.db" if store else False)
+        stamps: list[tuple[float, float]] = []
         try:
-            rt = symbiont.Runtime(store=Path(tmp) / "s.db" if store else False)
-        finally:
-            if sync is not None:
-                if before is None:
-                    os.environ.pop("SYMBIONT_STORE_SYNC", None)
-                else:
-                    os.environ["SYMBIONT_STORE_SYNC"] = before
-        stamps: list[float] = []
-        try:
-            cpu = time.process_time()
+            tree = _tree_cpu()
             started = time.perf_counter()
             report = rt.search_sync(
                 fn, model, metric=gain, budget=Budget(evaluations=n + 1), parallel=parallel,
-                islands=1, on_progress=lambda _r: stamps.append(time.perf_counter()),
+                islands=1, executor=executor,
+                on_progress=lambda _r: stamps.append((time.perf_counter(), time.process_time())),
             )  # fmt: skip
             wall = time.perf_counter() - started
-            cpu = time.process_time() - cpu
+            tree = _tree_cpu() - tree
         finally:
             rt.close()
             _reset(fn)
-    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    # Skip the first tenth: the seed's trial, the first fork and connection, warm-up.
+    steady = stamps[max(1, n // 10) :]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(steady)]
+    cpu = (steady[-1][1] - steady[0][1]) / max(1, len(steady) - 1)
     return {
         "candidates": report.candidates,
         "p50_ms": percentile(gaps, 50) * 1000,
-        "mean_ms": wall / max(1, report.candidates) * 1000,
+        "wall_ms": wall / max(1, report.candidates) * 1000,
         "per_s": report.candidates / wall,
-        "cpu_ms": cpu / max(1, report.candidates) * 1000,
+        "cpu_ms": cpu * 1000,
         "trial_cpu_ms": report.trial_cpu_s / max(1, report.candidates) * 1000,
+        "tree_cpu_ms": tree / max(1, report.candidates) * 1000,
+        "forks": float(executor.forks) if executor is not None else float("nan"),
     }
 
 
-def harness_evolve(n: int) -> dict[str, float]:
-    with _server() as server, tempfile.TemporaryDirectory() as tmp:
-        model = OpenAIModel("fake-model", base_url=server.base_url, api_key="k")
+def harness_evolve(url: str, n: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        model = OpenAIModel("fake-model", base_url=url, api_key="k")
         rt = symbiont.Runtime(store=Path(tmp) / "s.db")
-        stamps: list[float] = []
+        stamps: list[tuple[float, float]] = []
         try:
-            cpu = time.process_time()
             started = time.perf_counter()
             rt.evolve_sync(
                 bump, model, metric=gain, attempts=n, stop_on_accept=False,
-                on_attempt=lambda _a: stamps.append(time.perf_counter()),
+                on_attempt=lambda _a: stamps.append((time.perf_counter(), time.process_time())),
             )  # fmt: skip
             wall = time.perf_counter() - started
-            cpu = time.process_time() - cpu
         finally:
             rt.close()
             _reset(bump)
-    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    steady = stamps[max(1, n // 10) :]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(steady)]
     return {
         "candidates": n,
         "p50_ms": percentile(gaps, 50) * 1000,
-        "mean_ms": wall / n * 1000,
+        "wall_ms": wall / n * 1000,
         "per_s": n / wall,
-        "cpu_ms": cpu / n * 1000,
-        "trial_cpu_ms": float("nan"),
+        "cpu_ms": (steady[-1][1] - steady[0][1]) / max(1, len(steady) - 1) * 1000,
     }
 
 
@@ -154,10 +190,10 @@ OPENEVOLVE = "openevolve==0.4.0"
 OE_VENV = Path(tempfile.gettempdir()) / "symbiont-bench-openevolve-0.4.0"
 
 
-def openevolve_marginal(small: int, large: int) -> float | None:
-    """OpenEvolve's cost per iteration on the same instant server: (t(large) − t(small)) /
-    (large − small), so its start-up (process pool, imports) is not counted. Installs
-    OpenEvolve into its own virtual environment first (from the package index)."""
+def openevolve_marginal(url: str, small: int, large: int) -> tuple[float, float] | None:
+    """OpenEvolve's marginal (wall ms, CPU ms) per iteration on the instant server, so its
+    start-up (process pool, imports) is not counted. Installs OpenEvolve into its own
+    virtual environment first (from the package index)."""
     python = OE_VENV / "bin" / "python"
     if not python.exists():
         try:
@@ -168,30 +204,34 @@ def openevolve_marginal(small: int, large: int) -> float | None:
         except (subprocess.SubprocessError, OSError) as exc:
             print(f"OpenEvolve could not be installed: {exc}", file=sys.stderr)
             return None
-    script = Path(__file__).parent / "_openevolve_run.py"
-    with _server() as server:
-        run = subprocess.run(
-            [str(python), str(script), server.base_url, str(small), str(large)],
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
+    run = subprocess.run(
+        [str(python), str(HERE / "_openevolve_run.py"), url, str(small), str(large)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if run.returncode != 0:
         print(f"OpenEvolve failed: {run.stderr[-2000:]}", file=sys.stderr)
         return None
     data = json.loads(run.stdout.strip().splitlines()[-1])
-    (n1, t1), (n2, t2) = data["small"], data["large"]
-    return (t2 - t1) / (n2 - n1) * 1000
+    (n1, t1, c1), (n2, t2, c2) = data["small"], data["large"]
+    return (t2 - t1) / (n2 - n1) * 1000, (c2 - c1) / (n2 - n1) * 1000
 
 
-def search_marginal(small: int, large: int) -> float:
-    """symbiont's cost per candidate measured the same way (parallel 1)."""
-    times = []
+def search_marginal(url: str, trials: str, small: int, large: int) -> tuple[float, float]:
+    """symbiont's marginal (wall ms, CPU ms of the process tree) per candidate, parallel 1,
+    measured the same way."""
+    walls, cpus = [], []
     for n in (small, large):
+        cpu = _tree_cpu()
         started = time.perf_counter()
-        harness_search(1, n)
-        times.append(time.perf_counter() - started)
-    return (times[1] - times[0]) / (large - small) * 1000
+        harness(url, 1, n, trials=trials)
+        walls.append(time.perf_counter() - started)
+        cpus.append(_tree_cpu() - cpu)
+    return (
+        (walls[1] - walls[0]) / (large - small) * 1000,
+        (cpus[1] - cpus[0]) / (large - small) * 1000,
+    )
 
 
 def efficiency(evaluations: int, seeds: list[int]) -> tuple[list[float], list[float], float]:
@@ -221,57 +261,66 @@ def efficiency(evaluations: int, seeds: list[int]) -> tuple[list[float], list[fl
     return searched, evolved, start
 
 
+TRIALS = {
+    "fork": "fork (default: confined child per candidate)",
+    "pool": "pool (`WorkerPoolExecutor`: confined workers, reused)",
+    "inproc": "inproc (`trial='inprocess'`: no isolation)",
+}
+
+
+def _row(label: str, m: dict[str, float]) -> str:
+    trial = "—" if m.get("trial_cpu_ms") is None else f"{m['trial_cpu_ms']:.1f}"
+    return (
+        f"| {label} | {m['candidates']:.0f} | {m['p50_ms']:.1f} | {m['wall_ms']:.1f} "
+        f"| {m['per_s']:.0f} | {m['cpu_ms']:.1f} | {trial} |"
+    )
+
+
 def main(quick: bool = False) -> str:
-    load = os.getloadavg()[0]
-    n = 40 if quick else 120
+    load = os.getloadavg()
+    n = 60 if quick else 300
     rows = []
-    for parallel in (1, 2, 4):
-        m = harness_search(parallel, n)
-        rows.append(
-            f"| search, parallel={parallel} | {m['candidates']:.0f} | {m['p50_ms']:.1f} "
-            f"| {m['mean_ms']:.1f} | {m['per_s']:.1f} | {m['cpu_ms']:.1f} | {m['trial_cpu_ms']:.1f} |"
-        )
+    with instant_server() as url:
+        for trials in ("fork", "pool"):
+            for parallel in (1, 2, 4):
+                m = harness(url, parallel, n, trials=trials)
+                rows.append(_row(f"{TRIALS[trials]}, SDK, store, parallel={parallel}", m))
+                print(rows[-1], flush=True)
+        m = harness(url, 1, n, trials="inproc")
+        rows.append(_row(f"{TRIALS['inproc']}, SDK, store, parallel=1", m))
         print(rows[-1], flush=True)
-    m = harness_search(1, n, trusted=True)
-    rows.append(
-        f"| search, parallel=1, trial='inprocess', store (the SDK, no fork) | {m['candidates']:.0f} "
-        f"| {m['p50_ms']:.1f} | {m['mean_ms']:.1f} | {m['per_s']:.1f} | {m['cpu_ms']:.1f} | — |"
-    )
-    print(rows[-1], flush=True)
-    m = harness_search(1, n, scripted=True)
-    rows.append(
-        f"| search, parallel=1, scripted model (no HTTP) | {m['candidates']:.0f} | {m['p50_ms']:.1f} "
-        f"| {m['mean_ms']:.1f} | {m['per_s']:.1f} | {m['cpu_ms']:.1f} | {m['trial_cpu_ms']:.1f} |"
-    )
-    print(rows[-1], flush=True)
-    for label, store, sync in (
-        ("store", True, None),
-        ("store synchronous=FULL", True, "FULL"),
-        ("no store", False, None),
-    ):
-        m = harness_search(1, n, scripted=True, trusted=True, store=store, sync=sync)
-        rows.append(
-            f"| search, parallel=1, scripted, trial='inprocess', {label} | {m['candidates']:.0f} "
-            f"| {m['p50_ms']:.1f} | {m['mean_ms']:.1f} | {m['per_s']:.1f} | {m['cpu_ms']:.1f} | — |"
-        )
+        for store in (True, False):
+            m = harness(None, 1, n, trials="pool", store=store)
+            where = "store" if store else "no store"
+            rows.append(_row(f"{TRIALS['pool']}, scripted model (no HTTP), {where}", m))
+            print(rows[-1], flush=True)
+        m = harness_evolve(url, n)
+        rows.append(_row("evolve (one lineage), fork, SDK, store", {**m, "trial_cpu_ms": None}))
         print(rows[-1], flush=True)
-    m = harness_evolve(n)
-    rows.append(
-        f"| evolve (one lineage) | {m['candidates']:.0f} | {m['p50_ms']:.1f} | {m['mean_ms']:.1f} "
-        f"| {m['per_s']:.1f} | {m['cpu_ms']:.1f} | — |"
-    )
-    print(rows[-1], flush=True)
-    small, large = (10, 60) if quick else (20, 220)
-    ours = search_marginal(small, large)
-    theirs = openevolve_marginal(small, large)
-    ratio = f"{theirs / ours:.2f}" if theirs else "—"
-    versus = (
-        f"| symbiont search (parallel 1, confined forked trials, store) | {ours:.1f} |\n"
-        f"| OpenEvolve 0.4.0 (full rewrite, 1 worker) | "
-        + (f"{theirs:.1f} |" if theirs else "not measured |")
-        + f"\n\nOpenEvolve's cost / symbiont's: {ratio} (above 1: symbiont is cheaper)."
-    )
-    print(versus, flush=True)
+        small, large = (10, 60) if quick else (20, 220)
+        ours = {trials: search_marginal(url, trials, small, large) for trials in ("pool", "fork")}
+        theirs = openevolve_marginal(url, small, large)
+    load_after = os.getloadavg()
+    versus = [
+        f"| symbiont search, {TRIALS['pool']}, parallel 1 | {ours['pool'][0]:.1f} "
+        f"| {ours['pool'][1]:.1f} |",
+        f"| symbiont search, {TRIALS['fork']}, parallel 1 | {ours['fork'][0]:.1f} "
+        f"| {ours['fork'][1]:.1f} |",
+        "| OpenEvolve 0.4.0 (full rewrite, 1 worker process; evaluation in that worker, "
+        "timeouts not killable) | "
+        + (f"{theirs[0]:.1f} | {theirs[1]:.1f} |" if theirs else "not measured | |"),
+    ]
+    if theirs:
+        ratios = (
+            f"OpenEvolve's cost / symbiont's, like with like (pool): {theirs[0] / ours['pool'][0]:.2f}"
+            f" in wall time, {theirs[1] / ours['pool'][1]:.2f} in CPU time; against the default "
+            f"fork per candidate: {theirs[0] / ours['fork'][0]:.2f} and "
+            f"{theirs[1] / ours['fork'][1]:.2f} (above 1: symbiont is cheaper)."
+        )
+    else:
+        ratios = "OpenEvolve could not be run here."
+    print("\n".join(versus), ratios, sep="\n", flush=True)
+
     evaluations = 60 if quick else 200
     seeds = [1, 2] if quick else [1, 2, 3]
     searched, evolved, start = efficiency(evaluations, seeds)
@@ -303,33 +352,42 @@ def main(quick: bool = False) -> str:
             "## Population search",
             "",
             "`python benchmarks/bench_search.py`. Harness: an instant model over loopback through",
-            "the `openai` SDK (`OpenAIModel` against the project's fake server), a one-line",
-            "function, a trivial metric, no type check, a SQLite store, confined forked trials.",
-            "p50 ms is the median interval between two finished candidates; CPU ms is this",
-            "process's CPU per candidate (all threads, the loopback server's included); trial",
-            "CPU ms is the trials' own (the CPU the search took from the live program). Load",
-            f"average at start: {load:.2f}. The scripted rows take HTTP out; the",
-            "trial='inprocess' rows (trusted code, no fork) show what the harness itself",
-            "costs, what the store's commit adds (WAL, synchronous=NORMAL, the default: no",
-            "committed candidate is lost when the process dies; FULL adds an fsync per commit",
-            "for power cuts), and — by difference with the confined rows — what the forked,",
-            "confined trial adds (a fork's cost grows with the process's resident memory:",
-            "importing the `openai` SDK alone adds ~30 MB).",
+            "the `openai` SDK (`OpenAIModel` against the project's fake server, which runs in a",
+            "process of its own), a one-line function, a trivial metric, no type check, a SQLite",
+            "store (WAL, synchronous=NORMAL, the default). Where the trials run:",
             "",
-            "| run | candidates | p50 ms/candidate | wall ms/candidate | candidates/s "
-            "| CPU ms/candidate | trial CPU ms/candidate |",
+            "- **fork** — the default: a forked child of the live process per candidate,",
+            "  confined; judged against the live state; nothing one candidate does reaches another.",
+            "- **pool** — `executor=WorkerPoolExecutor()`: confined workers forked from the live",
+            "  process once and reused (each candidate still has its own timeout — a kill costs a",
+            "  re-fork — and memory limit); the state is the program's as of the fork, and what a",
+            "  candidate leaves in memory stays for the next one in that worker.",
+            "- **inproc** — `trial='inprocess'`: in the live process, no isolation at all.",
+            "",
+            "p50 is the median interval between two finished candidates, after the first tenth",
+            "(warm-up); wall is the whole search over its candidates; CPU is this process's CPU",
+            "per candidate (the harness: model client, pipeline, store, bookkeeping); trial CPU is",
+            "the trial processes' own per candidate (the CPU the search took from the live",
+            f"program's machine). Load average (1, 5, 15 min) at the start: {load[0]:.2f}, "
+            f"{load[1]:.2f}, {load[2]:.2f}; at the end: {load_after[0]:.2f}, {load_after[1]:.2f},"
+            f" {load_after[2]:.2f} (2 cores, shared with other work).",
+            "",
+            "| run | candidates | p50 ms | wall ms | candidates/s | CPU ms | trial CPU ms |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
             *rows,
             "",
-            "Side by side in this run, on the same instant server: marginal cost per candidate,",
-            f"(t({large}) − t({small})) / {large - small}, so start-up is not counted.",
+            "Side by side in this run, on the same instant server process: marginal cost per",
+            f"candidate, (t({large}) − t({small})) / {large - small}, so start-up is not counted;",
+            "CPU is the whole process tree's (harness, trial processes or pool workers).",
             "",
-            "| harness | ms/candidate |",
-            "| --- | ---: |",
-            versus,
+            "| harness | wall ms/candidate | CPU ms/candidate |",
+            "| --- | ---: | ---: |",
+            *versus,
+            "",
+            ratios,
             "",
             f"Circle packing (n = 26, sum of radii; the initial layout scores {start:.4f}, best",
-            "published ≈ 2.635), offline mutation proposer, median over seeds:",
+            "published ≈ 2.635), offline mutation proposer, forked trials, median over seeds:",
             "",
             "| engine | evaluations | median best | per seed |",
             "| --- | ---: | ---: | --- |",

@@ -224,6 +224,9 @@ class SearchController:
                         w.cancel()
                     raise
         finally:
+            close = getattr(self.executor, "close", None)
+            if close is not None:  # workers it keeps (a pool) end with the search
+                await asyncio.to_thread(close)
             self.report.trial_cpu_s = _children_cpu() - cpu0
             self.report.duration_s = time.monotonic() - self._started
             self.report.stop_reason = self._stop or "stopped"
@@ -499,7 +502,7 @@ class SearchController:
         if candidate.source != source:  # the pipeline restored the head or a docstring
             chash = content_hash(candidate.source)
         revision.source, revision.content_hash = candidate.source, chash
-        evaluation = await asyncio.to_thread(self._evaluate, candidate)
+        evaluation = await self._evaluate_async(candidate)
         self.report.evaluations += 1
         self._fruitless = 0
         score = evaluation.score
@@ -597,6 +600,22 @@ class SearchController:
             return extract_code(text, self.target.signature.name, def_line=self._def_line)
         except Exception:  # StageError (no code), or a reply odd enough to upset the parser
             return ""
+
+    async def _evaluate_async(self, candidate: Any) -> Evaluation:
+        """The trial, off the event loop's thread; an executor that can wait on the loop
+        itself (`evaluate_async`, the worker pool) saves the thread hop."""
+        run = getattr(self.executor, "evaluate_async", None)
+        if run is None:
+            return await asyncio.to_thread(self._evaluate, candidate)
+        evaluation: Evaluation = await run(
+            self.handle,
+            candidate,
+            self.config.check,
+            self.config.all_stages,
+            maximize=self.config.direction == "maximize",
+            timeout_s=self.timeout_s,
+        )
+        return evaluation
 
     def _evaluate(self, candidate: Any) -> Evaluation:
         return self.executor.evaluate(

@@ -1,0 +1,663 @@
+"""`WorkerPoolExecutor`: a search's trials in confined workers forked once, then reused.
+
+The default executor forks the live process for every candidate, so each one is judged
+against the program's state at that moment and nothing one candidate does can reach the
+next. That fork is most of a cheap candidate's cost: the live process's page tables are
+copied, and every page either side then writes (reference counts touch most of them) is
+copied again, fault by fault — on this machine about 8 ms of the parent's CPU and as much
+of the child's for a process with the `openai` SDK loaded.
+
+Many searches do not need either promise: their metric computes from the candidate and
+its arguments, not from state the program keeps changing. For them this executor forks a
+few workers from the live process once (at the first candidate) and sends each worker one
+candidate after another, as OpenEvolve's process pool does. What it keeps and what it
+gives up:
+
+kept
+  * confinement: each worker confines itself as a confined trial does (the same code,
+    `symbiont.trial`): no inherited descriptors but its channel, no environment or
+    registered secrets, no network, read-only files, no new processes, no signals to
+    others. `trial="fork"` on the evolvable (trusted code) makes unconfined workers.
+  * killable candidates, each with its own timeout: the parent waits for a reply with the
+    candidate's deadline; past it the worker is SIGKILLed with everything it started, the
+    candidate is a `timeout`, and the next candidate gets a fresh worker.
+  * a memory limit per candidate: a worker's address space may grow by the evolvable's
+    `memory_mb` beyond what it inherited (RLIMIT_AS); a candidate that runs out is a
+    `memory` rejection and its worker is replaced, as is a worker that grew by more than a
+    quarter of that limit, so every candidate starts with at least three quarters of it.
+  * crashes (a segfault, `os._exit`) are rejections with the signal's name and the tail of
+    stderr; the worker is replaced. Results come back as JSON, never pickle; stdout and
+    stderr tails are the candidate's own.
+
+given up (why it is a choice, never the default)
+  * the live state: a worker sees the program as it was when the worker was forked (at
+    the first candidate, and again whenever a worker is replaced, at the latest every
+    `recycle_after` candidates). Promotions made since are not in it; the candidate being
+    judged always is.
+  * isolation between the candidates one worker runs: the candidate's code is swapped
+    out again after each one, but what it changed in memory (a global it rebound, a list
+    it appended to, a cache it filled) is still there for the next candidates in that
+    worker. A worker that is left with more threads than it started with is replaced.
+    Use it for candidates you trust not to tamper with the evaluation, or whose tampering
+    a final check in a fresh trial would catch.
+
+The seed (the active revision, judged before any candidate) is evaluated by an ordinary
+forked trial, so the search starts from the live state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import linecache
+import marshal
+import os
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from symbiont import trial as _trial
+from symbiont.diagnostics import Diagnostic
+from symbiont.errors import SandboxError
+from symbiont.search.evaluator import Evaluation, cascade_job, evaluate, read_trial
+from symbiont.trial import TrialLimits, TrialResult
+
+if TYPE_CHECKING:
+    from symbiont.evaluation import Check
+    from symbiont.evolvable import Evolvable
+    from symbiont.search.config import SearchConfig, Stage
+
+__all__ = ["WorkerPoolExecutor"]
+
+_HEADER = struct.Struct("!I")  # frame length, then the frame
+_RECYCLE = b"R"  # the first byte of a reply: the worker exits after this candidate
+_KEEP = b"K"
+_EXIT_HARNESS_FAILED = 70  # as in symbiont.trial: the worker's own harness failed
+
+
+@dataclasses.dataclass(slots=True)
+class _Shipped:
+    """A candidate as a worker receives it: what `cascade_job` needs of a `Candidate`."""
+
+    code: Any
+    helpers_code: Any
+    filename: str
+
+
+class _Worker:
+    """One forked worker, as the parent sees it."""
+
+    def __init__(self, pid: int, sock: socket.socket, out_r: int, err_r: int) -> None:
+        self.pid = pid
+        self.sock = sock
+        self.out_r, self.err_r = out_r, err_r
+        self.pidfd: int | None = None
+        self.served = 0
+        self.exit_code: int | None = None  # once stopped: negative for a signal
+        self._stopped = False
+        if _trial._USE_PIDFD:
+            with contextlib.suppress(OSError):
+                self.pidfd = os.pidfd_open(pid)
+
+    def fds(self) -> list[int]:
+        return [self.sock.fileno(), self.out_r, self.err_r]
+
+    def alive(self) -> bool:
+        return not self._stopped and not _trial._exited_nowait(self.pid)
+
+    def stop(self) -> None:
+        """Kill (with whatever it started), reap and close; once."""
+        if self._stopped:
+            return
+        self._stopped = True
+        _trial._kill_group(self.pid)
+        try:
+            _, status = os.waitpid(self.pid, 0)
+            self.exit_code = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:  # someone else reaped it (a SIGCHLD handler)
+            self.exit_code = None
+        for fd in self.fds():
+            _trial._OPEN_FDS.discard(fd)
+        self.sock.close()
+        for fd in (self.out_r, self.err_r, self.pidfd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
+class WorkerPoolExecutor:
+    """Trials in confined workers forked from the live process once and reused (see the
+    module's docstring for what that keeps and what it gives up).
+
+    `workers`: at most this many at once (None: one per candidate in flight, i.e. the
+    search's `parallel`). `recycle_after`: a worker is replaced after this many candidates,
+    which bounds how stale its view of the program gets and what one candidate can leave
+    behind for others. Counts: `forks` (workers started), `served` (candidates run)."""
+
+    name = "pool"
+
+    def __init__(self, *, workers: int | None = None, recycle_after: int = 200) -> None:
+        if workers is not None and not (isinstance(workers, int) and workers >= 1):
+            raise ValueError(f"workers must be a positive int or None, not {workers!r}")
+        if not (isinstance(recycle_after, int) and recycle_after >= 1):
+            raise ValueError(f"recycle_after must be a positive int, not {recycle_after!r}")
+        self.workers = workers
+        self.recycle_after = recycle_after
+        self.forks = 0
+        self.served = 0
+        self._idle: list[_Worker] = []
+        self._all: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._slots: threading.Semaphore | None = None
+        self._job: Callable[[Any], Callable[[], Any]] | None = None
+        self._key: str | None = None
+        self._closed = False
+        # Workers are forked by one thread that lives as long as the pool: a forked process
+        # dies with the thread that forked it (PR_SET_PDEATHSIG), so a short-lived caller's
+        # thread (a thread pool's, say) must not be the one.
+        self._forker: ThreadPoolExecutor | None = None
+
+    # -- the Executor protocol -------------------------------------------------------------
+    def open(self, handle: Evolvable, config: SearchConfig) -> None:
+        from symbiont.search.executors import ExecutorError
+
+        if handle.options.native:
+            raise ExecutorError(
+                f"{handle.key} is a native (Numba) evolvable; WorkerPoolExecutor runs plain "
+                "Python candidates only (use the default forked trials)"
+            )
+        check, stages = config.check, config.all_stages
+        maximize = config.direction == "maximize"
+
+        def job_for(candidate: _Shipped) -> Callable[[], Any]:
+            # restore=True: the worker's function goes back to its own code after each one.
+            return cascade_job(handle, candidate, check, stages, maximize, True)
+
+        self._job = job_for
+        self._key = handle.key
+        self._slots = threading.BoundedSemaphore(self.workers or config.parallel)
+        self._closed = False
+        if self._forker is None:
+            self._forker = ThreadPoolExecutor(1, thread_name_prefix="symbiont-pool-fork")
+
+    def evaluate(
+        self,
+        handle: Evolvable,
+        candidate: Any,
+        check: Check | None,
+        stages: tuple[Stage, ...],
+        *,
+        maximize: bool,
+        timeout_s: float,
+    ) -> Evaluation:
+        if candidate is None:  # the seed: judged against the live state, in a fresh trial
+            return evaluate(handle, None, check, stages, maximize=maximize, timeout_s=timeout_s)
+        if self._job is None or self._slots is None or self._key != handle.key:
+            from symbiont.search.executors import ExecutorError
+
+            raise ExecutorError(f"WorkerPoolExecutor.open was not called for {handle.key}")
+        with self._slots:
+            return read_trial(self._run(handle, candidate, timeout_s), stages)
+
+    def close(self) -> None:
+        """Stop every worker (idempotent; a search calls it when it ends)."""
+        with self._lock:
+            workers, self._idle, self._all = list(self._all), [], set()
+            self._closed = True
+        for worker in workers:
+            worker.stop()
+        forker, self._forker = self._forker, None
+        if forker is not None:
+            forker.shutdown(wait=True)
+
+    def __enter__(self) -> WorkerPoolExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- one candidate ----------------------------------------------------------------------
+    def _limits(self, handle: Evolvable, timeout_s: float) -> TrialLimits:
+        memory_mb = handle.options.memory_mb
+        return TrialLimits(
+            timeout_s=timeout_s,
+            memory_bytes=None if memory_mb is None else memory_mb * 1024 * 1024,
+        )
+
+    def _take_idle(self) -> _Worker | None:
+        """An idle worker that is still alive, if there is one."""
+        with self._lock:
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.alive():
+                    return worker
+                self._all.discard(worker)
+                worker.stop()  # it died while idle (its forking thread ended, say)
+        return None
+
+    def _take(self, handle: Evolvable, limits: TrialLimits) -> _Worker:
+        worker = self._take_idle()
+        if worker is None:
+            worker = self._forked(handle, limits).result()
+        return worker
+
+    def _forked(self, handle: Evolvable, limits: TrialLimits) -> Future[_Worker]:
+        """A new worker, forked by the pool's own thread."""
+        assert self._forker is not None
+
+        def fork() -> _Worker:
+            worker = self._fork(handle, limits)
+            with self._lock:
+                self._all.add(worker)
+            return worker
+
+        return self._forker.submit(fork)
+
+    def _give_back(self, worker: _Worker, keep: bool) -> None:
+        with self._lock:
+            if keep and not self._closed and worker.served < self.recycle_after:
+                self._idle.append(worker)
+                return
+            self._all.discard(worker)
+        worker.stop()
+
+    def _prepare(
+        self, handle: Evolvable, candidate: Any, timeout_s: float
+    ) -> tuple[TrialLimits, bytes]:
+        """The candidate's limits, and its request frame (its code objects are marshalled:
+        the worker is this process's own fork, and nothing comes back but JSON)."""
+        limits = self._limits(handle, timeout_s)
+        lines = "".join(linecache.getlines(candidate.filename))
+        body = marshal.dumps((candidate.code, candidate.helpers_code, candidate.filename, lines))
+        return limits, _HEADER.pack(len(body)) + body
+
+    def _send(self, worker: _Worker, request: bytes) -> None:
+        """Hand the candidate over (small, and the idle worker is reading: never blocks
+        for long). A worker that died between two candidates shows in the wait."""
+        try:
+            worker.sock.sendall(request)
+        except OSError as exc:
+            if exc.errno not in (errno.EPIPE, errno.ECONNRESET):
+                raise
+        self.served += 1
+        worker.served += 1
+
+    def _run(self, handle: Evolvable, candidate: Any, timeout_s: float) -> TrialResult:
+        limits, request = self._prepare(handle, candidate, timeout_s)
+        worker = self._take(handle, limits)
+        started = time.perf_counter()
+        wait = _Wait(worker, limits, time.monotonic() + timeout_s)
+        keep = False
+        try:
+            self._send(worker, request)
+            outcome = self._wait(wait)
+            if outcome == "exit":
+                wait.drain()
+                worker.stop()
+            trial, keep = self._conclude(handle, candidate, wait, outcome, started)
+            return trial
+        finally:
+            self._give_back(worker, keep)
+
+    async def evaluate_async(
+        self,
+        handle: Evolvable,
+        candidate: Any,
+        check: Check | None,
+        stages: tuple[Stage, ...],
+        *,
+        maximize: bool,
+        timeout_s: float,
+    ) -> Evaluation:
+        """`evaluate` without a thread: the event loop watches the worker's channel, pipes
+        and exit, so waiting for a candidate costs no thread hop (the controller uses this
+        when an executor has it). Forks and kills still run off the loop's thread."""
+        if candidate is None:
+            return await asyncio.to_thread(
+                self.evaluate, handle, None, check, stages, maximize=maximize, timeout_s=timeout_s
+            )
+        if self._job is None or self._key != handle.key:
+            from symbiont.search.executors import ExecutorError
+
+            raise ExecutorError(f"WorkerPoolExecutor.open was not called for {handle.key}")
+        limits, request = self._prepare(handle, candidate, timeout_s)
+        worker = self._take_idle()
+        if worker is None:
+            worker = await asyncio.wrap_future(self._forked(handle, limits))
+        started = time.perf_counter()
+        wait = _Wait(worker, limits, time.monotonic() + timeout_s)
+        keep = False
+        try:
+            self._send(worker, request)
+            outcome = await _wait_async(wait)
+            if outcome == "exit":
+                wait.drain()
+                await asyncio.to_thread(worker.stop)
+            trial, keep = self._conclude(handle, candidate, wait, outcome, started)
+            return read_trial(trial, stages)
+        finally:
+            if keep:
+                self._give_back(worker, keep)
+            else:
+                await asyncio.to_thread(self._give_back, worker, keep)
+
+    def _conclude(
+        self, handle: Evolvable, candidate: Any, wait: _Wait, outcome: str, started: float
+    ) -> tuple[TrialResult, bool]:
+        """The trial's result, and whether its worker may serve again."""
+        limits, worker = wait.limits, wait.worker
+        mode = "pool/" + ("fork" if handle.options.trial == "fork" else "confined")
+        duration = time.perf_counter() - started
+
+        def done(ok: bool, value: Any, diag: Diagnostic | None) -> TrialResult:
+            return TrialResult(ok, value, diag, wait.out.text(), wait.err.text(), duration, mode)
+
+        if outcome == "reply":
+            flag, payload = bytes(wait.reply[4:5]), bytes(wait.reply[5:])
+            report = _trial._decode(payload)
+            if report is None:
+                return done(
+                    False, None, _trial._invalid("the worker's report was garbled (not JSON)")
+                ), False
+            memory = report[2] is not None and report[2].kind == "memory"
+            return done(*report), flag == _KEEP and not memory
+        if outcome == "timeout":
+            return done(
+                False,
+                None,
+                Diagnostic(
+                    "trial",
+                    "timeout",
+                    f"the trial did not finish within {limits.timeout_s:g} s and was killed; "
+                    "the candidate may loop forever or be far too slow",
+                ),
+            ), False
+        if outcome == "over":
+            return done(
+                False,
+                None,
+                _trial._invalid(
+                    f"the trial wrote more than {limits.max_result_bytes} bytes of result; it "
+                    "was stopped"
+                ),
+            ), False
+        # The worker exited without replying: a crash, or os._exit in the candidate.
+        code, stderr = worker.exit_code, wait.err.text()
+        if code is not None and code < 0:
+            return done(
+                False, None, _trial._crash_diagnostic(-code, stderr, candidate.filename)
+            ), False
+        if code == _EXIT_HARNESS_FAILED:
+            return done(
+                False,
+                None,
+                Diagnostic(
+                    "trial",
+                    "exit",
+                    "the pool's worker failed before it could run the candidate (a fault of "
+                    "this machine or of symbiont, not of the candidate)",
+                    detail=stderr[-2000:] or None,
+                ),
+            ), False
+        how = "an unknown status" if code is None else f"code {code}"
+        return done(
+            False,
+            None,
+            Diagnostic(
+                "trial",
+                "exit",
+                f"the trial process exited with {how} before reporting a result (os._exit or "
+                "a fatal error); a candidate must return, never end the process",
+            ),
+        ), False
+
+    def _wait(self, wait: _Wait) -> str:
+        """Block until `wait` has an outcome (see `_Wait.outcome`)."""
+        worker = wait.worker
+        poller = select.poll()
+        for fd in worker.fds():
+            poller.register(fd, select.POLLIN)
+        if worker.pidfd is not None:
+            poller.register(worker.pidfd, select.POLLIN)
+        slice_s = 0.001
+        while True:
+            remaining = wait.deadline - time.monotonic()
+            if remaining <= 0:
+                return "timeout"
+            wait_s = remaining if worker.pidfd is not None else min(remaining, slice_s)
+            slice_s = min(slice_s * 2, 0.05)
+            events = poller.poll(wait_s * 1000.0)
+            for fd, _ev in events:
+                if not wait.readable(fd):
+                    poller.unregister(fd)
+            if worker.pidfd is None and not events and _trial._exited_nowait(worker.pid):
+                wait.exited = True
+            if wait.outcome:
+                return wait.outcome
+
+    # -- starting a worker -------------------------------------------------------------------
+    def _fork(self, handle: Evolvable, limits: TrialLimits) -> _Worker:
+        assert self._job is not None
+        confine = handle.options.trial != "fork"
+        if not confine:
+            _trial._announce_unconfined()
+        if not _trial._PRCTL_LOADED:
+            _trial._PRCTL, _trial._PRCTL_LOADED = _trial._load_prctl(), True
+        job_for = self._job
+        fds: list[int] = []
+        with _trial._FORK_LOCK:
+            plan = _trial._plan(limits, confine)
+            # RLIMIT_CPU is a backstop behind the wall clock; here it spans every candidate
+            # the worker may run before it is replaced.
+            plan = dataclasses.replace(plan, cpu_seconds=plan.cpu_seconds * self.recycle_after)
+            _trial._prepare_stdio()
+            try:
+                parent_end, child_end = socket.socketpair()
+                out_r, out_w = os.pipe()
+                err_r, err_w = os.pipe()
+            except OSError as exc:
+                raise SandboxError(f"could not start a pool worker: {exc}") from exc
+            fds = [parent_end.fileno(), child_end.fileno(), out_r, out_w, err_r, err_w]
+            # Registered before the fork: the worker (and other trials' children) close them.
+            _trial._OPEN_FDS.update(fds)
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                _trial._OPEN_FDS.difference_update(fds)
+                for closing in (parent_end, child_end):
+                    closing.close()
+                for fd in (out_r, out_w, err_r, err_w):
+                    os.close(fd)
+                raise SandboxError(f"could not start a pool worker: {exc}") from exc
+            if pid == 0:  # pragma: no cover - the worker; coverage cannot follow os._exit
+                _worker_main(child_end.fileno(), out_w, err_w, plan, limits, job_for)
+        self.forks += 1
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)
+        for fd in (child_end.fileno(), out_w, err_w):
+            _trial._OPEN_FDS.discard(fd)
+        child_end.close()
+        os.close(out_w)
+        os.close(err_w)
+        parent_end.setblocking(True)
+        for fd in (out_r, err_r):
+            os.set_blocking(fd, False)
+        return _Worker(pid, parent_end, out_r, err_r)
+
+
+class _Wait:
+    """What is known while one candidate runs: the reply so far, the output tails, and
+    whether the worker exited. `readable(fd)` takes what one ready descriptor has."""
+
+    def __init__(self, worker: _Worker, limits: TrialLimits, deadline: float) -> None:
+        self.worker = worker
+        self.limits = limits
+        self.deadline = deadline
+        self.reply = bytearray()
+        self.out = _trial._Tail(limits.tail_bytes)
+        self.err = _trial._Tail(limits.tail_bytes)
+        self.exited = False
+        self._cap = limits.max_result_bytes + 64 + _HEADER.size
+
+    @property
+    def outcome(self) -> str:
+        """ "reply" (a whole reply came), "over" (past its cap), "exit" (the worker ended
+        without one) or "" (not yet)."""
+        if _complete(self.reply):
+            self.drain()  # it flushed its stdout and stderr before replying
+            return "reply"
+        if len(self.reply) > self._cap:
+            return "over"
+        return "exit" if self.exited else ""
+
+    def readable(self, fd: int) -> bool:
+        """Read from a ready descriptor; False once it has nothing more to give."""
+        worker = self.worker
+        if fd == worker.pidfd:
+            self.exited = True
+            return False
+        if fd == worker.sock.fileno():
+            try:
+                data = worker.sock.recv(1 << 16)
+            except BlockingIOError:
+                return True
+            except OSError:
+                data = b""
+            if not data:
+                self.exited = True  # the channel closed: the worker is gone
+                return False
+            self.reply += data
+            return True
+        sink = self.out if fd == worker.out_r else self.err
+        return _trial._read_available(fd, sink) != _trial._EOF
+
+    def drain(self) -> None:
+        """What the worker wrote to stdout and stderr so far."""
+        for fd, sink in ((self.worker.out_r, self.out), (self.worker.err_r, self.err)):
+            with contextlib.suppress(OSError):
+                while _trial._read_available(fd, sink) == _trial._DATA:
+                    pass
+
+
+async def _wait_async(wait: _Wait) -> str:
+    """`WorkerPoolExecutor._wait` on the event loop: readers on the worker's descriptors,
+    a timer for the deadline."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[str] = loop.create_future()
+    worker = wait.worker
+    watched = [*worker.fds(), *([worker.pidfd] if worker.pidfd is not None else [])]
+
+    def settle(outcome: str) -> None:
+        if not done.done():
+            done.set_result(outcome)
+
+    def on_ready(fd: int) -> None:
+        if not wait.readable(fd):
+            loop.remove_reader(fd)
+            watched.remove(fd)
+        if wait.outcome:
+            settle(wait.outcome)
+
+    def check_exit() -> None:  # without a pidfd: look now and then
+        if _trial._exited_nowait(worker.pid):
+            wait.exited = True
+            if wait.outcome:
+                settle(wait.outcome)
+                return
+        nonlocal poll_handle
+        poll_handle = loop.call_later(0.05, check_exit)
+
+    for fd in watched:
+        loop.add_reader(fd, on_ready, fd)
+    timer = loop.call_at(
+        loop.time() + max(0.0, wait.deadline - time.monotonic()), settle, "timeout"
+    )
+    poll_handle = loop.call_later(0.05, check_exit) if worker.pidfd is None else None
+    try:
+        return await done
+    finally:
+        timer.cancel()
+        if poll_handle is not None:
+            poll_handle.cancel()
+        for fd in watched:
+            loop.remove_reader(fd)
+
+
+def _complete(reply: bytearray) -> bool:
+    if len(reply) < _HEADER.size:
+        return False
+    (size,) = _HEADER.unpack_from(reply)
+    return len(reply) >= _HEADER.size + size
+
+
+# -- the worker --------------------------------------------------------------------------------
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    """`n` bytes from `fd`, None at EOF (the parent closed the channel)."""
+    parts = []
+    while n:
+        data = os.read(fd, min(n, 1 << 20))
+        if not data:
+            return None
+        parts.append(data)
+        n -= len(data)
+    return b"".join(parts)
+
+
+def _worker_main(
+    channel: int,
+    out_w: int,
+    err_w: int,
+    plan: Any,
+    limits: TrialLimits,
+    job_for: Callable[[Any], Callable[[], Any]],
+) -> None:  # pragma: no cover - runs in the forked worker, which ends in os._exit
+    """Set up and confine as a trial child does, then run candidates until the parent
+    closes the channel (or this worker should be replaced)."""
+    code = _EXIT_HARNESS_FAILED
+    try:
+        channel, _keep, ours = _trial._child_setup(channel, out_w, err_w, plan)
+        if plan.confinement is not None:
+            channel = _trial._confine_child(channel, plan)
+        threads = threading.active_count()
+        start_size = _trial._address_space() or 0
+        grow_limit = (limits.memory_bytes or 0) // 4
+        while True:
+            header = _read_exact(channel, _HEADER.size)
+            if header is None:
+                break
+            (size,) = _HEADER.unpack(header)
+            body = _read_exact(channel, size)
+            if body is None:
+                break
+            code_obj, helpers, filename, text = marshal.loads(body)
+            if text:
+                linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+            job = job_for(_Shipped(code_obj, helpers, filename))
+            payload = _trial._run_job_in_child(job, limits, filename)
+            del job
+            for stream in ours:
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            replace = threading.active_count() > threads or (
+                grow_limit > 0 and (_trial._address_space() or 0) - start_size > grow_limit
+            )
+            flag = _RECYCLE if replace else _KEEP
+            _trial._write_all(channel, _HEADER.pack(len(payload) + 1) + flag + payload)
+            linecache.cache.pop(filename, None)
+            if replace:
+                break
+        code = 0
+    except BaseException as exc:
+        with contextlib.suppress(BaseException):
+            os.write(2, f"symbiont pool worker failed: {exc!r}\n".encode("utf-8", "replace"))
+    finally:
+        os._exit(code)
