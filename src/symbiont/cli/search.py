@@ -34,12 +34,13 @@ from symbiont.cli.history import (
     when,
 )
 from symbiont.errors import SymbiontError
-from symbiont.store.searches import SearchRepository
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     store = argparse.ArgumentParser(add_help=False)
-    store.add_argument("--store", default=None, metavar="PATH", help="store file")
+    store.add_argument(
+        "--store", default=None, metavar="PATH", help="store file or postgresql:// URL"
+    )
 
     p = sub.add_parser(
         "search",
@@ -175,7 +176,7 @@ def cmd_searches(args: argparse.Namespace) -> int:
     store = open_existing(args.store)
     try:
         key = store.resolve_key(args.function) if args.function else None
-        repo = SearchRepository(store)
+        repo = store.searches
         table = Table("id", "function", "status", "started", "evaluations", "best", "stopped")
         for s in repo.recent(args.limit, key):
             counts = repo.candidates(s.id)
