@@ -47,10 +47,12 @@ print("done", flush=True)
 '''
 
 
-def spawn(tmp: Path, seed: int, wait: bool, rounds: int) -> subprocess.Popen[str]:
+def spawn(
+    tmp: Path, seed: int, wait: bool, rounds: int, store: str | None = None
+) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SYMBIONT_", "OPENAI_"))}
     return subprocess.Popen(
-        [sys.executable, "-c", EVOLVER, str(tmp), str(tmp / "store.db"), str(seed),
+        [sys.executable, "-c", EVOLVER, str(tmp), store or str(tmp / "store.db"), str(seed),
          "wait" if wait else "go", str(rounds)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
@@ -86,23 +88,32 @@ def test_an_evolving_process_killed_at_a_random_point_loses_nothing(tmp: Path) -
         assert 0 in stored
 
 
-def test_two_processes_evolving_into_one_store_lose_nothing(tmp: Path) -> None:
-    procs = [spawn(tmp, seed=s, wait=True, rounds=3) for s in (1, 2)]
+def test_four_processes_evolving_into_one_store_lose_nothing(tmp: Path, store_backend: str) -> None:
+    """On a SQLite file and on a real PostgreSQL database (`Runtime(store=URL)`)."""
+    with open_store(store_backend):
+        pass  # the schema exists before the four start
+    procs = [spawn(tmp, seed=s, wait=True, rounds=3, store=store_backend) for s in (1, 2, 3, 4)]
     for p in procs:
         assert p.stdout is not None and p.stdout.readline().strip() == "ready"
     for p in procs:
         assert p.stdin is not None
         p.stdin.write("go\n")
         p.stdin.flush()
-    results = [p.communicate(timeout=180) for p in procs]
+    results = [p.communicate(timeout=300) for p in procs]
     for p, (out, err) in zip(procs, results, strict=True):
         assert p.returncode == 0, err[-2000:]
         assert "locked" not in err.lower(), err[-2000:]
         assert out.split()[-1] == "done"
-    a, b = numbers(results[0][0]), numbers(results[1][0])
-    assert len(a) == len(b) == 15
-    assert not set(a) & set(b)
-    with open_store(tmp / "store.db") as store:
+    reported = [numbers(out) for out, _ in results]
+    assert [len(r) for r in reported] == [15, 15, 15, 15]
+    given = [n for r in reported for n in r]
+    assert len(set(given)) == len(given)  # no number was handed to two processes
+    with open_store(store_backend) as store:
         stored = [r.number for r in store.revisions("evolving.offset")]
-        assert sorted(stored) == sorted({0, *a, *b})
-        assert len(store.lineages("evolving.offset")) == 1
+        assert sorted(stored) == sorted({0, *given}) == list(range(len(given) + 1))
+        assert len(store.lineages("evolving.offset")) == 1  # the declared body once
+        (fn,) = store.lineages("evolving.offset")
+        history = store.activations(fn.id)
+        assert fn.active_number == history[-1].number
+        active = store.get_revision("evolving.offset", fn.active_number)
+        assert active.status == "accepted"
