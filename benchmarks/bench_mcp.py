@@ -1,11 +1,22 @@
 """MCP `run_capability` round trip over stdio vs a direct `Library.run`, same capability, tier
-and store.
+and store, with the SDK's own floor measured in the same run.
 
-Target (DESIGN.md): the MCP round trip p50 within 2 ms of `Library.run` p50. The server is the
-real `symbiont mcp` subprocess, the client the `mcp` SDK's `ClientSession`; the capability is
-the HR example `get_salary_details` (reads the employee JSON file through a host function).
-Direct and MCP calls alternate, so both see the same machine load. The MCP figure includes
-the client's own work (JSON-RPC encoding, pydantic validation), as an agent would see it.
+Target (issue 13): the MCP round trip p50 within 2 ms of `Library.run` p50. The server is the
+real `symbiont mcp` subprocess, the client the `mcp` SDK's `ClientSession` (what an agent
+sees: its JSON-RPC encoding and pydantic validation are in the figure); the capability is the
+HR example `get_salary_details` (reads the employee JSON file through a host function).
+
+Part of any round trip is not symbiont's: the SDK's server and client machinery and the
+pipes between two processes. Two bare SDK servers (benchmarks/_mcp_bare_server.py: the SDK's
+low-level `Server`, one tool that does nothing) run next to symbiont's, one over the SDK's
+stdio transport and one over the transport symbiont uses, and every round of the loop calls
+each of them once, so all rows see the same load:
+
+    symbiont's own cost = (MCP run_capability − Library.run) − (bare no-op tool, same transport)
+
+A second phase measures CPU time per call (load moves wall times, much less CPU time): the
+server process's (from /proc) beyond the `Library.run` it does, the bare server's, and the
+client's.
 
 Run: python benchmarks/bench_mcp.py [--tier wasm process] [-n 300]
 """
@@ -18,6 +29,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +42,20 @@ from symbiont.library import Library
 sys.path.insert(0, str(Path(__file__).parent))
 from _report import percentile, write_section
 
-HR = Path(__file__).resolve().parents[1] / "examples" / "hr"
+HERE = Path(__file__).resolve().parent
+HR = HERE.parent / "examples" / "hr"
 SYMBIONT = str(Path(sys.executable).parent / "symbiont")
+BARE = str(HERE / "_mcp_bare_server.py")
 CAPABILITY, INPUT = "get_salary_details", {"employee_id": "E007"}
+RUN_ARGS = {"id": CAPABILITY, "input": INPUT}
+ROWS = (
+    ("direct", "Library.run (direct)"),
+    ("mcp", "MCP run_capability over stdio"),
+    ("mcp_tool", "MCP per-capability tool over stdio (--expose all)"),
+    ("ping", "MCP ping, symbiont server (protocol and transport only)"),
+    ("bare_loop", "bare SDK server, no-op tool, symbiont's stdio transport"),
+    ("bare_sdk", "bare SDK server, no-op tool, the SDK's stdio_server()"),
+)
 
 
 def _seed(home: Path, tier: str) -> Library:
@@ -41,47 +65,99 @@ def _seed(home: Path, tier: str) -> Library:
     return lib
 
 
-async def _measure(home: Path, lib: Library, tier: str, n: int) -> dict[str, list[float]]:
+def _cpu_s(pid: int) -> float:
+    """User + system CPU time of one process (its threads, not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _child_pid(argv_part: str) -> int:
+    """The pid of this process's child whose command line contains `argv_part`."""
+    me = str(os.getpid())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if ppid == me and argv_part in cmdline:
+            return int(entry.name)
+    raise RuntimeError(f"no child process running {argv_part!r}")
+
+
+async def _open(stack: AsyncExitStack, home: Path, argv: list[str], errlog: Any) -> ClientSession:
     params = StdioServerParameters(
-        command=SYMBIONT,
-        args=["mcp", "--tier", tier, "--poll", "0", "--expose", "all"],
-        env={"SYMBIONT_HOME": str(home)},
+        command=argv[0], args=argv[1:], env={**os.environ, "SYMBIONT_HOME": str(home)}
     )
-    times: dict[str, list[float]] = {"direct": [], "mcp": [], "mcp_tool": [], "ping": []}
+    read, write = await stack.enter_async_context(stdio_client(params, errlog=errlog))
+    session = await stack.enter_async_context(ClientSession(read, write))
+    await session.initialize()
+    await session.list_tools()
+    return session
+
+
+async def _timed(into: list[float], call: Callable[[], Awaitable[Any]]) -> Any:
+    t = time.perf_counter()
+    result = await call()
+    into.append((time.perf_counter() - t) * 1000)
+    return result
+
+
+async def _measure(home: Path, lib: Library, tier: str, n: int) -> dict[str, Any]:
+    symbiont_argv = [SYMBIONT, "mcp", "--tier", tier, "--poll", "0", "--expose", "all"]
+    times: dict[str, list[float]] = {key: [] for key, _ in ROWS}
+    cpu: dict[str, float] = {}
     with (home / "server.err").open("w") as errlog:
-        async with (
-            stdio_client(params, errlog=errlog) as (read, write),
-            ClientSession(read, write) as session,
-        ):
-            await session.initialize()
-            await session.list_tools()
-            args = {"id": CAPABILITY, "input": INPUT}
+        async with AsyncExitStack() as stack:
+            mcp = await _open(stack, home, symbiont_argv, errlog)
+            bare_loop = await _open(stack, home, [sys.executable, BARE, "loop"], errlog)
+            bare_sdk = await _open(stack, home, [sys.executable, BARE, "sdk"], errlog)
+            calls: dict[str, Callable[[], Awaitable[Any]]] = {
+                "mcp": lambda: mcp.call_tool("run_capability", RUN_ARGS),
+                "mcp_tool": lambda: mcp.call_tool(CAPABILITY, INPUT),
+                "ping": mcp.send_ping,
+                "bare_loop": lambda: bare_loop.call_tool("noop", {}),
+                "bare_sdk": lambda: bare_sdk.call_tool("noop", {}),
+            }
             for _ in range(20):  # warm-up: the sandbox, the code paths, the store pages
                 lib.run(CAPABILITY, INPUT)
-                await session.call_tool("run_capability", args)
-                await session.call_tool(CAPABILITY, INPUT)
-            for _ in range(n):
+                for call in calls.values():
+                    await call()
+            for _ in range(n):  # one round: every row once, in the same order
                 t = time.perf_counter()
                 result = lib.run(CAPABILITY, INPUT)
                 times["direct"].append((time.perf_counter() - t) * 1000)
                 assert result.ok, result.error
-                t = time.perf_counter()
-                reply = await session.call_tool("run_capability", args)
-                times["mcp"].append((time.perf_counter() - t) * 1000)
-                assert not reply.is_error, reply.content
-                t = time.perf_counter()
-                reply = await session.call_tool(CAPABILITY, INPUT)
-                times["mcp_tool"].append((time.perf_counter() - t) * 1000)
-                assert not reply.is_error, reply.content
-                t = time.perf_counter()
-                await session.send_ping()
-                times["ping"].append((time.perf_counter() - t) * 1000)
-    return times
+                for key, call in calls.items():
+                    reply = await _timed(times[key], call)
+                    assert not getattr(reply, "is_error", False), reply
+
+            # phase 2: CPU time per call, one kind of call at a time
+            m = max(50, n // 2)
+            c = time.process_time()
+            for _ in range(m):
+                lib.run(CAPABILITY, INPUT)
+            cpu["direct"] = (time.process_time() - c) / m * 1000
+            for key, argv_part in (
+                ("mcp", "mcp --tier"),
+                ("bare_loop", f"{BARE} loop"),
+                ("bare_sdk", f"{BARE} sdk"),
+            ):
+                pid = _child_pid(argv_part)
+                s, c = _cpu_s(pid), time.process_time()
+                for _ in range(m):
+                    await calls[key]()
+                cpu[f"{key}_server"] = (_cpu_s(pid) - s) / m * 1000
+                cpu[f"{key}_client"] = (time.process_time() - c) / m * 1000
+    return {"times": times, "cpu": cpu}
 
 
-async def _handler_only(home: Path, lib: Library, tier: str, n: int) -> list[float]:
-    """The server's own work per call (argument check, worker-thread hand-off, result JSON),
-    without a transport: its tools/call handler called in this process, minus Library.run."""
+async def _handler_only(lib: Library, n: int) -> list[float]:
+    """The server's own work per call (argument check, worker-thread hand-off, result),
+    without a transport or the SDK: its tools/call handler called in this process, minus a
+    Library.run timed just before it."""
     import types as pytypes
 
     import mcp_types as types
@@ -89,27 +165,32 @@ async def _handler_only(home: Path, lib: Library, tier: str, n: int) -> list[flo
     from symbiont.mcp.server import CapabilityServer, ServerOptions
 
     server = CapabilityServer(ServerOptions(poll_s=0), library=lib)
-    ctx: Any = pytypes.SimpleNamespace(session=object())
-    params = types.CallToolRequestParams(
-        name="run_capability", arguments={"id": CAPABILITY, "input": INPUT}
-    )
-    for _ in range(10):
-        await server._call_tool(ctx, params)
-    diffs = []
-    for _ in range(n):
-        t = time.perf_counter()
-        lib.run(CAPABILITY, INPUT)
-        direct = time.perf_counter() - t
-        t = time.perf_counter()
-        await server._call_tool(ctx, params)
-        diffs.append((time.perf_counter() - t - direct) * 1000)
+    ctx: Any = pytypes.SimpleNamespace(session=object(), protocol_version="2025-11-25")
+    params = types.CallToolRequestParams(name="run_capability", arguments=RUN_ARGS)
+    try:
+        for _ in range(10):
+            await server._call_tool(ctx, params)
+        diffs = []
+        for _ in range(n):
+            t = time.perf_counter()
+            lib.run(CAPABILITY, INPUT)
+            direct = time.perf_counter() - t
+            t = time.perf_counter()
+            await server._call_tool(ctx, params)
+            diffs.append((time.perf_counter() - t - direct) * 1000)
+    finally:
+        server.close()
     return diffs
 
 
-def row(name: str, ms: list[float], direct_p50: float, target: str = "") -> str:
+def _row(name: str, ms: list[float], direct_p50: float | None, target: str = "") -> str:
     p50 = percentile(ms, 50)
-    extra = f"+{p50 - direct_p50:.2f}" if ms is not None and name != "Library.run (direct)" else ""
-    return f"| {name} | {p50:.2f} | {percentile(ms, 95):.2f} | {extra} | {len(ms)} | {target} |"
+    over = f"+{p50 - direct_p50:.2f}" if direct_p50 is not None else ""
+    return f"| {name} | {p50:.2f} | {percentile(ms, 95):.2f} | {over} | {len(ms)} | {target} |"
+
+
+def _paired(a: list[float], b: list[float]) -> float:
+    return statistics.median(x - y for x, y in zip(a, b, strict=True))
 
 
 def _tier_section(tier: str, n: int) -> list[str]:
@@ -117,32 +198,54 @@ def _tier_section(tier: str, n: int) -> list[str]:
         home = Path(tmp)
         lib = _seed(home, tier)
         try:
-            load = os.getloadavg()[0]
-            times = anyio.run(_measure, home, lib, tier, n)
-            handler = anyio.run(_handler_only, home, lib, tier, n)
+            load = os.getloadavg()
+            measured = anyio.run(_measure, home, lib, tier, n)
+            handler = anyio.run(_handler_only, lib, n)
+            load_end = os.getloadavg()
             tier = lib.tier  # as it ran (wasm falls back to process when unavailable)
         finally:
             lib.close()
+    times, cpu = measured["times"], measured["cpu"]
     direct = percentile(times["direct"], 50)
-    overhead = [m - d for m, d in zip(times["mcp"], times["direct"], strict=True)]
-    return [
+    lines = [
         f"### {tier} tier",
         "",
         "| call | p50 ms | p95 ms | p50 over direct, ms | n | target |",
         "|---|---|---|---|---|---|",
-        row("Library.run (direct)", times["direct"], direct),
-        row("MCP run_capability over stdio", times["mcp"], direct, "≤ +2 ms"),
-        row("MCP per-capability tool over stdio (--expose all)", times["mcp_tool"], direct),
-        f"| MCP ping over stdio (protocol and transport only) | "
-        f"{percentile(times['ping'], 50):.2f} | {percentile(times['ping'], 95):.2f} |  | "
-        f"{len(times['ping'])} |  |",
+    ]
+    for key, name in ROWS:
+        over = direct if key in ("mcp", "mcp_tool") else None
+        lines.append(_row(name, times[key], over, "≤ +2 ms" if key == "mcp" else ""))
+    over_direct = _paired(times["mcp"], times["direct"])
+    floor = statistics.median(times["bare_loop"])
+    own_cpu = cpu["mcp_server"] - cpu["direct"] - cpu["bare_loop_server"]
+    lines += [
         "",
-        f"Median of the paired differences (MCP − direct, call by call): "
-        f"{statistics.median(overhead):.2f} ms; the server's own handler work (the same call "
-        f"in-process, no transport, minus Library.run): {statistics.median(handler):.2f} ms. "
-        f"Load average (1 min) at the start: {load:.1f} on {os.cpu_count()} cores.",
+        f"**Split** (medians of the round-by-round differences): MCP run_capability − "
+        f"Library.run = {over_direct:.2f} ms, of which the SDK's floor (the bare no-op tool over "
+        f"the same transport) is {floor:.2f} ms and symbiont's own "
+        f"{over_direct - floor:.2f} ms. The SDK's own stdio transport would cost "
+        f"{_paired(times['bare_sdk'], times['bare_loop']):+.2f} ms more per call. The server's "
+        f"tools/call handler alone (in-process, no SDK, no transport, minus Library.run): "
+        f"{statistics.median(handler):.2f} ms.",
+        "",
+        "| CPU time per call, ms | server | client (SDK ClientSession) |",
+        "|---|---|---|",
+        f"| Library.run (direct, in the client) | — | {cpu['direct']:.2f} |",
+        f"| symbiont mcp, run_capability | {cpu['mcp_server']:.2f} "
+        f"(beyond its Library.run: {cpu['mcp_server'] - cpu['direct']:.2f}) | "
+        f"{cpu['mcp_client']:.2f} |",
+        f"| bare SDK server, no-op tool, symbiont's transport | {cpu['bare_loop_server']:.2f} | "
+        f"{cpu['bare_loop_client']:.2f} |",
+        f"| bare SDK server, no-op tool, SDK's stdio_server() | {cpu['bare_sdk_server']:.2f} | "
+        f"{cpu['bare_sdk_client']:.2f} |",
+        "",
+        f"Server CPU symbiont adds to a call beyond Library.run and the SDK floor: "
+        f"{own_cpu:.2f} ms. Load average (1 min) {load[0]:.1f} at the start, "
+        f"{load_end[0]:.1f} at the end, on {os.cpu_count()} cores.",
         "",
     ]
+    return lines
 
 
 def main() -> str:
@@ -158,9 +261,10 @@ def main() -> str:
         lines += _tier_section(tier, opts.n)
     lines += [
         f"Capability `{CAPABILITY}` on the HR example data; server `symbiont mcp` as a "
-        "subprocess, client the `mcp` SDK's ClientSession; direct and MCP calls alternate, so "
-        "both see the same load. A round trip wakes two processes: on a loaded machine each "
-        "wake-up waits for a free core, which the ping row shows.",
+        "subprocess, client the `mcp` SDK's ClientSession; each round calls Library.run, "
+        "then each MCP row once, so all rows see the same load. A round trip wakes two "
+        "processes (and the server's worker thread): on a loaded machine each wake-up waits "
+        "for a free core, which the ping and bare rows show.",
         "",
         f"Command: `python benchmarks/bench_mcp.py --tier {' '.join(opts.tier)} -n {opts.n}`",
     ]

@@ -1,0 +1,49 @@
+"""A bare MCP server on the official SDK, for benchmarks/bench_mcp.py: the SDK's low-level
+`Server` with one tool that does nothing, over stdio. What a `tools/call` costs here is the
+SDK's floor (JSON-RPC parsing, pydantic models, dispatch, the transport), which every server
+built on the SDK pays before doing any work of its own.
+
+    python benchmarks/_mcp_bare_server.py sdk    # the SDK's stdio_server() (a thread per line)
+    python benchmarks/_mcp_bare_server.py loop   # the pipes read on the event loop, as symbiont's
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import anyio
+import mcp_types as types
+from mcp.server.lowlevel.server import Server
+from mcp.server.stdio import stdio_server
+
+TOOL = "noop"
+
+
+async def _list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
+    return types.ListToolsResult(tools=[types.Tool(name=TOOL, input_schema={"type": "object"})])
+
+
+async def _call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text="{}")])
+
+
+async def _serve(transport: str) -> None:
+    server: Server[Any] = Server("bare", on_list_tools=_list_tools, on_call_tool=_call_tool)
+    options = server.create_initialization_options()
+    if transport == "loop":
+        from symbiont.mcp.server import _loop_pipes
+
+        wire = _loop_pipes()
+        if wire is None:
+            raise SystemExit("stdin and stdout must be pipes")
+        async with wire as (lines, out), stdio_server(lines, out) as (read, write):  # type: ignore[arg-type]
+            await server.run(read, write, options)
+        return
+    async with stdio_server() as (read, write):
+        await server.run(read, write, options)
+
+
+if __name__ == "__main__":
+    sys.setswitchinterval(0.0005)  # as `symbiont mcp` sets it
+    anyio.run(_serve, sys.argv[1] if len(sys.argv) > 1 else "sdk")
