@@ -61,8 +61,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--store",
         default=None,
         metavar="PATH",
-        help="store to resume the active revision from (default: $SYMBIONT_HOME/symbiont.db, "
-        "else ./.symbiont/symbiont.db, when it exists)",
+        help="store to resume the active revision from: a file or postgresql:// URL (default: "
+        "$SYMBIONT_STORE, else $SYMBIONT_HOME/symbiont.db, else ./.symbiont/symbiont.db, when "
+        "it exists)",
     )
     p.add_argument("--json", action="store_true", help="print the messages as JSON")
     p.set_defaults(func=show_prompts)
@@ -108,7 +109,7 @@ def show_function_prompts(args: argparse.Namespace) -> int:
     from symbiont import prompting
     from symbiont.evolvable import handle, registered
     from symbiont.runtime import Runtime
-    from symbiont.store import default_store_path
+    from symbiont.store import store_location
 
     where, _, func = args.name.rpartition(":") if ":" in args.name else (args.name, "", "")
     module = _import(where)
@@ -122,9 +123,9 @@ def show_function_prompts(args: argparse.Namespace) -> int:
     if not found:
         raise SymbiontError(f"{where} declares no @symbiont.evolvable function")
     context = _context_arg(args.context_json)
-    store_path = Path(args.store) if args.store else default_store_path()
+    store_at = store_location(args.store or None)  # a file, or a postgresql:// URL
     # With a store the functions come up on their stored active revisions, as at a start.
-    runtime = Runtime(store=store_path if store_path.is_file() else False)
+    runtime = Runtime(store=store_at if isinstance(store_at, str) or store_at.is_file() else False)
     try:
         cap = args.max_prompt_chars or prompting.DEFAULT_MAX_PROMPT_CHARS
         shown = {
