@@ -50,3 +50,17 @@ def tool_results(messages: Sequence[Mapping[str, Any]]) -> list[tuple[str, dict[
 def last_result(messages: Sequence[Mapping[str, Any]]) -> tuple[str, dict[str, Any]] | None:
     results = tool_results(messages)
     return results[-1] if results else None
+
+
+def salary_brain(request: dict[str, Any]) -> Any:
+    """A model that searches for the salary capability, runs the best hit for E042 and
+    answers from its output (as `FakeOpenAIServer.handler`)."""
+    last = last_result(request["messages"])
+    if last is None:
+        return [call("search_capabilities", query="salary of an employee")]
+    name, body = last
+    if name == "search_capabilities":
+        best = body["capabilities"][0]["id"]
+        return [call("run_capability", capability_id=best, input={"employee_id": "E042"})]
+    out = body["output"]
+    return f"Employee {out['employee_id']} ({out['name']}) earns {out['base']} {out['currency']}."

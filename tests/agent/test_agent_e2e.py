@@ -11,7 +11,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agent_helpers import call, is_mutation, last_result, raw_call, tool_results, user_prompt
+from agent_helpers import (
+    call,
+    is_mutation,
+    last_result,
+    raw_call,
+    salary_brain,
+    tool_results,
+    user_prompt,
+)
 
 from symbiont.agent import Agent
 from symbiont.agent.transcripts import open_transcripts
@@ -34,21 +42,7 @@ def _employees(database: Path) -> dict[str, Any]:
 def test_salary_question_is_answered_from_the_json_file(
     openai_server: FakeOpenAIServer, hr_library: Library, hr_database: Path
 ) -> None:
-    def brain(request: dict[str, Any]) -> Any:
-        messages = request["messages"]
-        last = last_result(messages)
-        if last is None:
-            return [call("search_capabilities", query="salary of an employee")]
-        name, body = last
-        if name == "search_capabilities":
-            best = body["capabilities"][0]["id"]
-            return [call("run_capability", capability_id=best, input={"employee_id": "E042"})]
-        out = body["output"]
-        return (
-            f"Employee {out['employee_id']} ({out['name']}) earns {out['base']} {out['currency']}."
-        )
-
-    openai_server.handler = brain
+    openai_server.handler = salary_brain
     with Agent(hr_library, _model(openai_server)) as agent:
         result = agent.run("What is employee E042's salary?")
 

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agent_helpers import HR_EXAMPLES, call, last_result
+from agent_helpers import HR_EXAMPLES, salary_brain
 
 from symbiont.agent import Agent
 from symbiont.agent.transcripts import open_transcripts
@@ -28,18 +28,7 @@ def test_an_agent_on_a_postgresql_library_keeps_its_transcript_there(
     shared_embedder: Any,
     shared_sandbox: Any,
 ) -> None:
-    def brain(request: dict[str, Any]) -> Any:
-        last = last_result(request["messages"])
-        if last is None:
-            return [call("search_capabilities", query="salary of an employee")]
-        name, body = last
-        if name == "search_capabilities":
-            best = body["capabilities"][0]["id"]
-            return [call("run_capability", capability_id=best, input={"employee_id": "E042"})]
-        out = body["output"]
-        return f"{out['name']} earns {out['base']} {out['currency']}."
-
-    openai_server.handler = brain
+    openai_server.handler = salary_brain
     model = OpenAIModel("fake-model", base_url=openai_server.base_url, api_key="sk-test")
     with Library(
         store=pg_url,
