@@ -122,7 +122,7 @@ class Recorder:
         self,
         model: Model,
         messages: list[Message],
-        tools: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]] | None,
         *,
         max_retries: int,
     ) -> ModelReply:

@@ -23,7 +23,8 @@ A small model fakes success in a few typical ways, and each is caught:
   for a task that does not ask for a change (`intent.asks_for_change`); with
   `confirm_writes` a person is asked before each write;
 - the same call with the same arguments three times in a row is not run but answered
-  with a warning, and a fourth ends the run (`repeated_call`).
+  with a warning, and the next request offers no tools, so the model answers from the
+  result it has; a fourth identical call ends the run (`repeated_call`).
 
 A malformed call — bad JSON, an unknown tool or id, arguments that break the schema — is
 answered with a tool error the model can act on; it never ends the run. Every step is kept
@@ -133,6 +134,7 @@ class _Run:
     repeats: int = 0
     reminded: bool = False
     tool_calls: int = 0
+    answer_only: bool = False  # the next request offers no tools (after a repeat warning)
 
     def tools(self) -> list[Tool]:
         return [*TASK_TOOLS, *self.cap_tools.values()]
@@ -238,7 +240,10 @@ class Agent:
                 },
             ]
             while rec.model_calls < self.max_steps:
-                specs = tool_specs(run.tools())
+                # After the repeat warning the model is asked with no tools at all: a small
+                # model offered tools calls one again instead of reading the result it has.
+                specs = None if run.answer_only else tool_specs(run.tools())
+                run.answer_only = False
                 reply = await rec.ask(self.model, messages, specs, max_retries=self.max_retries)
                 calls = list(reply.tool_calls)
                 if not calls:
@@ -522,11 +527,13 @@ class Agent:
         else:
             run.last_call, run.repeats = signature, 1
         if run.repeats == REPEAT_LIMIT + 1:
+            run.answer_only = True
             raise ToolError(
                 "repeated_call",
                 f"you called {tool} with the same arguments {run.repeats} times in a row; its "
-                "result will not change, so it was not run again. Use the result you already "
-                "have to answer, or make a different call. Repeating it once more ends the task",
+                "result will not change, so it was not run again. Answer the task now, in plain "
+                "text, from the result you already have (no tools are offered for this reply). "
+                "Repeating the call once more ends the task",
             )
         if run.repeats > REPEAT_LIMIT + 1:
             raise _Stop(
