@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from symbiont.store.evolvables import EvolvableStore, Pricing
 from symbiont.store.migrations import LATEST_VERSION, MIGRATIONS, Migration
+from symbiont.store.pg.evolvables import PostgresStore  # psycopg is imported on first use
 from symbiont.store.records import (
     ORIGINS,
     STATUSES,
@@ -45,6 +46,7 @@ __all__ = [
     "FailureRecord",
     "FunctionRecord",
     "Migration",
+    "PostgresStore",
     "Pricing",
     "RevisionRecord",
     "RunRecord",

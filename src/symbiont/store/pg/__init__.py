@@ -6,5 +6,6 @@ sharing one library and one record of revisions. Selected by a `postgresql://` U
 from __future__ import annotations
 
 from symbiont.store.pg.connection import LATEST_PG_VERSION, PgDatabase, is_postgres_url, redact
+from symbiont.store.pg.evolvables import PostgresStore
 
-__all__ = ["LATEST_PG_VERSION", "PgDatabase", "is_postgres_url", "redact"]
+__all__ = ["LATEST_PG_VERSION", "PgDatabase", "PostgresStore", "is_postgres_url", "redact"]
