@@ -24,6 +24,7 @@ Implementations: `symbiont.store.sqlite_capabilities.SQLiteCapabilityStore` and
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -115,13 +116,13 @@ class CapabilityStore(Protocol):
         """Every capability sorted by id, or those with `status`."""
         ...
 
-    def ids(self, statuses: Sequence[str] | None = None) -> list[str]:
+    def ids(self, statuses: Sequence[str] | None = None) -> builtins.list[str]:
         """The ids (sorted) of every capability, or of those with one of `statuses`."""
         ...
 
     def contains(self, cap_id: str) -> bool: ...
 
-    def versions(self, cap_id: str) -> list[CapabilityVersion]:
+    def versions(self, cap_id: str) -> builtins.list[CapabilityVersion]:
         """Every stored version of `cap_id`, oldest first (empty if there is none)."""
         ...
 
