@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import ast
 import random
 from collections import Counter
 
 import pytest
 
+from symbiont.evolvable import content_hash
 from symbiont.search.config import FeatureDim
-from symbiont.search.database import Program, ProgramDatabase, structural_distance, structure
+from symbiont.search.database import (
+    Program,
+    ProgramDatabase,
+    fingerprint,
+    structural_distance,
+    structure,
+)
 
 DIMS = (FeatureDim("a", 0.0, 1.0, 4), FeatureDim("b", 0.0, 10.0, 2))
 
@@ -126,3 +134,21 @@ def test_describe_adds_builtin_features() -> None:
     )
     values = db.describe(seed, {"unused": 3.0})
     assert values == {"code_length": float(len(seed)), "distance": pytest.approx(0.0)}
+
+
+def test_fingerprint_is_the_content_hash_and_the_structure_from_one_parse() -> None:
+    sources = [
+        "def f(x):\n    return x + 1\n",
+        'def g(a, *b, **c):\n    """Doc(ument) A(b)"""\n    return {k: v for k, v in c.items() if b\'X(\' in v}\n',
+        "def h(s):\n    return 'Foo(' + s + \"it's Bar(\" + f'{s!r} Baz(x)'\n",
+        "import math\nclass A:\n    def m(self, *, k=1):\n        with open('x') as f:\n            return [math.sqrt(i) for i in f]\n",
+        "not python (",
+    ]
+    for source in sources:
+        digest, shape = fingerprint(source)
+        assert digest == content_hash(source)
+        try:
+            walked = Counter(type(node).__name__ for node in ast.walk(ast.parse(source)))
+        except SyntaxError:
+            walked = Counter()
+        assert shape == walked == structure(source), source

@@ -34,7 +34,7 @@ from symbiont.models.base import Message, Model, ModelReply
 from symbiont.models.retry import call_with_retries
 from symbiont.pipeline import DEFAULT_POLICY, PipelineConfig, Target, extract_code, run_pipeline
 from symbiont.search.config import SearchConfig
-from symbiont.search.database import Program, ProgramDatabase
+from symbiont.search.database import Program, ProgramDatabase, fingerprint
 from symbiont.search.edits import EditError, apply_edits, parse_edits
 from symbiont.search.evaluator import Evaluation
 from symbiont.search.executors import Executor, ForkedExecutor
@@ -473,7 +473,7 @@ class SearchController:
             source = await asyncio.to_thread(self._extract, proposal.text)
         else:
             source = self._extract(proposal.text)
-        chash = content_hash(source) if source else ""
+        chash, shape = fingerprint(source) if source else ("", None)
         if source:
             verdict = self.novelty.check(chash, source)
             if verdict.kind != "new":
@@ -500,7 +500,7 @@ class SearchController:
             return
         candidate = result.candidate
         if candidate.source != source:  # the pipeline restored the head or a docstring
-            chash = content_hash(candidate.source)
+            chash, shape = fingerprint(candidate.source)
         revision.source, revision.content_hash = candidate.source, chash
         evaluation = await self._evaluate_async(candidate)
         self.report.evaluations += 1
@@ -534,7 +534,7 @@ class SearchController:
         revision.status, revision.stage = "accepted", "evaluate"
         revision.code, revision.helpers_code = candidate.code, candidate.helpers_code
         revision.helper_names = candidate.helper_names
-        features = self.db.describe(candidate.source, score.metrics)
+        features = self.db.describe(candidate.source, score.metrics, shape)
         base.kind, base.features = "evaluated", features
         best = self.db.best
         new_best = best is None or cfg.better(score.value, best.score)

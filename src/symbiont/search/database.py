@@ -15,11 +15,14 @@ sign so one code path serves "maximize" and "minimize".
 from __future__ import annotations
 
 import ast
+import hashlib
 import math
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from symbiont.evolvable import content_hash
 from symbiont.search.config import FeatureDim, Selection
 
 Cell = tuple[int, ...]
@@ -39,11 +42,25 @@ class Program:
 
 def structure(source: str) -> Counter[str]:
     """The bag of syntax-node types of a source (empty for one that does not parse)."""
+    return fingerprint(source)[1]
+
+
+# A node in `ast.dump`'s text: its class name and an opening parenthesis; string constants
+# are taken out first so the text inside them counts for nothing.
+_DUMPED_NODE = re.compile(r"\b([A-Za-z_]\w*)\(")
+_DUMPED_STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+
+
+def fingerprint(source: str) -> tuple[str, Counter[str]]:
+    """The content hash of a source (`symbiont.evolvable.content_hash`: the digest of its
+    normalised AST) and its `structure`, from one parse: a candidate's duplicate check and
+    its place on the grid cost one walk over its tree, not three."""
     try:
-        tree = ast.parse(source)
+        dumped = ast.dump(ast.parse(source, "<candidate>"))
     except (SyntaxError, ValueError):
-        return Counter()
-    return Counter(type(node).__name__ for node in ast.walk(tree))
+        return content_hash(source), Counter()
+    digest = hashlib.sha256(dumped.encode()).hexdigest()[:16]
+    return digest, Counter(_DUMPED_NODE.findall(_DUMPED_STRING.sub("", dumped)))
 
 
 def structural_distance(a: Counter[str], b: Counter[str]) -> float:
@@ -87,11 +104,15 @@ class ProgramDatabase:
         self._seed_shape = structure(source)
 
     # -- features and placement -----------------------------------------------------------
-    def describe(self, source: str, metrics: dict[str, float]) -> dict[str, float]:
-        """The feature values of a program: its metrics plus the built-ins."""
+    def describe(
+        self, source: str, metrics: dict[str, float], shape: Counter[str] | None = None
+    ) -> dict[str, float]:
+        """The feature values of a program: its metrics plus the built-ins (`shape`: its
+        `structure`, when the caller has it already)."""
         values = dict(metrics)
         values["code_length"] = float(len(source))
-        values["distance"] = structural_distance(structure(source), self._seed_shape)
+        shape = structure(source) if shape is None else shape
+        values["distance"] = structural_distance(shape, self._seed_shape)
         return {f.name: values.get(f.name, 0.0) for f in self.features}
 
     def cell(self, features: dict[str, float]) -> Cell:

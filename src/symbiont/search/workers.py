@@ -163,6 +163,7 @@ class WorkerPoolExecutor:
         # dies with the thread that forked it (PR_SET_PDEATHSIG), so a short-lived caller's
         # thread (a thread pool's, say) must not be the one.
         self._forker: ThreadPoolExecutor | None = None
+        self._limits_for: tuple[object, TrialLimits] = (None, TrialLimits())
 
     # -- the Executor protocol -------------------------------------------------------------
     def open(self, handle: Evolvable, config: SearchConfig) -> None:
@@ -226,10 +227,11 @@ class WorkerPoolExecutor:
     # -- one candidate ----------------------------------------------------------------------
     def _limits(self, handle: Evolvable, timeout_s: float) -> TrialLimits:
         memory_mb = handle.options.memory_mb
-        return TrialLimits(
-            timeout_s=timeout_s,
-            memory_bytes=None if memory_mb is None else memory_mb * 1024 * 1024,
-        )
+        key = (timeout_s, memory_mb)
+        if self._limits_for[0] != key:  # the same for every candidate of a search
+            memory = None if memory_mb is None else memory_mb * 1024 * 1024
+            self._limits_for = (key, TrialLimits(timeout_s=timeout_s, memory_bytes=memory))
+        return self._limits_for[1]
 
     def _take_idle(self) -> _Worker | None:
         """An idle worker that is still alive, if there is one."""
