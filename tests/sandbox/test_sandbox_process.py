@@ -186,6 +186,66 @@ def test_timeout_memory_crash(sb: ProcessSandbox) -> None:
     assert sb.run(ADD, "main", '{"a": 1, "b": 1}').output == 2  # still healthy
 
 
+# A worker confined ahead of the next call (the zygote's spare) must be indistinguishable,
+# from inside, from one forked for the call, and must never serve a call with other limits.
+CONFINEMENT = (
+    "import ctypes, os, socket\n"
+    "def main(size):\n"
+    "    libc = ctypes.CDLL(None, use_errno=True)\n"
+    "    try:\n"
+    "        socket.socket()\n"
+    "        sock = 'allowed'\n"
+    "    except PermissionError:\n"
+    "        sock = 'denied'\n"
+    "    listing = sorted(os.listdir('.'))\n"
+    "    try:\n"
+    "        with open('big', 'wb') as fh:\n"
+    "            fh.write(b'x' * size)\n"
+    "        wrote = 'ok'\n"
+    "    except OSError as exc:\n"
+    "        wrote = exc.errno\n"
+    "    return {'uid': os.getuid(), 'seccomp': libc.prctl(21, 0, 0, 0, 0), 'socket': sock,\n"
+    "            'scratch': listing, 'env': dict(os.environ), 'proc': os.path.exists('/proc'),\n"
+    "            'wrote': wrote}\n"
+)
+
+
+def _confinement(sb: ProcessSandbox, limits: Limits) -> dict[str, object]:
+    result = sb.run(CONFINEMENT, "main", json.dumps({"size": 2 * 1024 * 1024}), limits=limits)
+    assert result.ok, result.error
+    return result.output
+
+
+def test_a_spare_worker_is_confined_like_a_fresh_one_and_keeps_to_its_limits() -> None:
+    import errno
+
+    roomy, tight = Limits(max_file_bytes=8 << 20), Limits(max_file_bytes=1 << 20)
+    with ProcessSandbox(preload=()) as one:
+        fresh = _confinement(one, roomy)  # the first call of these limits: a forked worker
+        assert one.probe()["spare"] is None
+        again = _confinement(one, roomy)  # the same limits twice: a spare is confined ahead
+        assert one.probe()["spare"] is not None, "no worker was confined ahead"
+        spared = _confinement(one, roomy)  # served by the spare
+        tight_first = _confinement(one, tight)  # other limits: the spare must not serve it
+        _confinement(one, tight)
+        tight_spared = _confinement(one, tight)
+        roomy_again = _confinement(one, roomy)
+    for seen in (fresh, again, spared, tight_first, tight_spared, roomy_again):
+        if os.geteuid() == 0:
+            assert seen["uid"] != 0
+        assert seen["seccomp"] == 2 and seen["socket"] == "denied"
+        assert seen["scratch"] == [] and seen["env"] == {} and seen["proc"] is False
+    assert fresh["wrote"] == spared["wrote"] == roomy_again["wrote"] == "ok"
+    assert tight_first["wrote"] == tight_spared["wrote"] == errno.EFBIG
+
+
+def test_without_a_spare_worker_every_call_forks_its_own() -> None:
+    with ProcessSandbox(preload=(), _without=("spare worker",)) as one:
+        outputs = [one.run(ADD, "main", '{"a": 1, "b": 2}').output for _ in range(3)]
+        assert one.probe()["spare"] is None
+    assert outputs == [3, 3, 3]
+
+
 def test_bad_input_json_is_a_capability_error(sb: ProcessSandbox) -> None:
     with pytest.raises(CapabilityError, match="not valid JSON"):
         sb.run(ADD, "main", "{nope")

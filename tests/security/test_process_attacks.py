@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from symbiont.sandbox._process_worker import WORKER_ID_BASE
 from symbiont.sandbox.base import Limits, Permissions, SandboxResult
 from symbiont.sandbox.process import ProcessSandbox
 
@@ -99,12 +100,23 @@ def _tasks_of_uid(uid: int) -> list[str]:
     ]
 
 
+def _ours(cuid: int) -> bool:
+    """A creator uid a worker of ours can have: ours, or the dedicated worker range."""
+    return cuid == os.geteuid() or WORKER_ID_BASE <= cuid < WORKER_ID_BASE + (1 << 27)
+
+
 def _sysv_objects() -> dict[str, set[str]]:
-    """Ids of the host's SysV shared memory segments, message queues and semaphores."""
+    """Ids of the host's SysV shared memory segments, message queues and semaphores that
+    this process or a worker created (other programs on the machine, a PostgreSQL server
+    for one, make their own: those are neither compared nor removed)."""
     found: dict[str, set[str]] = {}
     for kind in ("shm", "msg", "sem"):
         with open(f"/proc/sysvipc/{kind}") as fh:
-            found[kind] = {line.split()[1] for line in fh.readlines()[1:] if line.strip()}
+            header, *rows = fh.read().splitlines()
+        cuid = header.split().index("cuid")
+        found[kind] = {
+            row.split()[1] for row in rows if row.strip() and _ours(int(row.split()[cuid]))
+        }
     return found
 
 
@@ -178,9 +190,22 @@ def _shared_memory_kb() -> int:
     return 0
 
 
+def _workers(sandbox: ProcessSandbox) -> set[int]:
+    """The zygotes and their workers, less the one worker kept confined ahead of the next
+    call (it has run nothing). Asking the zygote for it also has it reap every worker that
+    exited: a call returns once its worker has exited, a moment before that."""
+    spare = sandbox.probe().get("spare")
+    found = _descendants(os.getpid())
+    for pid in list(found):
+        nspid = _proc_status(str(pid)).get("NSpid", "").split()
+        if spare is not None and len(nspid) > 1 and nspid[-1] == str(spare):
+            found.discard(pid)
+    return found
+
+
 def _host_state(sandbox: ProcessSandbox, env: Env) -> HostState:
     return HostState(
-        _descendants(os.getpid()),  # the zygotes and their workers
+        _workers(sandbox),
         _sysv_objects(),
         _scratch_folders(),
         env.facts(),

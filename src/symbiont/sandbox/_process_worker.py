@@ -14,7 +14,9 @@ isolates itself once:
   other process; when the zygote dies every worker dies with it.
 
 It probes what the kernel gave (see `PROTECTIONS`) and reports it. Then, for each call, it
-forks a *worker* that confines itself before anything of the capability runs: new mount and
+forks a *worker* (or hands the call to a *spare*: a worker it forked and that confined itself
+ahead of the call, see `_serve_calls`) that confines itself before anything of the capability
+runs: new mount and
 IPC namespaces (a fresh tmpfs with a size and inode cap on /scratch, its working directory;
 SysV and POSIX IPC objects die with it), rlimits (CPU, address space, file size, open files,
 tasks), an empty environment, a dedicated unprivileged uid/gid with no supplementary groups
@@ -316,7 +318,9 @@ def _seccomp_program() -> _shared.SeccompProgram:
 
 
 def _install_seccomp(pid: int) -> None:
-    _seccomp.install_program(_seccomp_program().for_pid(pid))
+    # Patches the pid into the program's prebuilt buffer (this process's copy) and makes two
+    # calls: no copy of the program, no ctypes objects built after the fork.
+    _shared.install_seccomp(_seccomp_program(), pid)
 
 
 def _confine(
@@ -353,7 +357,7 @@ def _confine(
     os.environ.clear()  # calls unsetenv for each key: nothing from the host remains
     if enabled["unprivileged uid"]:
         _become_worker_user(zygote["uid"], zygote["gid"])
-    _seccomp.set_no_new_privs()
+    _shared.set_no_new_privs()
     if enabled["landlock"]:
         # Per call: a rule on the /scratch mount point would not cover the tmpfs on it
         # (Landlock skips hidden mount points), so the rule names this call's tmpfs.
@@ -366,7 +370,9 @@ def _confine(
     keep = sock.fileno()
     os.closerange(3, keep)
     os.closerange(keep + 1, 65536)
-    _seccomp.drop_capabilities()
+    # The uid switch dropped the bounding set already (it needed CAP_SETPCAP, gone now);
+    # otherwise (a user namespace) drop it here. Then empty the other sets.
+    _shared.drop_capabilities(bounding=not enabled["unprivileged uid"])
     if enabled["seccomp"]:
         _install_seccomp(os.getpid())
 
@@ -499,6 +505,7 @@ def _serve(sock: socket.socket) -> int:
 
 
 def _worker(callfd: int, req: dict[str, Any], zygote: dict[str, Any], ro_fds: list[int]) -> None:
+    """A worker forked for a call: confine, then serve it."""
     sock = socket.socket(fileno=callfd)
     code = 0
     try:
@@ -515,6 +522,36 @@ def _worker(callfd: int, req: dict[str, Any], zygote: dict[str, Any], ro_fds: li
         code = EXIT_OUT_OF_MEMORY
     except BaseException:
         code = 70
+    finally:
+        os._exit(code)
+
+
+def _spare_worker(
+    chanfd: int, req: dict[str, Any], zygote: dict[str, Any], ro_fds: list[int]
+) -> None:
+    """A worker forked ahead of a call: confine (exactly as `_worker` does, with the
+    limits of the call before), then wait on the zygote's channel for the call socket.
+
+    Nothing of any capability has run in it when the socket arrives, so it reports itself
+    confined (b"K") like a fresh worker. A spare that cannot confine itself just exits:
+    the zygote then forks per call, and that worker reports the failure to its caller.
+    """
+    chan = socket.socket(fileno=chanfd)
+    code = EXIT_SETUP_FAILED
+    try:
+        _confine(chan, req, zygote, ro_fds)
+        code = 0
+        _msg, fds, _flags, _addr = socket.recv_fds(chan, 16, 1)
+        if len(fds) != 1:
+            return  # the zygote discarded this spare
+        chan.close()
+        sock = socket.socket(fileno=fds[0])
+        send_frame(sock, b"K", b"")
+        code = _serve(sock)
+    except MemoryError:
+        code = EXIT_OUT_OF_MEMORY
+    except BaseException:
+        code = code or 70
     finally:
         os._exit(code)
 
@@ -630,6 +667,10 @@ def main() -> None:
             with contextlib.suppress(OSError):
                 dev_rules.append((os.open(path, os.O_PATH | os.O_CLOEXEC), rights))
         zygote["dev_rules"] = dev_rules
+        # Spares need the per-worker scratch tmpfs; "spare worker" in `without`: none.
+        zygote["spares"] = zygote["enabled"]["mount namespace"] and "spare worker" not in (
+            config.get("without", ())
+        )
         if zygote["enabled"]["seccomp"]:
             _seccomp_program()
         missing = {name: why for name, why in found.items() if why is not None}
@@ -655,25 +696,109 @@ def main() -> None:
     _serve_calls(ctrl, zygote, ro_fds)
 
 
+class _Spare:
+    """The zygote's side of a worker confined ahead of the next call (see `_spare_worker`)."""
+
+    __slots__ = ("chan", "key", "pid", "pidfd", "slot")
+
+    def __init__(self, pid: int, pidfd: int, slot: int, chan: socket.socket, key: str) -> None:
+        self.pid, self.pidfd, self.slot, self.chan, self.key = pid, pidfd, slot, chan, key
+
+
+def _limits_key(req: dict[str, Any]) -> str:
+    return json.dumps(req.get("limits"), sort_keys=True)
+
+
 def _serve_calls(ctrl: socket.socket, zygote: dict[str, Any], ro_fds: list[int]) -> None:
     """Fork a worker per request, up to WORKER_SLOTS at once; report each exit status on
-    that call's own status socket, so a slow call never holds up another."""
+    that call's own status socket, so a slow call never holds up another.
+
+    With a mount namespace (the scratch tmpfs is made by the worker itself, nothing per
+    call comes from the parent but the limits), once two calls in a row had the same
+    limits, one extra worker is kept confined ahead: forked when a call is handed over,
+    with that call's limits, it serves the next call if that call has the same limits (else
+    it is killed and a worker is forked for the call). Fork, after-fork work and
+    confinement then happen while the previous call runs, not on the next call's path; the
+    worker a call gets is confined exactly the same either way. Each exit status also
+    names the spare (its pid here), so the parent can tell it from a worker left behind.
+    """
     stride = 1 if os.geteuid() == 0 else 0  # not root: every worker keeps the caller's uid
     free = list(range(WORKER_SLOTS))
     running: dict[int, tuple[int, int, int]] = {}  # pidfd -> (pid, status fd, slot)
+    spare: _Spare | None = None
+    spares = bool(zygote["spares"])
+    last_key = None  # the limits of the latest call
     poller = select.poll()
     poller.register(ctrl.fileno(), select.POLLIN)
+
+    def ids(slot: int) -> dict[str, Any]:
+        return {
+            **zygote,
+            "uid": zygote["uid"] + stride * slot,
+            "gid": zygote["gid"] + stride * slot,
+        }
+
+    def drop_spare(kill: bool) -> int:
+        """Forget the spare (killed first if `kill`) and reap it, freeing its slot; its exit
+        status."""
+        nonlocal spare
+        assert spare is not None
+        old, spare = spare, None
+        if kill:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(old.pidfd, signal.SIGKILL)
+        poller.unregister(old.pidfd)
+        status = os.waitpid(old.pid, 0)[1]
+        os.close(old.pidfd)
+        old.chan.close()
+        free.append(old.slot)
+        return status
+
+    def fork_spare(req: dict[str, Any], key: str) -> None:
+        nonlocal spare
+        slot = max(free)  # calls take the lowest free slot, the spare the highest
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the spare
+            ctrl.close()
+            ours.close()
+            _spare_worker(theirs.detach(), req, ids(slot), ro_fds)
+        theirs.close()
+        free.remove(slot)
+        pidfd = os.pidfd_open(pid)
+        poller.register(pidfd, select.POLLIN)
+        spare = _Spare(pid, pidfd, slot, ours, key)
+
+    def reap(pidfd: int, wait: bool = True) -> None:
+        """Reap a worker that exited (or will: `wait`) and report its status to its call,
+        whose caller may have stopped listening (it had the result already)."""
+        pid, status_fd, slot = running[pidfd]
+        done, status = os.waitpid(pid, 0 if wait else os.WNOHANG)
+        if not done:
+            return
+        del running[pidfd]
+        poller.unregister(pidfd)
+        with contextlib.suppress(OSError):
+            os.write(status_fd, json.dumps(_status_dict(status)).encode())
+        os.close(status_fd)
+        os.close(pidfd)
+        free.append(slot)
+
+    def reap_exited() -> None:
+        """Callers return once their worker has exited, before it is reaped here: reap
+        those first, so their slots are free and nothing of theirs is left."""
+        for pidfd in list(running):
+            reap(pidfd, wait=False)
+
     while True:
         for fd, _event in poller.poll():
+            if spare is not None and fd == spare.pidfd:  # the spare died unused
+                # One that could not confine itself: from now on a worker per call, which
+                # reports why to its caller.
+                spares = os.waitstatus_to_exitcode(drop_spare(kill=False)) != EXIT_SETUP_FAILED
+                continue
             if fd in running:
-                pid, status_fd, slot = running.pop(fd)
-                poller.unregister(fd)
-                _, status = os.waitpid(pid, 0)
-                with contextlib.suppress(OSError):
-                    os.write(status_fd, json.dumps(_status_dict(status)).encode())
-                os.close(status_fd)
-                os.close(fd)
-                free.append(slot)
+                reap(fd)
                 continue
             try:
                 msg, fds, _flags, _addr = socket.recv_fds(ctrl, 65536, 2)
@@ -682,27 +807,52 @@ def _serve_calls(ctrl: socket.socket, zygote: dict[str, Any], ro_fds: list[int])
             if not msg:
                 return
             req = json.loads(msg)
-            if req.get("op") != "run" or len(fds) != 2 or not free:
+            reap_exited()
+            if req.get("op") == "spare":  # which pid is the spare (tests tell it from leftovers)
                 for passed in fds:
                     os.close(passed)
-                refusal = "malformed request" if free else f"more than {WORKER_SLOTS} calls"
-                ctrl.send(json.dumps({"error": refusal}).encode())
+                ctrl.send(json.dumps({"spare": spare.pid if spare else None}).encode())
                 continue
-            slot = min(free)
-            free.remove(slot)
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - the worker
-                ctrl.close()
-                ids = {"uid": zygote["uid"] + stride * slot, "gid": zygote["gid"] + stride * slot}
-                _worker(fds[0], req, {**zygote, **ids}, ro_fds)
+            valid = req.get("op") == "run" and len(fds) == 2
+            key = _limits_key(req)
+            if spare is not None and (not valid or spare.key != key):
+                drop_spare(kill=True)  # confined for other limits: never serves this call
+            if spare is not None:  # hand the call socket to the spare
+                try:
+                    socket.send_fds(spare.chan, [b"c"], [fds[0]])
+                except OSError:  # it died meanwhile
+                    drop_spare(kill=True)
+            if not valid or not (free or spare):
+                for passed in fds:
+                    os.close(passed)
+                refusal = "malformed request" if not valid else f"more than {WORKER_SLOTS} calls"
+                ctrl.send(json.dumps({"error": refusal}).encode())
+                break
+            if spare is not None:
+                pid, pidfd, slot = spare.pid, spare.pidfd, spare.slot
+                spare.chan.close()
+                spare = None
+            else:
+                slot = min(free)
+                free.remove(slot)
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - the worker
+                    ctrl.close()
+                    _worker(fds[0], req, ids(slot), ro_fds)
+                pidfd = os.pidfd_open(pid)
+                poller.register(pidfd, select.POLLIN)
             os.close(fds[0])
-            pidfd = os.pidfd_open(pid)
             running[pidfd] = (pid, fds[1], slot)
-            poller.register(pidfd, select.POLLIN)
             try:
                 socket.send_fds(ctrl, [json.dumps({"pid": pid}).encode()], [pidfd])
             except OSError:
                 return
+            if spares and spare is None and free and key == last_key:
+                fork_spare(req, key)
+            last_key = key
+            # Descriptors may have been closed and reused above: poll afresh rather than
+            # act on the rest of this batch.
+            break
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
     sandbox = ProcessSandbox()
     result = sandbox.run(source, "main", '{"x": 1}', Permissions(...), Limits(...))
 
-Per call the worker is forked from a zygote (a fresh interpreter started once, see
-`_process_worker`) and confines itself before the capability runs:
+Per call a fresh worker is forked from a zygote (a fresh interpreter started once, see
+`_process_worker`) and confines itself before the capability runs; when calls repeat their
+limits, the zygote forks and confines the next call's worker while the current one runs (a
+spare that has run nothing when its call arrives), so a warm call waits for neither:
 
 - namespaces: network (no network at all; `http_get` goes through the parent), UTS and PID
   (shared with its zygote), mount (a read-only root holding only the Python installation, the
@@ -22,7 +24,8 @@ Per call the worker is forked from a zygote (a fresh interpreter started once, s
   worker sends is checked (strict JSON, finite numbers, only kinds a worker can know).
 
 The parent enforces the wall-clock limit with SIGKILL (through a pidfd, so a recycled pid can
-never be hit) and decides timeouts, crashes and memory exhaustion from the exit status. If the
+never be hit) and decides timeouts, crashes and memory exhaustion from the exit status; a call
+returns only once its worker has exited. If the
 kernel lacks a protection, the first call raises `SandboxError` naming it, unless the sandbox
 was created with `allow_weaker_isolation=True`.
 """
@@ -35,6 +38,7 @@ import json
 import logging
 import math
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -82,6 +86,7 @@ _CRASH_SIGNALS = {
 _ZYGOTE_START_TIMEOUT_S = 60.0
 _STATUS_TIMEOUT_S = 10.0
 _MIN_SCRATCH_BYTES = 16 * 1024 * 1024
+_PRESEND_BYTES = 64 * 1024  # well within a Unix socket's send buffer: never blocks
 
 
 def scratch_bytes(limits: Limits) -> int:
@@ -216,6 +221,20 @@ class _Zygote:
         self.lock = threading.Lock()
         self.running = 0  # guarded by the sandbox's pool condition
 
+    def spare(self) -> int | None:
+        """The pid (in the zygote's PID namespace) of the worker it keeps confined ahead of
+        the next call, which has run nothing yet; None when there is none."""
+        try:
+            with self.lock:
+                self.ctrl.settimeout(_STATUS_TIMEOUT_S)
+                self.ctrl.send(json.dumps({"op": "spare"}).encode())
+                reply = json.loads(self.ctrl.recv(4096) or b"{}")
+        except (OSError, ValueError):
+            self.broken = True
+            return None
+        spare = reply.get("spare") if isinstance(reply, dict) else None
+        return spare if isinstance(spare, int) else None
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.ctrl.close()
@@ -277,6 +296,12 @@ class _Call:
             },
         }
         try:
+            # A job that fits the socket's buffer goes in before the worker exists: it reads
+            # it (after confining itself) without waiting for a round trip to us.
+            job = self._job(source, entry, input_json)
+            presend = len(job) + 5 <= _PRESEND_BYTES
+            if presend:
+                send_frame(ours, b"J", job)
             try:
                 with self.zygote.lock:
                     ctrl.settimeout(_STATUS_TIMEOUT_S)
@@ -297,7 +322,7 @@ class _Call:
             except (OSError, ValueError) as exc:
                 self.zygote.broken = True
                 raise SandboxError(f"the process-tier zygote stopped answering: {exc}") from None
-            outcome = self._converse(ours, source, entry, input_json)
+            outcome = self._converse(ours, None if presend else job)
             status = self._reap(outcome)
             if outcome is not None:
                 return outcome
@@ -314,10 +339,22 @@ class _Call:
                 remove_tree(scratch)
 
     def _reap(self, outcome: SandboxFailure | _Output | None) -> dict[str, Any]:
-        """Make sure the worker is gone and read its exit status from the zygote."""
+        """Make sure the worker is gone and read its exit status from the zygote.
+
+        With an outcome in hand the status does not matter: the worker is killed and this
+        waits only until it has exited (its pidfd says so; its memory, descriptors and
+        namespaces are gone by then), not for the zygote to reap it and report.
+        """
         if outcome is not None:
             self.kill()  # we have what we need; whatever the worker does next is irrelevant
-        settled = outcome is not None or self.killed_for_timeout
+            if self.pidfd is not None:
+                poller = select.poll()
+                poller.register(self.pidfd, select.POLLIN)
+                if poller.poll(_STATUS_TIMEOUT_S * 1000):
+                    return {}
+            self.zygote.broken = True
+            return {"unknown": True}
+        settled = self.killed_for_timeout
         wait = _STATUS_TIMEOUT_S if settled else max(self.remaining(), 0.001)
         for _attempt in range(2):
             self.status.settimeout(wait)
@@ -370,11 +407,7 @@ class _Call:
             )
         return SandboxFailure("crash", "the worker disappeared without a result")
 
-    def _converse(
-        self, sock: socket.socket, source: str, entry: str, input_json: str
-    ) -> SandboxFailure | _Output | None:
-        """Send the job, broker host calls; the result, a failure, or None (the exit status
-        decides: the worker died, could not confine itself, or ran out of memory)."""
+    def _job(self, source: str, entry: str, input_json: str) -> bytes:
         job = {
             "source": source,
             "entry": entry,
@@ -382,10 +415,17 @@ class _Call:
             "max_output_bytes": self.limits.max_output_bytes,
             "max_call_bytes": self.frame_cap,
         }
+        return json.dumps(job).encode("utf-8", "surrogatepass")
+
+    def _converse(self, sock: socket.socket, job: bytes | None) -> SandboxFailure | _Output | None:
+        """Send the job (unless it was sent ahead: None), broker host calls; the result, a
+        failure, or None (the exit status decides: the worker died, could not confine
+        itself, or ran out of memory)."""
         confined = False
         try:
-            sock.settimeout(max(self.remaining(), 0.001))
-            send_frame(sock, b"J", json.dumps(job).encode("utf-8", "surrogatepass"))
+            if job is not None:
+                sock.settimeout(max(self.remaining(), 0.001))
+                send_frame(sock, b"J", job)
             while True:
                 left = self.remaining()
                 if left <= 0:
@@ -543,7 +583,8 @@ class ProcessSandbox:
 
     def probe(self) -> dict[str, Any]:
         """What this machine offers: every protection (None when in effect, else why not),
-        the missing ones, Landlock ABI, the worker's ids and task cap, readable folders."""
+        the missing ones, Landlock ABI, the worker's ids and task cap, readable folders, and
+        the pid (in the zygote's namespace) of the worker confined ahead of the next call."""
         zygote = self._acquire()
         try:
             ready = zygote.ready
@@ -559,6 +600,7 @@ class ProcessSandbox:
                 "worker_slots": ready.get("worker_slots"),
                 "last_uid": ready.get("last_uid"),
                 "scratch": ready.get("scratch"),
+                "spare": zygote.spare(),
             }
         finally:
             self._release(zygote)
