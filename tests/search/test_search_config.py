@@ -133,3 +133,14 @@ def test_an_unknown_bandit_is_refused() -> None:
         Ensemble([ScriptedModel()], bandit="epsilon")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="bandit"):
         SearchConfig(metric=metric, bandit="epsilon")  # type: ignore[arg-type]
+
+
+def test_the_summary_lists_the_last_promotions_of_a_long_search() -> None:
+    from symbiont.search import SearchReport
+
+    report = SearchReport("m.f", 1, 0.0, promoted=list(range(1, 301)))
+    line = next(ln for ln in report.summary().splitlines() if "promoted" in ln)
+    assert line.endswith("r293, r294, r295, r296, r297, r298, r299, r300 (300 in all)")
+    assert "r292," not in line
+    short = SearchReport("m.f", 1, 0.0, promoted=[4, 9])
+    assert "  promoted: r4, r9" in short.summary().splitlines()

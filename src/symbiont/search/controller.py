@@ -111,8 +111,12 @@ class SearchReport:
             lines.append(
                 "  rejected: " + ", ".join(f"{k} {n}" for k, n in self.rejections.most_common())
             )
-        if self.promoted:
-            lines.append("  promoted: " + ", ".join(f"r{n}" for n in self.promoted))
+        if self.promoted:  # the last few: a long search may promote hundreds of times
+            shown = ", ".join(f"r{n}" for n in self.promoted[-8:])
+            more = len(self.promoted) - 8
+            lines.append(f"  promoted: {'… ' if more > 0 else ''}{shown}")
+            if more > 0:
+                lines[-1] += f" ({len(self.promoted)} in all)"
         for s in self.models.values():
             lines.append(
                 f"  model {s.name}: {s.calls} calls, {s.improvements} improvements, "
