@@ -20,7 +20,7 @@ def peak(x: float) -> float:
     return -((x - 1.0) ** 2)
 
 
-@symbiont.evolvable(timeout=2.0, memory_mb=200, typecheck=False)
+@symbiont.evolvable(timeout=4.0, memory_mb=200, typecheck=False)
 def work(n: int) -> int:
     """Return n + 1."""
     return n

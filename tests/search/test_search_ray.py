@@ -184,8 +184,12 @@ def test_timeout_memory_bomb_and_crash_are_rejections_and_the_search_goes_on(
     kinds = {r.stage: r for r in t.work.symbiont.revisions if r.status == "rejected"}
     assert set(kinds) == {"trial"}
     messages = " | ".join(d.message for r in t.work.symbiont.revisions for d in r.diagnostics)
-    # each stopped where a forked trial stops it: the 2 s limit, RLIMIT_AS, the signal
-    assert "within 2 s and was killed" in messages and "SIGSEGV" in messages and "MemoryError" in messages
+    # each stopped where a forked trial stops it: the 4 s limit, RLIMIT_AS, the signal
+    assert (
+        "within 4 s and was killed" in messages
+        and "SIGSEGV" in messages
+        and "MemoryError" in messages
+    )
 
 
 def test_a_worker_that_dies_or_hangs_is_a_rejection_never_a_hung_search(
@@ -202,7 +206,7 @@ def test_a_worker_that_dies_or_hangs_is_a_rejection_never_a_hung_search(
     )
     report = runtime.search_sync(
         t.work_trusted, model, metric=t.score_work, budget=Budget(evaluations=4), parallel=1,
-        executor=RayExecutor(grace_s=1.0), islands=1,
+        executor=RayExecutor(grace_s=2.0), islands=1,
     )  # fmt: skip
     assert dict(report.rejections) == {"crash": 1, "timeout": 1}, _rejected(t.work_trusted)
     assert report.best_score == 1.0 and t.work_trusted(4) == 5
@@ -285,3 +289,47 @@ def test_a_metric_path_works_with_forked_trials_too(runtime) -> None:
     )  # fmt: skip
     assert report.best_score == pytest.approx(0.0)
     assert int(report.best.artifacts["ppid"]) == os.getpid()  # forked by this process
+
+
+# -- capability runs on the cluster: the `ray` sandbox tier ------------------------------------
+
+CAPABILITY = """
+def double(x):
+    return {"y": x * 2}
+
+def spin(x):
+    while True:
+        pass
+
+def not_json(x):
+    return {1, 2}
+"""
+
+
+def test_capability_runs_go_to_the_cluster_in_the_process_tier(ray_cluster) -> None:
+    from symbiont.sandbox import Limits, get_sandbox
+
+    sandbox = get_sandbox("ray")
+    try:
+        result = sandbox.run(CAPABILITY, "double", '{"x": 21}', limits=Limits(timeout_s=5.0))
+        assert result.ok and result.output == {"y": 42}, result.error
+        assert result.tier == "ray/process"
+        # the process tier's zygote was started by a Ray worker, not by this process
+        zygotes = {
+            pid: cmd
+            for pid, cmd in _descendants(os.getpid()).items()
+            if "symbiont.sandbox" in cmd and "-I -c" in cmd
+        }
+        assert zygotes, "no process-tier zygote below this process"
+        parents = {  # of the zygotes (the processes they forked share their command line)
+            int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1]) for p in zygotes
+        } - set(zygotes)
+        assert os.getpid() not in parents and all("ray::" in _cmdline(p) for p in parents)
+        hung = sandbox.run(CAPABILITY, "spin", '{"x": 1}', limits=Limits(timeout_s=1.0))
+        assert hung.error is not None and hung.error.kind == "timeout"
+        bad = sandbox.run(CAPABILITY, "not_json", '{"x": 1}', limits=Limits(timeout_s=5.0))
+        assert bad.error is not None and bad.error.kind == "invalid_output"
+        assert "not JSON-serialisable" in bad.error.message
+    finally:
+        sandbox.close()  # it did not connect: the module's cluster stays up
+    assert ray_cluster.is_initialized()

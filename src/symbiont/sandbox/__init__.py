@@ -5,7 +5,8 @@
     result = sandbox.run(source, "main", '{"x": 1}', Permissions(), Limits())
 
 Tiers are imported lazily: `wasm` pulls in wasmtime, `process` starts worker processes on
-first use, `inprocess` is no isolation at all and must be asked for by name.
+first use, `inprocess` is no isolation at all and must be asked for by name, `ray` sends
+each call to a Ray cluster and runs it there in the process tier (`symbiont[ray]`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from symbiont.sandbox.base import (
     SandboxResult,
 )
 
-TIERS = ("wasm", "process", "inprocess")
+TIERS = ("wasm", "process", "inprocess", "ray")
 
 
 def get_sandbox(tier: str = "wasm", **options: Any) -> Sandbox:
@@ -50,6 +51,10 @@ def get_sandbox(tier: str = "wasm", **options: Any) -> Sandbox:
         if options:
             raise SandboxError(f"the inprocess tier takes no options, got {sorted(options)}")
         return InProcessSandbox()
+    if tier == "ray":  # runs on a Ray cluster, in the process tier (`inner=`) on the worker
+        from symbiont.sandbox.ray_tier import RaySandbox
+
+        return RaySandbox(**options)
     raise SandboxError(f"unknown sandbox tier {tier!r}; choose one of {', '.join(TIERS)}")
 
 

@@ -35,16 +35,19 @@ cross from worker to driver as JSON text, never as pickled objects of the candid
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import dataclasses
+import functools
 import importlib
 import json
 import resource
 import time
 import types
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from symbiont import _ray
 from symbiont.diagnostics import Diagnostic
 from symbiont.errors import SymbiontError
 from symbiont.evaluation import Score
@@ -55,6 +58,8 @@ if TYPE_CHECKING:
     from symbiont.evaluation import Check
     from symbiont.evolvable import Evolvable
 
+MAX_IN_FLIGHT = 256  # evaluations one RayExecutor waits for at once (threads, mostly asleep)
+
 __all__ = [
     "Executor",
     "ExecutorError",
@@ -64,8 +69,6 @@ __all__ = [
     "import_path",
     "resolve",
 ]
-
-RAY_INSTALL_HINT = "pip install 'symbiont[ray]'"
 
 
 class ExecutorError(SymbiontError):
@@ -186,16 +189,6 @@ def import_path(obj: Any, what: str = "function") -> str:
 # -- Ray -----------------------------------------------------------------------------------------
 
 
-def _import_ray() -> Any:
-    try:
-        import ray
-    except ImportError as exc:
-        raise ExecutorError(
-            f"RayExecutor needs Ray, which is not installed ({exc}): {RAY_INSTALL_HINT}"
-        ) from None
-    return ray
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Plan:
     """What every task of one search carries besides the candidate."""
@@ -230,7 +223,8 @@ class RayExecutor:
         init_options: dict[str, Any] | None = None,
         task_options: dict[str, Any] | None = None,
     ) -> None:
-        self._ray = _import_ray()  # at once: a missing Ray is said before a search starts
+        # at once: a missing Ray is said before a search starts
+        self._ray = _ray.import_ray("RayExecutor", ExecutorError)
         for name, value in (("start_timeout_s", start_timeout_s), ("grace_s", grace_s)):
             if not (isinstance(value, int | float) and value >= 0):
                 raise ValueError(f"{name} must be a number of seconds ≥ 0, not {value!r}")
@@ -247,6 +241,7 @@ class RayExecutor:
         self._plans: dict[str, _Plan] = {}
         self._remote: Any = None
         self._connected_here = False
+        self._threads: ThreadPoolExecutor | None = None
 
     def open(self, handle: Evolvable, config: SearchConfig) -> None:
         """Check that every part of the evaluation has an import path, then connect."""
@@ -271,25 +266,46 @@ class RayExecutor:
         self._plans[handle.key] = plan
 
     def _connect(self) -> None:
-        ray = self._ray
-        if not ray.is_initialized():
-            options = {"log_to_driver": False, **self.init_options}
-            try:
-                ray.init(address=self.address, **options)
-            except Exception as exc:  # ConnectionError, a bad address, ...
-                where = "a local Ray cluster" if self.address is None else repr(self.address)
-                raise ExecutorError(
-                    f"could not connect to {where}: {type(exc).__name__}: {exc}"
-                ) from None
+        if _ray.connect(self._ray, self.address, self.init_options, ExecutorError):
             self._connected_here = True
         if self._remote is None:
-            self._remote = ray.remote(_evaluate_on_worker).options(
+            self._remote = self._ray.remote(_evaluate_on_worker).options(
                 num_cpus=self.num_cpus, max_retries=0, retry_exceptions=False, **self.task_options
             )
+
+    async def evaluate_async(
+        self,
+        handle: Evolvable,
+        candidate: Any,
+        check: Check | None,
+        stages: tuple[Stage, ...],
+        *,
+        maximize: bool,
+        timeout_s: float,
+    ) -> Evaluation:
+        """`evaluate` in a thread of the executor's own (the controller awaits this when
+        it is there): a cluster takes more candidates in flight than the event loop's
+        default pool has threads (cores + 4), and each thread only waits on Ray."""
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(
+                max_workers=MAX_IN_FLIGHT, thread_name_prefix="symbiont-ray"
+            )
+        call = functools.partial(
+            self.evaluate, handle, candidate, check, stages, maximize=maximize, timeout_s=timeout_s
+        )
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+
+    def close(self) -> None:
+        """The search is over: its waiting threads end (the connection stays for the next
+        search; `shutdown` ends it)."""
+        if self._threads is not None:
+            self._threads.shutdown(wait=False)
+            self._threads = None
 
     def shutdown(self) -> None:
         """Disconnect from Ray, if this executor connected (a program's own `ray.init`
         connection is left alone)."""
+        self.close()
         if self._connected_here:
             self._ray.shutdown()
             self._connected_here = False
@@ -335,55 +351,26 @@ class RayExecutor:
         return self._wait(stream, timeout_s)
 
     def _wait(self, stream: Any, timeout_s: float) -> Evaluation:
-        """The trial's report from the task's stream: first `_STARTED` (or a report of a
-        failure to prepare), then the report."""
-        ray = self._ray
         started = time.perf_counter()
-
-        def failed(kind: str, message: str) -> Evaluation:
-            diag = Diagnostic("trial", kind, message)
-            return Evaluation(False, None, 0, kind, diag, time.perf_counter() - started)
-
-        text: Any = None
-        for phase, wait_s in (("start", self.start_timeout_s), ("run", timeout_s + self.grace_s)):
-            ready, _ = ray.wait([stream], timeout=wait_s)
-            if not ready:
-                with contextlib.suppress(Exception):
-                    ray.cancel(stream, force=True)  # kills the worker running it
-                if phase == "start":
-                    return failed(
-                        "unavailable",
-                        f"the Ray task did not start within {wait_s:g} s (a busy cluster, or "
-                        "resources it does not have); it was cancelled",
-                    )
-                return failed(
-                    "timeout",
-                    f"the trial did not finish within {timeout_s:g} s (+{self.grace_s:g} s) "
-                    "and its Ray task was cancelled; the candidate may loop forever or be far "
-                    "too slow",
-                )
-            try:
-                text = ray.get(next(stream))
-            except StopIteration:
-                return failed("exit", "the Ray task ended without reporting a result")
-            except ray.exceptions.OutOfMemoryError as exc:
-                return failed("memory", f"Ray's memory monitor killed the trial's worker: {exc}")
-            except ray.exceptions.RayTaskError as exc:  # the worker's harness failed
-                return failed("exit", f"the Ray task failed before reporting a result: {exc}")
-            except ray.exceptions.RayError as exc:  # WorkerCrashedError, NodeDiedError, ...
-                first = (str(exc).strip().splitlines() or [""])[0]
-                return failed(
-                    "crash",
-                    f"the Ray worker running the trial died ({type(exc).__name__})"
-                    + (f": {first}" if first else ""),
-                )
-            if text != _STARTED:
-                break
-        evaluation, cpu_s = _evaluation_from_json(text)
+        outcome = _ray.collect(
+            self._ray,
+            stream,
+            start_timeout_s=self.start_timeout_s,
+            run_s=timeout_s,
+            grace_s=self.grace_s,
+            what="the trial",
+        )
+        evaluation, cpu_s = _evaluation_from_json(outcome.text)
         self.cpu_s += cpu_s
-        if evaluation is None:
-            return failed("invalid_result", "the Ray worker's report was garbled")
-        return evaluation
+        if evaluation is not None:
+            return evaluation
+        kind, message = outcome.kind, outcome.message
+        if outcome.text is not None:
+            kind, message = "invalid_result", "the Ray worker's report was garbled"
+        elif kind == "timeout":
+            message += "; the candidate may loop forever or be far too slow"
+        diag = Diagnostic("trial", kind, message)
+        return Evaluation(False, None, 0, kind, diag, time.perf_counter() - started)
 
 
 # -- the worker's side ---------------------------------------------------------------------------
@@ -421,12 +408,9 @@ def _compile_on_worker(source: str, target: Any) -> Any:
     return compile_candidate(tree, node, source, target)
 
 
-_STARTED = "started"
-
-
 def _evaluate_on_worker(task_json: str) -> Iterator[str]:
     """A Ray task (a streaming generator): one candidate's evaluation, as `ForkedExecutor`
-    runs it locally. Yields `_STARTED` when the trial is about to run, then the
+    runs it locally. Yields `_ray.STARTED` when the trial is about to run, then the
     `Evaluation` as JSON text (with the trial's CPU seconds); only the latter when the
     evaluation could not be prepared."""
     from symbiont.evolvable import handle
@@ -456,7 +440,7 @@ def _evaluate_on_worker(task_json: str) -> Iterator[str]:
         failure = Evaluation(False, None, 0, "exit", diag, time.perf_counter() - started)
         yield _evaluation_to_json(failure, 0.0)
         return
-    yield _STARTED
+    yield _ray.STARTED
     cpu0 = _cpu_now()
     evaluation = evaluate(
         h,
