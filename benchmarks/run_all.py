@@ -17,7 +17,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 EXTRA_SECTIONS = ["real_model"]
-ORDER = ["call", "pipeline", "trial", "store", "sandbox_wasm", "sandbox_process", "retrieval"]
+ORDER = ["call", "pipeline", "trial", "store", "store_pg", "sandbox_wasm", "sandbox_process", "retrieval"]
 
 
 def machine() -> str:
