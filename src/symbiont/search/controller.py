@@ -187,6 +187,10 @@ class SearchController:
         self._activated = False
         timeout = handle.options.timeout_s if config.timeout_s is None else config.timeout_s
         self.timeout_s = float(timeout)
+        self._trial_options: dict[str, Any] = {
+            "maximize": config.direction == "maximize",
+            "timeout_s": self.timeout_s,
+        }
         typecheck = handle.options.typecheck if config.typecheck is None else config.typecheck
         policy = handle.options.policy if handle.options.policy is not None else DEFAULT_POLICY
         self.pipeline_config = PipelineConfig(typecheck=typecheck, policy=policy)
@@ -611,24 +615,16 @@ class SearchController:
         run = getattr(self.executor, "evaluate_async", None)
         if run is None:
             return await asyncio.to_thread(self._evaluate, candidate)
+        cfg = self.config
         evaluation: Evaluation = await run(
-            self.handle,
-            candidate,
-            self.config.check,
-            self.config.all_stages,
-            maximize=self.config.direction == "maximize",
-            timeout_s=self.timeout_s,
+            self.handle, candidate, cfg.check, cfg.all_stages, **self._trial_options
         )
         return evaluation
 
     def _evaluate(self, candidate: Any) -> Evaluation:
+        cfg = self.config
         return self.executor.evaluate(
-            self.handle,
-            candidate,
-            self.config.check,
-            self.config.all_stages,
-            maximize=self.config.direction == "maximize",
-            timeout_s=self.timeout_s,
+            self.handle, candidate, cfg.check, cfg.all_stages, **self._trial_options
         )
 
     async def _reject(self, row: CandidateRecord, revision: Revision | None, kind: str) -> None:

@@ -126,10 +126,11 @@ class _Worker:
         for fd in self.fds():
             _trial._OPEN_FDS.discard(fd)
         self.sock.close()
-        for fd in (self.out_r, self.err_r, self.pidfd):
-            if fd is not None:
+        closing: tuple[int | None, ...] = (self.out_r, self.err_r, self.pidfd)
+        for own in closing:
+            if own is not None:
                 with contextlib.suppress(OSError):
-                    os.close(fd)
+                    os.close(own)
 
 
 class WorkerPoolExecutor:
@@ -567,27 +568,29 @@ async def _wait_async(wait: _Wait) -> str:
         if wait.outcome:
             settle(wait.outcome)
 
+    polls: list[asyncio.TimerHandle] = []
+
     def check_exit() -> None:  # without a pidfd: look now and then
         if _trial._exited_nowait(worker.pid):
             wait.exited = True
             if wait.outcome:
                 settle(wait.outcome)
                 return
-        nonlocal poll_handle
-        poll_handle = loop.call_later(0.05, check_exit)
+        polls.append(loop.call_later(0.05, check_exit))
 
     for fd in watched:
         loop.add_reader(fd, on_ready, fd)
     timer = loop.call_at(
         loop.time() + max(0.0, wait.deadline - time.monotonic()), settle, "timeout"
     )
-    poll_handle = loop.call_later(0.05, check_exit) if worker.pidfd is None else None
+    if worker.pidfd is None:
+        polls.append(loop.call_later(0.05, check_exit))
     try:
         return await done
     finally:
         timer.cancel()
-        if poll_handle is not None:
-            poll_handle.cancel()
+        for handle in polls:
+            handle.cancel()
         for fd in watched:
             loop.remove_reader(fd)
 
