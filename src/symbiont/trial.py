@@ -82,6 +82,7 @@ import json
 import linecache
 import logging
 import math
+import operator
 import os
 import re
 import resource
@@ -94,6 +95,7 @@ import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import compress
 from typing import Any, NoReturn
 
 from symbiont.diagnostics import Diagnostic, caret_excerpt
@@ -429,7 +431,7 @@ def register_secret(value: str | bytes | None) -> bool:
 class _Confinement:
     """What a confined child applies; built once (again when sys.path changes)."""
 
-    key: tuple[str, ...]  # sys.path and the prefixes it was built for
+    key: tuple[str, str, list[str]]  # prefix, base prefix, a copy of sys.path: built for
     ruleset: int | None  # Landlock ruleset descriptor (close-on-exec), None without Landlock
     seccomp: _confine.SeccompProgram | None
     netns: bool  # enter a network namespace (only where seccomp cannot deny sockets)
@@ -466,7 +468,9 @@ def _probe_netns() -> str | None:
     return "unshare(CLONE_NEWNET) failed (no CAP_SYS_ADMIN and no user namespaces)"
 
 
-def _build_confinement(key: tuple[str, ...], previous: _Confinement | None) -> _Confinement:
+def _build_confinement(
+    key: tuple[str, str, list[str]], previous: _Confinement | None
+) -> _Confinement:
     report: dict[str, str] = {}
     missing: dict[str, str] = {}
     seccomp_error = _confine.seccomp_available()
@@ -525,12 +529,18 @@ def _missing(report: dict[str, str]) -> set[str]:
 
 
 def _confinement() -> _Confinement:
-    """The current confinement plan; call with _FORK_LOCK held (it may replace the ruleset)."""
+    """The current confinement plan; call with _FORK_LOCK held (it may replace the ruleset).
+
+    The check reads sys.path without touching its strings (a list compared with a copy of
+    itself skips identical items), so the parent writes no page it need not after a fork.
+    """
     global _CONFINEMENT
-    key = (sys.prefix, sys.base_prefix, *sys.path)
-    if _CONFINEMENT is None or _CONFINEMENT.key != key:
-        _CONFINEMENT = _build_confinement(key, _CONFINEMENT)
-    return _CONFINEMENT
+    c = _CONFINEMENT
+    if c is None or c.key[2] != sys.path or c.key[0] != sys.prefix or c.key[1] != sys.base_prefix:
+        c = _CONFINEMENT = _build_confinement(
+            (sys.prefix, sys.base_prefix, list(sys.path)), _CONFINEMENT
+        )
+    return c
 
 
 def confinement_report() -> dict[str, str]:
@@ -610,7 +620,7 @@ def _above_stdio(fd: int) -> int:
     return fd if fd > 2 else fcntl.fcntl(fd, fcntl.F_DUPFD, 3)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _ChildPlan:
     """What the child applies, worked out in the parent before the fork.
 
@@ -633,9 +643,10 @@ _CPUS = os.cpu_count() or 1
 
 
 def _plan(limits: TrialLimits, confine: bool) -> _ChildPlan:
-    getsignal = _signal.getsignal  # never raises for the valid signals in _SIGNALS
-    reset = [sig for sig in _SIGNALS if callable(getsignal(sig))]
-    reset.append(signal.SIGCHLD)  # if ignored (auto-reaping), a job could not wait for its own
+    # Signals with a Python handler (getsignal never raises for the valid signals in
+    # _SIGNALS); no Python-level loop, whose objects the parent would write after each fork.
+    reset = list(compress(_SIGNALS, map(callable, map(_signal.getsignal, _SIGNALS))))
+    reset.append(_SIGCHLD)  # if ignored (auto-reaping), a job could not wait for its own
     address_limit = None
     if limits.memory_bytes is not None:
         current = _address_space()
@@ -661,7 +672,11 @@ def _plan(limits: TrialLimits, confine: bool) -> _ChildPlan:
 
 
 # (key, names of the credential-like variables, their regions), see _environment_regions.
-_ENV_CACHE: tuple[Any, tuple[bytes, ...], tuple[tuple[Any, Any], ...]] = (None, (), ())
+_ENV_CACHE: tuple[tuple[tuple[int, ...], list[Any]], tuple[bytes, ...], tuple[Any, ...]] = (
+    ((-1,), []),  # no environment array starts with the address -1: the first call scans
+    (),
+    (),
+)
 
 
 def _environment_regions() -> tuple[tuple[Any, Any], ...]:
@@ -671,18 +686,19 @@ def _environment_regions() -> tuple[tuple[Any, Any], ...]:
     Every change through `os.environ` or `putenv` changes the C-level `environ` array
     (setenv puts a new string in, unsetenv takes one out), except setting a variable to the
     value it already has: the C string is reused, but `os.environ` holds a new bytes object.
-    So the key is the C array's entries plus the id and length of the credentials' values,
-    which also spares the parent touching (and, after a fork, copying) the other values.
+    So the key is the C array's entries plus the very objects that hold the credentials'
+    values (compared by identity), which also spares the parent touching (and, after a
+    fork, copying) the other values.
     """
     global _ENV_CACHE
-    key, names, regions = _ENV_CACHE
+    (c_strings, held), names, regions = _ENV_CACHE
     data = os.environ._data  # type: ignore[attr-defined]
-    now = (tuple(_confine.c_environ()), [(id(v), len(v)) for v in map(data.get, names) if v])
-    if now != key:
+    values = list(map(data.get, names))
+    if not (_confine.c_environ_is(c_strings) and all(map(operator.is_, values, held))):
         regions = _confine.as_pointers(_confine.environment_regions())
         names = tuple(n for n in data if _confine.SECRET_NAME.search(n))
-        now = (now[0], [(id(v), len(v)) for v in map(data.get, names) if v])
-        _ENV_CACHE = (now, names, regions)
+        values = list(map(data.get, names))
+        _ENV_CACHE = ((tuple(_confine.c_environ()), values), names, regions)
     return regions
 
 
@@ -712,6 +728,7 @@ def _prepare_stdio() -> None:
 
 _STDIO: tuple[io.TextIOWrapper, io.TextIOWrapper, io.TextIOWrapper] | None = None
 _SIGNALS = tuple(int(s) for s in signal.valid_signals())
+_SIGCHLD = int(signal.SIGCHLD)
 
 
 def _quietly(call: Callable[..., Any], *args: Any) -> None:
@@ -777,7 +794,7 @@ def _child_setup(
     return result_w, old, (sys.stdout, sys.stderr)
 
 
-_STATM: tuple[int, int, tuple[int, int]] | None = None  # (pid, fd, (st_dev, st_ino))
+_STATM: tuple[int, int] | None = None  # (pid, descriptor of /proc/self/statm)
 
 
 def _address_space() -> int | None:
@@ -785,23 +802,28 @@ def _address_space() -> int | None:
 
     The file stays open (close-on-exec) and is read with pread, which the kernel answers
     afresh: opening it costs more than the read. Reopened in a forked process (the
-    descriptor would show the parent) or when the number no longer names that file.
+    descriptor would show the parent) and when a read fails or does not look like statm
+    (seven numbers: someone closed the descriptor, and the number may name another file).
     """
     global _STATM
     pid = os.getpid()
     if _STATM is not None and _STATM[0] == pid:
-        try:
-            st = os.fstat(_STATM[1])
-            if (st.st_dev, st.st_ino) == _STATM[2]:
-                return int(os.pread(_STATM[1], 128, 0).split()[0]) * _PAGE_SIZE
-        except (OSError, ValueError, IndexError):  # closed by someone: open it again
-            pass
+        size = _statm_size(_STATM[1])
+        if size is not None:
+            return size
     try:
         fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
-        st = os.fstat(fd)
-        _STATM = (pid, fd, (st.st_dev, st.st_ino))
-        return int(os.pread(fd, 128, 0).split()[0]) * _PAGE_SIZE
-    except (OSError, ValueError, IndexError):
+    except OSError:
+        return None
+    _STATM = (pid, fd)
+    return _statm_size(fd)
+
+
+def _statm_size(fd: int) -> int | None:
+    try:
+        fields = os.pread(fd, 256, 0).split()
+        return int(fields[0]) * _PAGE_SIZE if len(fields) == 7 and fields[6].isdigit() else None
+    except (OSError, ValueError):
         return None
 
 

@@ -328,6 +328,21 @@ def c_environ() -> list[int]:
     return out
 
 
+def c_environ_is(addresses: tuple[int, ...]) -> bool:
+    """Does the C-level environment hold exactly these string addresses, in this order?
+
+    What `c_environ() == list(addresses)` says, without building the list: it stops at
+    the first difference, so it never reads past the array's NULL terminator.
+    """
+    entries = _ENVIRON
+    if not entries:
+        return not addresses
+    for i, address in enumerate(addresses):
+        if entries[i] != address:
+            return False
+    return not entries[len(addresses)]
+
+
 def scrub_environment(regions: Iterable[tuple[int, int]], block: tuple[int, int] | None) -> None:
     """Empty the environment and overwrite its values in memory.
 
