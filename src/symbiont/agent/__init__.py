@@ -6,7 +6,7 @@
 - `Agent` — the task agent: retrieves the top-k capabilities for a task, runs one in the
   sandbox, or has a new one written when none fits; ends on an answer or a step limit;
 - `MutationAgent` — writes, builds and tests a capability until `complete` may store it;
-- `TranscriptStore` — every step of every run, in the library's store file;
+- `TranscriptStore` — every step of every run, in the library's store (`store.transcripts`);
 - `prompts.TEMPLATES` — every prompt, shown by `symbiont prompts`.
 """
 
@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from symbiont.agent.task import OUTCOMES, Agent, AgentResult
     from symbiont.agent.transcripts import Transcript, TranscriptNotFound, TranscriptStore
 
-# Imported lazily: the store's migrations read `symbiont.agent.transcripts.TRANSCRIPT_DDL`
-# and must not pull in the agents (and through them the library) while the store loads.
+# Imported lazily: `import symbiont.agent` should not pull in the agents (and through them
+# the library, the sandbox and the models) until a name is used.
 _WHERE = {
     "AgentEvent": "symbiont.agent._recorder",
     "MutationAgent": "symbiont.agent.mutation",

@@ -6,8 +6,8 @@ lib.import_dir("examples/hr")
 lib.search("how much is employee E007 paid")[0].capability.id   # 'get_salary_details'
 lib.run("get_salary_details", {"employee_id": "E007"}).output
 
-Names are imported lazily: the store imports `symbiont.library.schema` (plain DDL) for its
-migrations and should not pay for the whole library.
+Names are imported lazily: the store's capability repository imports
+`symbiont.library.capability` (plain data) and should not pay for the whole library.
 """
 
 from __future__ import annotations
