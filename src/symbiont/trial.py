@@ -321,16 +321,18 @@ _SCAN = _DECODER.scan_once  # what JSONDecoder.decode calls, minus two regex mat
 
 
 def _child_encoder() -> Callable[[Any], str]:
-    """`_ENCODER.encode` with its C encoder built once, for the forked child, where each
+    """`_ENCODER.encode` with its C encoder built once, for a forked child, where each
     object built per call is a page fault. Not for threads: the encoder's dict of objects
-    being encoded (the circular-reference check) is shared, and an exception mid-way leaves
-    entries in it, so a child uses it for its one success envelope and nothing else."""
+    being encoded (the circular-reference check) is shared. An exception part-way leaves
+    entries, and the objects they hold, in it: it is emptied before each use (a pool worker
+    encodes many results)."""
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:  # no C accelerator
         return _ENCODER.encode
+    markers: dict[int, Any] = {}
     try:
         encoder = make(
-            {},
+            markers,
             _ENCODER.default,
             json.encoder.encode_basestring_ascii,
             None,
@@ -344,6 +346,7 @@ def _child_encoder() -> Callable[[Any], str]:
         return _ENCODER.encode
 
     def encode(obj: Any) -> str:
+        markers.clear()
         return "".join(encoder(obj, 0))
 
     return encode
@@ -578,7 +581,8 @@ def _confine_child(result_w: int, plan: _ChildPlan) -> int:
     step = "death with the parent, not dumpable"
     try:
         if _PRCTL is not None:  # Linux
-            # Done best-effort for every fork in _child_limits; here a failure stops the trial.
+            # An unconfined fork does these best-effort (_child_limits); here a failure
+            # stops the trial.
             _confine.die_with_parent(plan.parent_pid)
             _confine.set_not_dumpable()
         step = "wiping secrets and the environment"
@@ -747,9 +751,9 @@ def _child_setup(
     """Make the forked child safe to run a job in.
 
     Returns the result pipe's descriptor (possibly renumbered), objects to keep alive until
-    `_exit`, and the child's own stdout and stderr objects (to flush at the end). Written
-    with plain try/except and no helpers where it can be: each object the child touches is
-    a page it copies.
+    `_exit`, and the child's own stdout and stderr objects (to flush at the end). Each
+    object the child touches here is a page it copies, so the steps are plain calls
+    (best-effort ones through `_quietly`) on values the parent worked out (`_plan`).
     """
     if result_w < 3 or out_w < 3 or err_w < 3:  # a parent with closed stdio hands out 0-2
         result_w, out_w, err_w = _above_stdio(result_w), _above_stdio(out_w), _above_stdio(err_w)
