@@ -239,6 +239,19 @@ def test_a_spare_worker_is_confined_like_a_fresh_one_and_keeps_to_its_limits() -
     assert tight_first["wrote"] == tight_spared["wrote"] == errno.EFBIG
 
 
+def test_a_worker_that_cannot_confine_itself_says_so_and_runs_nothing() -> None:
+    """Limits the kernel refuses (a negative memory limit: tmpfs and setrlimit reject it)
+    make confinement fail: every call, whether its worker was forked for it or confined
+    ahead as the spare, ends as a setup failure; the capability never runs."""
+    bad = Limits(memory_bytes=-1)
+    with ProcessSandbox(preload=()) as one:
+        results = [one.run(ADD, "main", '{"a": 1, "b": 2}', limits=bad) for _ in range(4)]
+        assert one.run(ADD, "main", '{"a": 1, "b": 2}').output == 3  # still healthy
+    for result in results:
+        assert result.error is not None and result.error.kind == "crash", result
+        assert "setup failed" in result.error.message and result.output is None
+
+
 def test_without_a_spare_worker_every_call_forks_its_own() -> None:
     with ProcessSandbox(preload=(), _without=("spare worker",)) as one:
         outputs = [one.run(ADD, "main", '{"a": 1, "b": 2}').output for _ in range(3)]

@@ -91,6 +91,28 @@ def _check(res: int, what: str) -> int:
     return res
 
 
+def ruleset_attr(abi: int) -> bytes:
+    """`struct landlock_ruleset_attr` for `abi`: what the ruleset handles (see
+    `create_ruleset`)."""
+    fs = handled_fs(abi)
+    net = NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0
+    scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0
+    if abi >= 6:
+        return struct.pack("=QQQ", fs, net, scoped)
+    if abi >= 4:
+        return struct.pack("=QQ", fs, net)
+    return struct.pack("=Q", fs)
+
+
+def path_rule(abi: int, fd: int, rights: int) -> bytes:
+    """`struct landlock_path_beneath_attr` granting `rights` beneath `fd` (an O_PATH fd),
+    less the rights `abi` does not know and, for a file, those not valid on a file."""
+    allowed = rights & handled_fs(abi)
+    if not stat.S_ISDIR(os.fstat(fd).st_mode):
+        allowed &= FILE_RIGHTS
+    return struct.pack("=Qi", allowed, fd)
+
+
 def create_ruleset(abi: int, rules: list[tuple[int, int]]) -> int:
     """A ruleset descriptor for `rules`: (O_PATH fd of a file or folder, allowed rights).
 
@@ -101,15 +123,7 @@ def create_ruleset(abi: int, rules: list[tuple[int, int]]) -> int:
     any number of processes: a forking parent builds it once and each child only calls
     `restrict_self`.
     """
-    fs = handled_fs(abi)
-    net = NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0
-    scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0
-    if abi >= 6:
-        attr = struct.pack("=QQQ", fs, net, scoped)
-    elif abi >= 4:
-        attr = struct.pack("=QQ", fs, net)
-    else:
-        attr = struct.pack("=Q", fs)
+    attr = ruleset_attr(abi)
     buf = ctypes.create_string_buffer(attr, len(attr))
     ruleset = _check(
         _syscall(
@@ -122,10 +136,7 @@ def create_ruleset(abi: int, rules: list[tuple[int, int]]) -> int:
     )
     try:
         for fd, rights in rules:
-            allowed = rights & fs
-            if not stat.S_ISDIR(os.fstat(fd).st_mode):
-                allowed &= FILE_RIGHTS
-            rule = ctypes.create_string_buffer(struct.pack("=Qi", allowed, fd), 12)
+            rule = ctypes.create_string_buffer(path_rule(abi, fd, rights), 12)
             _check(
                 _syscall(
                     ctypes.c_long(SYS_LANDLOCK_ADD_RULE),

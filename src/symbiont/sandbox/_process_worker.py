@@ -37,6 +37,7 @@ Frames on the call socket: 1 type byte + 4-byte big-endian length + payload.
 
 from __future__ import annotations
 
+import _signal
 import contextlib
 import ctypes
 import importlib
@@ -323,14 +324,62 @@ def _install_seccomp(pid: int) -> None:
     _shared.install_seccomp(_seccomp_program(), pid)
 
 
+def _bound_syscall(*argtypes: Any) -> Any:
+    """libc's `syscall` bound with its own argument types (a fresh function object each)."""
+    fn = ctypes.CDLL(None, use_errno=True)["syscall"]
+    fn.restype = ctypes.c_long
+    fn.argtypes = [ctypes.c_long, *argtypes]
+    return fn
+
+
+_ll_create = _bound_syscall(ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32)
+_ll_add = _bound_syscall(ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32)
+_ll_restrict = _bound_syscall(ctypes.c_int, ctypes.c_uint32)
+
+
+class _LandlockPlan:
+    """A worker's Landlock domain, prepared once in the zygote: the ruleset attribute and a
+    rule for every read-only path and device (rights fitted to folder or file), in ctypes
+    buffers. A worker adds the one rule only it can know, its own scratch tmpfs, with four
+    kinds of system call and no ctypes object built after the fork (each would cost
+    copy-on-write page faults). The same rules as `_landlock.restrict` would make."""
+
+    def __init__(self, abi: int, rules: list[tuple[int, int]]) -> None:
+        attr = _landlock.ruleset_attr(abi)
+        self.attr = ctypes.create_string_buffer(attr, len(attr))
+        self.rules = [
+            ctypes.create_string_buffer(_landlock.path_rule(abi, fd, rights), 12)
+            for fd, rights in rules
+        ]
+        self.scratch_rights = _landlock.READ_WRITE & _landlock.handled_fs(abi)
+        self.scratch = ctypes.create_string_buffer(12)
+
+    def restrict(self, scratch_fd: int) -> None:
+        """Enter the domain (needs no-new-privs first); `scratch_fd`: O_PATH of /scratch."""
+        ruleset = _ll_create(_landlock.SYS_LANDLOCK_CREATE_RULESET, self.attr, len(self.attr), 0)
+        if ruleset < 0:
+            raise OSError(ctypes.get_errno(), "landlock_create_ruleset")
+        try:
+            struct.pack_into("=Qi", self.scratch, 0, self.scratch_rights, scratch_fd)
+            for rule in (*self.rules, self.scratch):
+                if _ll_add(_landlock.SYS_LANDLOCK_ADD_RULE, ruleset, 1, rule, 0) != 0:
+                    raise OSError(ctypes.get_errno(), "landlock_add_rule")
+            if _ll_restrict(_landlock.SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0) != 0:
+                raise OSError(ctypes.get_errno(), "landlock_restrict_self")
+        finally:
+            os.close(ruleset)
+
+
 def _confine(
     sock: socket.socket, req: dict[str, Any], zygote: dict[str, Any], ro_fds: list[int]
 ) -> None:
     """Everything between fork and running the capability; raises if a protection fails."""
     os.setsid()  # own session and process group: kill(0, ...) reaches only ourselves
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversize writes raise EFBIG instead
+    # `_signal.signal`: `signal.signal` wraps the old handler in an enum, whose machinery
+    # alone costs a forked child dozens of page copies.
+    for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGCHLD):
+        _signal.signal(sig, _signal.SIG_DFL)
+    _signal.signal(_signal.SIGXFSZ, _signal.SIG_IGN)  # oversize writes raise EFBIG instead
     limits = req["limits"]
     enabled = zygote["enabled"]
     if enabled["IPC namespace"]:
@@ -354,7 +403,8 @@ def _confine(
         rlimits[resource.RLIMIT_NPROC] = (zygote["max_tasks"],) * 2
     for which, value in rlimits.items():
         resource.setrlimit(which, value)
-    os.environ.clear()  # calls unsetenv for each key: nothing from the host remains
+    if os.environ:  # the zygote cleared its own; should anything have set one since
+        os.environ.clear()  # calls unsetenv for each key: nothing from the host remains
     if enabled["unprivileged uid"]:
         _become_worker_user(zygote["uid"], zygote["gid"])
     _shared.set_no_new_privs()
@@ -362,10 +412,7 @@ def _confine(
         # Per call: a rule on the /scratch mount point would not cover the tmpfs on it
         # (Landlock skips hidden mount points), so the rule names this call's tmpfs.
         scratch_fd = os.open(".", os.O_PATH | os.O_CLOEXEC)
-        rules = [(fd, _landlock.READ_ONLY) for fd in ro_fds]
-        rules.append((scratch_fd, _landlock.READ_WRITE))
-        rules += [(fd, rights) for fd, rights in zygote["dev_rules"]]
-        _landlock.restrict(zygote["landlock_abi"], rules)
+        zygote["landlock"].restrict(scratch_fd)
         os.close(scratch_fd)
     keep = sock.fileno()
     os.closerange(3, keep)
@@ -533,25 +580,32 @@ def _spare_worker(
     limits of the call before), then wait on the zygote's channel for the call socket.
 
     Nothing of any capability has run in it when the socket arrives, so it reports itself
-    confined (b"K") like a fresh worker. A spare that cannot confine itself just exits:
-    the zygote then forks per call, and that worker reports the failure to its caller.
+    confined (b"K") like a fresh worker; or, if a confinement step failed, reports that
+    (b"S") to the call it was handed and exits, as a fresh worker would.
     """
     chan = socket.socket(fileno=chanfd)
-    code = EXIT_SETUP_FAILED
+    code = 0
+    failure = None
     try:
-        _confine(chan, req, zygote, ro_fds)
-        code = 0
+        try:
+            _confine(chan, req, zygote, ro_fds)
+        except BaseException as exc:
+            failure = f"sandbox setup failed, the capability was not run: {exc!r}"
         _msg, fds, _flags, _addr = socket.recv_fds(chan, 16, 1)
         if len(fds) != 1:
             return  # the zygote discarded this spare
         chan.close()
         sock = socket.socket(fileno=fds[0])
+        if failure is not None:
+            send_frame(sock, b"S", json.dumps({"message": failure}).encode())
+            code = EXIT_SETUP_FAILED
+            return
         send_frame(sock, b"K", b"")
         code = _serve(sock)
     except MemoryError:
         code = EXIT_OUT_OF_MEMORY
     except BaseException:
-        code = code or 70
+        code = 70
     finally:
         os._exit(code)
 
@@ -662,11 +716,15 @@ def main() -> None:
         zygote, found, paths = _isolate_zygote(tuple(config.get("without", ())))
         found["PID namespace"] = _enter_pid_namespace()
         ro_fds = [os.open(p, os.O_PATH | os.O_CLOEXEC) for p in paths]
-        dev_rules: list[tuple[int, int]] = []
+        rules = [(fd, _landlock.READ_ONLY) for fd in ro_fds]
         for path, rights in _DEVICES:
             with contextlib.suppress(OSError):
-                dev_rules.append((os.open(path, os.O_PATH | os.O_CLOEXEC), rights))
-        zygote["dev_rules"] = dev_rules
+                rules.append((os.open(path, os.O_PATH | os.O_CLOEXEC), rights))
+        if zygote["enabled"]["landlock"]:
+            zygote["landlock"] = _LandlockPlan(zygote["landlock_abi"], rules)
+        # Its few variables (locale, BLAS threads) did their work at start-up and import:
+        # gone now, so no worker has any to clear.
+        os.environ.clear()
         # Spares need the per-worker scratch tmpfs; "spare worker" in `without`: none.
         zygote["spares"] = zygote["enabled"]["mount namespace"] and "spare worker" not in (
             config.get("without", ())
@@ -792,10 +850,9 @@ def _serve_calls(ctrl: socket.socket, zygote: dict[str, Any], ro_fds: list[int])
 
     while True:
         for fd, _event in poller.poll():
-            if spare is not None and fd == spare.pidfd:  # the spare died unused
-                # One that could not confine itself: from now on a worker per call, which
-                # reports why to its caller.
-                spares = os.waitstatus_to_exitcode(drop_spare(kill=False)) != EXIT_SETUP_FAILED
+            if spare is not None and fd == spare.pidfd:  # the spare died unused: odd,
+                drop_spare(kill=False)  # so from now on a worker per call
+                spares = False
                 continue
             if fd in running:
                 reap(fd)

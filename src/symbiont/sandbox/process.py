@@ -186,8 +186,14 @@ class _Zygote:
     def __init__(self, preload: tuple[str, ...], without: tuple[str, ...] = ()) -> None:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         package_root = str(Path(symbiont.__file__).resolve().parent.parent)
+        # `symbiont` is a bare package in the zygote, as in the wasm guest: a capability gets
+        # `symbiont.host`; the package's __init__ (the evolvable machinery, and with it
+        # `threading`, whose after-fork hook alone costs every worker ~150 page copies)
+        # is not loaded.
         code = (
-            "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+            "import sys, types; root = sys.argv.pop(1); sys.path.insert(0, root); "
+            "pkg = types.ModuleType('symbiont'); pkg.__path__ = [root + '/symbiont']; "
+            "sys.modules['symbiont'] = pkg; "
             "from symbiont.sandbox._process_worker import main; main()"
         )
         config = json.dumps({"preload": list(preload), "without": list(without)})
