@@ -602,7 +602,8 @@ def _confine_child(result_w: int, plan: _ChildPlan) -> int:
             _confine.drop_capabilities(bounding=c.seccomp is None)  # seccomp denies execve
         if c.seccomp is not None:
             step = "seccomp"
-            _confine.install_seccomp(c.seccomp, os.getpid())
+            # Landlock set no-new-privs already (both need it).
+            _confine.install_seccomp(c.seccomp, os.getpid(), no_new_privs=c.ruleset is None)
     except Exception as exc:
         raise _ConfinementError(f"confining the trial failed at {step}: {exc}") from None
     return result_w

@@ -457,26 +457,20 @@ def drop_capabilities(*, bounding: bool = True) -> None:
         _raise_errno("capset")
 
 
-def install_seccomp(program: SeccompProgram, pid: int) -> None:
+def install_seccomp(program: SeccompProgram, pid: int, *, no_new_privs: bool = True) -> None:
     """The seccomp filter, with `pid` as the only target signals may reach. Last step.
 
     Patches the program's own buffer: call it in a forked child (the parent's copy keeps
-    the placeholder).
+    the placeholder). `no_new_privs=False` when the caller has set it already (Landlock
+    needs it too), which saves a system call.
     """
-    if program.buffer is None:
+    if program.words is None or program.fprog_pointer is None:  # made without its buffers
         _seccomp.install_program(program.for_pid(pid))
         return
-    if program.words is not None:
-        words = program.words
-        for index in program.pid_words:
-            words[index] = pid
-    else:
-        for offset in program.pid_offsets:
-            struct.pack_into("=I", program.buffer, offset + 4, pid)
-    set_no_new_privs()
-    if program.fprog_pointer is not None:
-        done = _raw_prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, program.fprog_pointer, 0, 0)
-    else:
-        done = _prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(program.fprog), 0, 0)
-    if done != 0:
+    words = program.words
+    for index in program.pid_words:
+        words[index] = pid
+    if no_new_privs:
+        set_no_new_privs()
+    if _raw_prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, program.fprog_pointer, 0, 0) != 0:
         _raise_errno("prctl(PR_SET_SECCOMP)")
