@@ -71,8 +71,6 @@ def _unprototyped(name: str) -> Any:
 # ctypes function would build it, and every page written on the way is a copy-on-write
 # fault). A child's calls are the unprototyped ones, given small ints or ctypes objects made
 # beforehand: converting arguments through argtypes costs it more page copies than the call.
-_ulong = ctypes.c_ulong
-_prctl = _function("prctl", ctypes.c_int, ctypes.c_int, _ulong, _ulong, _ulong, _ulong)
 _clearenv = _function("clearenv", ctypes.c_int)
 _raw_prctl = _unprototyped("prctl")
 _raw_syscall = _unprototyped("syscall")
