@@ -204,3 +204,124 @@ def test_the_guest_refuses_huge_arguments_itself(wasm: Sandbox) -> None:
     result = wasm.run(source, "main", "{}", Permissions(), Limits(memory_bytes=512 << 20))
     assert result.ok, result.error
     assert result.output[0] == "too_large"
+
+
+# -- hashing: flooding, and hash order as a channel between calls ------------------------------
+#
+# Every wasm instance starts from one snapshot, so `hash()` of a string is the same in all of
+# them (the secret is drawn once per build; docs/security.md says why it cannot be drawn per
+# instance). What that could give an attacker, tried here: colliding keys that slow a call,
+# and a way to carry something from one call to the next through hash order or interning.
+
+
+def _fnv_multicollision(stages: int) -> list[str]:
+    """2**stages strings with one hash under every secret of CPython's 32-bit FNV (the
+    string hash of CPython built for wasm32, `sys.hash_info.algorithm == 'fnv'`).
+
+    FNV there mixes 4-byte words as x = (1000003 * x) ^ word; words that differ only in
+    bit 31 make states that differ only in bit 31 (the multiplier is odd), which the next
+    word, flipped in bit 31 too, cancels: the pair of words can be swapped for its flipped
+    twin whatever the secret. Latin-1 characters keep one byte per character.
+    """
+    pairs = [
+        (f"ab{chr(97 + i)}d" + "efgh", f"ab{chr(97 + i)}\xe4" + "efg\xe8") for i in range(stages)
+    ]
+    keys = [""]
+    for plain, flipped in pairs:
+        keys = [k + plain for k in keys] + [k + flipped for k in keys]
+    return [k + "tail" for k in keys]
+
+
+def _flood_keys(tier: str, n_log2: int) -> list[object]:
+    """Keys that all collide in the tier's hash tables, built without knowing its secret:
+    the FNV multicollision on wasm; on the process tier (SipHash for strings) integers,
+    whose hash is the value modulo 2**61 - 1 under every seed."""
+    if tier == "wasm":
+        return _fnv_multicollision(n_log2)
+    return [k * (2**61 - 1) for k in range(1, 2**n_log2 + 1)]
+
+
+VICTIM = "def main(keys):\n    return len(set(keys))\n"
+
+
+def test_flood_keys_collide_whatever_the_secret(sandbox: Sandbox) -> None:
+    """The claim the docs make: these keys need no knowledge of the instance's secret."""
+    keys = _flood_keys(sandbox.tier, 6)
+    source = "def main(keys):\n    return len({hash(k) for k in keys})\n"
+    result = sandbox.run(source, "main", json.dumps({"keys": keys}))
+    assert result.ok, result.error
+    assert result.output == 1, "the flood keys do not all collide on this tier"
+
+
+def test_a_hash_flood_costs_only_the_flooded_call(sandbox: Sandbox) -> None:
+    """A benign capability fed colliding keys (2**15 on the process tier, 2**13 on wasm:
+    quadratic set building) runs into its own time limit; a call of another capability
+    meanwhile answers as usual, and the host is as before."""
+    import threading
+
+    keys = _flood_keys(sandbox.tier, 13 if sandbox.tier == "wasm" else 15)
+    threads = _status("Threads")
+    flooded: list[SandboxResult] = []
+    started = time.monotonic()
+    worker = threading.Thread(
+        target=lambda: flooded.append(
+            sandbox.run(
+                VICTIM, "main", json.dumps({"keys": keys}), Permissions(), Limits(timeout_s=1.0)
+            )
+        )
+    )
+    worker.start()
+    time.sleep(0.3)
+    _assert_healthy(sandbox)  # while the flood runs
+    worker.join(30)
+    elapsed = time.monotonic() - started
+    assert flooded and flooded[0].error is not None, "the flooded call finished: no flood"
+    assert flooded[0].error.kind == "timeout", flooded[0].error
+    assert elapsed < 6.0, f"a 1 s call under a hash flood took {elapsed:.1f} s"
+    _assert_healthy(sandbox)
+    time.sleep(0.3)
+    assert _status("Threads") <= threads + 2, (threads, _status("Threads"))
+
+
+_WRITER = (
+    "import sys, builtins, json\n"
+    "def main(bit):\n"
+    "    if bit:\n"
+    "        kept = [sys.intern('mark%d' % i) for i in range(20000)]\n"
+    "        json._planted = {'mark%d' % i for i in range(5000)}\n"
+    "        builtins._planted = kept\n"
+    "        sys.modules['_planted'] = json\n"
+    "    return bit\n"
+)
+_PROBE = (
+    "import sys, builtins\n"
+    "def main():\n"
+    "    fresh = ['mark%d' % i for i in (1, 2, 3, 40, 500, 19999)]\n"
+    "    return {\n"
+    "        'hash': [hash(s) for s in fresh],\n"
+    "        'order': list({''.join(['k', str(i)]) for i in range(64)}),\n"
+    "        'mixed': list({'append', 'json', 'sys', ''.join(['app', 'end2']), 'mark7'}),\n"
+    "        'interned': [sys.intern(s) is s for s in fresh],\n"
+    "        'planted': [hasattr(builtins, '_planted'), '_planted' in sys.modules,\n"
+    "                    hasattr(sys.modules['json'], '_planted')],\n"
+    "    }\n"
+)
+
+
+def test_nothing_passes_from_one_call_to_the_next_through_hashing(sandbox: Sandbox) -> None:
+    """A call tries to leave a bit for the next one: interning 20,000 strings (would the
+    next call's `sys.intern` hand back an older object?), a large set in a module, names
+    in builtins. The next call's hashes, set orders and interning are the same whichever
+    bit was left, and the same as in a call after none."""
+    probe = sandbox.run(_PROBE, "main", "{}")
+    assert probe.ok, probe.error
+    seen = []
+    for bit in (1, 0, 1):
+        wrote = sandbox.run(_WRITER, "main", json.dumps({"bit": bit}))
+        assert wrote.ok and wrote.output == bit, wrote.error
+        after = sandbox.run(_PROBE, "main", "{}")
+        assert after.ok, after.error
+        seen.append(after.output)
+    assert probe.output["interned"] == [True] * 6 and probe.output["planted"] == [False] * 3
+    for output in seen:
+        assert output == probe.output

@@ -27,6 +27,10 @@ Confinement, from the inside out:
 - Memory: `Store.set_limits(memory_size=...)`; CPython raises MemoryError inside, which
   the guest reports as "memory".
 - Output: the result JSON is capped at `max_output_bytes`, logs at `max_log_bytes`.
+- Hashing: every instance has the snapshot's string-hash secret (one per build; a new one
+  per instance would need every cached hash and table of the snapshot heap rebuilt, which
+  nothing in the toolchain can do). What that gives a capability, and what bounds it, is
+  in docs/security.md ("One string-hash secret per build").
 
 Start-up cost matters here (a new process that makes one call should take well under
 300 ms), so modules only some calls need (logging, the host functions and their network
