@@ -332,3 +332,21 @@ def test_another_process_promoting_meanwhile_wins_the_compare_and_set(runtime) -
     assert store.get_function(fid).active_number == 0
     assert [a.reason for a in store.activations(fid)][-2:] == ["search", "other process"]
     assert report.best is not None and report.best.number == second  # still the search's best
+
+
+def test_of_two_new_bests_in_flight_the_better_one_ends_up_live(runtime) -> None:
+    # Pairs of candidates that both beat the active revision finish their trials at about
+    # the same time; whichever is recorded second must still be judged against the first
+    # one's promotion, so the better of the two is live at the end of every round.
+    for rnd in range(6):
+        model = ScriptedModel(
+            [peak_body(3.0 - 1.0 / (2 + 2 * rnd) - 0.001), peak_body(3.0 - 1.0 / (3 + 2 * rnd))]
+        )
+        report = runtime.search_sync(
+            t.peak, model, metric=t.score_peak, budget=Budget(evaluations=3), parallel=2,
+            islands=1, novelty_threshold=None,
+        )  # fmt: skip
+        assert report.evaluations == 3
+        assert report.best is not None and report.best_score is not None
+        assert t.peak.symbiont.active.number == report.best.number, (rnd, report.summary())
+        assert t.peak(3.0) == pytest.approx(report.best_score)

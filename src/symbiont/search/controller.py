@@ -184,7 +184,7 @@ class SearchController:
         self._model_failures = 0
         self._fruitless = 0
         self._migrated_at = 0
-        self._activated = False
+        self._promoting = asyncio.Lock()  # new bests decide their promotion one at a time
         timeout = handle.options.timeout_s if config.timeout_s is None else config.timeout_s
         self.timeout_s = float(timeout)
         self._trial_options: dict[str, Any] = {
@@ -545,10 +545,21 @@ class SearchController:
         features = self.db.describe(candidate.source, score.metrics, shape)
         base.kind, base.features = "evaluated", features
         best = self.db.best
-        new_best = best is None or cfg.better(score.value, best.score)
-        promote = new_best and self._promotion_wanted(revision)
-        expected = self.handle.active.number
-        number = await self._write(base, revision, promote_over=expected if promote else None)
+        if cfg.promote != "never" and (best is None or cfg.better(score.value, best.score)):
+            # A new best: decide and record its promotion one candidate at a time. Two
+            # candidates in flight must not both be judged against the same active
+            # revision: the second's compare-and-set would lose to the first's, and a
+            # better second one would never be promoted.
+            async with self._promoting:
+                promote = self._promotion_wanted(revision)
+                expected = self.handle.active.number
+                number, activated = await self._write(
+                    base, revision, promote_over=expected if promote else None
+                )
+                if promote:
+                    await self._promote(revision, expected, activated)
+        else:
+            number, _ = await self._write(base, revision)
         program = Program(
             number, candidate.source, score.value, features, island, parent.number,
             dict(score.metrics), dict(score.artifacts),
@@ -556,8 +567,6 @@ class SearchController:
         self.db.add(program)
         self.novelty.remember(revision.content_hash, candidate.source, number)
         self._new_best()
-        if promote:
-            await self._promote(revision, expected)
         await self._maybe_migrate()
 
     async def _propose(
@@ -640,34 +649,33 @@ class SearchController:
 
     async def _write(
         self, row: CandidateRecord, revision: Revision | None, *, promote_over: int | None = None
-    ) -> int:
-        """Record the candidate (and its revision) in one store transaction; its number.
+    ) -> tuple[int, bool]:
+        """Record the candidate (and its revision) in one store transaction: its number,
+        and whether it was made active.
 
         With `promote_over` (the active revision number the candidate was judged against)
-        the same transaction makes it active, compare-and-set; `self._activated` says
-        whether it did."""
+        the same transaction makes it active, compare-and-set."""
         row.elapsed_s = self._elapsed()
         row.at = time.time()
         h = self.handle
-        self._activated = False
         if self.repo is None or self.function_id is None or self.report.search_id is None:
-            if revision is not None:
-                with self.runtime._lock:
-                    revision.number = h.next_number()
-                    h.add_revision(revision)
-                self._activated = promote_over is not None
-            return revision.number if revision is not None else -1
+            if revision is None:
+                return -1, False
+            with self.runtime._lock:
+                revision.number = h.next_number()
+                h.add_revision(revision)
+            return revision.number, promote_over is not None
         from symbiont.runtime import _to_record
 
         record = _to_record(self.function_id, revision, number=-1) if revision else None
         cas = (promote_over,) if promote_over is not None else None
-        number, _idx, self._activated = await asyncio.to_thread(
+        number, _idx, activated = await asyncio.to_thread(
             self.repo.record_candidate, self.report.search_id, row, record, promote_over=cas
         )
         if revision is not None and number is not None:
             revision.number = number
             h.add_revision(revision)
-        return number if number is not None else -1
+        return (number if number is not None else -1), activated
 
     # -- best, promotion, migration -------------------------------------------------------
     def _new_best(self) -> bool:
@@ -692,10 +700,11 @@ class SearchController:
             return active.score is None or self.config.better(revision.score or 0.0, active.score)
         return bool(policy(revision, active))  # type: ignore[operator]
 
-    async def _promote(self, revision: Revision, expected: int) -> None:
-        """Make the recorded candidate live (the store made it active in its transaction)."""
+    async def _promote(self, revision: Revision, expected: int, activated: bool) -> None:
+        """Make the recorded candidate live (the store made it active in its transaction,
+        `activated`)."""
         h = self.handle
-        if not self._activated:  # another process promoted meanwhile: its promotion stands
+        if not activated:  # another process promoted meanwhile: its promotion stands
             await asyncio.to_thread(self.runtime._adopt_active, h)
             return
         try:
@@ -731,10 +740,11 @@ class SearchController:
         best = self.db.best
         if best is not None:
             r.best_score = best.score
-            try:
-                r.best = self.handle.revision(best.number)
-            except Exception:
-                r.best = None
+            if r.best is None or r.best.number != best.number:  # a lookup is a scan
+                try:
+                    r.best = self.handle.revision(best.number)
+                except Exception:
+                    r.best = None
         r.island_bests = [i.best.score if i.best else None for i in self.db.islands]
         r.models = self.ensemble.stats()
 
