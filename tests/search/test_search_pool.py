@@ -119,6 +119,17 @@ def test_parallel_candidates_get_a_worker_each(runtime) -> None:
     assert 1 <= pool.forks <= 2 and pool.served == 12
 
 
+def test_fewer_workers_than_candidates_in_flight_take_turns(runtime) -> None:
+    pool = WorkerPoolExecutor(workers=1)
+    model = ScriptedModel([work_body(f"return n + {k} - {k - 1}") for k in range(2, 10)])
+    report = runtime.search_sync(
+        t.work, model, metric=t.score_work, executor=pool, budget=Budget(evaluations=9),
+        parallel=3, islands=1,
+    )  # fmt: skip
+    assert report.evaluations == 9 and report.best_score == 1.0
+    assert pool.forks == 1 and pool.served == 8
+
+
 def test_a_worker_keeps_what_candidates_leave_behind_until_it_is_replaced(runtime) -> None:
     # The documented trade: candidates in one worker share its memory. The metric counts
     # the candidates its process scored before; every candidate here is equally good, so

@@ -157,6 +157,7 @@ class WorkerPoolExecutor:
         self._all: set[_Worker] = set()
         self._lock = threading.Lock()
         self._slots: threading.Semaphore | None = None
+        self._async_slots: asyncio.Semaphore | None = None
         self._job: Callable[[Any], Callable[[], Any]] | None = None
         self._key: str | None = None
         self._closed = False
@@ -185,6 +186,7 @@ class WorkerPoolExecutor:
         self._job = job_for
         self._key = handle.key
         self._slots = threading.BoundedSemaphore(self.workers or config.parallel)
+        self._async_slots = asyncio.Semaphore(self.workers or config.parallel)
         self._closed = False
         if self._forker is None:
             self._forker = ThreadPoolExecutor(1, thread_name_prefix="symbiont-pool-fork")
@@ -326,10 +328,14 @@ class WorkerPoolExecutor:
             return await asyncio.to_thread(
                 self.evaluate, handle, None, check, stages, maximize=maximize, timeout_s=timeout_s
             )
-        if self._job is None or self._key != handle.key:
+        if self._job is None or self._async_slots is None or self._key != handle.key:
             from symbiont.search.executors import ExecutorError
 
             raise ExecutorError(f"WorkerPoolExecutor.open was not called for {handle.key}")
+        async with self._async_slots:
+            return read_trial(await self._run_async(handle, candidate, timeout_s), stages)
+
+    async def _run_async(self, handle: Evolvable, candidate: Any, timeout_s: float) -> TrialResult:
         limits, request = self._prepare(handle, candidate, timeout_s)
         worker = self._take_idle()
         if worker is None:
@@ -344,7 +350,7 @@ class WorkerPoolExecutor:
                 wait.drain()
                 await asyncio.to_thread(worker.stop)
             trial, keep = self._conclude(handle, candidate, wait, outcome, started)
-            return read_trial(trial, stages)
+            return trial
         finally:
             if keep:
                 self._give_back(worker, keep)
