@@ -112,7 +112,10 @@ def one_search(executor: object, parallel: int, metric: str, n: int, offset: int
     }
 
 
-def _rows(configs: list, n: int, repeats: int, offset: int) -> tuple[list[str], int]:
+def _rows(
+    configs: list, n: int, repeats: int, offset: int, cpu: dict[tuple[str, str, int], float]
+) -> tuple[list[str], int]:
+    """One table row per (metric, config); the median CPU ms/evaluation goes into `cpu`."""
     rows = []
     for metric in ("trivial", "heavy"):
         for label, make, parallel in configs:
@@ -121,7 +124,7 @@ def _rows(configs: list, n: int, repeats: int, offset: int) -> tuple[list[str], 
                 offset += n
                 runs.append(one_search(make(), parallel, metric, n, offset))
             per_s = statistics.median(r["per_s"] for r in runs)
-            cpu_ms = statistics.median(r["cpu_ms"] for r in runs)
+            cpu_ms = cpu[metric, label, parallel] = statistics.median(r["cpu_ms"] for r in runs)
             worker = [r["worker_cpu_ms"] for r in runs if r["worker_cpu_ms"] is not None]
             rows.append(
                 f"| {metric} | {label} | {parallel} | {runs[0]['evaluations']} × {repeats} "
@@ -139,9 +142,9 @@ def main(quick: bool = False) -> str:
     load = os.getloadavg()
     forked = "forked (confined child per candidate)"
     one_search(ForkedExecutor(), 1, "trivial", 2, 10_000)  # warm-up: the first trial's set-up
-    rows, offset = _rows(
-        [(f"{forked}; Ray not loaded", ForkedExecutor, p) for p in (1, 2)], n, repeats, 0
-    )
+    cpu: dict[tuple[str, str, int], float] = {}
+    alone = f"{forked}; Ray not loaded"
+    rows, offset = _rows([(alone, ForkedExecutor, p) for p in (1, 2)], n, repeats, 0, cpu)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
@@ -157,6 +160,9 @@ def main(quick: bool = False) -> str:
     try:
         ray_executor = RayExecutor()
         one_search(ray_executor, 2, "trivial", 4, 10_000)  # warm-up: workers and imports
+        before = _tree_cpu()
+        time.sleep(5.0)
+        idle_ms = _cpu_since(before) / 5.0 * 1000  # Ray's processes, doing nothing
         on_ray = "Ray, 2 worker CPUs (confined child of a worker)"
         more, offset = _rows(
             [(f"{forked}; Ray connected", ForkedExecutor, 2)]
@@ -164,6 +170,7 @@ def main(quick: bool = False) -> str:
             n,
             repeats,
             offset,
+            cpu,
         )
         rows += more
         rows.sort(key=lambda row: "| trivial |" not in row)  # stable: trivial rows first
@@ -177,19 +184,27 @@ store, `islands=1`, no type check; only the executor differs. Ray: a local clust
 by the script, `ray.init(num_cpus=2)` (it took {start_s:.1f} s to start), each candidate
 compiled on a worker and judged in a confined child of it. Metrics: `trivial` (one call) and
 `heavy` (300,000 calls). Evaluations/s: median of {repeats} searches (the seed's evaluation
-included); the forked rows were measured first without Ray in the process, then again with
-this process connected to the cluster. CPU ms: the whole process tree (this process, every Ray process, every trial)
-per evaluation; worker CPU ms: what the trials used inside the Ray workers. Load average
+included); the forked rows were measured first without Ray in the process, then again
+with this process connected to the cluster. CPU ms: the whole process tree (this process,
+every Ray process, every trial) per evaluation; worker CPU ms: what the trials used inside the Ray workers. Load average
 {load[0]:.2f} at start, {load_after[0]:.2f} at the end (2 cores, shared with other work).
 
 | metric | executor | parallel | evaluations | evaluations/s | CPU ms/evaluation | worker CPU ms/evaluation |
 | --- | --- | ---: | ---: | ---: | ---: | ---: |
 {chr(10).join(rows)}
 
-On one 2-core machine Ray adds no cores, so it can only cost: the rows show its price per
-evaluation (a task round trip through the raylet, the candidate compiled again on the
-worker, Ray's own processes) against a fork of the live process. It pays where an
-evaluation costs far more than that and a cluster has more cores than this machine.
+How to read it. With the load above on two cores, evaluations/s mostly measure how large a
+share of the cores a run's processes won from everything else running at that moment (a
+Ray run has more processes to win it with), so they swing either way between rows and
+runs; they are not a speed of Ray. CPU ms/evaluation is the figure to compare. A trivial
+evaluation costs {cpu["trivial", alone, 2]:.1f} ms of CPU in a forked trial (parallel 2,
+no Ray in the process) and {cpu["trivial", on_ray, 2]:.1f} ms on Ray; a heavy one
+{cpu["heavy", alone, 2]:.1f} ms against {cpu["heavy", on_ray, 2]:.1f} ms. Part of Ray's
+figure is its processes' own upkeep, {idle_ms:.0f} ms of CPU per second even when idle,
+counted over each search's wall time (which is also why the forked row with Ray connected
+costs more than the one without). On one machine Ray adds no cores and costs CPU per
+evaluation; it pays where an evaluation costs far more than that overhead and the cluster
+has more cores than this machine.
 """
     return write_section("search_ray", text)
 

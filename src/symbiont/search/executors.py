@@ -84,7 +84,9 @@ class Executor(Protocol):
     """Runs the trials of one search. `open` is called once, before the seed's evaluation:
     it refuses what it cannot run (raising `ExecutorError`) before anything is evaluated.
     `evaluate` is blocking (the controller calls it off the event loop's thread, up to
-    `parallel` at once) and never raises for anything the candidate does."""
+    `parallel` at once) and never raises for anything the candidate does. Optional: an
+    `evaluate_async` with the same arguments, which the controller awaits instead, and a
+    `close()`, which it calls when the search ends (workers or threads kept per search)."""
 
     name: str
 
