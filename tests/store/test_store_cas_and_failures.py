@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from store_helpers import MakeRev
+from store_helpers import MakeRev, start_together
 
 from symbiont.store import EvolvableStore, FailureRecord, open_store
 from symbiont.store.migrations import APPLICATION_ID, MIGRATIONS
@@ -94,12 +94,7 @@ def test_two_processes_promoting_over_the_same_revision_one_wins(
             )
             for value in (1, 2)
         ]  # fmt: skip
-        for p in procs:
-            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-        for p in procs:  # both have evaluated against r0; now both try to promote
-            assert p.stdin is not None
-            p.stdin.write("go\n")
-            p.stdin.flush()
+        start_together(procs)  # both evaluated against r0; now both promote
         results = []
         for p in procs:
             out, err = p.communicate(timeout=60)

@@ -18,6 +18,8 @@ import subprocess
 import sys
 import textwrap
 
+from store_helpers import start_together
+
 from symbiont.store import FailureRecord, open_store
 
 N = 40
@@ -77,12 +79,7 @@ def test_four_processes_evolving_one_function_lose_nothing(store_backend: str) -
         )
         for name in names
     ]  # fmt: skip
-    for p in procs:
-        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-    for p in procs:
-        assert p.stdin is not None
-        p.stdin.write("go\n")
-        p.stdin.flush()
+    start_together(procs)
     reports = {}
     for name, p in zip(names, procs, strict=True):
         out, err = p.communicate(timeout=180)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from store_helpers import start_together
 
 from symbiont.store import open_store
 
@@ -120,12 +121,7 @@ def test_two_writers_at_once_lose_nothing_and_never_see_locked(
     path: Path | str = tmp_path / "shared" / "symbiont.db" if sqlite else store_backend
     count = 150
     procs = [spawn(path, name, count, wait=True) for name in ("alpha", "beta")]
-    for p in procs:  # both have opened (and between them created) the store
-        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-    for p in procs:  # now both start writing at the same moment
-        assert p.stdin is not None
-        p.stdin.write("go\n")
-        p.stdin.flush()
+    start_together(procs)  # both opened (and created) the store; now write
     results = [p.communicate(timeout=120) for p in procs]
     for p, (out, err) in zip(procs, results, strict=True):
         assert p.returncode == 0, err
