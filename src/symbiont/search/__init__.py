@@ -3,9 +3,10 @@
 Parts, OpenEvolve-style but small: the program database (`database`: islands, MAP-Elites
 grids, archive, parent selection), the prompt builder (`prompts`: parent plus
 inspirations), edits (`edits`: SEARCH/REPLACE blocks), novelty (`novelty`: exact and near
-duplicates), the proposer (`proposer`: model ensemble chosen by UCB1), the evaluator
-(`evaluator`: cascade stages in one trial), the executors (`executors`: where trials run,
-forked children of the live process or a Ray cluster) and the controller (`controller`:
+duplicates), the proposer (`proposer`: model ensemble chosen by UCB1 or Thompson sampling),
+the evaluator (`evaluator`: cascade stages in one trial, for `evolve` too), the executors
+(`executors`: where trials run, forked children of the live process or a Ray cluster;
+`workers`: confined workers forked once and reused) and the controller (`controller`:
 budgets, parallel candidates, promotion, persistence and resume).
 """
 
@@ -19,6 +20,7 @@ from symbiont.search.database import Program, ProgramDatabase
 if TYPE_CHECKING:
     from symbiont.search.controller import SearchReport
     from symbiont.search.executors import Executor, ExecutorError, ForkedExecutor, RayExecutor
+    from symbiont.search.workers import WorkerPoolExecutor
 
 __all__ = [
     "Budget",
@@ -32,6 +34,7 @@ __all__ = [
     "SearchConfig",
     "SearchReport",
     "Stage",
+    "WorkerPoolExecutor",
 ]
 
 
@@ -47,4 +50,8 @@ def __getattr__(name: str) -> Any:  # the controller pulls in the pipeline: load
         from symbiont.search import executors
 
         return getattr(executors, name)
+    if name == "WorkerPoolExecutor":
+        from symbiont.search.workers import WorkerPoolExecutor
+
+        return WorkerPoolExecutor
     raise AttributeError(f"module 'symbiont.search' has no attribute {name!r}")
