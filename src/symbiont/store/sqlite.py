@@ -202,7 +202,7 @@ class SQLiteStore(EvolvableStore):
             where = SYNC_ENV
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise StoreError(f"{where} must be FULL, NORMAL or EXTRA, not {synchronous!r}")
-        self.path = Path(path).expanduser().absolute()
+        self.path: Path = Path(path).expanduser().absolute()
         self.pricing = pricing
         self.synchronous = synchronous.upper()
         self.busy_timeout_s = busy_timeout_s

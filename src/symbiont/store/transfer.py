@@ -43,6 +43,7 @@ import numpy as np
 from symbiont.errors import StoreError
 from symbiont.store.evolvables import EvolvableStore
 from symbiont.store.pg.connection import redact
+from symbiont.store.pg.evolvables import PostgresStore
 from symbiont.store.sqlite import SQLiteStore, open_store, store_location
 
 # Every table with data, parents before children, and the order rows are copied in (ids
@@ -231,8 +232,8 @@ def _reader(store: EvolvableStore) -> Iterator[End]:
             finally:
                 end.conn.execute("COMMIT")
         return
-    db = store.db  # type: ignore[attr-defined]
-    with db.transaction() as cur:
+    assert isinstance(store, PostgresStore)
+    with store.db.transaction() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         yield _PgEnd(cur)
 
@@ -358,19 +359,18 @@ def _verify(writer: End, plan: _Plan, report: MigrationReport) -> None:
 def _into_postgres(
     url: str, reader: End, plan: _Plan, report: MigrationReport, notify: Progress
 ) -> None:
-    with open_store(url) as target:
-        db = target.db  # type: ignore[attr-defined]
-        with db.transaction() as cur:  # one transaction; the index's writes nest in it
-            writer = _PgEnd(cur)
-            cur.execute("LOCK TABLE functions, capabilities IN SHARE ROW EXCLUSIVE MODE")
-            _check_target(writer, plan, report.target)
-            _copy_tables(reader, writer, plan, report, notify)
-            if plan.index:
-                # The index storage stages rows in ON COMMIT DROP temporary tables; inside
-                # this one transaction, drop them before its next write.
-                _copy_index(reader, target, report, notify, lambda: cur.execute("DISCARD TEMP"))
-            writer.advance_identities()
-            _verify(writer, plan, report)
+    # one transaction; the index storage's writes nest in it (savepoints)
+    with PostgresStore(url) as target, target.db.transaction() as cur:
+        writer = _PgEnd(cur)
+        cur.execute("LOCK TABLE functions, capabilities IN SHARE ROW EXCLUSIVE MODE")
+        _check_target(writer, plan, report.target)
+        _copy_tables(reader, writer, plan, report, notify)
+        if plan.index:
+            # The index storage stages rows in ON COMMIT DROP temporary tables; inside
+            # this one transaction, drop them before its next write.
+            _copy_index(reader, target, report, notify, lambda: cur.execute("DISCARD TEMP"))
+        writer.advance_identities()
+        _verify(writer, plan, report)
 
 
 def _into_sqlite(
