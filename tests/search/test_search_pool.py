@@ -8,7 +8,9 @@ from one candidate to the next, and that nothing outlives the search.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -213,6 +215,31 @@ def test_the_blocking_evaluate_runs_candidates_too(runtime) -> None:
         assert pool.forks == 2  # two at once; the killed one was not replaced until needed
         assert pool.served == 3
     assert children() == before  # closing the pool ended its workers
+
+
+def test_a_worker_that_died_while_idle_is_replaced_not_blamed(runtime) -> None:
+    h = t.work.symbiont
+    target = Target.from_function(t.work, owned_names=h.owned_names)
+    config = SearchConfig(metric=t.score_work)
+    good = run_pipeline(work_body("return n + 1"), target, PipelineConfig(typecheck=False))
+    assert good.candidate is not None
+    before = children()  # a database server of other tests may be one
+    with WorkerPoolExecutor() as pool:
+        pool.open(h, config)
+        first = pool.evaluate(
+            h, good.candidate, None, config.all_stages, maximize=True, timeout_s=2
+        )
+        assert first.ok and pool.forks == 1
+        (pid,) = children() - before
+        os.kill(pid, signal.SIGKILL)  # say, the out-of-memory killer, between two candidates
+        deadline = time.monotonic() + 5
+        while pid in children() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        again = pool.evaluate(
+            h, good.candidate, None, config.all_stages, maximize=True, timeout_s=2
+        )
+        assert again.ok, again.diagnostic
+        assert pool.forks == 2
 
 
 def test_bad_options_and_native_evolvables_are_refused() -> None:
