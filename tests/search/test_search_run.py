@@ -223,7 +223,8 @@ def test_near_duplicates_by_embedding(runtime) -> None:
     assert report.evaluations == 3
 
 
-def test_the_bandit_prefers_the_model_that_improves(runtime) -> None:
+@pytest.mark.parametrize("bandit", ["ucb1", "thompson"])
+def test_the_bandit_prefers_the_model_that_improves(runtime, bandit: str) -> None:
     steps = iter(range(1, 1000))
     useful = ScriptedModel([lambda _m: peak_body(3.0 - 2.0 / (next(steps) + 1))] * 60)
     useful.name = "useful"
@@ -232,32 +233,14 @@ def test_the_bandit_prefers_the_model_that_improves(runtime) -> None:
     useless.name = "useless"
     report = runtime.search_sync(
         t.peak, [useless, useful], metric=t.score_peak, budget=Budget(evaluations=40),
-        islands=1, novelty_threshold=None,
-    )  # fmt: skip
-    stats = report.models
-    assert stats["useful"].improvements > 10 and stats["useless"].improvements == 0
-    assert stats["useful"].calls > 3 * stats["useless"].calls
-    assert stats["useless"].calls >= 1  # it was tried
-
-
-def test_thompson_sampling_prefers_the_model_that_improves(runtime) -> None:
-    steps = iter(range(1, 1000))
-    useful = ScriptedModel([lambda _m: peak_body(3.0 - 2.0 / (next(steps) + 1))] * 60)
-    useful.name = "useful"
-    junk = iter(range(1, 1000))
-    useless = ScriptedModel([lambda _m: peak_body(1.0, float(next(junk)))] * 60)
-    useless.name = "useless"
-    report = runtime.search_sync(
-        t.peak, [useless, useful], metric=t.score_peak, budget=Budget(evaluations=40),
-        islands=1, novelty_threshold=None, bandit="thompson",
+        islands=1, novelty_threshold=None, bandit=bandit,
     )  # fmt: skip
     stats = report.models
     assert stats["useful"].improvements > 10 and stats["useless"].improvements == 0
     assert stats["useful"].calls > 3 * stats["useless"].calls
     assert stats["useless"].calls >= 1  # it was tried
     assert runtime.store is not None
-    stored = SearchRepository(runtime.store).get(report.search_id)
-    assert stored.config["bandit"] == "thompson"
+    assert SearchRepository(runtime.store).get(report.search_id).config["bandit"] == bandit
 
 
 def cheap(fn) -> float:
