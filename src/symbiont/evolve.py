@@ -224,6 +224,8 @@ async def run_evolve(
 
     harness = tuple(x for x in (config.check, config.metric) if x is not None)
 
+    fresh = False  # the task no longer shows the active body (see FRESH_AFTER)
+
     def first_messages() -> list[Message]:
         return prompting.first_messages(
             handle,
@@ -232,6 +234,7 @@ async def run_evolve(
             context=config.context,
             harness=harness,
             active_failure=active_failure if handle.active.number == active.number else None,
+            show_active=not fresh,
         )
 
     conversation = Conversation(
@@ -242,6 +245,7 @@ async def run_evolve(
     spent = 0
     model_failures = 0  # in a row
     repeats_in_a_row = 0
+    same_failures = 0  # candidates failing the check exactly as the active revision does
     # A server that reports no usage is estimated (about 4 characters per token); the
     # offline mutation proposer tokenises nothing, and its zero is the truth.
     tokenises = _model_origin(model) != "mutation"
@@ -259,6 +263,7 @@ async def run_evolve(
     for index in range(1, config.attempts + 1):
         active = handle.active
         if active.number != shown_active:  # the task shows the active revision and its score
+            fresh, same_failures = False, 0
             conversation.set_first(first_messages())
             def_line = prompting.function_head(handle)
             shown_active = active.number
@@ -404,9 +409,22 @@ async def run_evolve(
                 active_score=handle.active.score,
                 direction=config.direction,
             )
-        conversation.add(
-            Exchange(index, shown_reply, answer, _outcome(attempt), _first_line(attempt))
-        )
+        exchange = Exchange(index, shown_reply, answer, _outcome(attempt), _first_line(attempt))
+        # Edits of a failing active revision that fail exactly as it does: the model is
+        # anchored on the code it was shown (a small one changes quotes and keeps the bug).
+        # After FRESH_AFTER of them, the task stops showing the active body and asks for the
+        # function written afresh from its head and docstring.
+        if active_failure is not None and _fails_like(attempt, active_failure):
+            same_failures += 1
+        if same_failures >= FRESH_AFTER and not fresh and not attempt.accepted:
+            fresh = True
+            conversation.set_first(first_messages())
+            conversation.reset(
+                feedback.write_afresh(active_failure, name=handle.name, def_line=def_line),
+                dropped=exchange,
+            )
+            continue
+        conversation.add(exchange)
 
     if not report.stop_reason:
         report.stop_reason = f"all {config.attempts} attempts used"
@@ -640,6 +658,21 @@ def _judge(
         )
         return ("evaluate", (diag,), score.value)
     return score
+
+
+# Candidates failing the check exactly as the active revision does before the task asks
+# for the function written afresh (without showing the active body).
+FRESH_AFTER = 2
+
+
+def _fails_like(attempt: AttemptReport, failure: Diagnostic) -> bool:
+    """Did `attempt` fail the check with the same message as the active revision?"""
+    return (
+        attempt.stage == "evaluate"
+        and len(attempt.diagnostics) == 1
+        and attempt.diagnostics[0].kind == failure.kind
+        and attempt.diagnostics[0].message == failure.message
+    )
 
 
 # Sampling temperature asked for after consecutive repeats (None: the model's own setting).

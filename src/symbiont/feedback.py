@@ -42,12 +42,7 @@ Your reply starts with these lines, exactly as shown:
 ```python
 {head}
 ```
-
-The active revision (r{active_number}{active_score}):
-```python
-{active_source}
-```
-{context}{failures}
+{active}{context}{failures}
 Reply with the complete function `{name}` in one ```python block."""
 
 CONTEXT = """
@@ -59,6 +54,22 @@ EXPLICIT_CONTEXT = """
 Context given for this task:
 {context}
 """
+
+ACTIVE = """
+The active revision (r{number}{score}):
+```python
+{source}
+```
+"""
+
+WRITE_AFRESH = """Your last functions fail exactly as the active revision does ({failure}):
+editing it does not fix it. Write `{name}` afresh from its docstring and the task, without
+copying the old body.
+
+Send the complete function `{name}` in one ```python block, starting exactly with:
+```python
+{def_line}
+```"""
 
 ACTIVE_FAILS = """
 The active revision (r{number}) does not pass the check; your function must:
@@ -165,6 +176,11 @@ TEMPLATES: dict[str, str] = {
     "accepted": ACCEPTED,
     **{f"correction.{k}": v for k, v in CORRECTIONS.items()},
 }
+
+
+def write_afresh(failure: Diagnostic, *, name: str, def_line: str) -> str:
+    """The note after edits of the active revision kept failing exactly as it does."""
+    return WRITE_AFRESH.format(failure=failure.message, name=name, def_line=def_line)
 
 
 def correction_key(diagnostics: Sequence[Diagnostic]) -> str:

@@ -69,14 +69,16 @@ def first_messages(
     max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
     harness: Iterable[object] = (),
     active_failure: Diagnostic | None = None,
+    show_active: bool = True,
 ) -> list[Message]:
     """The system message and the task message that open a conversation about `handle`.
 
     `failures` are `symbiont.evolvable.Failure`s of the live function (the last few are
     shown); `context` is what the caller chose to show (see `Context`); `harness` are
     objects never to offer even when named (pass the run's check and metric);
-    `active_failure` is how the active revision fails the run's check, shown with it. The
-    messages together hold at most `max_prompt_chars` characters.
+    `active_failure` is how the active revision fails the run's check, shown with it;
+    `show_active=False` leaves the active body out (the model is to write the function
+    afresh). The messages together hold at most `max_prompt_chars` characters.
     """
     if max_prompt_chars < MIN_PROMPT_CHARS:
         raise ValueError(
@@ -88,7 +90,7 @@ def first_messages(
     parts = {
         "prompt": prompt.strip() or "Improve this function.",
         "head": function_head(handle),
-        "active_source": active.source.rstrip(),
+        "active_source": active.source.rstrip() if show_active else "",
         "names": _names_section(handle, prompt=prompt, context=context, harness=harness),
         "context": _explicit_section(context),
         "failures": _active_failure_section(handle, active_failure)
@@ -160,9 +162,11 @@ def _task(handle: Evolvable, parts: Mapping[str, str]) -> str:
         name=handle.name,
         module=handle.signature.module,
         head=parts["head"],
-        active_number=active.number,
-        active_score=score,
-        active_source=parts["active_source"],
+        active=feedback.ACTIVE.format(
+            number=active.number, score=score, source=parts["active_source"]
+        )
+        if parts["active_source"]
+        else "",
         context=parts["names"] + parts["context"],
         failures=parts["failures"],
     )

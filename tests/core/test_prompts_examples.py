@@ -132,3 +132,31 @@ def test_curve_fit_first_prompt_names_its_data_without_values(runtime: symbiont.
     assert "- DATA: list[tuple[float, float]]" in offered(task)
     for _x, y in curve_fit.DATA[:5]:
         assert repr(y) not in task and f"{y:.3f}" not in task
+
+
+def test_after_two_edits_failing_like_the_active_one_the_task_asks_for_it_afresh(
+    runtime: symbiont.Runtime,
+) -> None:
+    def edit(k: int) -> str:  # the active body with a cosmetic change: still increments by 1
+        return (
+            '```python\ndef step(state: dict[str, int]) -> None:\n    """Advance state["counter"]'
+            f' by one step."""\n    unused = {k}\n    state["counter"] += 1\n```'
+        )
+
+    fixed = (
+        '```python\ndef step(state: dict[str, int]) -> None:\n    """Advance state["counter"]'
+        ' by one step."""\n    state["counter"] += 7\n```'
+    )
+    model = ScriptedModel([edit(1), edit(2), fixed])
+    report = runtime.evolve_sync(
+        counter.step, model, prompt=counter.PROMPT, check=counter.check_step, attempts=3
+    )
+    assert report.accepted is not None
+    active_body = 'state["counter"] += 1'
+    first, second, third = (m[1]["content"] for m in model.calls)
+    assert active_body in first and active_body in second  # the active body is shown...
+    assert "The active revision (r0):" in first  # the block that shows its body...
+    assert "The active revision (r0):" not in third  # ...until edits failed twice alike
+    assert active_body not in third
+    assert "afresh" in model.calls[2][-1]["content"]
+    assert "does not pass the check" in third  # what is wrong is still said
