@@ -50,7 +50,8 @@ import socket
 import struct
 import sys
 import traceback
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from symbiont import host as host_module
 from symbiont.sandbox import _confine as _shared
@@ -551,26 +552,45 @@ def _serve(sock: socket.socket) -> int:
     return 0
 
 
-def _worker(callfd: int, req: dict[str, Any], zygote: dict[str, Any], ro_fds: list[int]) -> None:
-    """A worker forked for a call: confine, then serve it."""
-    sock = socket.socket(fileno=callfd)
-    code = 0
+def _confine_or_why(
+    sock: socket.socket, req: dict[str, Any], zygote: dict[str, Any], ro_fds: list[int]
+) -> str | None:
+    """Confine this process (`_confine`); None, or why a step failed."""
     try:
-        try:
-            _confine(sock, req, zygote, ro_fds)
-        except BaseException as exc:
-            message = f"sandbox setup failed, the capability was not run: {exc!r}"
-            send_frame(sock, b"S", json.dumps({"message": message}).encode())
-            code = EXIT_SETUP_FAILED
-            return
-        send_frame(sock, b"K", b"")
-        code = _serve(sock)
+        _confine(sock, req, zygote, ro_fds)
+    except BaseException as exc:
+        return f"sandbox setup failed, the capability was not run: {exc!r}"
+    return None
+
+
+def _serve_confined(sock: socket.socket, failure: str | None) -> int:
+    """Report the confinement (b"K", or b"S" with why it failed) and serve the call; the
+    worker's exit code."""
+    if failure is not None:
+        send_frame(sock, b"S", json.dumps({"message": failure}).encode())
+        return EXIT_SETUP_FAILED
+    send_frame(sock, b"K", b"")
+    return _serve(sock)
+
+
+def _exit_with(body: Callable[[], int]) -> NoReturn:
+    """Run a worker's `body` and exit with its code, never returning into the zygote's
+    code (MemoryError: EXIT_OUT_OF_MEMORY; anything else raised: 70)."""
+    code = 70
+    try:
+        code = body()
     except MemoryError:
         code = EXIT_OUT_OF_MEMORY
     except BaseException:
         code = 70
     finally:
         os._exit(code)
+
+
+def _worker(callfd: int, req: dict[str, Any], zygote: dict[str, Any], ro_fds: list[int]) -> None:
+    """A worker forked for a call: confine, then serve it."""
+    sock = socket.socket(fileno=callfd)
+    _exit_with(lambda: _serve_confined(sock, _confine_or_why(sock, req, zygote, ro_fds)))
 
 
 def _spare_worker(
@@ -584,30 +604,16 @@ def _spare_worker(
     (b"S") to the call it was handed and exits, as a fresh worker would.
     """
     chan = socket.socket(fileno=chanfd)
-    code = 0
-    failure = None
-    try:
-        try:
-            _confine(chan, req, zygote, ro_fds)
-        except BaseException as exc:
-            failure = f"sandbox setup failed, the capability was not run: {exc!r}"
+
+    def body() -> int:
+        failure = _confine_or_why(chan, req, zygote, ro_fds)
         _msg, fds, _flags, _addr = socket.recv_fds(chan, 16, 1)
         if len(fds) != 1:
-            return  # the zygote discarded this spare
+            return 0  # the zygote discarded this spare
         chan.close()
-        sock = socket.socket(fileno=fds[0])
-        if failure is not None:
-            send_frame(sock, b"S", json.dumps({"message": failure}).encode())
-            code = EXIT_SETUP_FAILED
-            return
-        send_frame(sock, b"K", b"")
-        code = _serve(sock)
-    except MemoryError:
-        code = EXIT_OUT_OF_MEMORY
-    except BaseException:
-        code = 70
-    finally:
-        os._exit(code)
+        return _serve_confined(socket.socket(fileno=fds[0]), failure)
+
+    _exit_with(body)
 
 
 # ---------------------------------------------------------------------------------------
