@@ -86,3 +86,30 @@ def test_unreachable_server_is_a_clear_error_without_the_password() -> None:
     assert "cannot connect" in str(info.value)
     assert "s3cret-pw" not in str(info.value)
     assert redact(url) == "postgresql://alice:***@127.0.0.1:1/nowhere"
+
+
+def _kill_backends(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+def test_a_lost_connection_retries_reads_but_never_a_write(pg_url: str) -> None:
+    db = PgDatabase(pg_url)
+    try:
+        _kill_backends(pg_url)  # the server drops our connection (a restart, a failover)
+        assert db.read("SELECT 41 + 1") == [(42,)]  # a read is retried on a new connection
+
+        def insert(cur: object) -> None:
+            _kill_backends(pg_url)  # lost in the middle of the transaction
+            cur.execute(  # type: ignore[attr-defined]
+                "INSERT INTO symbiont_meta (key, value) VALUES ('probe', 'x')"
+            )
+
+        with pytest.raises(StoreError, match="may or may not have been committed"):
+            db.write(insert)
+        assert db.read("SELECT count(*) FROM symbiont_meta WHERE key = 'probe'") == [(0,)]
+    finally:
+        db.close()

@@ -183,19 +183,24 @@ class PgDatabase:
             with conn.transaction(), conn.cursor() as cur:
                 yield cur
 
-    def write(self, op: Callable[[Any], T], what: str = "writing") -> T:
+    def write(
+        self, op: Callable[[Any], T], what: str = "writing", *, idempotent: bool = False
+    ) -> T:
         """Run `op(cursor)` in one transaction; retried as a whole when PostgreSQL reports a
-        serialization failure or deadlock, or the connection dropped."""
-        return self._run(op, what)
+        serialization failure or deadlock (the transaction was rolled back, so nothing is
+        applied twice). A connection lost during the transaction is retried on a new one
+        only when `op` is `idempotent` (reads): a commit may have reached the server before
+        the connection broke, and a blind retry of an insert would store it twice."""
+        return self._run(op, what, idempotent=idempotent)
 
     def read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
         def op(cur: Any) -> list[tuple[Any, ...]]:
             cur.execute(sql, params)
             return cur.fetchall() if cur.description else []
 
-        return self._run(op, "reading")
+        return self._run(op, "reading", idempotent=True)
 
-    def _run(self, op: Callable[[Any], T], what: str) -> T:
+    def _run(self, op: Callable[[Any], T], what: str, *, idempotent: bool) -> T:
         psycopg = _psycopg()
         errors = psycopg.errors
         delay = 0.005
@@ -216,6 +221,12 @@ class PgDatabase:
                     broken = self._conn is None or self._conn.closed or self._conn.broken
                     if broken:
                         self._conn = None
+                if broken and not idempotent:
+                    raise StoreError(
+                        f"the connection to the store {self.where} was lost while {what}; "
+                        "the write may or may not have been committed (it was not retried, "
+                        f"so nothing is stored twice): {exc}"
+                    ) from exc
                 if not broken or attempt > 0:
                     raise StoreError(f"store {self.where}: {exc}") from exc
             except psycopg.IntegrityError as exc:

@@ -96,7 +96,7 @@ class PostgresStore(EvolvableStore):
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             return op(PgSql(cur))
 
-        return self.db.write(snapshot, "reading")
+        return self.db.write(snapshot, "reading", idempotent=True)
 
     # -- the other repositories of this store (one seam: no SQL above symbiont.store) ----
     @functools.cached_property
