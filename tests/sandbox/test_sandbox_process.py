@@ -252,6 +252,32 @@ def test_a_worker_that_cannot_confine_itself_says_so_and_runs_nothing() -> None:
         assert "setup failed" in result.error.message and result.output is None
 
 
+def test_more_callers_than_worker_slots_share_one_zygote_and_its_spare() -> None:
+    """12 threads, 8 worker slots, one of them often the spare's: every call answers with
+    its own result and the zygote never refuses one (slots of workers that exited are
+    reaped before a request would be turned away)."""
+    import threading
+
+    source = "import time\ndef main(t):\n    time.sleep(t)\n    return t\n"
+    results: list[tuple[float, object]] = []
+    with ProcessSandbox(preload=()) as one:
+
+        def caller(i: int) -> None:
+            for j in range(6):
+                t = ((i * 7 + j) % 5) * 0.01
+                result = one.run(source, "main", json.dumps({"t": t}))
+                results.append((t, result.output if result.ok else result.error))
+
+        threads = [threading.Thread(target=caller, args=(i,)) for i in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert not any(z.broken for z in one._all)
+    assert len(results) == 72
+    assert all(output == t for t, output in results), [r for r in results if r[0] != r[1]][:3]
+
+
 def test_without_a_spare_worker_every_call_forks_its_own() -> None:
     with ProcessSandbox(preload=(), _without=("spare worker",)) as one:
         outputs = [one.run(ADD, "main", '{"a": 1, "b": 2}').output for _ in range(3)]

@@ -783,8 +783,9 @@ def _serve_calls(ctrl: socket.socket, zygote: dict[str, Any], ro_fds: list[int])
     with that call's limits, it serves the next call if that call has the same limits (else
     it is killed and a worker is forked for the call). Fork, after-fork work and
     confinement then happen while the previous call runs, not on the next call's path; the
-    worker a call gets is confined exactly the same either way. Each exit status also
-    names the spare (its pid here), so the parent can tell it from a worker left behind.
+    worker a call gets is confined exactly the same either way. A request {"op": "spare"}
+    answers with the spare's pid here (the parent's `probe()`), after reaping every worker
+    that has exited.
     """
     stride = 1 if os.geteuid() == 0 else 0  # not root: every worker keeps the caller's uid
     free = list(range(WORKER_SLOTS))
@@ -863,6 +864,8 @@ def _serve_calls(ctrl: socket.socket, zygote: dict[str, Any], ro_fds: list[int])
             if fd in running:
                 reap(fd)
                 continue
+            if fd != ctrl.fileno():
+                continue  # a pidfd reaped and closed earlier in this batch
             try:
                 msg, fds, _flags, _addr = socket.recv_fds(ctrl, 65536, 2)
             except (ConnectionError, OSError):
@@ -875,7 +878,7 @@ def _serve_calls(ctrl: socket.socket, zygote: dict[str, Any], ro_fds: list[int])
                 for passed in fds:
                     os.close(passed)
                 ctrl.send(json.dumps({"spare": spare.pid if spare else None}).encode())
-                continue
+                break  # pidfds may have been closed and reused: poll afresh
             valid = req.get("op") == "run" and len(fds) == 2
             key = _limits_key(req)
             if spare is not None and (not valid or spare.key != key):
