@@ -57,3 +57,9 @@ def approx_pi(n: int) -> float:
 @symbiont.evolvable(native=True, typecheck=False, timeout=3)
 def halve(x: float) -> float:
     return x / 2.0
+
+
+@symbiont.evolvable(native=True, typecheck=False, timeout=20)
+def pick(flag: bool, a: float, b: float) -> float:
+    """a when flag, else b."""
+    return a if flag else b

@@ -154,3 +154,18 @@ def test_scalar_kernel_is_called_through_its_entry_point_and_swaps() -> None:
         h.activate(0)
         h.revisions.remove(rev)
     assert clamp(5.0, 0.0, 1.0) == 1.0
+
+
+def test_a_bool_argument_is_checked_like_the_dispatcher_checks_it() -> None:
+    """The entry point would take any object's truth value for a `bool`; the trampoline
+    sends anything but True/False to the dispatcher, so both refuse and accept alike."""
+    from native_targets import pick
+
+    kernel = pick.symbiont.native
+    for flag in (True, False, np.bool_(True), np.bool_(False), 1, 0, 2.5):
+        assert pick(flag, 1.0, 2.0) == kernel(flag, 1.0, 2.0) == (1.0 if flag else 2.0)
+    for wrong in (None, "yes", (1,)):
+        with pytest.raises(TypeError):
+            kernel(wrong, 1.0, 2.0)
+        with pytest.raises(TypeError):
+            pick(wrong, 1.0, 2.0)  # type: ignore[arg-type]

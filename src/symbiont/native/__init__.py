@@ -73,7 +73,7 @@ def declare(handle: Any) -> None:
     if len(names) > 1:
         fn.__globals__[names[1]] = entry_point(kernel.dispatcher)
     handle.native_spec = spec
-    rev0.code = trampoline_code(spec, names[-1], fn.__code__.co_filename)
+    rev0.code = trampoline_code(spec, names, fn.__code__.co_filename)
     rev0.helper_names = names
     rev0.helpers_code = None  # bound above; revision 0 never needs binding again
     rev0.metrics["native_compile_s"] = kernel.compile_s

@@ -185,12 +185,13 @@ def bound_names(spec: NativeSpec, key: str) -> tuple[str, ...]:
     """The module-level names a revision's kernel is bound under (per revision, like helpers):
     the dispatcher, and for a signature of scalars only, its compiled entry point too.
 
-    The trampoline calls the last one. A dispatcher resolves the argument types on every
-    call; with scalars only there is one overload whose entry point unboxes the numbers
-    itself (converting as the dispatcher would, except that a numeric string is accepted
-    where the dispatcher raises TypeError), so the trampoline calls it directly. With an
-    array argument it calls the dispatcher: the entry point does not check an array's
-    dimensions and dtype, the dispatcher does."""
+    A dispatcher resolves the argument types on every call; with scalars only there is one
+    overload whose entry point unboxes the numbers itself (converting as the dispatcher
+    would, except that a numeric string is accepted where the dispatcher raises TypeError),
+    so the trampoline calls it directly (see `trampoline_code` for `bool`). With an array
+    argument it calls the dispatcher: the entry point does not check an array's dimensions,
+    dtype, layout or writability, and checking them in Python costs more than the
+    dispatcher's resolution (benchmarks/bench_native.py --instructions)."""
     dispatcher = f"_{spec.name}__sym_native_{key[:12]}"
     return (dispatcher, f"{dispatcher}_entry") if spec.scalars_only else (dispatcher,)
 
@@ -201,10 +202,30 @@ def entry_point(dispatcher: Any) -> Any:
     return dispatcher.overloads[signature].entry_point
 
 
-def trampoline_code(spec: NativeSpec, callee: str, filename: str) -> types.CodeType:
-    """The code object the evolvable runs: one call of the revision's kernel, by its name."""
+def _bool_params(spec: NativeSpec) -> list[str]:
+    from numba import types as nt
+
+    return [p for p, t in zip(spec.params, spec.signature.args, strict=True) if t == nt.boolean]
+
+
+def trampoline_code(spec: NativeSpec, names: tuple[str, ...], filename: str) -> types.CodeType:
+    """The code object the evolvable runs: one call of the revision's kernel, by its name.
+
+    With scalars only it calls the entry point (`names[1]`). The entry point takes any
+    object's truth value for a `bool` parameter where the dispatcher raises TypeError, so a
+    `bool` argument that is not `True` or `False` (an identity test, a few nanoseconds) goes
+    to the dispatcher (`names[0]`), which accepts `np.bool_` and refuses the rest."""
     args = ", ".join(spec.params)
-    src = f"def {spec.name}({args}):\n    return {callee}({args})\n"
+    if len(names) == 1:  # an array argument: the dispatcher checks it
+        body = f"    return {names[0]}({args})\n"
+    elif flags := _bool_params(spec):
+        exact = " and ".join(f"({p} is True or {p} is False)" for p in flags)
+        body = (
+            f"    if {exact}:\n        return {names[1]}({args})\n    return {names[0]}({args})\n"
+        )
+    else:
+        body = f"    return {names[1]}({args})\n"
+    src = f"def {spec.name}({args}):\n{body}"
     module = compile(src, filename, "exec")
     code = next(c for c in module.co_consts if isinstance(c, types.CodeType))
     return code

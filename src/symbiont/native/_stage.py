@@ -156,7 +156,7 @@ def native_stage(
     names = bound_names(spec, key)
     native = dataclasses.replace(
         candidate,
-        code=trampoline_code(spec, names[-1], candidate.filename),
+        code=trampoline_code(spec, names, candidate.filename),
         helpers_code=binder_code(source, spec, names, candidate.filename),
         helper_names=names,
     )
