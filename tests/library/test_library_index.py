@@ -720,8 +720,8 @@ def test_pg_excluded_ids_never_crowd_out_live_ones(pg_vectors: tuple) -> None:
     idx, vectors, _ = pg_vectors
     for seed in range(5):
         q = _low_rank(np.random.default_rng(seed), 1)[0]
-        nearest = _numpy_top(vectors, q, 400, set())
-        gone = set(nearest[:300])  # far more than the HNSW candidate list (ef_search 100)
+        nearest = _numpy_top(vectors, q, 700, set())
+        gone = set(nearest[:600])  # more than the HNSW candidate list (ef_search 400)
         hits = idx.search("", 10, mode="semantic", query_vector=q, exclude=gone)
         assert len(hits) == 10 and not {h.id for h in hits} & gone
         want = _numpy_top(vectors, q, 10, gone)

@@ -250,9 +250,14 @@ class SearchingStorage(IndexStorage, Protocol):
 
     def vector(self, embedder_id: str, doc_id: str) -> np.ndarray | None: ...
 
-    def semantic(
-        self, embedder_id: str, qv: np.ndarray, depth: int, excluded: Sequence[str]
-    ) -> list[tuple[str, float]]: ...
+    def rank(
+        self,
+        embedder_id: str,
+        qv: np.ndarray | None,
+        terms: Sequence[str],
+        depth: int,
+        excluded: Sequence[str],
+    ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]: ...
 
     def similarities(
         self, embedder_id: str, qv: np.ndarray, ids: Sequence[str]
@@ -789,15 +794,15 @@ class CapabilityIndex:
             excluded = {i for i in exclude if i in self._row}
         depth = k if mode != "hybrid" else max(k, self.fusion_depth)
 
-        sem: dict[str, tuple[int, float]] = {}
         qv: np.ndarray | None = None
         if mode != "lexical" and self._dim is not None:
             qv = self._query_vector(query, query_vector)
-            sem = self._semantic(qv, depth, excluded)
-        lex: dict[str, tuple[int, float]] = {}
-        terms: list[str] = []
-        if mode != "semantic":
-            terms = self._query_terms(query)
+        terms = self._query_terms(query) if mode != "semantic" else []
+        if self.in_database:  # both lists in one round trip
+            found = self._database.rank(self.embedder.id, qv, terms, depth, sorted(excluded))
+            sem, lex = ({i: (r, s) for r, (i, s) in enumerate(f, 1)} for f in found)
+        else:
+            sem = self._semantic(qv, depth, excluded) if qv is not None else {}
             lex = self._lexical(terms, depth, excluded)
 
         if mode == "semantic":
@@ -856,15 +861,11 @@ class CapabilityIndex:
     def _semantic(
         self, qv: np.ndarray, depth: int, excluded: set[str]
     ) -> dict[str, tuple[int, float]]:
-        """The `depth` best rows by cosine: {id: (rank, score)}, excluded ids masked.
+        """The `depth` best rows by cosine: {id: (rank, exact score)}, excluded ids masked.
 
-        In the database: pgvector's HNSW index. In memory: large indexes scan the compact
-        projection first and re-rank its best `fast_candidates` rows exactly; the others
-        scan the whole matrix.
+        Large indexes scan the compact projection first and re-rank its best
+        `fast_candidates` rows exactly; the others scan the whole matrix.
         """
-        if self.in_database:
-            found = self._database.semantic(self.embedder.id, qv, depth, sorted(excluded))
-            return {i: (rank, s) for rank, (i, s) in enumerate(found, 1)}
         n = self._n
         live = n - len(excluded)
         m = min(depth, live)
@@ -973,9 +974,6 @@ class CapabilityIndex:
     ) -> dict[str, tuple[int, float]]:
         if not terms:
             return {}
-        if self.in_database:
-            found = self.storage.lexical(terms, depth, sorted(excluded))
-            return {i: (rank, s) for rank, (i, s) in enumerate(found, 1)}
         due = self._fts_seconds >= _BM25_BUILD_S_PER_DOC * self._n
         if self._n >= self.fast_min_docs and (self._bm25 is not None or due):
             fast = self._lexical_fast(terms, depth, excluded)
