@@ -26,9 +26,8 @@ any process stored, committed before the search began.
   counts as much as a rare one), so lexical ranks differ from the SQLite backend's; on
   MetaTool, lexical search alone finds a little less, hybrid as much
   (benchmarks/results/retrieval_pg.md).
-  The matching rows are read through the GIN index even where the planner would rather
-  scan the table (`enable_seqscan` off for the search's transaction): ranking them with
-  `ts_rank` took half the time that way over 100k documents.
+  `ts_rank` is computed for every matching row (a GIN index finds them), so its cost grows
+  with how many documents share a query word.
 
 Vectors cross the wire in pgvector's binary format (2-byte dimension, 2 unused bytes,
 big-endian float32s); bulk writes go through COPY into a temporary table, then one
@@ -368,11 +367,8 @@ class PgIndexStorage:
             with conn.cursor() as sem_cur, conn.cursor() as lex_cur:
                 self._adapters(sem_cur)
                 with conn.pipeline():
-                    # The lexical list reads the GIN index even where the planner would
-                    # scan the table: ts_rank then costs about half (measured at 100k).
                     cur.execute(
-                        "SELECT set_config('enable_seqscan', 'off', true),"
-                        " set_config('hnsw.ef_search', %s, true),"
+                        "SELECT set_config('hnsw.ef_search', %s, true),"
                         " set_config('hnsw.iterative_scan', 'strict_order', true),"
                         " set_config('enable_indexscan', %s, true)",
                         (str(ef), "off" if self.exact_scan else "on"),
