@@ -742,3 +742,26 @@ def test_pg_lexical_exclusion_keeps_the_top_k_full(pg_url: str) -> None:
         gone = set(everything[:50])
         hits = [h.id for h in idx.search("employee salary paid", 10, mode="lexical", exclude=gone)]
         assert hits == [i for i in everything if i not in gone][:10]
+
+
+def test_pg_exact_scans_never_leave_a_plan_that_skips_the_hnsw_index(pg_vectors: tuple) -> None:
+    # psycopg prepares a statement after a few executions, and PostgreSQL may then reuse a
+    # generic plan: one made while index scans were off (an exact scan) would turn every
+    # later search into a full scan. Every search must be planned afresh.
+    idx = pg_vectors[0]
+    exact_storage = idx.storage.store.index_storage()
+    exact_storage.exact_scan = True
+    exact = CapabilityIndex(exact_storage, idx.embedder)
+    queries = _low_rank(np.random.default_rng(3), 12)
+    for q in queries:  # the same statement text as the HNSW searches below
+        exact.search("", 10, mode="semantic", query_vector=q)
+        exact.search("", 10, mode="semantic", query_vector=q, exclude=["doc_1"])
+    for q in queries:
+        idx.search("", 10, mode="semantic", query_vector=q)
+        idx.search("", 10, mode="semantic", query_vector=q, exclude=["doc_1"])
+    plans = idx.storage.db.read(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+        " WHERE statement LIKE '%%<=>%%'"
+    )
+    assert plans and sum(p[1] for p in plans) >= 24  # prepared, and really re-planned
+    assert all(generic == 0 for generic, _ in plans), plans

@@ -367,8 +367,12 @@ class PgIndexStorage:
             with conn.cursor() as sem_cur, conn.cursor() as lex_cur:
                 self._adapters(sem_cur)
                 with conn.pipeline():
+                    # A custom plan at every execution: psycopg prepares statements run
+                    # often, and a generic plan made while index scans were off (the exact
+                    # scan below) would otherwise be reused for every later search.
                     cur.execute(
-                        "SELECT set_config('hnsw.ef_search', %s, true),"
+                        "SELECT set_config('plan_cache_mode', 'force_custom_plan', true),"
+                        " set_config('hnsw.ef_search', %s, true),"
                         " set_config('hnsw.iterative_scan', 'strict_order', true),"
                         " set_config('enable_indexscan', %s, true)",
                         (str(ef), "off" if self.exact_scan else "on"),
