@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 # (benchmarks/bench_retrieval_pg.py); 400 costs about 3× the time of 100.
 EF_SEARCH = 400
 EF_SEARCH_MAX = 1000  # pgvector's ceiling
+EXACT_BELOW = 10_000  # embeddings (planner's estimate) under which search scans exactly
 # Arbitrary constant: the advisory lock under which HNSW indexes are created ('SYIX').
 _HNSW_LOCK = 0x53594958
 _WORDS = re.compile(r"[^\W_]+")  # as the index's split_words: "_" separates words
@@ -374,8 +375,12 @@ class PgIndexStorage:
                         "SELECT set_config('plan_cache_mode', 'force_custom_plan', true),"
                         " set_config('hnsw.ef_search', %s, true),"
                         " set_config('hnsw.iterative_scan', 'strict_order', true),"
-                        " set_config('enable_indexscan', %s, true)",
-                        (str(ef), "off" if self.exact_scan else "on"),
+                        # Exact below EXACT_BELOW rows (as the embedded index is): HNSW
+                        # is approximate, and a small library scans in well under a ms.
+                        " set_config('enable_indexscan', CASE WHEN %s OR (SELECT reltuples"
+                        " FROM pg_class WHERE oid = 'idx_embeddings'::regclass) < %s"
+                        " THEN 'off' ELSE 'on' END, true)",
+                        (str(ef), self.exact_scan, EXACT_BELOW),
                     )
                     if sem_sql is not None:
                         sem_cur.execute(sem_sql, sem_params)
