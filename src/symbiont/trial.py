@@ -769,10 +769,11 @@ def _child_setup(
     if plan.confinement is None:
         for fd in {devnull, out_w, err_w, *_OPEN_FDS} - {result_w, 0, 1, 2}:
             _quietly(os.close, fd)
-    # A job may run trials of its own: give this process its own lock (the inherited one
-    # is held), descriptor registry and, below, stdio objects for its children.
-    global _FORK_LOCK, _STDIO
-    _FORK_LOCK = threading.Lock()
+    # A job may run trials of its own: free the fork lock (the copy inherited is held, by a
+    # thread that does not exist here), empty the descriptor registry, and below, stdio
+    # objects for its children.
+    global _STDIO
+    _quietly(_FORK_LOCK.release)  # held by the parent's thread at the fork, if anyone's
     _OPEN_FDS.clear()
     # Signals: nothing the parent installed applies here. Python handlers (asyncio's, the
     # program's, SIGINT's KeyboardInterrupt) go back to the default action, and asyncio's

@@ -15,6 +15,7 @@ closed (never run the code half-confined without saying so).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import os
@@ -79,11 +80,6 @@ _CAP_HEADER = _seccomp._CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3,
 _CAP_DATA = (_seccomp._CapData * 2)()  # all zero: no capabilities
 _CAP_POINTERS = (ctypes.pointer(_CAP_HEADER), ctypes.pointer(_CAP_DATA))
 _NR_CAPSET = _seccomp.SYSCALLS.get(_seccomp.machine(), {}).get("capset", -1)
-try:  # one reference nobody owns: the object is never freed, and nothing points to it
-    _leak: Any = ctypes.pythonapi.Py_IncRef
-    _leak.argtypes, _leak.restype = [ctypes.py_object], None
-except AttributeError:  # not CPython: a list keeps it alive instead
-    _leak = [].append
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_SECCOMP = 22
 _SECCOMP_MODE_FILTER = 2
@@ -363,14 +359,15 @@ def scrub_environment(regions: Iterable[tuple[int, int]], block: tuple[int, int]
         for name in list(data):  # no clearenv (macOS): one unsetenv per variable
             os.unsetenv(name)
     # Both mappings get one new empty dict. The old one is not emptied: freeing its dozens
-    # of keys and values would cost a forked child about as many page copies. It is leaked
-    # instead (referenced by nothing, so no object leads to it), its credentials already
-    # zeros; the rest of it is what freed memory would have held anyway.
+    # of keys and values would cost a forked child about as many page copies. Only atexit's
+    # list of callbacks refers to it (through its `clear`): no Python object leads to it,
+    # and the child ends with os._exit, which runs no callback. Its credentials are zeros
+    # already; the rest is what freed memory would have held anyway.
     empty: dict[bytes, bytes] = {}
     os.environ._data = empty  # type: ignore[attr-defined]
     if os.supports_bytes_environ:
         os.environb._data = empty  # type: ignore[attr-defined]
-    _leak(data)
+    atexit.register(data.clear)
 
 
 def set_rlimits(limits: dict[int, tuple[int, int]]) -> None:
