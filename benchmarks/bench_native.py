@@ -322,7 +322,8 @@ def main() -> str:
         f"Evolved kernel: **{declared / active:.1f}×** the declared body, **{py / active:.0f}×** "
         f"plain Python (the declared body compiled is {py / declared:.0f}× plain Python).",
         "",
-        "Command: `python benchmarks/bench_native.py`",
+        "Command: `python benchmarks/bench_native.py"
+        + (" --instructions`" if counts is not None else "`"),
     ]
     return write_section("native", "\n".join(lines))
 
