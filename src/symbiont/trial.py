@@ -640,6 +640,7 @@ class _ChildPlan:
     confinement: _Confinement | None  # None: an unconfined fork
     wipe: tuple[tuple[Any, Any], ...]  # (address, size) as ctypes objects: secrets to zero
     cpu_seconds: int  # RLIMIT_CPU of a confined child: a backstop behind the wall clock
+    affinity: set[int] | None = None  # the forking thread's CPUs, when it may use several
 
 
 # Every core may burn CPU for the whole wall-clock limit before the parent kills the child.
@@ -673,7 +674,50 @@ def _plan(limits: TrialLimits, confine: bool) -> _ChildPlan:
         confinement,
         wipe,
         math.ceil(limits.timeout_s * _CPUS) + 1,
+        _affinity(),
     )
+
+
+# -- the fork on the parent's CPU -------------------------------------------------------------
+#
+# The parent sleeps as soon as it has forked, so the child is forked onto the parent's CPU
+# (the thread is pinned to it for the fork, and both put the CPU set back at once): it runs
+# where the pages it copies are in the cache, without waking an idle CPU (in a virtual
+# machine waking a halted vCPU takes about 0.1 ms), and its exit wakes the parent on the
+# same CPU. Measured on 2 cores: about 0.5 ms less CPU per trial.
+
+_getcpu = _confine.sched_getcpu
+
+
+def _affinity() -> set[int] | None:
+    """The calling thread's CPUs, or None when there is no choice to make (or no API)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    try:
+        cpus = os.sched_getaffinity(0)
+    except OSError:
+        return None
+    return cpus if len(cpus) > 1 else None
+
+
+def _pin_to_this_cpu(plan: _ChildPlan) -> bool:
+    if plan.affinity is None:
+        return False
+    try:
+        os.sched_setaffinity(0, (_getcpu(),))
+    except OSError:
+        return False
+    return True
+
+
+def _restore_affinity(plan: _ChildPlan) -> None:
+    """Put the thread's CPU set back (in the parent after the fork, in the child first)."""
+    if plan.affinity is None:
+        return
+    try:
+        os.sched_setaffinity(0, plan.affinity)
+    except OSError:  # a CPU of the set went offline meanwhile: every CPU there is
+        _quietly(os.sched_setaffinity, 0, range(os.cpu_count() or 1))
 
 
 # (key, names of the credential-like variables, their regions), see _environment_regions.
@@ -756,6 +800,7 @@ def _child_setup(
     object the child touches here is a page it copies, so the steps are plain calls
     (best-effort ones through `_quietly`) on values the parent worked out (`_plan`).
     """
+    _restore_affinity(plan)  # forked on the parent's CPU only (see _pin_to_this_cpu)
     if result_w < 3 or out_w < 3 or err_w < 3:  # a parent with closed stdio hands out 0-2
         result_w, out_w, err_w = _above_stdio(result_w), _above_stdio(out_w), _above_stdio(err_w)
     _quietly(os.setpgid, 0, 0)  # own process group: a timeout kills the job's children too
@@ -1187,8 +1232,15 @@ def run_forked(
                 out, err = _Tail(limits.tail_bytes), _Tail(limits.tail_bytes)
                 sinks: dict[int, _Tail | _Sink] = {result_r: result, out_r: out, err_r: err}
                 poller = _poller(sinks)
-                pid = os.fork()
+                pinned = _pin_to_this_cpu(plan)
+                pid = -1  # stays so if the fork fails
+                try:
+                    pid = os.fork()
+                finally:
+                    if pinned and pid != 0:  # the parent (or a failed fork): as it was
+                        _restore_affinity(plan)
             except OSError as exc:  # out of descriptors or processes: not the candidate's fault
+                pid = 0
                 raise SandboxError(f"could not start a forked trial: {exc}") from exc
             if pid == 0:  # pragma: no cover - the child; coverage cannot follow os._exit
                 _child_main(job, limits, plan, frame_prefix, result_w, out_w, err_w)

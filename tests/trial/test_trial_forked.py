@@ -355,6 +355,27 @@ def test_stdin_is_empty_in_the_child() -> None:
 # -- resources, threads, event loops -----------------------------------------------------------
 
 
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs a choice of CPUs",
+)
+@pytest.mark.parametrize("confine", [True, False])
+def test_the_cpu_set_is_the_programs_in_the_child_and_after(confine: bool) -> None:
+    # The fork happens on the parent's CPU alone; both must get the thread's set back.
+    before = os.sched_getaffinity(0)
+    result = run_forked(lambda: sorted(os.sched_getaffinity(0)), QUICK, confine=confine)
+    assert result.ok and result.value == sorted(before)
+    assert os.sched_getaffinity(0) == before
+    one = {min(before)}
+    os.sched_setaffinity(0, one)  # a program that pinned this thread keeps it pinned
+    try:
+        result = run_forked(lambda: sorted(os.sched_getaffinity(0)), QUICK, confine=confine)
+        assert result.ok and result.value == sorted(one)
+        assert os.sched_getaffinity(0) == one
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 def test_no_fd_leak_and_no_zombies_over_many_trials() -> None:
     children_before = set(my_children())
     run_forked(lambda: 1, QUICK)  # warm-up: lazy one-time loads

@@ -76,6 +76,17 @@ _clearenv = _function("clearenv", ctypes.c_int)
 _raw_prctl = _unprototyped("prctl")
 _raw_syscall = _unprototyped("syscall")
 _raw_memset = _unprototyped("memset")
+_sched_getcpu = _function("sched_getcpu", ctypes.c_int)
+
+
+def sched_getcpu() -> int:
+    """The CPU the calling thread runs on (a hint: it may move right after)."""
+    cpu = _sched_getcpu()
+    if cpu < 0:
+        _raise_errno("sched_getcpu")
+    return int(cpu)
+
+
 _CAP_HEADER = _seccomp._CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
 _CAP_DATA = (_seccomp._CapData * 2)()  # all zero: no capabilities
 _CAP_POINTERS = (ctypes.pointer(_CAP_HEADER), ctypes.pointer(_CAP_DATA))
