@@ -662,8 +662,10 @@ def test_projection_widens_until_it_holds_enough_energy(tmp_path: Path) -> None:
 
 @pytest.fixture
 def pg_vectors(
-    pg_url: str,
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[CapabilityIndex, dict[str, np.ndarray], str]]:
+    # Libraries this small are scanned exactly; these tests are about the HNSW path.
+    monkeypatch.setattr("symbiont.store.pg.index.EXACT_BELOW", 0)
     rng = np.random.default_rng(2025)
     table: dict[str, np.ndarray] = {}
     vectors = _low_rank(rng, 3000)
