@@ -5,6 +5,11 @@ built on the SDK pays before doing any work of its own.
 
     python benchmarks/_mcp_bare_server.py sdk    # the SDK's stdio_server() (a thread per line)
     python benchmarks/_mcp_bare_server.py loop   # the pipes read on the event loop, as symbiont's
+
+And, no MCP at all, `direct TIER`: for each line on stdin, one `Library.run` of the benchmark's
+capability (store from $SYMBIONT_HOME), its duration in ms printed back: a `Library.run`
+timed inside a process that sleeps between calls, as the server does (on a loaded machine
+the scheduler treats it differently from the busy benchmark process).
 """
 
 from __future__ import annotations
@@ -44,6 +49,27 @@ async def _serve(transport: str) -> None:
         await server.run(read, write, options)
 
 
+def _direct(tier: str) -> None:
+    import os
+    import time
+    from pathlib import Path
+
+    from symbiont.library import Library
+
+    home = Path(os.environ["SYMBIONT_HOME"])
+    capability, value = sys.argv[3], sys.argv[4]
+    with Library(home / "symbiont.db", data_root=home / "data", tier=tier) as lib:
+        for _ in sys.stdin:
+            started = time.perf_counter()
+            run = lib.run(capability, value)
+            elapsed = (time.perf_counter() - started) * 1000
+            print(f"{elapsed:.4f}" if run.ok else f"error {run.error}", flush=True)
+
+
 if __name__ == "__main__":
     sys.setswitchinterval(0.0005)  # as `symbiont mcp` sets it
-    anyio.run(_serve, sys.argv[1] if len(sys.argv) > 1 else "sdk")
+    mode = sys.argv[1] if len(sys.argv) > 1 else "sdk"
+    if mode == "direct":
+        _direct(sys.argv[2])
+    else:
+        anyio.run(_serve, mode)
