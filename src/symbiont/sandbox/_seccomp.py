@@ -290,10 +290,10 @@ def _compact_chain(rules: list[tuple[int, list[bytes]]], deny: bytes) -> list[by
         else:
             items.append((nr, nr, None if plain else block))
     code: list[bytes | tuple[int, int]] = []  # (code, k) placeholders jump to the shared deny
-    for low, high, block in items:
-        if block is not None:
-            code.append(_ins(BPF_JEQ_K, low, jt=0, jf=len(block)))
-            code += block
+    for low, high, rule in items:
+        if rule is not None:
+            code.append(_ins(BPF_JEQ_K, low, jt=0, jf=len(rule)))
+            code += rule
         elif high - low >= 2:  # low <= nr <= high: deny
             code.append(_ins(BPF_JGE_K, low, jt=0, jf=1))
             code.append((BPF_JGE_K, high + 1))  # nr > high: go on; else deny
