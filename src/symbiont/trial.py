@@ -1145,6 +1145,32 @@ def _signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
+def timeout_diagnostic(timeout_s: float) -> Diagnostic:
+    """A trial killed at its time limit (the forked trial and the pool's workers)."""
+    return Diagnostic(
+        "trial",
+        "timeout",
+        f"the trial did not finish within {timeout_s:g} s and was killed; the candidate may "
+        "loop forever or be far too slow",
+    )
+
+
+def oversize_diagnostic(cap: int) -> Diagnostic:
+    """A trial stopped for writing more than `cap` bytes of result."""
+    return _invalid(f"the trial wrote more than {cap} bytes of result; it was stopped")
+
+
+def no_report_diagnostic(code: int | None) -> Diagnostic:
+    """A trial process that exited (code `code`, None: unknown) without reporting."""
+    how = "an unknown status" if code is None else f"code {code}"
+    return Diagnostic(
+        "trial",
+        "exit",
+        f"the trial process exited with {how} before reporting a result (os._exit or a "
+        "fatal error); a candidate must return, never end the process",
+    )
+
+
 def _crash_diagnostic(signum: int, stderr: str, frame_prefix: str | None) -> Diagnostic:
     name = _signal_name(signum)
     what = signal.strsignal(signum) or name
@@ -1273,22 +1299,9 @@ def run_forked(
             return TrialResult(ok, value, diag, stdout_tail, stderr_tail, duration, mode)
 
         if timed_out:
-            return done(
-                False,
-                None,
-                Diagnostic(
-                    "trial",
-                    "timeout",
-                    f"the trial did not finish within {limits.timeout_s:g} s and was killed; the "
-                    "candidate may loop forever or be far too slow",
-                ),
-            )
+            return done(False, None, timeout_diagnostic(limits.timeout_s))
         if result.over:
-            return done(
-                False,
-                None,
-                _invalid(f"the trial wrote more than {result.cap} bytes of result; it was stopped"),
-            )
+            return done(False, None, oversize_diagnostic(result.cap))
         if report is not None:
             return done(*report)
         if code is not None and code < 0:
@@ -1318,17 +1331,7 @@ def run_forked(
                     detail=stderr_tail[stderr_tail.rfind("symbiont trial harness failed") :],
                 ),
             )
-        how = "an unknown status" if code is None else f"code {code}"
-        return done(
-            False,
-            None,
-            Diagnostic(
-                "trial",
-                "exit",
-                f"the trial process exited with {how} before reporting a result (os._exit or a "
-                "fatal error); a candidate must return, never end the process",
-            ),
-        )
+        return done(False, None, no_report_diagnostic(code))
     finally:
         if pid > 0 and not reaped:  # interrupted (KeyboardInterrupt in the waiting thread)
             _kill_group(pid)

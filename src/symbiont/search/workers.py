@@ -378,25 +378,9 @@ class WorkerPoolExecutor:
             memory = report[2] is not None and report[2].kind == "memory"
             return done(*report), flag == _KEEP and not memory
         if outcome == "timeout":
-            return done(
-                False,
-                None,
-                Diagnostic(
-                    "trial",
-                    "timeout",
-                    f"the trial did not finish within {limits.timeout_s:g} s and was killed; "
-                    "the candidate may loop forever or be far too slow",
-                ),
-            ), False
+            return done(False, None, _trial.timeout_diagnostic(limits.timeout_s)), False
         if outcome == "over":
-            return done(
-                False,
-                None,
-                _trial._invalid(
-                    f"the trial wrote more than {limits.max_result_bytes} bytes of result; it "
-                    "was stopped"
-                ),
-            ), False
+            return done(False, None, _trial.oversize_diagnostic(limits.max_result_bytes)), False
         # The worker exited without replying: a crash, or os._exit in the candidate.
         code, stderr = worker.exit_code, wait.err.text()
         if code is not None and code < 0:
@@ -415,17 +399,7 @@ class WorkerPoolExecutor:
                     detail=stderr[-2000:] or None,
                 ),
             ), False
-        how = "an unknown status" if code is None else f"code {code}"
-        return done(
-            False,
-            None,
-            Diagnostic(
-                "trial",
-                "exit",
-                f"the trial process exited with {how} before reporting a result (os._exit or "
-                "a fatal error); a candidate must return, never end the process",
-            ),
-        ), False
+        return done(False, None, _trial.no_report_diagnostic(code)), False
 
     def _wait(self, wait: _Wait) -> str:
         """Block until `wait` has an outcome (see `_Wait.outcome`)."""
