@@ -387,10 +387,11 @@ def test_repeated_identical_calls_are_noticed_and_stop_the_run(
 
     assert result.outcome == "repeated_call"
     assert "same arguments" in (result.error or "")
-    assert len(openai_server.chat_requests) == 4  # told on the third, stopped on the fourth
-    warned = tool_results(openai_server.chat_requests[3]["messages"])[-1][1]
+    # run; repeated (asked for the answer instead); again (warned); again (stopped)
+    assert len(openai_server.chat_requests) == 5
+    warned = tool_results(openai_server.chat_requests[4]["messages"])[-1][1]
     assert warned["error"]["kind"] == "repeated_call"
-    assert hr_library.get("get_salary_details").stats.runs == 2  # the warning did not run it
+    assert hr_library.get("get_salary_details").stats.runs == 1  # no repeat was run
     with open_transcripts(hr_library.path) as store:
         assert store.get(result.transcript_id).outcome == "repeated_call"
 
@@ -407,17 +408,16 @@ def test_the_same_call_through_run_capability_counts_as_a_repeat(
                 input={"employee_id": "E042"},
             )
         ],
-        [call("get_salary_details", employee_id="E042")],
         "E042 is paid as shown.",
     ]
     openai_server.enqueue(*replies)
     with Agent(hr_library, _model(openai_server)) as agent:
         result = agent.run(READ_TASK)
-    kinds = [
-        b.get("error", {}).get("kind")
-        for _, b in tool_results(openai_server.chat_requests[3]["messages"])
-    ]
-    assert kinds == [None, None, "repeated_call"]
+    # the second call is the first one again: not run; the answer is asked for instead
+    answer_request = openai_server.chat_requests[2]
+    assert not answer_request.get("tools")
+    assert [m["role"] for m in answer_request["messages"]] == ["system", "user"]
+    assert hr_library.get("get_salary_details").stats.runs == 1
     assert result.outcome == "answered"
 
 

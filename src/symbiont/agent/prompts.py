@@ -62,6 +62,20 @@ You answered without running a capability, so the answer is not based on any dat
 task needs data, call one of the tools now ({tools}); do not write results yourself. If the
 task really needs no capability, give the answer again."""
 
+TASK_COMPOSE_SYSTEM = """\
+You answer a question from data that a program has already looked up. Reply in plain
+text, in one to three sentences: the answer, with the figures and names exactly as they
+appear in the data. If the data is an error (for example an unknown id), say so. Do not
+write JSON, code or tool calls; the data is complete, nothing more can be looked up."""
+
+TASK_COMPOSE_USER = """\
+Question: {task}
+
+Data returned for it:
+{results}
+
+Answer the question from this data, in plain text."""
+
 TASK_TEXT_CALL_UNKNOWN = """\
 Your reply contains a tool call to '{called}' written as text. Nothing was run: there is no
 tool '{called}'. The tools are: {tools}. Call one of them through the tool-calling interface."""
@@ -150,6 +164,8 @@ TEMPLATES: dict[str, str] = {
     "task.no_candidates": TASK_NO_CANDIDATES,
     "task.empty_reply": TASK_EMPTY_REPLY,
     "task.unverified": TASK_UNVERIFIED,
+    "task.compose_system": TASK_COMPOSE_SYSTEM,
+    "task.compose_user": TASK_COMPOSE_USER,
     "task.text_call_unknown": TASK_TEXT_CALL_UNKNOWN,
     "task.text_call_broken": TASK_TEXT_CALL_BROKEN,
     "mutation.system": MUTATION_SYSTEM,

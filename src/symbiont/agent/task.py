@@ -78,6 +78,8 @@ UNVERIFIED_NOTE = "answered without running a capability"
 # How many identical calls in a row are run; the next one is answered with a warning
 # instead, and one more after that ends the run.
 REPEAT_LIMIT = 2
+COMPOSE_RESULTS = 3  # the last successful results shown when the answer is asked for
+COMPOSE_RESULT_CHARS = 4000
 MAX_CAPABILITY_TOOLS = 12  # offered plus found by search: the tool list stays short
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
@@ -112,6 +114,14 @@ class AgentResult:
         return self.outcome == "answered"
 
 
+class _Compose(Exception):
+    """The model repeated a call that already succeeded: ask it for the answer instead."""
+
+    def __init__(self, tool: str) -> None:
+        super().__init__(tool)
+        self.tool = tool
+
+
 class _Stop(Exception):
     """Ends the run with an outcome other than an answer."""
 
@@ -135,6 +145,9 @@ class _Run:
     reminded: bool = False
     tool_calls: int = 0
     answer_only: bool = False  # the next request offers no tools (after a repeat warning)
+    last_ok: bool = False  # the last call succeeded
+    results: list[str] = field(default_factory=list)  # successful capability runs, as shown
+    composed: bool = False  # the answer was already asked for from the results
 
     def tools(self) -> list[Tool]:
         return [*TASK_TOOLS, *self.cap_tools.values()]
@@ -272,9 +285,8 @@ class Agent:
                         continue
                 else:
                     messages.append(assistant_message(reply))
-                for call in calls:
-                    content = await self._call_tool(rec, run, call.name, call.arguments)
-                    messages.append(tool_message(call.id, content))
+                if await self._run_calls(rec, run, messages, calls):
+                    break
             else:
                 result.outcome = "step_limit"
                 result.error = (
@@ -289,6 +301,66 @@ class Agent:
             raise
         self._finish(rec, result, messages)
         return result
+
+    async def _run_calls(
+        self, rec: Recorder, run: _Run, messages: list[Message], calls: list[ToolCall]
+    ) -> bool:
+        """Run the model's tool calls, each answered by a tool message. True when the task
+        was answered on the way (a repeated successful call turned into an answer)."""
+        for i, call in enumerate(calls):
+            try:
+                content = await self._call_tool(rec, run, call.name, call.arguments)
+            except _Compose as repeat:
+                note = (
+                    f"{repeat.tool} was already run with these arguments; its result is above "
+                    "and will not change"
+                )
+                messages.append(
+                    tool_message(call.id, error_result(ToolError("repeated_call", note)))
+                )
+                for rest in calls[i + 1 :]:
+                    messages.append(
+                        tool_message(rest.id, error_result(ToolError("not_run", "not run")))
+                    )
+                return await self._compose(rec, run, messages)
+            messages.append(tool_message(call.id, content))
+        return False
+
+    async def _compose(self, rec: Recorder, run: _Run, messages: list[Message]) -> bool:
+        """Ask for the answer from the results, in a request of its own without tools.
+
+        A small model that has a capability's result often calls the capability again (or
+        writes the call and an invented result as text) instead of answering: the tool
+        history in its chat template pulls it back to calling. Asked the question with the
+        data and nothing else, it answers. The answer counts only if it is plain text;
+        otherwise the run goes on with the usual repeat warning (no tools offered)."""
+        run.answer_only = True
+        rec.step(
+            "note", {"note": "a successful call repeated: asked for the answer from its result"}
+        )
+        rec.emit("note", "the same call again: asking for the answer from the result it has")
+        ask: list[Message] = [
+            {"role": "system", "content": render("task.compose_system")},
+            {
+                "role": "user",
+                "content": render(
+                    "task.compose_user",
+                    task=run.result.task,
+                    results="\n\n".join(run.results[-COMPOSE_RESULTS:]),
+                ),
+            },
+        ]
+        reply = await rec.ask(self.model, ask, None, max_retries=self.max_retries)
+        text = reply.text.strip()
+        messages.append(ask[1])
+        messages.append(assistant_message(reply))
+        if not text or reply.tool_calls:
+            return False
+        if find_text_calls(text, known=[*run.tool_names(), *run.tool_of_cap]):
+            return False
+        run.result.answer, run.result.outcome = text, "answered"
+        rec.step("note", {"note": "answered from the results, without tools"})
+        return True
 
     def _accept_answer(self, rec: Recorder, run: _Run, messages: list[Message], text: str) -> bool:
         """A plain-text reply is the answer. Before any tool call it earns one reminder to run a
@@ -479,13 +551,14 @@ class Agent:
             content = error_result(err)
         except SandboxError as exc:
             content = error_result(ToolError("sandbox_unavailable", str(exc)))
-        except (ModelError, _Stop):
+        except (ModelError, _Stop, _Compose):
             raise
         except Exception as exc:  # a bug or an unexpected failure must not end the task
             content = error_result(
                 ToolError("tool_failed", f"{name} failed unexpectedly: {type(exc).__name__}: {exc}")
             )
         duration = time.perf_counter() - started
+        self._note_result(run, name, raw, content if ok else None)
         rec.step(
             "tool", {"arguments": raw, "result": content}, name=name, ok=ok, duration_s=duration
         )
@@ -516,6 +589,21 @@ class Agent:
             "run_capability with its id if it fits"
         )
 
+    @staticmethod
+    def _note_result(run: _Run, name: str, raw: str, content: str | None) -> None:
+        """Remember whether the call succeeded, and a successful capability run's result."""
+        try:
+            shown = json.loads(content) if content is not None else None
+        except ValueError:
+            shown = None
+        run.last_ok = isinstance(shown, dict) and shown.get("ok") is True
+        if run.last_ok and isinstance(shown, dict) and "capability_id" in shown:
+            output = json.dumps(shown.get("output"), ensure_ascii=False, default=str)
+            run.results.append(
+                f"{shown['capability_id']}({preview(raw, 300)}) returned:\n"
+                f"{preview(output, COMPOSE_RESULT_CHARS)}"
+            )
+
     def _check_repeat(self, run: _Run, tool: str, target: str, args: Any) -> None:
         """Notice the same call made again and again: warn once, then stop the run.
 
@@ -524,6 +612,9 @@ class Agent:
         signature = target + "\0" + json.dumps(args, sort_keys=True, default=str)
         if signature == run.last_call:
             run.repeats += 1
+            if run.last_ok and not run.composed:
+                run.composed = True
+                raise _Compose(tool)
         else:
             run.last_call, run.repeats = signature, 1
         if run.repeats == REPEAT_LIMIT + 1:
