@@ -21,6 +21,12 @@ define things (`check_module_level`, kind `policy/module_level`), and the compil
 every module-level name of a candidate under a per-revision name (`namespaced`), so a swap
 never changes what a running older revision sees.
 
+Two repairs for small models happen on the way, and never add code: a head copied with its
+whitespace changed is put back as given (`parse.restore_head`, `parse.reindent_docstring`),
+and a demonstration appended after the function (`print(f(0))`, `assert f(...) == ...`,
+example data) is cut before the policy stage (`usage.drop_trailing_usage`; the result's
+`notes` say what was cut).
+
 The policy stage is a guardrail for the model, not a security boundary (see `policy`).
 """
 
@@ -54,6 +60,7 @@ from symbiont.pipeline.policy import (
 )
 from symbiont.pipeline.signature import check_signature, normalise_annotation, typing_aliases_in
 from symbiont.pipeline.typecheck import typecheck
+from symbiont.pipeline.usage import drop_trailing_usage
 from symbiont.signature import head_of
 
 __all__ = [
@@ -101,6 +108,7 @@ class PipelineResult:
     diagnostics: list[Diagnostic]
     stage: str  # the stage that failed, or "compile" when all passed
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
+    notes: list[str] = field(default_factory=list)  # what the pipeline changed in the reply
 
     @property
     def ok(self) -> bool:
@@ -121,18 +129,30 @@ def _heads(target: Target) -> list[str]:
     return heads
 
 
+def _spans(numbers: list[int]) -> str:
+    """`[3, 4, 5, 9]` as "3-5, 9"."""
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in spans)
+
+
 def run_pipeline(
     reply: str, target: Target, config: PipelineConfig = PipelineConfig()
 ) -> PipelineResult:
     """Run every stage on a model's reply. Never raises on any input text."""
     timings: dict[str, float] = {}
+    notes: list[str] = []
     started = time.perf_counter()
     stage = "extract"
     result: PipelineResult
 
     def done(candidate: Candidate | None, diagnostics: list[Diagnostic], at: str) -> PipelineResult:
         timings["total"] = time.perf_counter() - started
-        return PipelineResult(candidate, diagnostics, at, timings)
+        return PipelineResult(candidate, diagnostics, at, timings, notes)
 
     try:
         t = time.perf_counter()
@@ -170,6 +190,17 @@ def run_pipeline(
                     raise original from None
         finally:
             timings["parse"] = time.perf_counter() - t
+
+        if config.module_level:  # a demonstration after the function is not the answer
+            dropped = drop_trailing_usage(tree, source, target.signature.name, target.globals)
+            if dropped is not None:
+                with contextlib.suppress(StageError):
+                    tree, source = parse_source(dropped[0]), dropped[0]
+                    notes.append(
+                        "removed the example usage after the function (lines "
+                        + _spans(dropped[1])
+                        + ")"
+                    )
 
         t = time.perf_counter()
         stage = "signature"

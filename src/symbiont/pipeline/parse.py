@@ -144,8 +144,10 @@ def reindent_docstring(source: str, name: str) -> str | None:
                 k += 1
             if k == len(lines):
                 return None  # never closed: not an indentation problem
-        body = k + 1
-        while body < len(lines) and not lines[body].strip():
+        body = k + 1  # the first line of code below (comments take no part in indentation)
+        while body < len(lines) and (
+            not lines[body].strip() or lines[body].lstrip().startswith("#")
+        ):
             body += 1
         if body == len(lines):
             return None

@@ -1,0 +1,132 @@
+"""Example usage a model appends after the function: removed before the policy stage.
+
+Asked for one function, a small model often adds a demonstration below it, the way code
+in tutorials ends::
+
+    def predict(x: float) -> float:
+        ...
+
+    # Example usage:
+    DATA = [(0.5, 2.3), (1.0, 4.0)]
+    print(predict(0))
+    assert step({"counter": 0}) == 1
+
+None of that is part of the answer, and at the module level it would run when the
+candidate is installed, so the policy stage refuses it (`policy/module_level`). With
+Qwen2.5-Coder-0.5B that refusal did not teach: it sent the same demonstration again with
+the next function, attempt after attempt, and good functions were lost with it. So the
+statements that follow the target function and only *use* things — expression statements
+(calls, prints), `assert`, `if`/`for`/`while`/`with`/`try`/`match` blocks (`if __name__ ==
+"__main__":` among them), `del`, `raise`, augmented assignments, assignments that rebind a
+name the module already has, and assignments whose names nothing that stays reads — are
+cut from the candidate before the policy stage sees it.
+
+What stays is judged as before: definitions, imports, new constants, and anything *above*
+the target function (code there is not a demonstration; the policy stage decides). Cutting
+only ever removes code, so nothing the policy would refuse can get in this way. A statement
+sharing a line with one that stays (`x = 1; print(x)`) is left alone, and so the policy
+refuses it. Capabilities are not touched: their module is theirs and runs in the sandbox.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping
+from typing import Any
+
+_USAGE_STATEMENTS = (
+    ast.Expr,
+    ast.Assert,
+    ast.If,
+    ast.For,
+    ast.AsyncFor,
+    ast.While,
+    ast.With,
+    ast.AsyncWith,
+    ast.Try,
+    ast.TryStar,
+    ast.Match,
+    ast.Delete,
+    ast.Raise,
+    ast.AugAssign,
+)
+
+
+def _names_bound(target: ast.expr) -> list[str]:
+    return [n.id for n in ast.walk(target) if isinstance(n, ast.Name)]
+
+
+def _is_usage(stmt: ast.stmt, module_globals: Mapping[str, Any], used: set[str]) -> bool:
+    """`used`: the names the candidate's definitions read (a constant they need stays)."""
+    if isinstance(stmt, _USAGE_STATEMENTS):
+        return True
+    if isinstance(stmt, ast.Assign | ast.AnnAssign):
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+        if any(not isinstance(t, ast.Name | ast.Tuple | ast.List) for t in targets):
+            return True  # `DATA[0] = ...`, `obj.x = ...`: stores into something
+        names = [name for t in targets for name in _names_bound(t)]
+        if any(name in module_globals for name in names):
+            return True  # rebinds the program's own name (`DATA = [...]` as an example)
+        # a value the code that stays needs, however it is made, stays (the policy judges
+        # it); one nothing reads but the demonstration goes with it
+        return not any(name in used for name in names)
+    return False
+
+
+def _names_read(stmts: list[ast.stmt]) -> set[str]:
+    return {
+        n.id
+        for s in stmts
+        for n in ast.walk(s)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+    }
+
+
+def _first_line(stmt: ast.stmt) -> int:
+    decorators = getattr(stmt, "decorator_list", None) or []
+    return min([stmt.lineno, *(d.lineno for d in decorators)])
+
+
+def drop_trailing_usage(
+    tree: ast.Module, source: str, target_name: str, module_globals: Mapping[str, Any]
+) -> tuple[str, list[int]] | None:
+    """`source` without the usage statements after the function `target_name`, and the
+    line numbers removed; None when there is nothing to remove (or it cannot be removed
+    cleanly)."""
+    body = tree.body
+    index = next(
+        (
+            i
+            for i, stmt in enumerate(body)
+            if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef) and stmt.name == target_name
+        ),
+        None,
+    )
+    if index is None:
+        return None
+    after = body[index + 1 :]
+    # what stays: everything up to the function, then whatever is not usage; a name read by
+    # anything that stays is needed (to a fixed point: `B = A + 1` kept keeps `A`)
+    used: set[str] = set()
+    while True:
+        usage = [s for s in after if _is_usage(s, module_globals, used)]
+        staying = [s for s in body if not any(s is u for u in usage)]
+        now = _names_read(staying)
+        if now <= used:
+            break
+        used |= now
+    if not usage:
+        return None
+    kept = staying
+    kept_lines = {n for s in kept for n in range(_first_line(s), (s.end_lineno or s.lineno) + 1)}
+    cut = {n for s in usage for n in range(s.lineno, (s.end_lineno or s.lineno) + 1)}
+    if cut & kept_lines:
+        return None  # shares a line with code that stays
+    lines = source.splitlines(keepends=True)
+    end_of_target = body[index].end_lineno or body[index].lineno
+    # comments below the function that introduce the removed code (`# Example usage:`) go too
+    for number in range(end_of_target + 1, len(lines) + 1):
+        if number not in kept_lines and lines[number - 1].lstrip().startswith("#"):
+            cut.add(number)
+    text = "".join(line for n, line in enumerate(lines, 1) if n not in cut)
+    return text.rstrip("\n") + "\n", sorted(cut)
