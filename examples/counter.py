@@ -1,8 +1,8 @@
 """Quick start: a loop keeps running while a model rewrites the function it calls.
 
 The loop calls `step(state)` over and over; every few seconds a background thread asks the
-model for a body that "increments the counter by a constant between 5 and 20". Candidates are
-checked in a forked child, the accepted one is swapped into `step` in place, and the loop —
+model for a body that adds the same number from 5 to 20 to the counter on every call.
+Candidates are checked in a forked child, the accepted one is swapped into `step` in place, and the loop —
 which never stopped — picks it up at its next call. The state survives every swap.
 
     python examples/counter.py            # offline mutation proposer unless a model is configured
@@ -18,8 +18,8 @@ from collections.abc import Callable
 import symbiont
 
 PROMPT = (
-    "Give a concise implementation of this function that increments state['counter'] by a "
-    "constant in the range 5..20 (inclusive)."
+    "Make step add the same fixed number to state['counter'] on every call, instead of 1: "
+    "pick any whole number from 5 to 20. The counter's value itself has no limit."
 )
 
 
@@ -36,8 +36,14 @@ def check_step(fn: Callable[[dict[str, int]], None]) -> None:
     first = state["counter"]
     fn(state)
     second = state["counter"] - first
-    assert first == second, f"the increment is not constant: {first} then {second}"
-    assert 5 <= first <= 20, f"the increment is {first}, expected a constant between 5 and 20"
+    assert first == second, (
+        f"step added {first} on the first call and {second} on the second; it must add the "
+        "same number every time"
+    )
+    assert 5 <= first <= 20, (
+        f"step added {first} to state['counter']; it must add a fixed number from 5 to 20 "
+        "on every call"
+    )
 
 
 def main(
