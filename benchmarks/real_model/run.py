@@ -111,7 +111,9 @@ def run_demo(name: str, url: str, attempts: int, seed: int, home: Path) -> dict[
                 "stage": a.stage,
                 "accepted": bool(a.accepted),
                 "kind": first.kind if first else None,
-                "message": (first.message.splitlines()[0][:200] if first and first.message else None),
+                "message": (
+                    first.message.splitlines()[0][:200] if first and first.message else None
+                ),
                 "input_tokens": getattr(a, "input_tokens", 0) or 0,
                 "output_tokens": getattr(a, "output_tokens", 0) or 0,
             }
@@ -125,7 +127,9 @@ def run_demo(name: str, url: str, attempts: int, seed: int, home: Path) -> dict[
             report = runtime.evolve_sync(fn, model, prompt=module.PROMPT, check=module.check_step,
                                          attempts=attempts, on_attempt=on_attempt)  # fmt: skip
         else:
-            report = module.main(runtime=runtime, model=model, attempts=attempts, on_attempt=on_attempt)
+            report = module.main(
+                runtime=runtime, model=model, attempts=attempts, on_attempt=on_attempt
+            )
     finally:
         runtime.close()
     accepted_at = next((r["attempt"] for r in rows if r["accepted"]), None)
@@ -210,7 +214,11 @@ def write_report(demos: list[dict[str, Any]], agent: list[dict[str, Any]], args:
             )
         accepted = sum(d["accepted"] for d in demos)
         total = sum(d["attempts"] for d in demos)
-        lines += ["", f"{accepted} of {len(demos)} demos accepted a revision; {total} model attempts in all.", ""]
+        lines += [
+            "",
+            f"{accepted} of {len(demos)} demos accepted a revision; {total} model attempts in all.",
+            "",
+        ]
     if agent:
         ran = sum(bool(a["ran"]) for a in agent)
         fakes = sum(a["fake_answer"] for a in agent)
@@ -237,6 +245,15 @@ def write_report(demos: list[dict[str, Any]], agent: list[dict[str, Any]], args:
     return "\n".join(lines)
 
 
+def _previous(path: Path) -> dict[str, Any]:
+    """The rows of the last run, or nothing when there is no readable earlier file."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="demos and agent tasks against a real small model")
     ap.add_argument("--attempts", type=int, default=10)
@@ -261,6 +278,16 @@ def main() -> int:
                 demos.append(run_demo(name, url, args.attempts, args.seed, home))
         if args.only in (None, "agent"):
             agent = run_agent(url, args.seed, home, args.tasks)
+    # A partial run (`--only`, `--demo`) keeps the rows of the parts it did not run.
+    previous = _previous(results / "real_model.json")
+    if args.only == "agent":
+        demos = previous.get("demos", [])
+    else:
+        ran = {d["demo"] for d in demos}
+        demos = [d for d in previous.get("demos", []) if d["demo"] not in ran] + demos
+        demos.sort(key=lambda d: list(DEMOS).index(d["demo"]) if d["demo"] in DEMOS else 99)
+    if args.only == "demos":
+        agent = previous.get("agent", [])
     (results / "real_model.json").write_text(json.dumps({"demos": demos, "agent": agent}, indent=1))
     text = write_report(demos, agent, args)
     (results / "real_model.md").write_text(text + "\n")
