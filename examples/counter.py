@@ -25,7 +25,7 @@ PROMPT = (
 
 @symbiont.evolvable(timeout=2.0)
 def step(state: dict[str, int]) -> None:
-    """Advance state["counter"] by one step."""
+    """Advance state["counter"] by a fixed step."""
     state["counter"] += 1
 
 

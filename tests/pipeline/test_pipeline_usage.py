@@ -79,7 +79,7 @@ def test_a_constant_the_function_needs_is_not_cut_even_when_computed() -> None:
     # (and refuses it), instead of the function failing later on a missing name.
     reply = (
         "def step(state: dict[str, int]) -> None:\n"
-        '    """Advance state["counter"] by one step."""\n'
+        '    """Advance state["counter"] by a fixed step."""\n'
         "    state['counter'] += TABLE[0]\n\n"
         "TABLE = sorted([7, 9])\n"
     )
@@ -92,7 +92,7 @@ def test_code_above_the_function_is_not_cut() -> None:
     reply = (
         "print('installing')\n\n"
         "def step(state: dict[str, int]) -> None:\n"
-        '    """Advance state["counter"] by one step."""\n'
+        '    """Advance state["counter"] by a fixed step."""\n'
         "    state['counter'] += 7\n"
     )
     result = run_pipeline(reply, Target.from_function(counter.step), NO_TC)
@@ -113,7 +113,7 @@ def test_code_above_the_function_is_not_cut() -> None:
 def test_every_kind_of_demonstration_is_cut(tail: str) -> None:
     reply = (
         "def step(state: dict[str, int]) -> None:\n"
-        '    """Advance state["counter"] by one step."""\n'
+        '    """Advance state["counter"] by a fixed step."""\n'
         "    state['counter'] += 7\n\n" + tail
     )
     result = run_pipeline(reply, Target.from_function(counter.step), NO_TC)
@@ -124,7 +124,7 @@ def test_every_kind_of_demonstration_is_cut(tail: str) -> None:
 def test_a_statement_sharing_a_line_with_a_definition_is_left_to_the_policy() -> None:
     reply = (
         "def step(state: dict[str, int]) -> None:\n"
-        '    """Advance state["counter"] by one step."""\n'
+        '    """Advance state["counter"] by a fixed step."""\n'
         "    state['counter'] += LIMIT\n\n"
         "LIMIT = 7; print(LIMIT)\n"
     )
@@ -138,7 +138,7 @@ def test_a_hostile_tail_never_runs() -> None:
     marker.unlink(missing_ok=True)
     reply = (
         "def step(state: dict[str, int]) -> None:\n"
-        '    """Advance state["counter"] by one step."""\n'
+        '    """Advance state["counter"] by a fixed step."""\n'
         "    state['counter'] += 7\n\n"
         f"__builtins__['open']({str(marker)!r}, 'w').write('x')\n"
     )
