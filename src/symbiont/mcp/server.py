@@ -758,16 +758,7 @@ class CapabilityServer:
             from symbiont.models import default_model
 
             self._model = default_model(announce=None)
-        lib = self.library
-        with Library(
-            lib.path,
-            tier=lib.tier,
-            data_root=lib.data_root,
-            deprecate_after=lib.deprecate_after,
-            typecheck=lib.typecheck,
-            policy=lib.policy,
-            limits=lib.limits,
-        ) as own:
+        with self._author_library() as own:
             agent = MutationAgent(
                 own, self._model, max_steps=self.options.mutation_max_steps, on_event=progress
             )
@@ -775,6 +766,21 @@ class CapabilityServer:
                 return agent.run(task, parent_id, replace_parent=replace_parent)
             finally:
                 agent.close()
+
+    def _author_library(self) -> Library:
+        """A library of the mutation agent's own: the same store reopened (its own connection)
+        with the server library's settings. A PostgreSQL store is reopened from its full URL:
+        `Library.path` is the URL without its password, for messages."""
+        lib = self.library
+        return Library(
+            getattr(lib.store, "url", None) or lib.store.path,
+            tier=lib.tier,
+            data_root=lib.data_root,
+            deprecate_after=lib.deprecate_after,
+            typecheck=lib.typecheck,
+            policy=lib.policy,
+            limits=lib.limits,
+        )
 
     # -- resources and prompts -------------------------------------------------------------------
     async def _list_resources(
