@@ -69,7 +69,7 @@ def test_example_data_that_rebinds_the_programs_name_and_a_print_are_cut() -> No
     assert "import numpy as np" in source  # an import above the function stays
     assert "Example usage" not in source
     # installed, the function reads the program's DATA, which is untouched
-    assert curve_fit.DATA == before
+    assert before == curve_fit.DATA
     expected = sum((xi - 2.0) ** 2 for xi, _ in before) / len(before)
     assert _function(result, curve_fit)(2.0) == pytest.approx(expected)
 
@@ -162,3 +162,51 @@ def test_a_docstring_indented_like_a_comment_below_it_is_still_reindented() -> N
     result = run_pipeline(reply, Target.from_function(curve_fit.predict), NO_TC)
     assert result.ok, [d.message for d in result.diagnostics]
     assert _function(result, curve_fit)(3.0) == 6.0
+
+
+# -- `from M import *` ---------------------------------------------------------------------------
+
+STAR_REPLY = (  # Qwen2.5-Coder-0.5B, counter attempt 8, byte for byte
+    "```python\nfrom typing import *\nfrom collections import *\n\ndef step(state: dict[str, "
+    'int]) -> None:\n    """Advance state[\'counter\'] by one step."""\n    state[\'counter\'] '
+    "+= 1\n```"
+)
+
+
+def test_star_imports_of_loaded_modules_become_imports_of_the_names_used() -> None:
+    result = run_pipeline(STAR_REPLY, Target.from_function(counter.step), NO_TC)
+    assert result.ok, [d.message for d in result.diagnostics]
+    assert "import *" not in result.candidate.source
+    reply = STAR_REPLY.replace("+= 1", "+= len(OrderedDict(a=1, b=2)) * 4")
+    result = run_pipeline(reply, Target.from_function(counter.step), NO_TC)
+    assert result.ok, [d.message for d in result.diagnostics]
+    assert "from collections import OrderedDict" in result.candidate.source
+    state = {"counter": 0}
+    _function(result, counter)(state)
+    assert state == {"counter": 8}
+
+
+def test_a_star_import_of_a_refused_module_is_still_refused_by_the_policy() -> None:
+    reply = (
+        "from os import *\n\n"
+        "def step(state: dict[str, int]) -> None:\n"
+        '    """Advance state["counter"] by a fixed step."""\n'
+        "    system('touch /tmp/symbiont-star-os')\n"
+    )
+    result = run_pipeline(reply, Target.from_function(counter.step), NO_TC)
+    assert not result.ok and result.stage == "policy"
+    assert "os" in result.diagnostics[0].message
+
+
+def test_a_star_import_of_a_module_not_loaded_is_left_to_the_policy() -> None:
+    name = "symbiont_never_imported_module_xyz"
+    assert name not in sys.modules
+    reply = (
+        f"from {name} import *\n\n"
+        "def step(state: dict[str, int]) -> None:\n"
+        '    """Advance state["counter"] by a fixed step."""\n'
+        "    state['counter'] += 7\n"
+    )
+    result = run_pipeline(reply, Target.from_function(counter.step), NO_TC)
+    assert not result.ok and result.stage == "policy"
+    assert name not in sys.modules  # nothing was imported to find its names

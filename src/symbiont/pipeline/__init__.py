@@ -24,8 +24,9 @@ never changes what a running older revision sees.
 Two repairs for small models happen on the way, and never add code: a head copied with its
 whitespace changed is put back as given (`parse.restore_head`, `parse.reindent_docstring`),
 and a demonstration appended after the function (`print(f(0))`, `assert f(...) == ...`,
-example data) is cut before the policy stage (`usage.drop_trailing_usage`; the result's
-`notes` say what was cut).
+example data) is cut before the policy stage (`usage.drop_trailing_usage`), and a
+`from typing import *` becomes an import of the names used (`star_imports`); the result's
+`notes` say what changed.
 
 The policy stage is a guardrail for the model, not a security boundary (see `policy`).
 """
@@ -59,6 +60,7 @@ from symbiont.pipeline.policy import (
     check_policy,
 )
 from symbiont.pipeline.signature import check_signature, normalise_annotation, typing_aliases_in
+from symbiont.pipeline.star_imports import resolve_star_imports
 from symbiont.pipeline.typecheck import typecheck
 from symbiont.pipeline.usage import drop_trailing_usage
 from symbiont.signature import head_of
@@ -191,7 +193,14 @@ def run_pipeline(
         finally:
             timings["parse"] = time.perf_counter() - t
 
-        if config.module_level:  # a demonstration after the function is not the answer
+        if config.module_level:
+            # `from typing import *`: the names the candidate uses from it, imported by name
+            starred = resolve_star_imports(tree, source, target.globals)
+            if starred is not None:
+                with contextlib.suppress(StageError):
+                    tree, source = parse_source(starred[0]), starred[0]
+                    notes.extend(starred[1])
+            # a demonstration after the function is not the answer
             dropped = drop_trailing_usage(tree, source, target.signature.name, target.globals)
             if dropped is not None:
                 with contextlib.suppress(StageError):
