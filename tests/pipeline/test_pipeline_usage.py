@@ -210,3 +210,59 @@ def test_a_star_import_of_a_module_not_loaded_is_left_to_the_policy() -> None:
     result = run_pipeline(reply, Target.from_function(counter.step), NO_TC)
     assert not result.ok and result.stage == "policy"
     assert name not in sys.modules  # nothing was imported to find its names
+
+
+# -- a tail that is not Python -------------------------------------------------------------------
+
+import fizzbuzz  # noqa: E402
+
+FIZZ_BODY = (
+    '    if n % 3 == 0:\n        return "Fizz"\n    elif n % 15 == 0:\n        return "FizzBuzz"\n'
+    '    if n % 5 == 0:\n        return "Buzz"\n    return str(n)\n\n# Test cases\n'
+    "assert fizzbuzz(15) == 'Fizz', expected 'FizzBuzz'\n"
+    "assert fizzbuzz(30) == 'Fizz', expected 'FizzBuzz'\n"
+    "assert fizzbuzz(45) == 'Fizz', expected 'FizzBuzz'\n"
+)
+# Qwen2.5-Coder-0.5B, fizzbuzz attempts 5 and 6: tests that are not Python after the function,
+# the second also with its docstring at five spaces
+FIZZ_REPLIES = [
+    '```python\ndef fizzbuzz(n: int) -> str:\n    """Return "Fizz" for multiples of 3, "Buzz" for '
+    'multiples of 5, "FizzBuzz" for multiples\n    of both, and the number itself as text '
+    'otherwise."""\n' + FIZZ_BODY + "```",
+    '```python\ndef fizzbuzz(n: int) -> str:\n     """Return "Fizz" for multiples of 3, "Buzz" '
+    'for multiples of 5, "FizzBuzz" for multiples\n    of both, and the number itself as text '
+    'otherwise."""\n' + FIZZ_BODY,
+]
+
+
+@pytest.mark.parametrize("reply", FIZZ_REPLIES, ids=["tail", "tail-and-head"])
+def test_tests_that_are_not_python_after_the_function_are_cut(reply: str) -> None:
+    result = run_pipeline(reply, Target.from_function(fizzbuzz.fizzbuzz), NO_TC)
+    assert result.ok, [d.message for d in result.diagnostics]
+    assert "assert" not in result.candidate.source
+    namespace = dict(fizzbuzz.__dict__)
+    fn = type(fizzbuzz.fizzbuzz)(result.candidate.code, namespace, "fizzbuzz")
+    # the model's own function, bug included (15 is caught by `% 3` first)
+    assert [fn(n) for n in (3, 5, 15, 7)] == ["Fizz", "Buzz", "Fizz", "7"]
+
+
+def test_a_function_that_is_itself_broken_keeps_its_own_error() -> None:
+    reply = FIZZ_REPLIES[0].replace('        return "Buzz"', '        return "Buzz" +')
+    result = run_pipeline(reply, Target.from_function(fizzbuzz.fizzbuzz), NO_TC)
+    assert not result.ok and result.stage == "parse"
+    assert result.diagnostics[0].line == 9  # the model's own broken line, as it sent it
+
+
+def test_helpers_after_the_function_survive_the_cut() -> None:
+    reply = (
+        "```python\ndef fizzbuzz(\n    n: int,\n) -> str:\n"
+        '    """Say it."""\n'
+        "    return _word(n)\n\n"
+        "print(fizzbuzz(3)) ; expected 'Fizz'\n\n"
+        "def _word(n: int) -> str:\n"
+        "    return 'FizzBuzz' if n % 15 == 0 else 'Fizz' if n % 3 == 0 else "
+        "'Buzz' if n % 5 == 0 else str(n)\n```"
+    )
+    result = run_pipeline(reply, Target.from_function(fizzbuzz.fizzbuzz), NO_TC)
+    assert result.ok, [d.message for d in result.diagnostics]
+    assert "print" not in result.candidate.source and "def _word" in result.candidate.source

@@ -51,7 +51,7 @@ from symbiont.pipeline.compile import (
 )
 from symbiont.pipeline.extract import extract_code
 from symbiont.pipeline.imports import missing_imports
-from symbiont.pipeline.parse import parse_source, reindent_docstring, restore_head
+from symbiont.pipeline.parse import cut_tail, parse_source, reindent_docstring, restore_head
 from symbiont.pipeline.policy import (
     DEFAULT_POLICY,
     SAFE_DECORATORS,
@@ -175,13 +175,18 @@ def run_pipeline(
                 tree = parse_source(source)
             except StageError as original:
                 # A head copied with its whitespace changed: put the given head back; a
-                # docstring of its own indented unlike the body: indent it like the body.
-                # When neither helps, the model is told about its own text, as it was.
+                # docstring of its own indented unlike the body: indent it like the body;
+                # a tail after the function that is not Python (tests): cut it.
+                # When none helps, the model is told about its own text, as it was.
                 tree = None
                 name = target.signature.name
+                cut = cut_tail(source, name)  # what follows the function, if not Python
                 for repaired in (
                     restore_head(source, name, _heads(target)),
                     reindent_docstring(source, name),
+                    cut,
+                    cut and restore_head(cut, name, _heads(target)),
+                    cut and reindent_docstring(cut, name),
                 ):
                     if repaired is not None:
                         with contextlib.suppress(StageError):

@@ -159,6 +159,42 @@ def reindent_docstring(source: str, name: str) -> str | None:
     return None
 
 
+_KEPT_AT_TOP = re.compile(r"(async\s+def|def|class|import|from)\b|@")
+
+
+def cut_tail(source: str, name: str) -> str | None:
+    """`source` without the top-level blocks after the function that are not definitions
+    or imports, read as text; None when there are none.
+
+    For a reply that does not parse because of what follows the function: small models
+    append tests that are not even Python (`assert f(15) == 'Fizz', expected 'FizzBuzz'`).
+    The usage stage (`usage.drop_trailing_usage`) cuts demonstrations from the parsed tree;
+    this is its fallback for text that has no tree. Only used when the whole text does not
+    parse and the cut text does.
+    """
+    lines = source.splitlines(keepends=True)
+    starts = (f"def {name}(", f"async def {name}(")
+    start = next((i for i, line in enumerate(lines) if line.startswith(starts)), None)
+    if start is None:
+        return None
+    i = start
+    while i < len(lines) and not lines[i].split("#", 1)[0].rstrip().endswith(":"):
+        i += 1  # the rest of a `def` head spread over lines
+    i += 1
+    kept = lines[:i]
+    dropping = False
+    cut = False
+    for line in lines[i:]:
+        at_top = bool(line.strip()) and not line[0].isspace() and not line.startswith("#")
+        if at_top:
+            dropping = _KEPT_AT_TOP.match(line) is None
+        if dropping:
+            cut = cut or bool(line.strip())
+            continue
+        kept.append(line)
+    return "".join(kept).rstrip("\n") + "\n" if cut else None
+
+
 def syntax_diagnostic(exc: SyntaxError, source: str) -> Diagnostic:
     """Turn a SyntaxError (or IndentationError, TabError) into a parse diagnostic."""
     kind = (
