@@ -266,3 +266,20 @@ def test_helpers_after_the_function_survive_the_cut() -> None:
     result = run_pipeline(reply, Target.from_function(fizzbuzz.fizzbuzz), NO_TC)
     assert result.ok, [d.message for d in result.diagnostics]
     assert "print" not in result.candidate.source and "def _word" in result.candidate.source
+
+
+# -- an import of the function's own module ----------------------------------------------------
+
+SELF_IMPORT_REPLY = (  # Qwen2.5-Coder-0.5B, curve_fit attempt 2, byte for byte
+    "```python\n\nfrom curve_fit import curve_fit\n\ndef predict(x: float) -> float:\n    \"\"\""
+    'Predict y for x: a straight line fitted to DATA."""\n    popt, pcov = curve_fit(lambda t: '
+    "1.0 * t + 0.0, range(5), [4], method='newton')\n    return popt[0]\n\n```"
+)
+
+
+def test_an_import_of_the_functions_own_module_is_named_before_any_trial() -> None:
+    result = run_pipeline(SELF_IMPORT_REPLY, Target.from_function(curve_fit.predict), NO_TC)
+    assert not result.ok and result.stage == "policy"
+    (diag,) = result.diagnostics
+    assert diag.kind == "own_module" and diag.line == 1
+    assert "module your function lives in" in diag.message

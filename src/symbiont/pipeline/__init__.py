@@ -38,6 +38,7 @@ import contextlib
 import textwrap
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from symbiont.diagnostics import Diagnostic
 from symbiont.errors import StageError
@@ -50,7 +51,7 @@ from symbiont.pipeline.compile import (
     original_names,
 )
 from symbiont.pipeline.extract import extract_code
-from symbiont.pipeline.imports import missing_imports
+from symbiont.pipeline.imports import missing_imports, own_module_imports
 from symbiont.pipeline.parse import cut_tail, parse_source, reindent_docstring, restore_head
 from symbiont.pipeline.policy import (
     DEFAULT_POLICY,
@@ -129,6 +130,15 @@ def _heads(target: Target) -> list[str]:
             heads.append(head)
     heads.append(target.signature.render())
     return heads
+
+
+def _own_names(target: Target) -> set[str]:
+    """The names the target's module goes by: its `__name__` (not `__main__`) and its file's
+    stem (a script is `__main__` when run, and the model sees its file's name)."""
+    names = {str(target.globals.get("__name__", ""))} - {"", "__main__"}
+    if target.module_path is not None:
+        names.add(Path(target.module_path).stem)
+    return {n.split(".")[-1] for n in names} | names
 
 
 def _spans(numbers: list[int]) -> str:
@@ -240,6 +250,8 @@ def run_pipeline(
             )
         if not problems:  # an import of a module that is not installed fails before any trial
             problems = missing_imports(tree, source, policy=config.policy)
+            if config.module_level:
+                problems += own_module_imports(tree, source, _own_names(target))
         problems.sort(key=lambda d: (d.line or 0, d.col or 0))
         timings["policy"] = time.perf_counter() - t
         if problems:

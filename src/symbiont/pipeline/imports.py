@@ -6,6 +6,11 @@ code. This check looks each imported top-level module up with `importlib.util.fi
 which asks the import system's finders where the module would come from without importing
 (running) it, and reports the ones nobody can find.
 
+An import from the function's own module (`from curve_fit import curve_fit` in
+`curve_fit.py`, which a small model writes when the task names the module) is reported too:
+the module's names are the candidate's globals already, and the trial would fail on it with
+an ImportError or a circular import that says nothing useful.
+
 Relative imports are left alone (the candidate is compiled in its module's package, where
 they are the compile stage's concern), and so are modules the policy denies: the policy
 stage reports those with its own reason.
@@ -69,4 +74,34 @@ def missing_imports(
                 )
             )
     out.sort(key=lambda d: (d.line or 0, d.col or 0))
+    return out
+
+
+def own_module_imports(tree: ast.Module, source: str, own: set[str]) -> list[Diagnostic]:
+    """A `policy`/`own_module` diagnostic for each import of the candidate's own module
+    (`own`: the names it goes by, such as its `__name__` and its file's stem)."""
+    lines = source.splitlines()
+    out: list[Diagnostic] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            hits = [a.name for a in node.names if a.name in own]
+            spelled = f"import {', '.join(a.name for a in node.names)}"
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in own:
+            hits = [node.module or ""]
+            spelled = f"from {node.module} import {', '.join(a.name for a in node.names)}"
+        else:
+            continue
+        for module in hits:
+            out.append(
+                node_diagnostic(
+                    "policy",
+                    "own_module",
+                    f"`{spelled}`: `{module}` is the module your function lives in, so do not "
+                    "import it: the names of it you may use are yours already, without an "
+                    "import; remove the import",
+                    source,
+                    node,
+                    lines=lines,
+                )
+            )
     return out
