@@ -52,7 +52,13 @@ from symbiont.pipeline.compile import (
 )
 from symbiont.pipeline.extract import extract_code
 from symbiont.pipeline.imports import missing_imports, own_module_imports
-from symbiont.pipeline.parse import cut_tail, parse_source, reindent_docstring, restore_head
+from symbiont.pipeline.parse import (
+    assemble_body,
+    cut_tail,
+    parse_source,
+    reindent_docstring,
+    restore_head,
+)
 from symbiont.pipeline.policy import (
     DEFAULT_POLICY,
     SAFE_DECORATORS,
@@ -60,7 +66,12 @@ from symbiont.pipeline.policy import (
     check_module_level,
     check_policy,
 )
-from symbiont.pipeline.signature import check_signature, normalise_annotation, typing_aliases_in
+from symbiont.pipeline.signature import (
+    check_signature,
+    normalise_annotation,
+    restore_annotations,
+    typing_aliases_in,
+)
 from symbiont.pipeline.star_imports import resolve_star_imports
 from symbiont.pipeline.typecheck import typecheck
 from symbiont.pipeline.usage import drop_trailing_usage
@@ -181,6 +192,13 @@ def run_pipeline(
         t = time.perf_counter()
         stage = "parse"
         try:
+            # a body without its `def`: the declared head is put over it
+            assembled = assemble_body(source, target.signature.name, _heads(target)[0])
+            if assembled is not None:
+                with contextlib.suppress(StageError):
+                    parse_source(assembled)
+                    source = assembled
+                    notes.append("the reply was a body only: the declared head was put over it")
             try:
                 tree = parse_source(source)
             except StageError as original:
@@ -228,10 +246,24 @@ def run_pipeline(
 
         t = time.perf_counter()
         stage = "signature"
+        aliases = typing_aliases_in(target.globals)
         try:
-            node = check_signature(
-                tree, target.signature, source, typing_aliases=typing_aliases_in(target.globals)
-            )
+            try:
+                node = check_signature(tree, target.signature, source, typing_aliases=aliases)
+            except StageError as original:
+                # a `def` line that only leaves out annotations: the declared one is put back
+                fixed = restore_annotations(tree, source, target.signature, aliases)
+                if fixed is None:
+                    raise
+                try:
+                    fixed_tree = parse_source(fixed)
+                    node = check_signature(
+                        fixed_tree, target.signature, fixed, typing_aliases=aliases
+                    )
+                except StageError:
+                    raise original from None
+                tree, source = fixed_tree, fixed
+                notes.append("the def line left out annotations: the declared one was put back")
         finally:
             timings["signature"] = time.perf_counter() - t
 

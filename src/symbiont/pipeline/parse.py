@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import re
+import textwrap
 import warnings
 from collections.abc import Iterable
 
@@ -157,6 +158,32 @@ def reindent_docstring(source: str, name: str) -> str | None:
         lines[j] = indent + lines[j].lstrip()
         return "".join(lines)
     return None
+
+
+_DEFINES_AT_TOP = re.compile(r"^(async\s+def|def|class)\s", re.M)
+
+
+def assemble_body(source: str, name: str, head: str) -> str | None:
+    """`head` (the declared `def` line and docstring) over `source` indented as its body,
+    when `source` is a body only: it defines no function or class at its top level.
+
+    Asked for a function, a small model sometimes sends just the statements of its body
+    (`if n % 15 == 0: ...` / `return str(n)`). The head it would have copied is known, so the
+    function is assembled instead of refused. None when `source` defines something (a
+    function under another name is the signature stage's to report)."""
+    text = textwrap.dedent(source)
+    if _DEFINES_AT_TOP.search(text) or not text.strip():
+        return None
+    head_lines = head.rstrip("\n").splitlines()
+    indent = "    "
+    for line in head_lines[1:]:  # the docstring's indentation, if the head has one
+        if line.strip():
+            indent = line[: len(line) - len(line.lstrip())] or indent
+            break
+    body = "".join(
+        (indent + line if line.strip() else line) for line in text.splitlines(keepends=True)
+    )
+    return "\n".join(head_lines) + "\n" + body.rstrip("\n") + "\n"
 
 
 _KEPT_AT_TOP = re.compile(r"(async\s+def|def|class|import|from)\b|@")

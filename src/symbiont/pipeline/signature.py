@@ -255,6 +255,43 @@ def check_signature(
     return node
 
 
+def restore_annotations(
+    tree: ast.Module, source: str, declared: DeclaredSignature, aliases: frozenset[str]
+) -> str | None:
+    """`source` with the declared `def` line in place of the candidate's, when the two differ
+    only in annotations the candidate left out (`def fizzbuzz(n):` for
+    `def fizzbuzz(n: int) -> str:`, a small model's habit); None otherwise.
+
+    Parameters, their kinds and defaults must be the declared ones, and every annotation
+    the candidate does write must match: only what is missing is filled in."""
+    found = find_target(tree, declared.name)
+    if len(found) != 1:
+        return None
+    node = found[0]
+    if isinstance(node, ast.AsyncFunctionDef) != declared.is_async or not node.body:
+        return None
+    got = params_from_ast(node.args)
+    if [(p.name, p.kind) for p in got] != [(p.name, p.kind) for p in declared.params]:
+        return None
+    for w, g in zip(declared.params, got, strict=True):
+        if _normalise_default(w.default) != _normalise_default(g.default):
+            return None
+        if g.annotation is not None and normalise_annotation(
+            g.annotation, aliases
+        ) != normalise_annotation(w.annotation, aliases):
+            return None
+    if node.returns is not None and normalise_annotation(
+        ast.unparse(node.returns), aliases
+    ) != normalise_annotation(declared.returns, aliases):
+        return None
+    first, body = node.lineno, node.body[0].lineno
+    if body <= first:
+        return None  # `def f(n): return n` on one line: nothing to replace cleanly
+    lines = source.splitlines(keepends=True)
+    head = declared.render(with_docstring=False).rstrip("\n") + "\n"
+    return "".join(lines[: first - 1]) + head + "".join(lines[body - 1 :])
+
+
 def _missing(tree: ast.Module, declared: DeclaredSignature, diag: Any) -> Diagnostic:
     name = declared.name
     for node in ast.walk(tree):  # defined, but not at the top level (in a class or function)
