@@ -20,6 +20,13 @@ DATA: list[tuple[float, float]] = [
 ]
 
 
+PROMPT = (
+    "Lower the mean squared error of the prediction on DATA: compute the slope and intercept "
+    "of the least-squares line through DATA's (x, y) points in plain Python (sums over the "
+    "points, no libraries), and return slope * x + intercept."
+)
+
+
 @symbiont.evolvable(timeout=2.0, typecheck=False)
 def predict(x: float) -> float:
     """Predict y for x: a straight line fitted to DATA."""
@@ -49,7 +56,7 @@ def main(
         return rt.evolve_sync(
             predict,
             model,  # type: ignore[arg-type]
-            prompt="Lower the mean squared error of the prediction on DATA.",
+            prompt=PROMPT,
             metric=mse,
             direction="minimize",
             accept="better",
