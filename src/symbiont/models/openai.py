@@ -57,6 +57,7 @@ import openai
 
 from symbiont.errors import ModelError, TransientModelError
 from symbiont.models.base import Message, ModelReply, ToolCall, Usage
+from symbiont.models.transport import plain_http_client
 from symbiont.trial import register_secret
 
 __all__ = ["DEFAULT_TIMEOUT_S", "PLACEHOLDER_API_KEY", "OpenAIModel"]
@@ -188,6 +189,8 @@ class OpenAIModel:
                 # The SDK gives up only at `abandon_after`; `complete` stops waiting earlier.
                 timeout=self.abandon_after_s,
                 default_headers=self.extra_headers or None,
+                # Plain http (a local server): the lean transport under the SDK's client.
+                http_client=plain_http_client(self.base_url),
             )
             self._client_obj, self._client_loop = client, weakref.ref(loop)
             # Close the connections while the loop still runs: `asyncio.run` cancels the
