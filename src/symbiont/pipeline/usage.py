@@ -105,6 +105,8 @@ def drop_trailing_usage(
     if index is None:
         return None
     after = body[index + 1 :]
+    if not any(isinstance(s, (*_USAGE_STATEMENTS, ast.Assign, ast.AnnAssign)) for s in after):
+        return None  # only definitions and imports follow (the usual case): nothing to walk
     # what stays: everything up to the function, then whatever is not usage; a name read by
     # anything that stays is needed (to a fixed point: `B = A + 1` kept keeps `A`)
     used: set[str] = set()
