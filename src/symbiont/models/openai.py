@@ -39,6 +39,12 @@ runs its typed request-body transform, which walks every message of the history 
 ~25-30 ms per request on a long conversation, for a body that is already plain JSON. A
 plain reply is read as JSON (not built into the SDK's typed `ChatCompletion`, which would be
 taken apart again at once); a streamed one goes through the SDK's `AsyncStream` of chunks.
+
+A plain `http://` base URL (a local server) that no proxy applies to gets the SDK's own
+`httpx` client over `symbiont.models.transport.PlainHTTPTransport`, a lean HTTP/1.1
+transport (about 0.6 ms less CPU per request than `httpcore`); the SDK's timeouts, error
+types and streaming are unchanged. `https://` and proxied URLs use the SDK's default client;
+`SYMBIONT_HTTP_TRANSPORT=httpx` turns the lean transport off.
 """
 
 from __future__ import annotations
@@ -255,13 +261,12 @@ class OpenAIModel:
             key = "max_completion_tokens" if _is_openai(self.base_url) else "max_tokens"
             params[key] = self.max_tokens
         started = time.perf_counter()
-        key = json.dumps(params, sort_keys=True, default=str)
-        task = await self._request_task(params, key, model)
+        task = await self._request_task(params, model)
         done, _ = await asyncio.wait({task}, timeout=self.timeout_s)
         if not done:
             # Keep it running: the server is working on it, and resending would queue a
             # second request behind the first. The next call adopts or awaits it.
-            self._pending, self._pending_key = task, key
+            self._pending, self._pending_key = task, _fingerprint(params)
             raise TransientModelError(
                 f"the request to {self.base_url} timed out after {self.timeout_s:g} s "
                 f"(model {model!r}); it is left running at the server and not resent "
@@ -282,16 +287,15 @@ class OpenAIModel:
             finish_reason=reply.finish_reason,
         )
 
-    async def _request_task(
-        self, params: dict[str, Any], key: str, model: str
-    ) -> asyncio.Task[ModelReply]:
+    async def _request_task(self, params: dict[str, Any], model: str) -> asyncio.Task[ModelReply]:
         """The task answering `params`: a still-running earlier request for the same
         parameters, else a new request once no earlier one is running at the server."""
         loop = asyncio.get_running_loop()
         pending = self._pending
         if pending is not None and pending.get_loop() is not loop:
             pending = self._pending = None  # its loop is gone, and its connection with it
-        if pending is not None and self._pending_key == key:
+        # (The parameters' fingerprint is only taken when there is an earlier request.)
+        if pending is not None and self._pending_key == _fingerprint(params):
             # A retry of the request that timed out: wait for its answer, or take the answer
             # that arrived in the meantime.
             return pending
@@ -459,6 +463,11 @@ class OpenAIModel:
         if isinstance(exc, openai.APIError):  # e.g. an error event inside a stream
             return ModelError(f"the server at {where} reported an error: {exc.message}")
         return ModelError(f"the OpenAI client failed talking to {where}: {exc}")
+
+
+def _fingerprint(params: dict[str, Any]) -> str:
+    """What tells a retry of a timed-out request from a new one."""
+    return json.dumps(params, sort_keys=True, default=str)
 
 
 async def _close_when_cancelled(client: openai.AsyncOpenAI) -> None:
