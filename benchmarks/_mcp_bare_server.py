@@ -4,7 +4,9 @@ SDK's floor (JSON-RPC parsing, pydantic models, dispatch, the transport), which 
 built on the SDK pays before doing any work of its own.
 
     python benchmarks/_mcp_bare_server.py sdk    # the SDK's stdio_server() (a thread per line)
-    python benchmarks/_mcp_bare_server.py loop   # the pipes read on the event loop, as symbiont's
+    python benchmarks/_mcp_bare_server.py loop   # served as symbiont serves: the pipes read
+                                                 # on the event loop, no idle OpenTelemetry
+                                                 # middleware
 
 And, no MCP at all, `direct TIER`: for each line on stdin, one `Library.run` of the benchmark's
 capability (store from $SYMBIONT_HOME), its duration in ms printed back: a `Library.run`
@@ -37,8 +39,9 @@ async def _serve(transport: str) -> None:
     server: Server[Any] = Server("bare", on_list_tools=_list_tools, on_call_tool=_call_tool)
     options = server.create_initialization_options()
     if transport == "loop":
-        from symbiont.mcp.server import _loop_pipes
+        from symbiont.mcp.server import _drop_idle_tracing, _loop_pipes
 
+        _drop_idle_tracing(server)
         wire = _loop_pipes()
         if wire is None:
             raise SystemExit("stdin and stdout must be pipes")

@@ -8,11 +8,12 @@ HR example `get_salary_details` (reads the employee JSON file through a host fun
 
 Part of any round trip is not symbiont's: the SDK's server and client machinery and the
 pipes between two processes. Two bare SDK servers (benchmarks/_mcp_bare_server.py: the SDK's
-low-level `Server`, one tool that does nothing) run next to symbiont's, one over the SDK's
-stdio transport and one over the transport symbiont uses, and every round of the loop calls
-each of them once, so all rows see the same load:
+low-level `Server`, one tool that does nothing) run next to symbiont's, one with the SDK's
+defaults (its stdio transport, its OpenTelemetry middleware) and one served as symbiont serves
+(its stdio transport, no idle tracing middleware), and every round of the loop calls each of
+them once, so all rows see the same load:
 
-    symbiont's own cost = (MCP run_capability − Library.run) − (bare no-op tool, same transport)
+    symbiont's own cost = (MCP run_capability − Library.run) − (bare no-op tool, served alike)
 
 On a loaded machine the scheduler treats a process that sleeps between calls (the server)
 differently from one that keeps running (this one): the same `Library.run` was measured both
@@ -21,9 +22,10 @@ faster and slower in the other process, by several ms. A second direct row times
 the timing), and the split is given against both. The CPU table is the split the load moves
 least.
 
-A second phase measures CPU time per call (load moves wall times, much less CPU time): the
-server process's (from /proc) beyond the `Library.run` it does, the bare server's, and the
-client's.
+CPU time per call is taken over the same interleaved rounds (load moves wall times, much less
+CPU time), so every process sees the same load: each server process's (from /proc, all its
+threads, the wasm tier's background refills included) beyond the `Library.run` it does, the
+bare servers', and the client's (its thread, around each call).
 
 `--instructions` adds the instructions each server process executes per call, counted by
 valgrind (callgrind, switched on around 40 calls after a warm-up; not for the wasm tier):
@@ -66,8 +68,8 @@ ROWS = (
     ("mcp", "MCP run_capability over stdio"),
     ("mcp_tool", "MCP per-capability tool over stdio (--expose all)"),
     ("ping", "MCP ping, symbiont server (protocol and transport only)"),
-    ("bare_loop", "bare SDK server, no-op tool, symbiont's stdio transport"),
-    ("bare_sdk", "bare SDK server, no-op tool, the SDK's stdio_server()"),
+    ("bare_loop", "bare SDK server, no-op tool, served as symbiont serves"),
+    ("bare_sdk", "bare SDK server, no-op tool, the SDK's defaults (stdio_server(), tracing)"),
 )
 
 
@@ -162,7 +164,8 @@ async def _measure(home: Path, lib: Library, tier: str, n: int) -> dict[str, Any
             calls: dict[str, Callable[[], Awaitable[Any]]] = {
                 "mcp": lambda: mcp.call_tool("run_capability", RUN_ARGS),
                 "mcp_tool": lambda: mcp_tools.call_tool(CAPABILITY, INPUT),
-                "ping": mcp.send_ping,
+                # on the tool server, so the run_capability server's CPU is its calls' alone
+                "ping": mcp_tools.send_ping,
                 "bare_loop": lambda: bare_loop.call_tool("noop", {}),
                 "bare_sdk": lambda: bare_sdk.call_tool("noop", {}),
             }
@@ -171,37 +174,38 @@ async def _measure(home: Path, lib: Library, tier: str, n: int) -> dict[str, Any
                 await woken.run()
                 for call in calls.values():
                     await call()
+            # Each process's CPU time over all the rounds (so every row sees the same load;
+            # the wasm tier's background refills are in it); the client's (this thread's)
+            # around each MCP call; this process's other CPU time is its own Library.run's.
+            pids = {
+                "direct_woken": helper.pid,
+                "mcp": _child_pid(symbiont_argv[-3:]),
+                "bare_loop": _child_pid([BARE, "loop"]),
+                "bare_sdk": _child_pid([BARE, "sdk"]),
+            }
+            server_cpu = {key: _cpu_s(pid) for key, pid in pids.items()}
+            client_cpu = {key: 0.0 for key in times if key != "direct"}
+            own_start = time.process_time()
             for _ in range(n):  # one round: every row once, in the same order
                 t = time.perf_counter()
                 result = lib.run(CAPABILITY, INPUT)
                 times["direct"].append((time.perf_counter() - t) * 1000)
                 assert result.ok, result.error
+                c = time.thread_time()
                 times["direct_woken"].append(await woken.run())
+                client_cpu["direct_woken"] += time.thread_time() - c
                 for key, call in calls.items():
+                    c = time.thread_time()
                     reply = await _timed(times[key], call)
+                    client_cpu[key] += time.thread_time() - c
                     assert not getattr(reply, "is_error", False), reply
-
-            # phase 2: CPU time per call, one kind of call at a time
-            m = max(50, n // 2)
-            c = time.process_time()
-            for _ in range(m):
-                lib.run(CAPABILITY, INPUT)
-            cpu["direct"] = (time.process_time() - c) / m * 1000
-            s = _cpu_s(helper.pid)
-            for _ in range(m):
-                await woken.run()
-            cpu["direct_woken"] = (_cpu_s(helper.pid) - s) / m * 1000
-            for key, argv_tail in (
-                ("mcp", symbiont_argv[-3:]),
-                ("bare_loop", [BARE, "loop"]),
-                ("bare_sdk", [BARE, "sdk"]),
-            ):
-                pid = _child_pid(argv_tail)
-                s, c = _cpu_s(pid), time.process_time()
-                for _ in range(m):
-                    await calls[key]()
-                cpu[f"{key}_server"] = (_cpu_s(pid) - s) / m * 1000
-                cpu[f"{key}_client"] = (time.process_time() - c) / m * 1000
+            await anyio.sleep(0.5)  # the wasm tier's refill after the last call
+            own = time.process_time() - own_start
+            cpu["direct"] = (own - sum(client_cpu.values())) / n * 1000
+            for key, pid in pids.items():
+                cpu[f"{key}_server"] = (_cpu_s(pid) - server_cpu[key]) / n * 1000
+            for key, spent in client_cpu.items():
+                cpu[f"{key}_client"] = spent / n * 1000
     return {"times": times, "cpu": cpu}
 
 
@@ -216,6 +220,7 @@ async def _handler_only(lib: Library, n: int) -> list[float]:
     from symbiont.mcp.server import CapabilityServer, ServerOptions
 
     server = CapabilityServer(ServerOptions(poll_s=0), library=lib)
+    server._runs_on_loop = True  # as serve_stdio sets it
     ctx: Any = pytypes.SimpleNamespace(session=object(), protocol_version="2025-11-25")
     params = types.CallToolRequestParams(name="run_capability", arguments=RUN_ARGS)
     try:
@@ -330,11 +335,12 @@ def _instruction_section(tier: str, n: int = 40) -> list[str]:
         f"{counts['run'] - counts['direct']:,} |",
         f"| symbiont mcp, per-capability tool | {counts['tool']:,} | "
         f"{counts['tool'] - counts['direct']:,} |",
-        f"| bare SDK server, no-op tool (symbiont's transport) | {counts['bare']:,} | |",
+        f"| bare SDK server, no-op tool (served as symbiont serves) | {counts['bare']:,} | |",
         "",
         f"Symbiont's own, beyond Library.run and the bare SDK floor: {own:,} instructions per "
         "run_capability (the SDK's work that grows with the result's size is in it: the bare "
-        "tool answers `{}`).",
+        "tool answers `{}`; the helper's Library.run is counted before and after the servers, "
+        "and grows with the runs the store records, so ±0.1 M is within the method's reach).",
         "",
     ]
 
@@ -381,9 +387,10 @@ def _tier_section(tier: str, n: int) -> list[str]:
         f"**Split** (medians of the round-by-round differences): MCP run_capability − "
         f"Library.run = {_paired(times['mcp'], times['direct']):.2f} ms against this "
         f"process's own Library.run, {over_direct:.2f} ms against the one timed in a woken "
-        f"process; of the latter, the SDK's floor (the bare no-op tool over "
-        f"the same transport) is {floor:.2f} ms and symbiont's own "
-        f"{over_direct - floor:.2f} ms. The SDK's own stdio transport would cost "
+        f"process; of the latter, the SDK's floor (the bare no-op tool, served "
+        f"alike) is {floor:.2f} ms and symbiont's own "
+        f"{over_direct - floor:.2f} ms. The SDK's defaults (its stdio transport, its tracing "
+        f"middleware) would cost "
         f"{_paired(times['bare_sdk'], times['bare_loop']):+.2f} ms more per call. The server's "
         f"tools/call handler alone (in-process, no SDK, no transport, minus Library.run): "
         f"{statistics.median(handler):.2f} ms.",
@@ -394,9 +401,9 @@ def _tier_section(tier: str, n: int) -> list[str]:
         f"| Library.run in the woken helper process | {cpu['direct_woken']:.2f} | — |",
         f"| symbiont mcp, run_capability | {cpu['mcp_server']:.2f} "
         f"(beyond the helper's Library.run: {beyond:.2f}) | {cpu['mcp_client']:.2f} |",
-        f"| bare SDK server, no-op tool, symbiont's transport | {cpu['bare_loop_server']:.2f} | "
+        f"| bare SDK server, no-op tool, served as symbiont serves | {cpu['bare_loop_server']:.2f} | "
         f"{cpu['bare_loop_client']:.2f} |",
-        f"| bare SDK server, no-op tool, SDK's stdio_server() | {cpu['bare_sdk_server']:.2f} | "
+        f"| bare SDK server, no-op tool, SDK's defaults | {cpu['bare_sdk_server']:.2f} | "
         f"{cpu['bare_sdk_client']:.2f} |",
         "",
         f"Server CPU symbiont adds to a call beyond Library.run and the SDK floor: "
@@ -425,8 +432,8 @@ def main() -> str:
         f"Capability `{CAPABILITY}` on the HR example data; server `symbiont mcp` as a "
         "subprocess, client the `mcp` SDK's ClientSession; each round calls Library.run, "
         "then each MCP row once, so all rows see the same load. A round trip wakes two "
-        "processes (and the server's worker thread): on a loaded machine each wake-up waits "
-        "for a free core, which the ping and bare rows show.",
+        "processes (for the wasm tier also the sandbox's call thread): on a loaded machine each "
+        "wake-up waits for a free core, which the ping and bare rows show.",
         "",
         f"Command: `python benchmarks/bench_mcp.py --tier {' '.join(opts.tier)} -n {opts.n}"
         + (" --instructions`" if opts.instructions else "`"),

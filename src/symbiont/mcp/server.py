@@ -17,8 +17,9 @@ What a client gets:
 - the prompt `capability_library`, the library's system prompt.
 
 Library calls run in one worker thread of the server's own, one at a time (`_work`): the
-library and its sandbox are used from one thread at a time and the event loop never blocks on
-a sandbox run. The
+library and its sandbox are used from one thread at a time and the event loop does not block
+on a search or a lookup. Over stdio (one client), a capability run made while the library is
+free runs on the event loop's thread itself (`_run_work`: no thread hand-off). The
 mutation agent works on a library of its own (same store, own connection and sandbox) in
 another thread, so a creation that takes minutes does not hold up the other tools. A failed
 call is a tool result with `isError` and a message a model can act on; the handler catches
@@ -29,10 +30,12 @@ streams (the SDK's `ListenHandler` over an in-memory bus); older ones on the con
 before.
 
 What a `tools/call` costs the server beyond the SDK (benchmarks/bench_mcp.py measures it next
-to a bare SDK server): one hand-off to the worker thread and back (a queue and
-`call_soon_threadsafe`, a third of `anyio.to_thread`'s cost), compact JSON for the text
-content (the C encoder), the result handed to the SDK as a model built without a second
-validation (the SDK validates what goes on the wire).
+to a bare SDK server): over stdio no thread hand-off for a run (else a queue put and
+`call_soon_threadsafe` back, a third of `anyio.to_thread`'s cost), compact JSON for the text
+content (the C encoder), the result handed to the SDK in its wire form (the SDK validates
+what goes on the wire either way), and no OpenTelemetry middleware when no tracer provider is
+configured. Measured in instructions, that is less than a bare SDK server with a no-op tool
+spends around a call.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 import anyio.from_thread
@@ -118,6 +121,9 @@ class ServerOptions:
     top_k: int = 8  # how many with expose="top-k"
     timeout_s: float | None = None  # per sandbox run; None: the sandbox default
     poll_s: float = 1.0  # how often to look for changes made by other processes (0: never)
+    # Over stdio, run a capability on the event loop's own thread when the library is free
+    # (no hand-off to the worker thread and back); see CapabilityServer._run_work.
+    runs_on_loop: bool = True
     mutation_max_steps: int = 16
 
 
@@ -221,7 +227,10 @@ MUTATE_TOOL: dict[str, Any] = {
 READ_TOOLS = (SEARCH_TOOL, RUN_TOOL, GET_TOOL)
 AUTHOR_TOOLS = (CREATE_TOOL, MUTATE_TOOL)
 CORE_TOOL_NAMES = frozenset(str(t["name"]) for t in (*READ_TOOLS, *AUTHOR_TOOLS))
-_ToolHandler = Callable[[dict[str, Any], Any], Awaitable[types.CallToolResult]]
+# A tool result in its wire form (camelCase keys): the SDK validates a handler's dict
+# against the protocol as it does a model, without the model's construction and dump.
+ToolResult = dict[str, Any]
+_ToolHandler = Callable[[dict[str, Any], Any], Awaitable[ToolResult]]
 _INPUT_SCHEMAS: dict[str, dict[str, Any]] = {
     str(t["name"]): dict(t["inputSchema"]) for t in (*READ_TOOLS, *AUTHOR_TOOLS)
 }
@@ -233,21 +242,25 @@ def _text(value: Any, indent: int | None = None) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent, default=str)
 
 
-def _tool_result(text: str, structured: Any, is_error: bool) -> types.CallToolResult:
-    """A tool result model built without validating it: its shape is fixed here, and the
-    SDK validates the dumped result against the protocol before it goes on the wire."""
-    content = types.TextContent.model_construct(type="text", text=text)
-    return types.CallToolResult.model_construct(
-        content=[content], structured_content=structured, is_error=is_error
-    )
+def _tool_result(text: str, structured: Any, is_error: bool) -> ToolResult:
+    """A tool result as the wire has it (the SDK validates it against the protocol before it
+    goes out, as it would a `CallToolResult` it had dumped first)."""
+    result: ToolResult = {
+        "content": [{"type": "text", "text": text}],
+        "isError": is_error,
+        "resultType": "complete",  # required from 2026-07-28 on; older versions' sieve drops it
+    }
+    if structured is not None:
+        result["structuredContent"] = structured
+    return result
 
 
-def ok_result(payload: Any, *, structured: Any = None) -> types.CallToolResult:
+def ok_result(payload: Any, *, structured: Any = None) -> ToolResult:
     """A successful tool result: the payload as JSON text, and as structured content."""
     return _tool_result(_text(payload), payload if structured is None else structured, False)
 
 
-def error_result(failure: ToolFailure) -> types.CallToolResult:
+def error_result(failure: ToolFailure) -> ToolResult:
     """A failed tool call, the protocol's way: `isError` and a message a model can act on."""
     text = f"{failure.kind}: {failure.message}"
     extra = {k: v for k, v in failure.details.items() if k != "traceback" and v is not None}
@@ -273,14 +286,24 @@ class _Worker:
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._in_flight = 0  # calls handed over and not yet answered (event loop only)
+
+    @property
+    def idle(self) -> bool:
+        """No call is queued or running: the library is free (ask on the event loop)."""
+        return self._in_flight == 0
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[T] = loop.create_future()
         self._ensure_started()
-        self._jobs.put((loop, done, contextvars.copy_context(), fn, args))
-        with anyio.CancelScope(shield=True):
-            result = await done
+        self._in_flight += 1
+        try:
+            self._jobs.put((loop, done, contextvars.copy_context(), fn, args))
+            with anyio.CancelScope(shield=True):
+                result = await done
+        finally:
+            self._in_flight -= 1
         return result
 
     def _ensure_started(self) -> None:
@@ -352,6 +375,7 @@ class CapabilityServer:
         self._model = model
         self.authoring = model is not None or model_configured()
         self._worker = _Worker()
+        self._runs_on_loop = False  # set by serve_stdio (options.runs_on_loop)
         self._author_limiter = anyio.CapacityLimiter(1)
         self._clients: dict[int, ServerSession] = {}  # one per connected client
         self._focus: list[str] = []  # expose="top-k": capabilities found by recent searches
@@ -378,7 +402,9 @@ class CapabilityServer:
             ),
             lifespan=self._lifespan,
             on_list_tools=self._list_tools,
-            on_call_tool=self._call_tool,
+            # typed as returning a CallToolResult; the SDK takes the wire-form dict as well
+            # (mcp.server.runner._dump_result), which spares a model's construction and dump
+            on_call_tool=cast(Any, self._call_tool),
             on_list_resources=self._list_resources,
             on_list_resource_templates=self._list_resource_templates,
             on_read_resource=self._read_resource,
@@ -408,6 +434,21 @@ class CapabilityServer:
     # -- plumbing ------------------------------------------------------------------------------
     async def _work(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a library call in the worker thread (one at a time)."""
+        return await self._worker.run(fn, *args)
+
+    async def _run_work(self, fn: Callable[..., T], *args: Any) -> T:
+        """A capability run: over stdio, on the event loop's thread itself when no library
+        call is queued or running; else in the worker thread like every library call.
+
+        Why: the hand-off to the worker and back wakes a thread twice and hands the GIL over
+        twice, ≈ 0.5 ms of a round trip on a busy machine (benchmarks/bench_mcp.py). The
+        price: while a capability runs (at most its sandbox time limit), the server reads
+        no other message of its one stdio client (a ping, a cancellation waits; a running
+        call cannot be stopped either way). The library is still used from one thread at a
+        time: nothing can be handed to the worker while the event loop is busy here. Over
+        HTTP (several clients) runs stay in the worker thread."""
+        if self._runs_on_loop and self._worker.idle:
+            return fn(*args)
         return await self._worker.run(fn, *args)
 
     @asynccontextmanager
@@ -519,7 +560,7 @@ class CapabilityServer:
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    ) -> ToolResult:
         self._remember(ctx)
         name, args = params.name, dict(params.arguments or {})
         try:
@@ -528,7 +569,7 @@ class CapabilityServer:
                 _check_arguments(name, args, _INPUT_SCHEMAS[name])
                 result = await handler(args, ctx)
             else:
-                output = await self._work(self._run_tool_sync, name, args)
+                output = await self._run_work(self._run_tool_sync, name, args)
                 result = ok_result(output, structured={"result": output})
         except ToolFailure as failure:
             result = error_result(failure)
@@ -555,7 +596,7 @@ class CapabilityServer:
             raise MCPError(types.INVALID_PARAMS, _unknown_tool(name, self.authoring))
         return self._run_sync(cap_id, args)["output"]
 
-    async def _search(self, args: dict[str, Any], ctx: Any = None) -> types.CallToolResult:
+    async def _search(self, args: dict[str, Any], ctx: Any = None) -> ToolResult:
         query, k = str(args["query"]), min(int(args.get("k", 5)), 50)
         hits = await self._work(self._search_sync, query, k)
         return ok_result({"query": query, "results": hits})
@@ -589,9 +630,9 @@ class CapabilityServer:
             out.append(entry)
         return out
 
-    async def _run(self, args: dict[str, Any], ctx: Any = None) -> types.CallToolResult:
+    async def _run(self, args: dict[str, Any], ctx: Any = None) -> ToolResult:
         value = args.get("input", {})
-        return ok_result(await self._work(self._run_sync, str(args["id"]), value))
+        return ok_result(await self._run_work(self._run_sync, str(args["id"]), value))
 
     def _run_sync(self, cap_id: str, value: Any) -> dict[str, Any]:
         if not isinstance(value, Mapping | str):
@@ -656,7 +697,7 @@ class CapabilityServer:
             "tier": run.tier,
         }
 
-    async def _get(self, args: dict[str, Any], ctx: Any = None) -> types.CallToolResult:
+    async def _get(self, args: dict[str, Any], ctx: Any = None) -> ToolResult:
         return ok_result(await self._work(self._describe_id, str(args["id"])))
 
     def _describe_id(self, cap_id: str) -> dict[str, Any]:
@@ -705,10 +746,10 @@ class CapabilityServer:
             "source": cap.source,
         }
 
-    async def _create(self, args: dict[str, Any], ctx: Any = None) -> types.CallToolResult:
+    async def _create(self, args: dict[str, Any], ctx: Any = None) -> ToolResult:
         return ok_result(await self._author(str(args["task"]), None, False, ctx))
 
-    async def _mutate(self, args: dict[str, Any], ctx: Any = None) -> types.CallToolResult:
+    async def _mutate(self, args: dict[str, Any], ctx: Any = None) -> ToolResult:
         replace = bool(args.get("replace_parent", False))
         return ok_result(await self._author(str(args["task"]), str(args["id"]), replace, ctx))
 
@@ -894,6 +935,8 @@ class CapabilityServer:
         """Serve the process's stdin/stdout until the client closes stdin."""
         from mcp.server.stdio import stdio_server
 
+        self._runs_on_loop = self.options.runs_on_loop
+        _drop_idle_tracing(self.server)
         wire = _loop_pipes()
         if wire is None:  # not pipes (a file, a terminal): the SDK's own thread-based streams
             async with stdio_server() as (read, write):
@@ -901,6 +944,22 @@ class CapabilityServer:
             return
         async with wire as (lines, out), stdio_server(lines, out) as (read, write):  # type: ignore[arg-type]
             await self.server.run(read, write, self.server.create_initialization_options())
+
+
+def _drop_idle_tracing(server: Server[Any]) -> None:
+    """Take the SDK's OpenTelemetry middleware off when no tracer provider is configured
+    (none set when serving starts, none named by OTEL_PYTHON_TRACER_PROVIDER): it would make
+    a span that records nothing for every message, ≈ 85 k instructions per tools/call, a
+    twelfth of what the SDK does for one. With a provider (opentelemetry-instrument, or one
+    set before serving) it stays, and every message is traced as the SDK does it."""
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        server.middleware[:] = [
+            m for m in server.middleware if type(m).__name__ != "OpenTelemetryMiddleware"
+        ]
 
 
 class _PipeLines:
@@ -1138,6 +1197,7 @@ async def serve_http(
     import uvicorn
 
     check_bind(host, token)
+    _drop_idle_tracing(cap_server.server)
     app: Any = cap_server.server.streamable_http_app(host=host)
     if token is not None:
         app = BearerTokenMiddleware(app, token.strip())
