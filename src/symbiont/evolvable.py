@@ -4,7 +4,8 @@ The decorator returns the *same* function object. Promotion swaps `fn.__code__` 
 every caller — including ones that did `from module import fn` long ago — runs the new body
 at its next call, and a call costs exactly what a plain call costs: there is no wrapper.
 A call already running when the swap happens keeps its frame, and so its code object: it
-finishes entirely on the old body.
+finishes entirely on the old body. (A native evolvable returns a callable that calls its
+machine code without a Python frame; promotion swaps that too: see symbiont.native.)
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ class Evolvable:
         self._lock = threading.RLock()
         self.failures: list[Failure] = []
         self.native_spec: Any = None  # a symbiont.native.NativeSpec for a native evolvable
+        self.native_entry: Any = None  # what callers of a native evolvable hold (NativeFunction)
 
     # -- identity -------------------------------------------------------------------------
     @property
@@ -224,6 +226,8 @@ class Evolvable:
                 exec(helpers_code, self.fn.__globals__)
                 self._owned_names.update(helper_names)
             self.fn.__code__ = code
+            if self.native_entry is not None:  # a native evolvable: switch what callers hold
+                self.native_entry.follow()
 
     def _bound(self, names: tuple[str, ...]) -> bool:
         g = self.fn.__globals__
@@ -420,7 +424,8 @@ def _declare(fn: Any, options: EvolvableOptions) -> Any:
         hooks = list(_on_register)
     for hook in hooks:
         hook(handle)
-    return fn
+    # A native evolvable's callers hold a C-level callable around its kernel (symbiont.native)
+    return fn if handle.native_entry is None else handle.native_entry
 
 
 @overload

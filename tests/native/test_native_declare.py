@@ -118,7 +118,7 @@ def test_python_evolvable_has_no_native_kernel() -> None:
         _ = plain_double.symbiont.native
 
 
-def test_scalar_kernel_is_called_through_its_entry_point_and_swaps() -> None:
+def test_scalar_kernel_swaps_and_refuses_what_its_dispatcher_refuses() -> None:
     from native_targets import clamp
 
     from symbiont.evolvable import Revision
@@ -157,15 +157,39 @@ def test_scalar_kernel_is_called_through_its_entry_point_and_swaps() -> None:
 
 
 def test_a_bool_argument_is_checked_like_the_dispatcher_checks_it() -> None:
-    """The entry point would take any object's truth value for a `bool`; the trampoline
-    sends anything but True/False to the dispatcher, so both refuse and accept alike."""
+    """The entry point would take any object's truth value for a `bool`; the declared
+    function's trampoline (what checks in a trial call) sends anything but True/False to
+    the dispatcher, so the evolvable, its trampoline and the dispatcher accept and refuse
+    alike."""
     from native_targets import pick
 
-    kernel = pick.symbiont.native
+    kernel, trampoline = pick.symbiont.native, pick.symbiont.fn
     for flag in (True, False, np.bool_(True), np.bool_(False), 1, 0, 2.5):
-        assert pick(flag, 1.0, 2.0) == kernel(flag, 1.0, 2.0) == (1.0 if flag else 2.0)
+        expected = 1.0 if flag else 2.0
+        assert (
+            pick(flag, 1.0, 2.0) == trampoline(flag, 1.0, 2.0) == kernel(flag, 1.0, 2.0) == expected
+        )
     for wrong in (None, "yes", (1,)):
-        with pytest.raises(TypeError):
-            kernel(wrong, 1.0, 2.0)
-        with pytest.raises(TypeError):
-            pick(wrong, 1.0, 2.0)  # type: ignore[arg-type]
+        for call in (kernel, pick, trampoline):
+            with pytest.raises(TypeError):
+                call(wrong, 1.0, 2.0)
+
+
+def test_the_evolvable_is_function_like_and_callable_by_name_from_njit_code() -> None:
+    import inspect
+    import pickle
+
+    xs = np.array([1.0, 2.0])
+    assert weighted_sum.__name__ == "weighted_sum" and "WEIGHT" in weighted_sum.__doc__
+    assert list(inspect.signature(weighted_sum).parameters) == ["xs", "bias"]
+    assert pickle.loads(pickle.dumps(weighted_sum)) is weighted_sum  # by reference
+
+    @numba.njit
+    def twice(v: np.ndarray) -> float:
+        return weighted_sum(v, 0.0) * 2.0  # the active kernel, frozen when this compiles
+
+    assert twice(xs) == 12.0
+    # converted and refused like a plain njit function: an int for a float, not a string
+    assert weighted_sum(xs, 1) == 7.0
+    with pytest.raises(TypeError):
+        weighted_sum(xs, "1.0")  # type: ignore[arg-type]

@@ -111,10 +111,10 @@ def test_evolve_end_to_end_typing_error_hang_then_accepted(runtime) -> None:
     assert weighted_sum.symbiont.native is before
 
 
-def _promote(source: str) -> Revision:
+def _promote(source: str, fn=weighted_sum) -> Revision:
     """Run a candidate through the pipeline (native stage included) and make it active."""
-    h = weighted_sum.symbiont
-    target = Target.from_function(weighted_sum, owned_names=h.owned_names)
+    h = fn.symbiont
+    target = Target.from_function(fn, owned_names=h.owned_names)
     result = run_pipeline(fenced(source), target, PipelineConfig(typecheck=False))
     assert result.candidate is not None, result.diagnostics
     c = result.candidate
@@ -165,6 +165,8 @@ def test_eight_threads_calling_during_swaps_always_get_a_whole_kernels_answer(ru
     try:
         for i in range(60):
             h.activate(marked.number if i % 2 == 0 else 0)
+            # promotion is done: from here every call sees this revision's kernel
+            assert weighted_sum(xs, 0.0) == plain + (1000.0 if i % 2 == 0 else 0.0)
             # let the callers make some calls on this revision before the next swap
             until = sum(calls) + 16
             while sum(calls) < until:
@@ -177,6 +179,10 @@ def test_eight_threads_calling_during_swaps_always_get_a_whole_kernels_answer(ru
     results = set().union(*seen)
     assert results <= allowed, results - allowed
     assert results == allowed  # both kernels answered while swapping
+    # no call compiled anything: each revision's dispatcher still has its one signature
+    for rev in (h.revision(0), marked):
+        kernel = weighted_sum.__globals__[rev.helper_names[0]]
+        assert len(kernel.signatures) == 1 and not kernel._can_compile
 
 
 # 300 chained branches: Numba's compile time grows much faster than the source (about 15 s
@@ -199,3 +205,75 @@ def test_a_candidate_that_never_finishes_compiling_only_costs_the_child() -> Non
     assert diag.kind == "timeout" and "did not finish compiling within 3 s" in diag.message
     assert halve(3.0) == 1.5 and h.active.number == 0  # the host never ran it
     assert h.owned_names == frozenset(h.revisions[0].helper_names)  # nothing new bound
+
+
+def test_callers_hold_one_c_level_callable_that_follows_promotion_and_rollback(runtime) -> None:
+    import native_targets
+
+    from symbiont.native import NativeFunction
+
+    h = weighted_sum.symbiont
+    held = native_targets.weighted_sum  # what `from native_targets import weighted_sum` got
+    assert isinstance(held, NativeFunction) and held is weighted_sum
+    assert held.func is h.native  # it calls the active dispatcher, no Python frame between
+    declared = h.native
+    xs = np.arange(4.0)
+    marked = _promote(MARKED)
+    assert held.func is h.native is not declared
+    assert held(xs, 0.0) == 1012.0 and held(xs, bias=1.0) == 1013.0  # keywords, as njit
+    h.rollback()
+    assert held.func is declared and held(xs, 0.0) == 12.0
+    h.activate(marked)
+    assert held(xs, 0.0) == 1012.0
+    h.activate(0)
+    assert native_targets.weighted_sum is held  # the same object all along
+
+
+PLUS_TWO = """
+def step(x: float) -> float:
+    return x + 2.0
+"""
+
+
+def test_a_call_in_progress_finishes_on_the_old_kernel_and_the_next_call_runs_the_new() -> None:
+    """The swap happens while `step` is running (its kernel calls back into Python through
+    `numba.objmode`): that call still returns the declared kernel's answer."""
+    from native_targets import IN_CALL, step
+
+    h = step.symbiont
+    rev = _promote(PLUS_TWO, fn=step)
+    h.activate(0)
+    try:
+        IN_CALL.append(lambda: h.activate(rev))
+        assert step(1.0) == 2.0  # started on r0 (x + 1), promoted in the middle
+        assert not IN_CALL and h.active is rev
+        assert step(1.0) == 3.0  # the next call: the new kernel
+    finally:
+        IN_CALL.clear()
+        h.activate(0)
+        h.revisions.remove(rev)
+        h._previous.clear()
+
+
+def test_a_candidate_installed_for_a_trial_is_what_the_module_name_calls(runtime) -> None:
+    """A check or metric may call the evolvable by its module name rather than through
+    the function it is given: in the trial it must reach the candidate's kernel too."""
+    import native_targets
+
+    from symbiont.search.evaluator import install_candidate, set_code
+
+    h = weighted_sum.symbiont
+    result = run_pipeline(
+        fenced(MARKED),
+        Target.from_function(weighted_sum, owned_names=h.owned_names),
+        PipelineConfig(typecheck=False),
+    )
+    assert result.candidate is not None, result.diagnostics
+    xs = np.arange(4.0)
+    previous = install_candidate(h.fn, result.candidate)
+    try:
+        assert native_targets.weighted_sum(xs, 0.0) == 1012.0
+        assert h.fn(xs, 0.0) == 1012.0
+    finally:
+        set_code(h.fn, previous)
+    assert native_targets.weighted_sum(xs, 0.0) == 12.0 and h.active.number == 0

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from symbiont.native._entry import NativeFunction
 from symbiont.native._kernel import Kernel, cache_dir, compile_kernel, kernel_key
 from symbiont.native._signature import SUPPORTED, Dims, NativeSpec, native_spec
 from symbiont.native._stage import native_diagnostic, native_stage
@@ -33,6 +34,7 @@ __all__ = [
     "Dims",
     "Kernel",
     "KernelTiming",
+    "NativeFunction",
     "NativeSpec",
     "cache_dir",
     "compile_kernel",
@@ -79,6 +81,7 @@ def declare(handle: Any) -> None:
     rev0.metrics["native_compile_s"] = kernel.compile_s
     handle.install(rev0.code, None, ())
     handle._owned_names.update(names)
+    handle.native_entry = NativeFunction.for_handle(handle)  # what the decorator returns
 
 
 def current_dispatcher(handle: Any) -> Any:

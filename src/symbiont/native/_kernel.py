@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from symbiont.native._entry import NativeFunction
 from symbiont.native._signature import NativeSpec
 
 _CACHE_ENV = "SYMBIONT_NATIVE_CACHE"
@@ -111,8 +112,9 @@ def _native_globals(module_globals: dict[str, Any]) -> dict[str, Any]:
     (Numba cannot call a Python function from machine code, it can call a dispatcher)."""
     ns = dict(module_globals)
     for name, value in module_globals.items():
-        handle = getattr(value, "symbiont", None) if isinstance(value, types.FunctionType) else None
-        if handle is not None and getattr(handle, "native_spec", None) is not None:
+        evolvable = isinstance(value, types.FunctionType | NativeFunction)
+        handle = getattr(value, "symbiont", None) if evolvable else None
+        if getattr(handle, "native_spec", None) is not None:
             ns[name] = handle.native
     return ns
 
@@ -200,6 +202,16 @@ def entry_point(dispatcher: Any) -> Any:
     """The compiled entry point of a dispatcher's one (explicit) signature."""
     (signature,) = dispatcher.signatures
     return dispatcher.overloads[signature].entry_point
+
+
+def trampoline_dispatcher(spec: NativeSpec, code: types.CodeType) -> str:
+    """The module-level name of the dispatcher a trampoline (`trampoline_code`) calls; a
+    scalar trampoline may name only the entry point, `<dispatcher name>_entry`."""
+    prefix = f"_{spec.name}__sym_native_"
+    name = next((n for n in code.co_names if n.startswith(prefix)), None)
+    if name is None:
+        raise LookupError(f"{code.co_name}'s code is not a native trampoline for {spec.name}")
+    return name.removesuffix("_entry")
 
 
 def _bool_params(spec: NativeSpec) -> list[str]:

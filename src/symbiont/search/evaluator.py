@@ -41,8 +41,17 @@ def install_candidate(fn: Any, candidate: Any) -> Any:
     if candidate is not None:
         if candidate.helpers_code is not None:
             exec(candidate.helpers_code, fn.__globals__)
-        fn.__code__ = candidate.code
+        set_code(fn, candidate.code)
     return previous
+
+
+def set_code(fn: Any, code: Any) -> None:
+    """`fn.__code__ = code`; a native evolvable's callers (who hold a callable around its
+    kernel, symbiont.native) are switched to the kernel that code calls."""
+    fn.__code__ = code
+    entry = getattr(getattr(fn, "symbiont", None), "native_entry", None)
+    if entry is not None:
+        entry.follow()
 
 
 def run_check(fn: Any, check: Check, candidate: Any) -> dict[str, Any] | None:
@@ -132,7 +141,7 @@ def cascade_job(
             return {"stages": scores}
         finally:
             if restore:
-                fn.__code__ = previous
+                set_code(fn, previous)
 
     return job
 
