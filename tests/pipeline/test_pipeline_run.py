@@ -38,7 +38,13 @@ def test_good_reply_compiles_and_runs() -> None:
             "signature",
             "params",
         ),
-        ("```python\nimport os\n" + GOOD + "```", "policy", "denied_import"),
+        (  # an import nothing uses is removed; one the function uses is judged
+            "```python\nimport os\n"
+            "def step(state: State, k: int = 3) -> State:\n"
+            "    return State(os.getpid(), state.name)\n```",
+            "policy",
+            "denied_import",
+        ),
         (
             "```python\ndef step(state: State, k: int = 3) -> State:\n    yield state\n```",
             "compile",

@@ -25,7 +25,7 @@ Two repairs for small models happen on the way, and never add code: a head copie
 whitespace changed is put back as given (`parse.restore_head`, `parse.reindent_docstring`),
 and a demonstration appended after the function (`print(f(0))`, `assert f(...) == ...`,
 example data) is cut before the policy stage (`usage.drop_trailing_usage`), and a
-`from typing import *` becomes an import of the names used (`star_imports`); the result's
+`from typing import *` becomes an import of the names used and an import nothing uses goes (`import_repairs`); the result's
 `notes` say what changed.
 
 The policy stage is a guardrail for the model, not a security boundary (see `policy`).
@@ -51,14 +51,9 @@ from symbiont.pipeline.compile import (
     original_names,
 )
 from symbiont.pipeline.extract import extract_code
+from symbiont.pipeline.import_repairs import drop_unused_imports, resolve_star_imports
 from symbiont.pipeline.imports import missing_imports, own_module_imports
-from symbiont.pipeline.parse import (
-    assemble_body,
-    cut_tail,
-    parse_source,
-    reindent_docstring,
-    restore_head,
-)
+from symbiont.pipeline.parse import assemble_body, layout_repairs, parse_source
 from symbiont.pipeline.policy import (
     DEFAULT_POLICY,
     SAFE_DECORATORS,
@@ -72,7 +67,6 @@ from symbiont.pipeline.signature import (
     restore_annotations,
     typing_aliases_in,
 )
-from symbiont.pipeline.star_imports import resolve_star_imports
 from symbiont.pipeline.typecheck import typecheck
 from symbiont.pipeline.usage import drop_trailing_usage
 from symbiont.signature import head_of
@@ -207,20 +201,12 @@ def run_pipeline(
                 # a tail after the function that is not Python (tests): cut it.
                 # When none helps, the model is told about its own text, as it was.
                 tree = None
-                name = target.signature.name
-                cut = cut_tail(source, name)  # what follows the function, if not Python
-                for repaired in (
-                    restore_head(source, name, _heads(target)),
-                    reindent_docstring(source, name),
-                    cut,
-                    cut and restore_head(cut, name, _heads(target)),
-                    cut and reindent_docstring(cut, name),
-                ):
-                    if repaired is not None:
-                        with contextlib.suppress(StageError):
-                            tree = parse_source(repaired)
-                            source = repaired
-                            break
+                for repaired in layout_repairs(source, target.signature.name, _heads(target)):
+                    with contextlib.suppress(StageError):
+                        tree = parse_source(repaired)
+                        source = repaired
+                        notes.append("the layout of the reply was repaired (head, docstring, tail)")
+                        break
                 if tree is None:
                     raise original from None
         finally:
@@ -243,6 +229,12 @@ def run_pipeline(
                         + _spans(dropped[1])
                         + ")"
                     )
+            # an import nothing uses (`import sys` out of habit) must not sink the function
+            unused = drop_unused_imports(tree, source)
+            if unused is not None:
+                with contextlib.suppress(StageError):
+                    tree, source = parse_source(unused[0]), unused[0]
+                    notes.extend(unused[1])
 
         t = time.perf_counter()
         stage = "signature"

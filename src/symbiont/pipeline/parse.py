@@ -21,7 +21,7 @@ import ast
 import re
 import textwrap
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from symbiont.diagnostics import Diagnostic, caret_excerpt
 from symbiont.errors import StageError
@@ -83,14 +83,26 @@ def parse_source(source: str, filename: str = "<candidate>") -> ast.Module:
     return tree
 
 
+_QUOTE_RUN = re.compile(r"\"{3,}|'{3,}")
+
+
+def _flat(text: str) -> str:
+    """Whitespace collapsed, and runs of more than three quotes cut to three (a small model
+    copies the three quotes that open a docstring as four or five)."""
+    return " ".join(_QUOTE_RUN.sub(lambda m: m.group(0)[:3], text).split())
+
+
 def restore_head(source: str, name: str, heads: Iterable[str]) -> str | None:
     """`source` with the function's head (its `def` line(s) and docstring) put back exactly
-    as given, when the model copied one of `heads` with only its whitespace changed.
+    as given, when the model copied one of `heads` with only its layout changed.
 
-    Small models copy the head they were shown and re-indent it on the way (a docstring at
-    five spaces over a body at four): the code is right and only the layout of text they
-    were told to repeat is wrong. Returns None when no head matches (then the model's own
-    text stands, and its error with it).
+    Small models copy the head they were shown and change it on the way: a docstring
+    re-indented (five spaces over a body at four), its opening quotes copied as four or
+    five, or the first line of the body run onto the docstring's closing line (`...
+    otherwise.` then the closing quotes, then `if n == 0:`). The code is right and only the layout of text they
+    were told to repeat is wrong. Code run onto the head's last line is moved to a line of
+    its own, indented like the body below it. Returns None when no head matches (then the
+    model's own text stands, and its error with it).
     """
     lines = source.splitlines(keepends=True)
     starts = (f"def {name}(", f"async def {name}(")
@@ -98,17 +110,68 @@ def restore_head(source: str, name: str, heads: Iterable[str]) -> str | None:
         if not line.startswith(starts):
             continue
         for head in heads:
-            wanted = " ".join(head.split())
+            wanted = _flat(head)
             taken = ""
             for n in range(i, len(lines)):
+                before = taken
                 taken += lines[n]
-                flat = " ".join(taken.split())
+                flat = _flat(taken)
+                fixed = head.rstrip("\n") + "\n"
                 if flat == wanted:
-                    fixed = head.rstrip("\n") + "\n"
                     return "".join(lines[:i]) + fixed + "".join(lines[n + 1 :])
+                rest = _run_on(before, lines[n], wanted)
+                if rest is not None:
+                    below = [ln for ln in lines[n + 1 :] if ln.strip()]
+                    indent = min(
+                        (ln[: len(ln) - len(ln.lstrip())] for ln in below), key=len, default=""
+                    ) or _body_indent(head)
+                    return (
+                        "".join(lines[:i]) + fixed + indent + rest + "\n" + "".join(lines[n + 1 :])
+                    )
                 if not wanted.startswith(flat):
                     break
     return None
+
+
+def _run_on(before: str, line: str, wanted: str) -> str | None:
+    """The code after the head's closing quotes on `line`, when `before` + that part of
+    `line` is the head; None otherwise."""
+    close = max(line.rfind('"""'), line.rfind("'''"))
+    if close < 0:
+        return None
+    rest = line[close + 3 :].strip()
+    if not rest or rest.startswith("#") or _flat(before + line[: close + 3]) != wanted:
+        return None
+    return rest
+
+
+def _body_indent(head: str) -> str:
+    for line in head.splitlines()[1:]:
+        if line.strip():
+            return line[: len(line) - len(line.lstrip())]
+    return "    "
+
+
+def layout_repairs(source: str, name: str, heads: list[str]) -> Iterator[str]:
+    """Repairs of a reply that does not parse, the least change first: the head put back,
+    the docstring re-indented, both; then the same with a tail that is not Python cut.
+    Each is only a candidate: the caller keeps the first that parses."""
+    cut = cut_tail(source, name)
+    for base in (source, cut):
+        if base is None:
+            continue
+        if base is not source:
+            yield base
+        head = restore_head(base, name, heads)
+        if head is not None:
+            yield head
+        docstring = reindent_docstring(base, name)
+        if docstring is not None:
+            yield docstring
+        if head is not None:
+            both = reindent_docstring(head, name)
+            if both is not None:
+                yield both
 
 
 _DOC_OPEN = re.compile(r"""^(\s*)([rRuUbB]{0,2})(\"\"\"|''')""")

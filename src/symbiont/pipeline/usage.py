@@ -15,7 +15,8 @@ None of that is part of the answer, and at the module level it would run when th
 candidate is installed, so the policy stage refuses it (`policy/module_level`). With
 Qwen2.5-Coder-0.5B that refusal did not teach: it sent the same demonstration again with
 the next function, attempt after attempt, and good functions were lost with it. So the
-statements that follow the target function and only *use* things — expression statements
+statements that follow the target function and only *use* things — functions and classes
+nothing that stays calls (a `main()`, a `test_...()`), expression statements
 (calls, prints), `assert`, `if`/`for`/`while`/`with`/`try`/`match` blocks (`if __name__ ==
 "__main__":` among them), `del`, `raise`, augmented assignments, assignments that rebind a
 name the module already has, and assignments whose names nothing that stays reads — are
@@ -57,9 +58,11 @@ def _names_bound(target: ast.expr) -> list[str]:
 
 
 def _is_usage(stmt: ast.stmt, module_globals: Mapping[str, Any], used: set[str]) -> bool:
-    """`used`: the names the candidate's definitions read (a constant they need stays)."""
+    """`used`: the names the code that stays reads (a constant or helper it needs stays)."""
     if isinstance(stmt, _USAGE_STATEMENTS):
         return True
+    if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return stmt.name not in used  # a `main()` or test function nothing calls but the demo
     if isinstance(stmt, ast.Assign | ast.AnnAssign):
         targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
         if any(not isinstance(t, ast.Name | ast.Tuple | ast.List) for t in targets):
@@ -105,8 +108,8 @@ def drop_trailing_usage(
     if index is None:
         return None
     after = body[index + 1 :]
-    if not any(isinstance(s, (*_USAGE_STATEMENTS, ast.Assign, ast.AnnAssign)) for s in after):
-        return None  # only definitions and imports follow (the usual case): nothing to walk
+    if not after:
+        return None  # the usual case: nothing follows the function
     # what stays: everything up to the function, then whatever is not usage; a name read by
     # anything that stays is needed (to a fixed point: `B = A + 1` kept keeps `A`)
     used: set[str] = set()
@@ -121,7 +124,7 @@ def drop_trailing_usage(
         return None
     kept = staying
     kept_lines = {n for s in kept for n in range(_first_line(s), (s.end_lineno or s.lineno) + 1)}
-    cut = {n for s in usage for n in range(s.lineno, (s.end_lineno or s.lineno) + 1)}
+    cut = {n for s in usage for n in range(_first_line(s), (s.end_lineno or s.lineno) + 1)}
     if cut & kept_lines:
         return None  # shares a line with code that stays
     lines = source.splitlines(keepends=True)

@@ -1,4 +1,6 @@
-"""`from typing import *` in a candidate: rewritten as an import of the names it uses.
+"""Imports in a candidate that only get in the way: star imports and unused imports.
+
+**Star imports.** `from typing import *`, rewritten as an import of the names it uses.
 
 Small models open a reply with `from typing import *` (Qwen2.5-Coder-0.5B did in three of
 ten counter attempts, and sent it again after the refusal). A star import binds names no
@@ -12,6 +14,13 @@ Only a module the program has already imported is resolved (its names are read f
 relative one, or one sharing its line with other code is left as written, and the policy
 refuses it as before. The rewritten import is an ordinary import, checked by the policy like
 any other.
+
+**Unused imports.** A small model opens its reply with imports it never uses (`import sys`,
+`import numpy as np`, `from typing import *`), and a refused or missing module among them
+sinks a function that never needed it: Qwen2.5-Coder-0.5B sent `import sys` with a fizzbuzz
+that did not use it, and again after the refusal. A module-level import none of whose names
+the candidate reads is removed (`from __future__` imports stay). Removing an import only
+removes what importing would have done.
 """
 
 from __future__ import annotations
@@ -86,3 +95,40 @@ def resolve_star_imports(
     if not notes:
         return None
     return "".join(lines), notes[::-1]
+
+
+def drop_unused_imports(tree: ast.Module, source: str) -> tuple[str, list[str]] | None:
+    """`source` without the module-level imports whose names the candidate never reads, and
+    a note per import removed; None when every import is used (or one shares its line)."""
+    read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    # names read in annotations written as strings, and in `__all__`-like string lists, are
+    # not seen; a string annotation naming an import keeps it
+    read |= {
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.isidentifier()
+    }
+    unused = [
+        s
+        for s in tree.body
+        if isinstance(s, ast.Import | ast.ImportFrom)
+        and not (isinstance(s, ast.ImportFrom) and s.module == "__future__")
+        and not any(a.name == "*" for a in s.names)
+        and all((a.asname or a.name).split(".")[0] not in read for a in s.names)
+    ]
+    if not unused:
+        return None
+    others = [s for s in tree.body if not any(s is u for u in unused)]
+    taken = {n for s in others for n in range(s.lineno, (s.end_lineno or s.lineno) + 1)}
+    cut: set[int] = set()
+    notes: list[str] = []
+    for stmt in unused:
+        span = set(range(stmt.lineno, (stmt.end_lineno or stmt.lineno) + 1))
+        if span & taken:
+            continue
+        cut |= span
+        notes.append(f"`{ast.unparse(stmt)}` was removed (nothing uses it)")
+    if not cut:
+        return None
+    lines = source.splitlines(keepends=True)
+    return "".join(line for n, line in enumerate(lines, 1) if n not in cut), notes
