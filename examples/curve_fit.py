@@ -21,9 +21,9 @@ DATA: list[tuple[float, float]] = [
 
 
 PROMPT = (
-    "Lower the mean squared error of the prediction on DATA: compute the slope and intercept "
-    "of the least-squares line through DATA's (x, y) points in plain Python (sums over the "
-    "points, no libraries), and return slope * x + intercept."
+    "Lower the mean squared error of the prediction on DATA: the points in DATA lie near a "
+    "straight line, so give the line a better slope and intercept (plain Python, no "
+    "libraries)."
 )
 
 
