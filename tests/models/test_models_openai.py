@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -193,17 +191,6 @@ def test_bad_request_is_not_transient(openai_server: FakeOpenAIServer) -> None:
     with pytest.raises(ModelError, match="tools are not supported") as info:
         ask(OpenAIModel("fake-model", base_url=openai_server.base_url))
     assert not isinstance(info.value, TransientModelError)
-
-
-@pytest.fixture
-def refused_port() -> Iterator[int]:
-    """A port that is bound but not listening: connecting to it is refused, reliably."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        sock.close()
 
 
 def test_connection_refused_is_transient(refused_port: int) -> None:

@@ -36,17 +36,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.fixture
-def refused_port() -> Iterator[int]:
-    """A port that is bound but not listening: connecting to it is refused, reliably."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        sock.close()
-
-
 def transport_of(model: OpenAIModel) -> Any:
     return model._client_obj._client._transport  # type: ignore[union-attr]
 
