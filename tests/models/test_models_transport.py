@@ -375,6 +375,31 @@ def test_request_on_a_connection_closed_as_it_arrives_is_sent_once_more(raw: Any
     assert [body for _line, _h, body in server.requests] == [b'{"k": 1}'] * 3
 
 
+def test_after_a_stale_connection_the_others_idle_ones_are_not_tried(raw: Any) -> None:
+    """A restarted server leaves every idle connection stale: one resend, on a new one."""
+
+    def script(conn: socket.socket, index: int) -> None:
+        if index < 2:  # the first two connections: one reply each, then stale
+            server.read_request(conn)
+            conn.sendall(ok(b"first"))
+            server.read_request(conn)
+            return
+        while server.read_request(conn):
+            conn.sendall(ok(b"fresh"))
+
+    server = raw(script)
+    transport = PlainHTTPTransport()
+
+    async def run() -> list[bytes]:
+        async with httpx.AsyncClient(transport=transport) as client:
+            both = await asyncio.gather(client.get(server.url), client.get(server.url))
+            assert transport.connections == 2  # two requests at once: two connections
+            return [r.content for r in both] + [(await client.get(server.url)).content]
+
+    assert asyncio.run(run()) == [b"first", b"first", b"fresh"]
+    assert transport.connections == 3 and len(server.requests) == 4
+
+
 def test_a_new_connection_closed_without_a_reply_is_an_error_not_a_resend(raw: Any) -> None:
     def script(conn: socket.socket, _i: int) -> None:
         server.read_request(conn)

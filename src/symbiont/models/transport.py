@@ -403,8 +403,12 @@ class PlainHTTPTransport(httpx.AsyncBaseTransport):  # type: ignore[misc]
             try:
                 head = await self._exchange(conn, payload, timeouts, request)
             except _Disconnected:
+                # The server closed it as the request went out; its other idle connections
+                # (a restarted server) are as stale: the resend goes on a new one.
                 self._release(conn, False)
-                continue  # the server had closed it: it never read this request
+                for stale in self._idle.pop(key, ()):
+                    stale.close()
+                continue
             except BaseException:
                 self._release(conn, False)
                 raise
