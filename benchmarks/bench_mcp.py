@@ -61,6 +61,7 @@ HR = HERE.parent / "examples" / "hr"
 SYMBIONT = str(Path(sys.executable).parent / "symbiont")
 BARE = str(HERE / "_mcp_bare_server.py")
 CAPABILITY, INPUT = "get_salary_details", {"employee_id": "E007"}
+PAUSE_S = 0.015  # before each timed call
 RUN_ARGS = {"id": CAPABILITY, "input": INPUT}
 ROWS = (
     ("direct", "Library.run (direct)"),
@@ -186,19 +187,27 @@ async def _measure(home: Path, lib: Library, tier: str, n: int) -> dict[str, Any
             server_cpu = {key: _cpu_s(pid) for key, pid in pids.items()}
             client_cpu = {key: 0.0 for key in times if key != "direct"}
             own_start = time.process_time()
-            for _ in range(n):  # one round: every row once, in the same order
-                t = time.perf_counter()
-                result = lib.run(CAPABILITY, INPUT)
-                times["direct"].append((time.perf_counter() - t) * 1000)
-                assert result.ok, result.error
-                c = time.thread_time()
-                times["direct_woken"].append(await woken.run())
-                client_cpu["direct_woken"] += time.thread_time() - c
-                for key, call in calls.items():
+            order = ["direct", "direct_woken", *calls]
+            for i in range(n):  # one round: every row once, each round starting one further
+                for key in order[i % len(order) :] + order[: i % len(order)]:
+                    # A pause before each call: what a sandbox does in the background after
+                    # a call (the wasm tier readies its next instance at nice 10) settles
+                    # before the next row, whichever process it is in, as it would between
+                    # the calls of a client that reads the results.
+                    await anyio.sleep(PAUSE_S)
+                    if key == "direct":
+                        t = time.perf_counter()
+                        result = lib.run(CAPABILITY, INPUT)
+                        times["direct"].append((time.perf_counter() - t) * 1000)
+                        assert result.ok, result.error
+                        continue
                     c = time.thread_time()
-                    reply = await _timed(times[key], call)
+                    if key == "direct_woken":
+                        times["direct_woken"].append(await woken.run())
+                    else:
+                        reply = await _timed(times[key], calls[key])
+                        assert not getattr(reply, "is_error", False), reply
                     client_cpu[key] += time.thread_time() - c
-                    assert not getattr(reply, "is_error", False), reply
             await anyio.sleep(0.5)  # the wasm tier's refill after the last call
             own = time.process_time() - own_start
             cpu["direct"] = (own - sum(client_cpu.values())) / n * 1000
@@ -228,9 +237,13 @@ async def _handler_only(lib: Library, n: int) -> list[float]:
             await server._call_tool(ctx, params)
         diffs = []
         for _ in range(n):
+            # a pause before each: the sandbox readies its next instance or worker in the
+            # background after a call, as it has time to between the calls of a client
+            await anyio.sleep(0.02)
             t = time.perf_counter()
             lib.run(CAPABILITY, INPUT)
             direct = time.perf_counter() - t
+            await anyio.sleep(0.02)
             t = time.perf_counter()
             await server._call_tool(ctx, params)
             diffs.append((time.perf_counter() - t - direct) * 1000)
@@ -380,7 +393,7 @@ def _tier_section(tier: str, n: int) -> list[str]:
         lines.append(_row(name, times[key], over, "≤ +2 ms" if key == "mcp" else ""))
     over_direct = _paired(times["mcp"], times["direct_woken"])
     floor = statistics.median(times["bare_loop"])
-    beyond = cpu["mcp_server"] - cpu["direct_woken"]
+    beyond = cpu["mcp_server"] - cpu["direct_woken_server"]
     own_cpu = beyond - cpu["bare_loop_server"]
     lines += [
         "",
@@ -398,7 +411,7 @@ def _tier_section(tier: str, n: int) -> list[str]:
         "| CPU time per call, ms | server | client (SDK ClientSession) |",
         "|---|---|---|",
         f"| Library.run (direct, in the client) | — | {cpu['direct']:.2f} |",
-        f"| Library.run in the woken helper process | {cpu['direct_woken']:.2f} | — |",
+        f"| Library.run in the woken helper process | {cpu['direct_woken_server']:.2f} | — |",
         f"| symbiont mcp, run_capability | {cpu['mcp_server']:.2f} "
         f"(beyond the helper's Library.run: {beyond:.2f}) | {cpu['mcp_client']:.2f} |",
         f"| bare SDK server, no-op tool, served as symbiont serves | {cpu['bare_loop_server']:.2f} | "
@@ -430,8 +443,10 @@ def main() -> str:
             lines += _instruction_section(tier)
     lines += [
         f"Capability `{CAPABILITY}` on the HR example data; server `symbiont mcp` as a "
-        "subprocess, client the `mcp` SDK's ClientSession; each round calls Library.run, "
-        "then each MCP row once, so all rows see the same load. A round trip wakes two "
+        "subprocess, client the `mcp` SDK's ClientSession; each round calls every row once, "
+        f"with a {PAUSE_S * 1000:.0f} ms pause before each call, each round starting one row "
+        "further, so all rows see the same load and none always follows the same other. A "
+        "round trip wakes two "
         "processes (for the wasm tier also the sandbox's call thread): on a loaded machine each "
         "wake-up waits for a free core, which the ping and bare rows show.",
         "",

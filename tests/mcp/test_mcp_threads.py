@@ -81,31 +81,27 @@ def _output(result: dict[str, Any]) -> Any:
     return result["structuredContent"]["output"]
 
 
-def test_a_run_on_a_free_library_runs_on_the_event_loop_thread(library: Any) -> None:
-    server = _server(library, on_loop=True)
+def _one_run(lib: Library, *, on_loop: bool) -> int:
+    """Run the capability once through tools/call; the event loop's thread."""
+    server = _server(lib, on_loop=on_loop)
     try:
 
         async def main() -> int:
-            _output(await server._call_tool(CTX, RUN))
+            assert _output(await server._call_tool(CTX, RUN))["employee_id"] == "E007"
             return threading.get_ident()
 
-        loop_thread = anyio.run(main)
+        return anyio.run(main)
     finally:
         server.close()
+
+
+def test_a_run_on_a_free_library_runs_on_the_event_loop_thread(library: Any) -> None:
+    loop_thread = _one_run(library, on_loop=True)
     assert library.run_threads == [loop_thread]
 
 
 def test_over_http_runs_go_to_the_worker_thread(library: Any) -> None:
-    server = _server(library, on_loop=False)
-    try:
-
-        async def main() -> int:
-            _output(await server._call_tool(CTX, RUN))
-            return threading.get_ident()
-
-        loop_thread = anyio.run(main)
-    finally:
-        server.close()
+    loop_thread = _one_run(library, on_loop=False)
     assert len(library.run_threads) == 1 and library.run_threads[0] != loop_thread
 
 
