@@ -4,9 +4,10 @@ SDK's floor (JSON-RPC parsing, pydantic models, dispatch, the transport), which 
 built on the SDK pays before doing any work of its own.
 
     python benchmarks/_mcp_bare_server.py sdk    # the SDK's stdio_server() (a thread per line)
-    python benchmarks/_mcp_bare_server.py loop   # served as symbiont serves: the pipes read
-                                                 # on the event loop, no idle OpenTelemetry
-                                                 # middleware
+    python benchmarks/_mcp_bare_server.py loop   # served as symbiont serves: its stdio
+                                                 # transport (the pipes read and written on
+                                                 # the event loop, messages handed to the SDK
+                                                 # directly), no idle OpenTelemetry middleware
 
 And, no MCP at all, `direct TIER`: for each line on stdin, one `Library.run` of the benchmark's
 capability (store from $SYMBIONT_HOME), its duration in ms printed back: a `Library.run`
@@ -45,7 +46,7 @@ async def _serve(transport: str) -> None:
         wire = _loop_pipes()
         if wire is None:
             raise SystemExit("stdin and stdout must be pipes")
-        async with wire as (lines, out), stdio_server(lines, out) as (read, write):  # type: ignore[arg-type]
+        async with wire as (read, write):
             await server.run(read, write, options)
         return
     async with stdio_server() as (read, write):
