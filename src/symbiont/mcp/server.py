@@ -33,8 +33,9 @@ What a `tools/call` costs the server beyond the SDK (benchmarks/bench_mcp.py mea
 to a bare SDK server): over stdio no thread hand-off for a run (else a queue put and
 `call_soon_threadsafe` back, a third of `anyio.to_thread`'s cost), compact JSON for the text
 content (the C encoder), the result handed to the SDK in its wire form (the SDK validates
-what goes on the wire either way), and no OpenTelemetry middleware when no tracer provider is
-configured. Measured in instructions, that is less than a bare SDK server with a no-op tool
+what goes on the wire either way), no OpenTelemetry middleware when no tracer provider is
+configured, and over stdio the messages read and written on the event loop and handed to the
+SDK directly (`_WireRead`, `_WireWrite`). Measured in instructions, that is less than a bare SDK server with a no-op tool
 spends around a call.
 """
 
