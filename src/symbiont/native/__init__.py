@@ -4,15 +4,18 @@ The declared function and every candidate are compiled with `numba.njit` in nopy
 with an explicit signature derived from the annotations (see `_signature`: `int`, `float`,
 `bool`, NumPy scalars, `Annotated[npt.NDArray[np.float64], 2]` for a 2-D array).
 
-The swap. The Python-visible object stays the one function object; its `__code__` is a
-trampoline, `def f(a, b): return _f__sym_native_<key>(a, b)`, and `_f__sym_native_<key>` is a
-module global bound to that revision's Numba dispatcher (a per-revision name, as helpers
-get). With scalar arguments only, the trampoline calls `_f__sym_native_<key>_entry`, the
-compiled entry point of the one explicit signature, skipping the dispatcher's per-call type
-resolution (see `_kernel.bound_names`). Promotion binds the new name (compiling or loading the kernel), then swaps `__code__`:
-one atomic assignment, and a call in progress finishes on the kernel it started with.
-Machine code that wants the kernel without the Python hop takes `fn.symbiont.native` (the
-current dispatcher) into its own `njit` code.
+The swap. The decorator returns a `NativeFunction` (`_entry`): a `functools.partial` subclass
+around the active revision's Numba dispatcher, so a call from Python goes from partial's C call
+straight into the dispatcher's (no Python frame). The declared function object stays the
+evolvable's `handle.fn`: its `__code__` is a trampoline, `def f(a, b): return
+_f__sym_native_<key>(a, b)`, naming the revision's dispatcher by a per-revision module global
+(as helpers get; with scalars only it calls the compiled entry point, see
+`_kernel.bound_names`); checks and metrics in trials call it. Wherever that code is swapped
+(promotion, rollback, a candidate installed for a trial), `NativeFunction.follow()` then
+switches the partial to the dispatcher the trampoline names: one C call, atomic under the
+GIL; a call in progress finishes on the kernel it started with. Machine code takes
+`fn.symbiont.native` (the current dispatcher) into its own `njit` code, or calls the
+evolvable by name from `njit` code (the kernel active when that code compiles).
 
 The `native` pipeline stage (`_stage`) compiles each candidate in a trial child first;
 `_kernel` compiles in the host through Numba's on-disk cache, keyed by the body's source
