@@ -22,6 +22,7 @@ import ast
 import functools
 import gc
 import os
+import platform
 import shutil
 import statistics
 import subprocess
@@ -193,6 +194,7 @@ def _instructions(statement: str, n: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = subprocess.run(
             [
+                *(["setarch", platform.machine(), "-R"] if shutil.which("setarch") else []),
                 "valgrind",
                 "--tool=callgrind",
                 "--instr-atstart=no",
@@ -266,7 +268,8 @@ def main() -> str:
         count_lines = [
             "Instructions per call (valgrind callgrind, `--instructions`; independent of the "
             "load; each statement in a loop over local names, in its own process with "
-            "PYTHONHASHSEED=0 and the garbage collector off in the measured loop):",
+            "PYTHONHASHSEED=0, address randomisation off (`setarch -R`) and the garbage "
+            "collector off in the measured loop):",
             "",
             "| call | instructions | × plain njit |",
             "| --- | ---: | ---: |",
