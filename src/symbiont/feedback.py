@@ -37,7 +37,7 @@ Rules:
 TASK = """\
 {prompt}
 
-Write the function `{name}` (module `{module}`).
+Write the function `{name}`.
 Your reply starts with these lines, exactly as shown:
 ```python
 {head}

@@ -132,6 +132,9 @@ def test_curve_fit_first_prompt_names_its_data_without_values(runtime: symbiont.
     assert "- DATA: list[tuple[float, float]]" in offered(task)
     for _x, y in curve_fit.DATA[:5]:
         assert repr(y) not in task and f"{y:.3f}" not in task
+    # the module's name is not offered either: Qwen2.5-Coder-0.5B read `curve_fit` as
+    # scipy.optimize.curve_fit (7 of 10 attempts imported scipy) or imported the module itself
+    assert not re.search(r"\bcurve_fit\b", task)
 
 
 def test_after_two_edits_failing_like_the_active_one_the_task_asks_for_it_afresh(
