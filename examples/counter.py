@@ -18,8 +18,8 @@ from collections.abc import Callable
 import symbiont
 
 PROMPT = (
-    "Make step add the same fixed number to state['counter'] on every call, instead of 1: "
-    "pick any whole number from 5 to 20. The counter's value itself has no limit."
+    "Make step add a constant to state['counter'] on every call instead of 1: a whole number "
+    "from 5 to 20, written in the code (not random). The counter's value itself has no limit."
 )
 
 
