@@ -271,7 +271,7 @@ def test_helpers_after_the_function_survive_the_cut() -> None:
 # -- an import of the function's own module ----------------------------------------------------
 
 SELF_IMPORT_REPLY = (  # Qwen2.5-Coder-0.5B, curve_fit attempt 2, byte for byte
-    "```python\n\nfrom curve_fit import curve_fit\n\ndef predict(x: float) -> float:\n    \"\"\""
+    '```python\n\nfrom curve_fit import curve_fit\n\ndef predict(x: float) -> float:\n    """'
     'Predict y for x: a straight line fitted to DATA."""\n    popt, pcov = curve_fit(lambda t: '
     "1.0 * t + 0.0, range(5), [4], method='newton')\n    return popt[0]\n\n```"
 )
@@ -283,3 +283,18 @@ def test_an_import_of_the_functions_own_module_is_named_before_any_trial() -> No
     (diag,) = result.diagnostics
     assert diag.kind == "own_module" and diag.line == 1
     assert "module your function lives in" in diag.message
+
+
+def test_a_value_computed_by_calling_the_function_is_a_demonstration_even_if_read() -> None:
+    # Qwen2.5-Coder-0.5B, curve_fit: the function reads `slope`, which only the demo binds
+    reply = (
+        '```python\ndef predict(x: float) -> float:\n    """Predict y for x: a straight line '
+        'fitted to DATA."""\n    return slope * x + intercept\n\n# Example usage\n'
+        "DATA = [(1.2, -0.5), (2.3, 0.8), (4.1, 2.2)]\nslope, intercept = predict(2.1)\n"
+        'print(f"Slope: {slope}, Intercept: {intercept}")\n```'
+    )
+    result = run_pipeline(reply, Target.from_function(curve_fit.predict), NO_TC)
+    assert result.ok, [d.message for d in result.diagnostics]
+    assert "predict(2.1)" not in result.candidate.source
+    with pytest.raises(NameError):  # the model's own mistake, left for the trial to report
+        _function(result, curve_fit)(1.0)

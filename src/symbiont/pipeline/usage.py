@@ -57,8 +57,18 @@ def _names_bound(target: ast.expr) -> list[str]:
     return [n.id for n in ast.walk(target) if isinstance(n, ast.Name)]
 
 
-def _is_usage(stmt: ast.stmt, module_globals: Mapping[str, Any], used: set[str]) -> bool:
-    """`used`: the names the code that stays reads (a constant or helper it needs stays)."""
+def _calls(node: ast.AST, name: str) -> bool:
+    return any(
+        isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == name
+        for n in ast.walk(node)
+    )
+
+
+def _is_usage(
+    stmt: ast.stmt, module_globals: Mapping[str, Any], used: set[str], target: str
+) -> bool:
+    """`used`: the names the code that stays reads (a constant or helper it needs stays);
+    `target`: the function asked for (a value computed by calling it is a demonstration)."""
     if isinstance(stmt, _USAGE_STATEMENTS):
         return True
     if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
@@ -70,6 +80,8 @@ def _is_usage(stmt: ast.stmt, module_globals: Mapping[str, Any], used: set[str])
         names = [name for t in targets for name in _names_bound(t)]
         if any(name in module_globals for name in names):
             return True  # rebinds the program's own name (`DATA = [...]` as an example)
+        if stmt.value is not None and _calls(stmt.value, target):
+            return True  # `slope, intercept = predict(2.1)`: the function tried out
         # a value the code that stays needs, however it is made, stays (the policy judges
         # it); one nothing reads but the demonstration goes with it
         return not any(name in used for name in names)
@@ -114,7 +126,7 @@ def drop_trailing_usage(
     # anything that stays is needed (to a fixed point: `B = A + 1` kept keeps `A`)
     used: set[str] = set()
     while True:
-        usage = [s for s in after if _is_usage(s, module_globals, used)]
+        usage = [s for s in after if _is_usage(s, module_globals, used, target_name)]
         staying = [s for s in body if not any(s is u for u in usage)]
         now = _names_read(staying)
         if now <= used:
