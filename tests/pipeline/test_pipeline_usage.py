@@ -298,3 +298,27 @@ def test_a_value_computed_by_calling_the_function_is_a_demonstration_even_if_rea
     assert "predict(2.1)" not in result.candidate.source
     with pytest.raises(NameError):  # the model's own mistake, left for the trial to report
         _function(result, curve_fit)(1.0)
+
+
+def test_example_data_above_the_function_that_rebinds_the_programs_name_is_cut() -> None:
+    # Qwen2.5-Coder-0.5B, curve_fit: its own three points as DATA, above the function
+    reply = (
+        "```python\nfrom typing import List\n\nDATA = [(1.0, 2.0), (2.0, 3.0), (3.0, 4.0)]\n\n"
+        'def predict(x: float) -> float:\n    """Predict y for x: a straight line fitted to '
+        'DATA."""\n    return 3.0 * x - 1.0 + 0.0 * len(DATA)\n```'
+    )
+    result = run_pipeline(reply, Target.from_function(curve_fit.predict), NO_TC)
+    assert result.ok, [d.message for d in result.diagnostics]
+    assert "(1.0, 2.0)" not in result.candidate.source
+    assert _function(result, curve_fit)(2.0) == 5.0
+
+
+def test_a_name_an_earlier_revision_installed_may_be_bound_again() -> None:
+    reply = (
+        "```python\nDATA = [(1.0, 2.0)]\n\n"
+        'def predict(x: float) -> float:\n    """Predict."""\n    return x\n```'
+    )
+    target = Target.from_function(curve_fit.predict, owned_names=frozenset({"DATA"}))
+    result = run_pipeline(reply, target, NO_TC)
+    assert "(1.0, 2.0)" in (result.candidate.source if result.ok else reply)
+    assert not any("example usage" in n for n in result.notes)

@@ -220,7 +220,9 @@ def run_pipeline(
                     tree, source = parse_source(starred[0]), starred[0]
                     notes.extend(starred[1])
             # a demonstration after the function is not the answer
-            dropped = drop_trailing_usage(tree, source, target.signature.name, target.globals)
+            dropped = drop_trailing_usage(
+                tree, source, target.signature.name, target.globals, target.owned_names
+            )
             if dropped is not None:
                 with contextlib.suppress(StageError):
                     tree, source = parse_source(dropped[0]), dropped[0]

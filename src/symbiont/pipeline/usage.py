@@ -23,7 +23,9 @@ name the module already has, and assignments whose names nothing that stays read
 cut from the candidate before the policy stage sees it.
 
 What stays is judged as before: definitions, imports, new constants, and anything *above*
-the target function (code there is not a demonstration; the policy stage decides). Cutting
+the target function (code there is not a demonstration; the policy stage decides) except
+example data that rebinds a name the program already has (`DATA = [(1.0, 2.0), ...]`),
+which would be refused anyway and which the function is meant to read from the program. Cutting
 only ever removes code, so nothing the policy would refuse can get in this way. A statement
 sharing a line with one that stays (`x = 1; print(x)`) is left alone, and so the policy
 refuses it. Capabilities are not touched: their module is theirs and runs in the sandbox.
@@ -102,12 +104,36 @@ def _first_line(stmt: ast.stmt) -> int:
     return min([stmt.lineno, *(d.lineno for d in decorators)])
 
 
+def _rebinds_program_data(
+    stmt: ast.stmt, module_globals: Mapping[str, Any], owned: frozenset[str]
+) -> bool:
+    """`DATA = [(1.0, 2.0), ...]` above the function: example data (a list, tuple, dict or
+    set written out) for a name the program already has and no earlier revision of this
+    function installed. A scalar (`SCALE = 4`) reads as a change the model means to make,
+    so it stays, and the compile stage says why it cannot be made that way."""
+    if not isinstance(stmt, ast.Assign | ast.AnnAssign):
+        return False
+    if not isinstance(stmt.value, ast.List | ast.Tuple | ast.Dict | ast.Set):
+        return False
+    targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+    return all(
+        isinstance(t, ast.Name) and t.id in module_globals and t.id not in owned for t in targets
+    )
+
+
 def drop_trailing_usage(
-    tree: ast.Module, source: str, target_name: str, module_globals: Mapping[str, Any]
+    tree: ast.Module,
+    source: str,
+    target_name: str,
+    module_globals: Mapping[str, Any],
+    owned: frozenset[str] = frozenset(),
 ) -> tuple[str, list[int]] | None:
-    """`source` without the usage statements after the function `target_name`, and the
-    line numbers removed; None when there is nothing to remove (or it cannot be removed
-    cleanly)."""
+    """`source` without the usage statements after the function `target_name` (and the
+    example data above it that rebinds the program's own names), and the line numbers
+    removed; None when there is nothing to remove (or it cannot be removed cleanly).
+
+    `owned`: module names earlier revisions' helpers installed, which a candidate may bind
+    again (see `Target.owned_names`)."""
     body = tree.body
     index = next(
         (
@@ -120,13 +146,16 @@ def drop_trailing_usage(
     if index is None:
         return None
     after = body[index + 1 :]
-    if not after:
+    # above the function only example data goes: binding the program's own names is
+    # refused anyway (compile/overwrite), and the function is meant to use the real ones
+    example_data = [s for s in body[:index] if _rebinds_program_data(s, module_globals, owned)]
+    if not after and not example_data:
         return None  # the usual case: nothing follows the function
     # what stays: everything up to the function, then whatever is not usage; a name read by
     # anything that stays is needed (to a fixed point: `B = A + 1` kept keeps `A`)
     used: set[str] = set()
     while True:
-        usage = [s for s in after if _is_usage(s, module_globals, used, target_name)]
+        usage = example_data + [s for s in after if _is_usage(s, module_globals, used, target_name)]
         staying = [s for s in body if not any(s is u for u in usage)]
         now = _names_read(staying)
         if now <= used:
