@@ -49,17 +49,26 @@ def test_blas_workers_stay_idle_inside_single_blas_thread() -> None:
     with single_blas_thread():
         _products(a, 1)  # lets workers still spinning from earlier products go idle
 
-    before = _other_threads_cpu_ticks()
-    with single_blas_thread():
-        _products(a, 10)
-    inside = _other_threads_cpu_ticks() - before
+    # Ticks of other threads are noisy on a loaded machine (threads earlier tests left in
+    # the process run now and then), so the comparison gets three rounds; workers that do
+    # the work inside fail all three.
+    rounds = []
+    for _ in range(3):
+        before = _other_threads_cpu_ticks()
+        with single_blas_thread():
+            _products(a, 10)
+        inside = _other_threads_cpu_ticks() - before
 
-    before = _other_threads_cpu_ticks()
-    _products(a, 10)
-    outside = _other_threads_cpu_ticks() - before
-    # outside, the workers do about half the work; inside, at most a few ticks of noise
-    # (other threads of the test process, a worker's spin-wait winding down)
-    assert outside > 4 * inside + 4, (inside, outside)
+        before = _other_threads_cpu_ticks()
+        _products(a, 10)
+        outside = _other_threads_cpu_ticks() - before
+        rounds.append((inside, outside))
+        # outside, the workers do about half the work; inside, at most a few ticks of noise
+        # (other threads of the test process, a worker's spin-wait winding down)
+        if outside > 4 * inside + 4:
+            break
+    else:
+        raise AssertionError(f"BLAS workers busy inside single_blas_thread: {rounds}")
 
 
 def test_overlapping_queries_restore_the_thread_count_once_all_are_done() -> None:
