@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -47,7 +48,15 @@ def test_blas_workers_stay_idle_inside_single_blas_thread() -> None:
         pytest.skip("one core: OpenBLAS has no worker threads to keep idle")
     a = np.random.default_rng(0).random((1200, 1200), dtype=np.float32)
     with single_blas_thread():
-        _products(a, 1)  # lets workers still spinning from earlier products go idle
+        _products(a, 1)
+    # Workers spin for a while before they sleep: after earlier products, and after a fork
+    # (an earlier test's trial), when OpenBLAS makes its threads anew at the next call and
+    # they start spinning. Wait until they are idle (measured: ~70 ms after a fork).
+    for _ in range(50):
+        before = _other_threads_cpu_ticks()
+        time.sleep(0.1)
+        if _other_threads_cpu_ticks() == before:
+            break
 
     # Ticks of other threads are noisy on a loaded machine (threads earlier tests left in
     # the process run now and then), so the comparison gets three rounds; workers that do

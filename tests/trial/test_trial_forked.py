@@ -489,15 +489,31 @@ def test_keyboard_interrupt_while_waiting_kills_and_reaps_the_child() -> None:
     children_before = set(my_children())
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("needs the main thread")
-    timer = threading.Timer(
-        0.3, lambda: signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
-    )
-    timer.start()
+    stop = threading.Event()
+    interrupted = []
+
+    def interrupt_once_the_child_runs() -> None:
+        # Ctrl-C *while waiting*: once the trial's child exists and the parent has had a
+        # moment to start waiting (a fixed delay raced the fork of a large test process)
+        deadline = time.monotonic() + 15
+        while not stop.is_set() and time.monotonic() < deadline:
+            if set(my_children()) - children_before:
+                time.sleep(0.3)
+                interrupted.append(time.monotonic())
+                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+                return
+            time.sleep(0.02)
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    watcher = threading.Thread(target=interrupt_once_the_child_runs, daemon=True)
+    watcher.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             run_forked(lambda: time.sleep(30), TrialLimits(timeout_s=20))
     finally:
-        timer.cancel()
+        stop.set()
+        watcher.join(5)
+    assert interrupted, "the trial's child never appeared"
     assert set(my_children()) <= children_before  # other tests' helpers may live on
 
 
