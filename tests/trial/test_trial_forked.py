@@ -504,7 +504,10 @@ def test_keyboard_interrupt_while_waiting_kills_and_reaps_the_child() -> None:
                 return
             time.sleep(0.02)
 
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Python's own Ctrl-C handler, as in an interactive program: a test run started in the
+    # background of a non-interactive shell inherits SIGINT ignored (POSIX), and then no
+    # KeyboardInterrupt can come at all
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     watcher = threading.Thread(target=interrupt_once_the_child_runs, daemon=True)
     watcher.start()
     try:
@@ -513,6 +516,7 @@ def test_keyboard_interrupt_while_waiting_kills_and_reaps_the_child() -> None:
     finally:
         stop.set()
         watcher.join(5)
+        signal.signal(signal.SIGINT, previous)
     assert interrupted, "the trial's child never appeared"
     assert set(my_children()) <= children_before  # other tests' helpers may live on
 
