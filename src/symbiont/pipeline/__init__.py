@@ -53,7 +53,7 @@ from symbiont.pipeline.compile import (
 from symbiont.pipeline.extract import extract_code
 from symbiont.pipeline.import_repairs import drop_unused_imports, resolve_star_imports
 from symbiont.pipeline.imports import missing_imports, own_module_imports
-from symbiont.pipeline.parse import assemble_body, layout_repairs, parse_source
+from symbiont.pipeline.parse import assemble_body, is_body_only, layout_repairs, parse_source
 from symbiont.pipeline.policy import (
     DEFAULT_POLICY,
     SAFE_DECORATORS,
@@ -187,7 +187,13 @@ def run_pipeline(
         stage = "parse"
         try:
             # a body without its `def`: the declared head is put over it
-            assembled = assemble_body(source, target.signature.name, _heads(target)[0])
+            # (checked first: the heads are read from the module's source, and most replies
+            # define the function)
+            assembled = (
+                assemble_body(source, target.signature.name, _heads(target)[0])
+                if is_body_only(source)
+                else None
+            )
             if assembled is not None:
                 with contextlib.suppress(StageError):
                     parse_source(assembled)

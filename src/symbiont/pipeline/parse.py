@@ -226,6 +226,12 @@ def reindent_docstring(source: str, name: str) -> str | None:
 _DEFINES_AT_TOP = re.compile(r"^(async\s+def|def|class)\s", re.M)
 
 
+def is_body_only(source: str) -> bool:
+    """Whether `source` is statements only: no function or class at its top level."""
+    text = textwrap.dedent(source)
+    return bool(text.strip()) and _DEFINES_AT_TOP.search(text) is None
+
+
 def assemble_body(source: str, name: str, head: str) -> str | None:
     """`head` (the declared `def` line and docstring) over `source` indented as its body,
     when `source` is a body only: it defines no function or class at its top level.
@@ -234,9 +240,9 @@ def assemble_body(source: str, name: str, head: str) -> str | None:
     (`if n % 15 == 0: ...` / `return str(n)`). The head it would have copied is known, so the
     function is assembled instead of refused. None when `source` defines something (a
     function under another name is the signature stage's to report)."""
-    text = textwrap.dedent(source)
-    if _DEFINES_AT_TOP.search(text) or not text.strip():
+    if not is_body_only(source):
         return None
+    text = textwrap.dedent(source)
     head_lines = head.rstrip("\n").splitlines()
     indent = "    "
     for line in head_lines[1:]:  # the docstring's indentation, if the head has one
