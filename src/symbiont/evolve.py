@@ -39,7 +39,7 @@ from symbiont.evolvable import Evolvable, Failure, Revision, content_hash
 from symbiont.models.base import Message, Model, ModelReply
 from symbiont.models.retry import call_with_retries
 from symbiont.pipeline import DEFAULT_POLICY, PipelineConfig, Target, extract_code, run_pipeline
-from symbiont.repeats import repeat_key
+from symbiont.repeats import normalised_hash, repeat_key
 from symbiont.search.config import Stage
 from symbiont.search.evaluator import Evaluation, evaluate
 from symbiont.search.evaluator import run_trial as _run_trial  # noqa: F401 (its old home)
@@ -338,7 +338,7 @@ async def run_evolve(
         )
         shown_reply = reply.text
         refused = _refuse_reply(reply, config.max_reply_bytes)
-        key = ""
+        key = judged_key = ""
         if refused is not None:  # too long to read, or cut off: not parsed at all
             revision.reply = shown_reply = _head(reply.text)
             revision.diagnostics = attempt.diagnostics = (refused,)
@@ -350,6 +350,22 @@ async def run_evolve(
             revision.source = source
             revision.content_hash = content_hash(source) if source else ""
             earlier = repeats.find(key, handle.active)
+            result = None
+            if earlier is None:
+                if target.owned_names != handle.owned_names:  # a promotion installed helpers
+                    target = dataclasses.replace(target, owned_names=handle.owned_names)
+                t0 = time.perf_counter()
+                # Off the loop's thread: the type check can take a while.
+                result = await asyncio.to_thread(run_pipeline, reply.text, target, pipeline_config)
+                attempt.timings.update(result.timings)
+                attempt.timings.setdefault("pipeline", time.perf_counter() - t0)
+                # The same function once the pipeline's repairs are done (a docstring's
+                # quotes, an unused import, a demonstration cut) is a repeat as well: a
+                # small model re-sends its idea with the layout changed.
+                if result.notes and result.source:
+                    judged_key = normalised_hash(result.source)
+                    if judged_key != key:
+                        earlier = repeats.find(judged_key, handle.active)
             if earlier is not None:
                 note = Diagnostic(
                     "model",
@@ -366,6 +382,8 @@ async def run_evolve(
                 repeats_in_a_row += 1
                 await asyncio.to_thread(runtime._record, handle, revision)
                 repeats.add(key, revision)
+                if judged_key:
+                    repeats.add_alias(judged_key, revision)
                 attempt.revision = revision.number
                 await finish(attempt)
                 # Start the conversation afresh so the model is not anchored on its repeat.
@@ -375,13 +393,7 @@ async def run_evolve(
                 )
                 continue
             repeats_in_a_row = 0
-            if target.owned_names != handle.owned_names:  # a promotion installed helpers
-                target = dataclasses.replace(target, owned_names=handle.owned_names)
-            t0 = time.perf_counter()
-            # Off the loop's thread: the type check can take a while.
-            result = await asyncio.to_thread(run_pipeline, reply.text, target, pipeline_config)
-            attempt.timings.update(result.timings)
-            attempt.timings.setdefault("pipeline", time.perf_counter() - t0)
+            assert result is not None
             await _judge_candidate(
                 runtime, handle, config, result, revision, attempt, report, timeout_s
             )
@@ -391,6 +403,8 @@ async def run_evolve(
             await asyncio.to_thread(runtime._record, handle, revision)
         if key:
             repeats.add(key, revision)
+        if judged_key:
+            repeats.add_alias(judged_key, revision)
         attempt.revision = revision.number
         await finish(attempt)
 
@@ -519,6 +533,11 @@ class _RepeatIndex:
 
     def add(self, key: str, rev: Revision) -> None:
         self._keys[rev.number] = key
+        if rev.status == "rejected":
+            self._rejected.setdefault(key, rev)
+
+    def add_alias(self, key: str, rev: Revision) -> None:
+        """A second key for a rejected revision: its code as the pipeline repaired it."""
         if rev.status == "rejected":
             self._rejected.setdefault(key, rev)
 

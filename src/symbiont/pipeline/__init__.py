@@ -117,6 +117,9 @@ class PipelineResult:
     stage: str  # the stage that failed, or "compile" when all passed
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
     notes: list[str] = field(default_factory=list)  # what the pipeline changed in the reply
+    # the code the stages judged, after the repairs ("" when it never parsed): two replies
+    # that differ only in what the repairs fix are one function (repeat detection)
+    source: str = ""
 
     @property
     def ok(self) -> bool:
@@ -166,10 +169,11 @@ def run_pipeline(
     started = time.perf_counter()
     stage = "extract"
     result: PipelineResult
+    judged = ""  # the source once it parses, as repaired
 
     def done(candidate: Candidate | None, diagnostics: list[Diagnostic], at: str) -> PipelineResult:
         timings["total"] = time.perf_counter() - started
-        return PipelineResult(candidate, diagnostics, at, timings, notes)
+        return PipelineResult(candidate, diagnostics, at, timings, notes, judged)
 
     try:
         t = time.perf_counter()
@@ -244,6 +248,7 @@ def run_pipeline(
                     tree, source = parse_source(unused[0]), unused[0]
                     notes.extend(unused[1])
 
+        judged = source
         t = time.perf_counter()
         stage = "signature"
         aliases = typing_aliases_in(target.globals)
@@ -263,6 +268,7 @@ def run_pipeline(
                 except StageError:
                     raise original from None
                 tree, source = fixed_tree, fixed
+                judged = source
                 notes.append("the def line left out annotations: the declared one was put back")
         finally:
             timings["signature"] = time.perf_counter() - t
