@@ -33,6 +33,17 @@ def test_an_import_of_a_module_not_installed_is_reported_where_it_is() -> None:
     assert d.excerpt is not None and f"from {MISSING} import pi" in d.excerpt
 
 
+def test_the_names_a_missing_import_would_bind_are_said_to_be_missing_too() -> None:
+    # Qwen2.5-Coder-0.5B, told scipy is not installed, dropped the import and kept calling
+    # `curve_fit` (a NameError in the trial); the refusal now names what will not exist.
+    src = f"from {MISSING}.optimize import curve_fit, leastsq as lsq\nimport {MISSING} as sp\n"
+    (d,) = _missing(src)
+    assert "`curve_fit`" in d.message and "`lsq`" in d.message
+    assert "will not exist" in d.message
+    plain = _missing(f"import {MISSING}\n")[0].message
+    assert "will not exist" not in plain  # nothing bound but the module itself
+
+
 def test_installed_standard_relative_and_denied_imports_pass() -> None:
     src = (
         "import math, json as j\nimport pytest\nfrom collections import abc\n"

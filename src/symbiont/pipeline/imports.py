@@ -49,13 +49,17 @@ def missing_imports(
     reported: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            modules = [(alias.name, f"import {alias.name}") for alias in node.names]
+            modules = [
+                (alias.name, f"import {alias.name}", [alias.asname or alias.name])
+                for alias in node.names
+            ]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names = ", ".join(a.name for a in node.names)
-            modules = [(node.module, f"from {node.module} import {names}")]
+            bound = [a.asname or a.name for a in node.names if a.name != "*"]
+            modules = [(node.module, f"from {node.module} import {names}", bound)]
         else:
             continue
-        for module, spelled in modules:
+        for module, spelled, bound in modules:
             top = module.split(".")[0]
             if top in reported or (policy is not None and policy.denies_module(module)):
                 continue
@@ -67,7 +71,8 @@ def missing_imports(
                     "policy",
                     "missing_module",
                     f"`{spelled}`: the module `{top}` is not installed in this program's "
-                    "environment; do without it",
+                    "environment; do without it" + _unavailable(bound, top),
+                    # a small model drops the import and still calls the name (NameError)
                     source,
                     node,
                     lines=lines,
@@ -75,6 +80,15 @@ def missing_imports(
             )
     out.sort(key=lambda d: (d.line or 0, d.col or 0))
     return out
+
+
+def _unavailable(bound: list[str], top: str) -> str:
+    """What the refused import would have named, so the model does not call it anyway."""
+    names = [n for n in bound if n != top]
+    if not names:
+        return ""
+    listed = ", ".join(f"`{n}`" for n in names[:4])
+    return f"; {listed} will not exist either, so write that part yourself in plain Python"
 
 
 def own_module_imports(tree: ast.Module, source: str, own: set[str]) -> list[Diagnostic]:
