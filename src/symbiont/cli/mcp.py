@@ -77,6 +77,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=1.0,
         help="seconds between looks for changes by other processes (0: never; default 1)",
     )
+    p.add_argument(
+        "--no-hot-path",
+        dest="hot_path",
+        action="store_false",
+        help="over stdio, hand every message to the MCP SDK's server, capability runs "
+        "included (by default they are answered directly; for debugging and comparison)",
+    )
     p.set_defaults(func=cmd_mcp)
 
 
@@ -104,6 +111,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         timeout_s=args.timeout,
         poll_s=args.poll,
+        hot_path=args.hot_path,
     )
     # Every library call runs in a worker thread while the event loop keeps the protocol
     # going; at the default 5 ms switch interval a hand-off of the GIL between them can cost

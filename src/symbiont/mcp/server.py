@@ -52,7 +52,7 @@ import queue
 import sys
 import threading
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -71,7 +71,7 @@ from mcp.server.subscriptions import (
 )
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
-from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 from symbiont.errors import CapabilityError, SandboxError, SymbiontError
 from symbiont.library import (
@@ -83,6 +83,7 @@ from symbiont.library import (
     validate,
 )
 from symbiont.mcp import prompts
+from symbiont.mcp.hotpath import HotPath
 from symbiont.mcp.schemas import mcp_tool, tool_names
 
 if TYPE_CHECKING:
@@ -126,6 +127,9 @@ class ServerOptions:
     # Over stdio, run a capability on the event loop's own thread when the library is free
     # (no hand-off to the worker thread and back); see CapabilityServer._run_work.
     runs_on_loop: bool = True
+    # Over stdio, answer the calls that run a capability without the SDK's server machinery
+    # (symbiont.mcp.hotpath says when); False: every message goes through the SDK.
+    hot_path: bool = True
     mutation_max_steps: int = 16
 
 
@@ -378,6 +382,8 @@ class CapabilityServer:
         self.authoring = model is not None or model_configured()
         self._worker = _Worker()
         self._runs_on_loop = False  # set by serve_stdio (options.runs_on_loop)
+        self._hot_path_on = False  # set by serve_stdio (options.hot_path, no tracing)
+        self._stdio_session: ServerSession | None = None  # the stdio client's, once seen
         self._author_limiter = anyio.CapacityLimiter(1)
         self._clients: dict[int, ServerSession] = {}  # one per connected client
         self._focus: list[str] = []  # expose="top-k": capabilities found by recent searches
@@ -483,7 +489,9 @@ class CapabilityServer:
         `subscriptions/listen` stream, never on the connection."""
         if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
             return
-        session = ctx.session
+        self._remember_session(ctx.session)
+
+    def _remember_session(self, session: ServerSession) -> None:
         connection = getattr(session, "_connection", None)
         key = id(connection if connection is not None else session)
         if key in self._clients:
@@ -564,7 +572,13 @@ class CapabilityServer:
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
     ) -> ToolResult:
         self._remember(ctx)
-        name, args = params.name, dict(params.arguments or {})
+        return await self.call_tool(params.name, dict(params.arguments or {}), ctx)
+
+    async def call_tool(self, name: str, args: dict[str, Any], ctx: Any = None) -> ToolResult:
+        """A tool call, whichever path brought it (the SDK's handler with its request
+        context, the stdio hot path without one): its result, with `isError` for a failure;
+        the list-changed notifications it caused are sent before it returns. Raises
+        `MCPError` only for an unknown tool."""
         try:
             handler = self._tool_handlers.get(name)
             if handler is not None:
@@ -586,6 +600,37 @@ class CapabilityServer:
             self._dirty = False
             await self._announce_changes()
         return result
+
+    # -- the stdio hot path (symbiont.mcp.hotpath) ----------------------------------------------
+    async def _see_stdio_client(self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+        """Middleware over stdio: keep the session of the first handshake-era message the SDK
+        serves; its connection says whether `initialize` was accepted, and at which version."""
+        if self._stdio_session is None and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            self._stdio_session = ctx.session
+        return await call_next(ctx)
+
+    def hot_path_ready(self) -> bool:
+        """The hot path may answer a run now: on, the stdio client's handshake accepted at a
+        handshake-era version (read from the SDK's connection), and the library free so that
+        the run happens on the event loop's thread at once."""
+        connection = getattr(self._stdio_session, "_connection", None)
+        return (
+            self._hot_path_on
+            and self._runs_on_loop
+            and self._worker.idle
+            and connection is not None
+            and connection.initialize_accepted
+            and connection.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS
+        )
+
+    def capability_tool_names(self) -> Collection[str]:
+        """The tool names of the stored capabilities, as last read."""
+        return self._tool_ids.keys()
+
+    def remember_stdio_client(self) -> None:
+        """What `_call_tool` does with its context: the client gets the notifications."""
+        if self._stdio_session is not None:
+            self._remember_session(self._stdio_session)
 
     def _run_tool_sync(self, name: str, args: dict[str, Any]) -> Any:
         """A capability called as a tool of its own: its output (one hand-off for the
@@ -938,30 +983,38 @@ class CapabilityServer:
         from mcp.server.stdio import stdio_server
 
         self._runs_on_loop = self.options.runs_on_loop
-        _drop_idle_tracing(self.server)
-        wire = _loop_pipes()
+        traced = _drop_idle_tracing(self.server)
+        # a traced server traces every message: none may go around the SDK
+        self._hot_path_on = self.options.hot_path and not traced
+        if self._hot_path_on:
+            self.server.middleware.append(self._see_stdio_client)
+        wire = _loop_pipes(self if self._hot_path_on else None)
         if wire is None:  # not pipes (a file, a terminal): the SDK's own thread-based streams
             async with stdio_server() as (read, write):
                 await self.server.run(read, write, self.server.create_initialization_options())
             return
         async with wire as (read, write):
             await self.server.run(read, write, self.server.create_initialization_options())
+        if read.hot is not None:  # how many calls went around the SDK (tests, debugging)
+            print_err(f"symbiont mcp: {read.hot.answered} tool calls answered by the hot path")
 
 
-def _drop_idle_tracing(server: Server[Any]) -> None:
+def _drop_idle_tracing(server: Server[Any]) -> bool:
     """Take the SDK's OpenTelemetry middleware off when no tracer provider is configured
     (none set when serving starts, none named by OTEL_PYTHON_TRACER_PROVIDER): it would make
     a span that records nothing for every message, ≈ 85 k instructions per tools/call, a
     twelfth of what the SDK does for one. With a provider (opentelemetry-instrument, or one
-    set before serving) it stays, and every message is traced as the SDK does it."""
+    set before serving) it stays, and every message is traced as the SDK does it. Returns
+    whether tracing stays."""
     try:
         from opentelemetry import trace
     except ImportError:
-        return
+        return False
     if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         server.middleware[:] = [
             m for m in server.middleware if type(m).__name__ != "OpenTelemetryMiddleware"
         ]
+    return any(type(m).__name__ == "OpenTelemetryMiddleware" for m in server.middleware)
 
 
 class _WireRead:
@@ -970,12 +1023,25 @@ class _WireRead:
     (a line that is not a JSON-RPC message is handed on as its exception, which the SDK
     answers), without its reader thread (two thread hops per message, milliseconds on a busy
     machine) or its task and memory stream in between (≈ 0.26 M instructions per call for
-    both directions, with `_WireWrite`; benchmarks/bench_mcp.py --instructions)."""
+    both directions, with `_WireWrite`; benchmarks/bench_mcp.py --instructions). With a
+    `HotPath`, the lines it takes are answered there and never reach the SDK."""
 
-    def __init__(self, reader: asyncio.StreamReader) -> None:
+    def __init__(self, reader: asyncio.StreamReader, hot: HotPath | None = None) -> None:
         self._reader = reader
+        self.hot = hot
 
     async def receive(self) -> SessionMessage | Exception:
+        while True:
+            line = await self._line()
+            if self.hot is None or (call := self.hot.take(line)) is None:
+                break
+            await self.hot.answer(call)
+        try:
+            return SessionMessage(types.jsonrpc_message_adapter.validate_json(line, by_name=False))
+        except Exception as exc:  # the SDK answers it (a parse error), and reads on
+            return exc
+
+    async def _line(self) -> bytes:
         try:
             line = await self._reader.readuntil(b"\n")
         except asyncio.IncompleteReadError as exc:
@@ -984,10 +1050,7 @@ class _WireRead:
             raise ValueError("an MCP message line is longer than 64 MiB") from None
         if not line:
             raise anyio.EndOfStream
-        try:
-            return SessionMessage(types.jsonrpc_message_adapter.validate_json(line, by_name=False))
-        except Exception as exc:  # the SDK answers it (a parse error), and reads on
-            return exc
+        return line
 
     def __aiter__(self) -> _WireRead:
         return self
@@ -1021,8 +1084,14 @@ class _WireWrite:
         if self._closed:
             raise anyio.ClosedResourceError
         text = item.message.model_dump_json(by_alias=True, exclude_unset=True)
+        await self.send_line(text.encode("utf-8") + b"\n")
+
+    async def send_line(self, line: bytes) -> None:
+        """Write one message line (ending in a newline) as it is."""
+        if self._closed:
+            raise anyio.ClosedResourceError
         try:
-            self._writer.write(text.encode("utf-8") + b"\n")
+            self._writer.write(line)
             await self._writer.drain()
         except (OSError, RuntimeError) as exc:  # the client has gone (a broken pipe)
             raise anyio.BrokenResourceError from exc
@@ -1038,7 +1107,9 @@ class _WireWrite:
 
 
 @asynccontextmanager
-async def _pipe_streams(wire_in: int, wire_out: int) -> AsyncIterator[tuple[_WireRead, _WireWrite]]:
+async def _pipe_streams(
+    wire_in: int, wire_out: int, server: CapabilityServer | None
+) -> AsyncIterator[tuple[_WireRead, _WireWrite]]:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=64 * 1024 * 1024, loop=loop)
     in_file = os.fdopen(wire_in, "rb", buffering=0)
@@ -1050,18 +1121,21 @@ async def _pipe_streams(wire_in: int, wire_out: int) -> AsyncIterator[tuple[_Wir
         lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader(loop=loop), loop=loop), out_file
     )
     writer = asyncio.StreamWriter(write_transport, protocol, None, loop)
+    write = _WireWrite(writer)
+    hot = HotPath(server, write.send_line) if server is not None else None
     try:
-        yield _WireRead(reader), _WireWrite(writer)
+        yield _WireRead(reader, hot), write
     finally:
         read_transport.close()
         write_transport.close()
 
 
-def _loop_pipes() -> Any:
+def _loop_pipes(hot_path_for: CapabilityServer | None = None) -> Any:
     """Streams over stdin/stdout read and written on the event loop, with fd 0 pointed at
     the null device and fd 1 at stderr while serving (so nothing a library call or a child
     prints can reach the protocol stream); None when stdin/stdout are not both pipes or
-    sockets, or the event loop is not asyncio's."""
+    sockets, or the event loop is not asyncio's. With `hot_path_for`, that server's
+    capability runs are answered by `symbiont.mcp.hotpath` when they can be."""
     import stat
 
     try:
@@ -1078,7 +1152,7 @@ def _loop_pipes() -> Any:
     os.dup2(null, 0)
     os.close(null)
     os.dup2(2, 1)
-    return _pipe_streams(wire_in, wire_out)
+    return _pipe_streams(wire_in, wire_out, hot_path_for)
 
 
 def _progress_reporter(ctx: Any) -> Callable[[AgentEvent], None] | None:
