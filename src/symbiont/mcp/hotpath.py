@@ -14,9 +14,9 @@ What it does: symbiont's own stdio reader (`server._WireRead`) shows each line t
 
 - it is a `tools/call` request, exactly `{"jsonrpc": "2.0", "id", "method", "params"}` with
   params exactly `{"name", "arguments"}` (a string and an object), an id that is a string or
-  an integer in the int64 range, nothing plain `json` and the SDK's parser could read
-  differently (no escaped surrogates), and no `_meta` — so no progress token, no
-  2026-07-28 envelope, no trace context;
+  an integer in the int64 range, and no `_meta` — so no progress token, no 2026-07-28
+  envelope, no trace context (it is parsed by pydantic-core's JSON parser, the one the
+  SDK's message parsing uses, so both read a line alike; a line it refuses is the SDK's);
 - the tool is `run_capability` or a capability's own tool (a name the server knows);
 - the connection is a handshake-era one (2024-11-05 … 2025-11-25) whose `initialize` the
   SDK has accepted (read from the SDK's own connection object, captured by a pass-through
@@ -48,9 +48,7 @@ debugging and for the benchmark's comparison.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -66,14 +64,8 @@ log = logging.getLogger("symbiont.mcp")
 
 RUN_TOOL_NAME = "run_capability"
 _INT64 = 2**63
-# An escaped UTF-16 surrogate: `json` reads a lone one into a str the SDK's parser refuses.
-_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
 _MESSAGE_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 _PARAMS_KEYS = frozenset({"name", "arguments"})
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")  # NaN / Infinity: leave the line to the SDK
 
 
 def wire_result(result: ToolResult) -> dict[str, Any]:
@@ -107,11 +99,9 @@ class HotPath:
         """The (id, tool, arguments) of a call to answer here, or None: the SDK's."""
         if b'"tools/call"' not in line or not self._server.hot_path_ready():
             return None
-        if _SURROGATE_ESCAPE.search(line):
-            return None
         try:
-            message = json.loads(line, parse_constant=_no_constants)
-        except ValueError:  # not JSON, not UTF-8, NaN: the SDK answers it as it does
+            message = pydantic_core.from_json(line)
+        except ValueError:  # not JSON, not UTF-8: the SDK answers it as it does
             return None
         if type(message) is not dict or message.keys() != _MESSAGE_KEYS:
             return None
