@@ -69,10 +69,12 @@ rt.close()
 """
 
 
-def run(script: str, cwd: Path, cache: Path, store: Path) -> dict[str, object]:
-    env = {**os.environ, "SYMBIONT_NATIVE_CACHE": str(cache), "PYTHONPATH": str(cwd)}
+def run(
+    script: str, cwd: Path, cache: Path, store: Path | None = None, **env_extra: str
+) -> dict[str, object]:
+    env = {**os.environ, "SYMBIONT_NATIVE_CACHE": str(cache), "PYTHONPATH": str(cwd), **env_extra}
     proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), str(store)],
+        [sys.executable, "-c", textwrap.dedent(script), *([str(store)] if store else [])],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -92,3 +94,34 @@ def test_a_resumed_revision_loads_its_kernel_from_the_disk_cache(tmp_path: Path)
     assert second["active"] == 1 and second["value"] == 25.0
     assert str(second["source"]).startswith(str(cache))  # r1's kernel, from the cache dir
     assert second["hits"] == 1 and second["misses"] == 0  # loaded, not compiled
+
+
+SAVED_BEFORE = """
+import json
+import kern
+from symbiont.native._kernel import compile_kernel, is_cached
+
+h = kern.norm2.symbiont
+spec, g = h.native_spec, kern.norm2.__globals__
+body = '''def norm2(xs: Annotated[npt.NDArray[np.float64], 1]) -> float:
+    return (xs * xs).sum() + 1.0
+'''
+before = is_cached(body, spec, g)
+kernel = compile_kernel(body, spec, g)
+print(json.dumps({"before": before, "after": is_cached(body, spec, g),
+                  "declared": is_cached(h.revisions[0].source, spec, g),
+                  "on_disk": kernel.on_disk}))
+"""
+
+
+def test_a_saved_kernel_is_known_when_numba_keeps_its_index_under_numba_cache_dir(
+    tmp_path: Path,
+) -> None:
+    """With $NUMBA_CACHE_DIR set, Numba writes a kernel's index there, not next to its
+    source; the `native` stage must still know the body was compiled before."""
+    (tmp_path / "kern.py").write_text(KERNEL_MODULE)
+    numba_dir = tmp_path / "numba"
+    seen = run(SAVED_BEFORE, tmp_path, tmp_path / "cache", NUMBA_CACHE_DIR=str(numba_dir))
+    assert seen == {"before": False, "after": True, "declared": True, "on_disk": True}
+    assert list(numba_dir.rglob("k_*.nbi"))  # the index really is under NUMBA_CACHE_DIR
+    assert not list((tmp_path / "cache").rglob("*.nbi"))

@@ -169,13 +169,25 @@ def compile_kernel(
     return Kernel(dispatcher, key, elapsed, hits > 0, on_disk)
 
 
+def _index_dirs() -> list[Path]:
+    """Where Numba keeps the index of a kernel compiled from `cache_dir()`: under
+    $NUMBA_CACHE_DIR when that is set (Numba tries it first), else next to the source."""
+    from numba.core import config
+    from numba.core.caching import UserProvidedCacheLocator
+
+    dirs = [cache_dir() / "__pycache__"]
+    if config.CACHE_DIR:
+        subpath = UserProvidedCacheLocator.get_suitable_cache_subpath(str(cache_dir() / "k.py"))
+        dirs.insert(0, Path(config.CACHE_DIR) / subpath)
+    return dirs
+
+
 def is_cached(source: str, spec: NativeSpec, module_globals: dict[str, Any]) -> bool:
     """Whether a kernel for this body was compiled and saved on disk before (its Numba
-    index file exists next to the source), so the trial compile can be skipped."""
+    index file exists), so the trial compile can be skipped."""
     key = kernel_key(source, spec, module_globals)
-    pycache = cache_dir() / "__pycache__"
     try:
-        return any(pycache.glob(f"k_{key}.{spec.name}-*.nbi"))
+        return any(any(d.glob(f"k_{key}.{spec.name}-*.nbi")) for d in _index_dirs())
     except OSError:
         return False
 
