@@ -67,6 +67,20 @@ def pick(flag: bool, a: float, b: float) -> float:
     return a if flag else b
 
 
+class _CrashesTheCompiler:
+    """A module global that kills the process compiling a body that reads it: Numba asks a
+    global's `_numba_type_` while typing the body, so this stands in for a compiler crash."""
+
+    @property
+    def _numba_type_(self) -> None:
+        import os
+
+        os.abort()
+
+
+CRASHES_THE_COMPILER = _CrashesTheCompiler()
+
+
 IN_CALL: list[Callable[[], None]] = []  # run from inside a call of `step` (by the kernel)
 
 

@@ -207,6 +207,28 @@ def test_a_candidate_that_never_finishes_compiling_only_costs_the_child() -> Non
     assert h.owned_names == frozenset(h.revisions[0].helper_names)  # nothing new bound
 
 
+READS_THE_CRASHING_GLOBAL = """
+def halve(x: float) -> float:
+    return x / CRASHES_THE_COMPILER
+"""
+
+
+def test_a_candidate_that_crashes_the_compiler_only_kills_the_child() -> None:
+    from native_targets import halve
+
+    h = halve.symbiont
+    target = Target.from_function(halve, owned_names=h.owned_names)
+    result = run_pipeline(
+        fenced(READS_THE_CRASHING_GLOBAL), target, PipelineConfig(typecheck=False)
+    )
+    assert result.candidate is None and result.stage == "native"
+    (diag,) = result.diagnostics
+    assert diag.kind == "crash" and "SIGABRT" in diag.message, diag.message
+    assert "the Numba compile did not complete" in diag.message
+    assert halve(3.0) == 1.5 and h.active.number == 0  # the host is alive and unchanged
+    assert h.owned_names == frozenset(h.revisions[0].helper_names)
+
+
 def test_callers_hold_one_c_level_callable_that_follows_promotion_and_rollback(runtime) -> None:
     import native_targets
 
