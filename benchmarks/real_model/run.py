@@ -24,6 +24,7 @@ import collections
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -254,6 +255,10 @@ def _previous(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="demos and agent tasks against a real small model")
     ap.add_argument("--attempts", type=int, default=10)
@@ -264,6 +269,9 @@ def main() -> int:
     args = ap.parse_args()
     if args.attempts < 1:
         ap.error("--attempts must be at least 1")
+    # `kill` (SIGTERM) ends the run through the `finally`s, so the model server stops too
+    # (by default SIGTERM ends Python at once and left the server running, orphaned).
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     model_dir = provision.provision()
     results = HERE.parent / "results"
     results.mkdir(exist_ok=True)
