@@ -165,10 +165,16 @@ class EvolvableStore:
 
     def _lock_function(self, conn: Sql, function_id: int) -> bool:
         """Whether the function exists; inside a write, also the lineage's lock (module doc)."""
+        return self._lock_lineage(conn, function_id) is not None
+
+    def _lock_lineage(self, conn: Sql, function_id: int) -> tuple[int | None] | None:
+        """The function's `(active_number,)`, None if there is no such function; inside a
+        write, also the lineage's lock — so the active number read here stays true until
+        the transaction ends (a compare-and-set needs no second read)."""
         row = conn.execute(
-            f"SELECT 1 FROM functions WHERE id = ?{self._for_update}", (function_id,)
+            f"SELECT active_number FROM functions WHERE id = ?{self._for_update}", (function_id,)
         ).fetchone()
-        return row is not None
+        return None if row is None else (row[0],)
 
     # -- functions ------------------------------------------------------------------------
     def ensure_function(self, key: str, fingerprint: str, signature_text: str) -> FunctionRecord:
@@ -306,9 +312,9 @@ class EvolvableStore:
                     f"cannot add a revision: the store {self.path} has no function with id "
                     f"{rev.function_id} (call ensure_function first)"
                 )
-            number = rev.number
+            number: int | None = rev.number
             if number == -1:
-                number = _next_number(conn, rev.function_id)
+                number = None  # the next one, allocated by the INSERT itself
             else:
                 existing = conn.execute(
                     f"SELECT {_REVISION_COLUMNS} FROM revisions WHERE function_id = ? AND number = ?",
@@ -365,8 +371,7 @@ class EvolvableStore:
             if latest is not None and latest.content_hash == rev.content_hash:
                 return latest, False
             parents = (latest.number,) if latest is not None else ()
-            number = _next_number(conn, rev.function_id)
-            return _insert_revision(conn, replace(rev, parents=parents), number), True
+            return _insert_revision(conn, replace(rev, parents=parents)), True
 
         return self._write(op)
 
@@ -591,11 +596,7 @@ class EvolvableStore:
             )
         if active == number:
             return
-        conn.execute("UPDATE functions SET active_number = ? WHERE id = ?", (number, function_id))
-        conn.execute(
-            "INSERT INTO activations (function_id, number, reason, at) VALUES (?, ?, ?, ?)",
-            (function_id, number, reason, time.time()),
-        )
+        activate(conn, function_id, number, reason)
 
     def active_revision(self, key: str, fingerprint: str) -> RevisionRecord | None:
         def op(conn: Sql) -> RevisionRecord | None:
@@ -889,17 +890,30 @@ def next_number(conn: Sql, function_id: int) -> int:
 _next_number = next_number
 
 
-def insert_revision(conn: Sql, rev: RevisionRecord, number: int) -> RevisionRecord:
-    """Insert `rev` as revision `number` with its parents (inside the caller's transaction)."""
+_INSERT_REVISION = """INSERT INTO revisions (function_id, number, source, reply, origin, model,
+        status, stage, diagnostics, score, metrics, content_hash, created_at)
+    VALUES (?, {number}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id, number"""
+_INSERT_NUMBERED = _INSERT_REVISION.format(number="?")
+# The next number read by the INSERT itself (one statement: the index's last entry, + 1).
+_INSERT_NEXT = _INSERT_REVISION.format(
+    number="(SELECT COALESCE(MAX(number) + 1, 0) FROM revisions WHERE function_id = ?)"
+)
+
+
+def insert_revision(conn: Sql, rev: RevisionRecord, number: int | None = None) -> RevisionRecord:
+    """Insert `rev` as revision `number` with its parents (inside the caller's transaction).
+
+    `number` None: the lineage's next number (MAX + 1), allocated by the INSERT statement
+    itself; the caller holds the lineage's lock (see the module docstring), so no other
+    writer can take the same number before the commit.
+    """
     created = rev.created_at if rev.created_at is not None else time.time()
     parents = tuple(int(p) for p in rev.parents)
-    (rid,) = conn.execute(
-        """INSERT INTO revisions (function_id, number, source, reply, origin, model,
-               status, stage, diagnostics, score, metrics, content_hash, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+    rid, number = conn.execute(
+        _INSERT_NEXT if number is None else _INSERT_NUMBERED,
         (
             rev.function_id,
-            number,
+            rev.function_id if number is None else number,
             rev.source,
             rev.reply or "",
             rev.origin,
@@ -931,6 +945,16 @@ def insert_revision(conn: Sql, rev: RevisionRecord, number: int) -> RevisionReco
 
 
 _insert_revision = insert_revision
+
+
+def activate(conn: Sql, function_id: int, number: int, reason: str) -> None:
+    """Make `number` the lineage's active revision and append it to the activation history
+    (the caller holds the lineage's lock and has checked that the revision is accepted)."""
+    conn.execute("UPDATE functions SET active_number = ? WHERE id = ?", (number, function_id))
+    conn.execute(
+        "INSERT INTO activations (function_id, number, reason, at) VALUES (?, ?, ?, ?)",
+        (function_id, number, reason, time.time()),
+    )
 
 
 def _activation_stack(conn: Sql, function_id: int) -> list[int]:

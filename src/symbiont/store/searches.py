@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from symbiont.errors import StoreError
-from symbiont.store.evolvables import insert_revision, next_number, score_value
+from symbiont.errors import RevisionError, StoreError
+from symbiont.store.evolvables import activate, insert_revision, score_value
 from symbiont.store.records import RevisionRecord
 
 if TYPE_CHECKING:
@@ -147,24 +147,28 @@ def _candidate(row: tuple[Any, ...]) -> CandidateRecord:
     )
 
 
-def _insert_candidate(conn: Sql, search_id: int, c: CandidateRecord) -> int:
-    """Append candidate `c` (the caller holds the search's lock)."""
-    idx = conn.execute(
-        "SELECT COALESCE(MAX(idx), -1) + 1 FROM search_candidates WHERE search_id = ?",
-        (search_id,),
-    ).fetchone()[0]
-    conn.execute(
-        f"""INSERT INTO search_candidates ({_CANDIDATE_COLUMNS}, search_id)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+_INSERT_CANDIDATE = f"""INSERT INTO search_candidates ({_CANDIDATE_COLUMNS}, search_id)
+    VALUES ((SELECT COALESCE(MAX(idx), -1) + 1 FROM search_candidates WHERE search_id = ?),
+            ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    RETURNING idx"""
+
+
+def _insert_candidate(
+    conn: Sql, search_id: int, c: CandidateRecord, revision_number: int | None
+) -> int:
+    """Append candidate `c` as the search's next index (MAX + 1, read by the INSERT
+    itself; the caller holds the search's lock) with `revision_number`; its index."""
+    (idx,) = conn.execute(
+        _INSERT_CANDIDATE,
         (
-            idx,
-            c.revision_number,
+            search_id,
+            revision_number,
             c.island,
             c.parent_number,
             c.kind,
             int(c.evaluated),
             score_value(c.score),
-            json.dumps(c.features),
+            json.dumps(c.features) if c.features else "{}",
             c.model,
             c.input_tokens,
             c.output_tokens,
@@ -174,7 +178,7 @@ def _insert_candidate(conn: Sql, search_id: int, c: CandidateRecord) -> int:
             c.at or time.time(),
             search_id,
         ),
-    )
+    ).fetchall()[0]
     return int(idx)
 
 
@@ -214,13 +218,14 @@ class SearchRepository:
 
         def op(conn: Sql) -> tuple[int | None, int, bool]:
             number = candidate.revision_number
+            active: tuple[int | None] | None = None
             if revision is not None:  # the lineage's lock first, then the search's
-                if not store._lock_function(conn, revision.function_id):
+                active = store._lock_lineage(conn, revision.function_id)
+                if active is None:
                     raise StoreError(
                         f"the store {store.path} has no function with id {revision.function_id}"
                     )
-                number = next_number(conn, revision.function_id)
-                insert_revision(conn, revision, number)
+                number = insert_revision(conn, revision).number
             if (
                 conn.execute(
                     f"SELECT 1 FROM searches WHERE id = ?{store._for_update}", (search_id,)
@@ -228,16 +233,18 @@ class SearchRepository:
                 is None
             ):
                 raise StoreError(f"the store {store.path} has no search {search_id}")
-            row = CandidateRecord(**{**_fields(candidate), "revision_number": number})
-            idx = _insert_candidate(conn, search_id, row)
+            idx = _insert_candidate(conn, search_id, candidate, number)
             activated = False
-            if promote_over is not None and revision is not None and number is not None:
-                active = conn.execute(
-                    "SELECT active_number FROM functions WHERE id = ?", (revision.function_id,)
-                ).fetchone()
-                if active is not None and active[0] == promote_over[0]:
-                    self.store._set_active(conn, revision.function_id, number, "search")
-                    activated = True
+            # The active number was read under the lineage's lock: still true here.
+            if promote_over is not None and active is not None and active == promote_over:
+                assert revision is not None and number is not None
+                if revision.status != "accepted":
+                    raise RevisionError(
+                        f"revision {number} of function id {revision.function_id} was rejected "
+                        f"at the {revision.stage} stage and cannot be made active"
+                    )
+                activate(conn, revision.function_id, number, "search")
+                activated = True
             return number, idx, activated
 
         return self.store._write(op, "recording a search candidate")
@@ -337,6 +344,3 @@ class SearchRepository:
 
         return self.store._read(op)
 
-
-def _fields(c: CandidateRecord) -> dict[str, Any]:
-    return {name: getattr(c, name) for name in CandidateRecord.__slots__}  # type: ignore[attr-defined]
