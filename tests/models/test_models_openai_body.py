@@ -8,6 +8,9 @@ These tests pin what the server receives and that the transform is never called.
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -16,6 +19,7 @@ from openai.resources.chat.completions import completions as sdk_completions
 from symbiont.errors import ModelError
 from symbiont.models import OpenAIModel
 from symbiont.models.base import ModelReply
+from symbiont.models.transport import TRANSPORT_ENV
 from symbiont.testing.openai_server import FakeOpenAIServer, Reply
 
 HISTORY = [
@@ -87,21 +91,63 @@ def test_tool_calls_without_the_sdk_types(
     assert openai_server.chat_requests[-1]["tools"] == [{"type": "function", "function": tool}]
 
 
+@pytest.fixture
+def gateway() -> Iterator[str]:
+    """A server that answers every request 200 with an HTML page, not a completion."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            page = b"<html>gateway</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *_a: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("transport", ["lean", "httpx"])
 def test_a_reply_that_is_not_a_completion_is_a_model_error(
-    openai_server: FakeOpenAIServer,
+    gateway: str, transport: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    openai_server.handler = lambda body: "unused"
-    model = OpenAIModel("fake-model", base_url=openai_server.base_url)
+    if transport == "httpx":  # the SDK's own client and request path
+        monkeypatch.setenv(TRANSPORT_ENV, "httpx")
+    model = OpenAIModel("fake-model", base_url=gateway)
+    with pytest.raises(ModelError, match=r"other than a JSON completion.*gateway"):
+        ask(model, HISTORY[:2])
 
-    async def run() -> None:
-        client = model._client()
 
-        async def garbage(*_a: Any, **_k: Any) -> bytes:
-            return b"<html>gateway</html>"
-
-        client.post = garbage  # type: ignore[method-assign]
-        with pytest.raises(ModelError, match="other than a JSON completion"):
-            await model.complete(HISTORY[:2])
-        await model.aclose()
-
-    asyncio.run(run())
+def test_a_plain_request_sends_what_the_sdk_sends(
+    openai_server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a plain-http server the chat request is sent straight on the SDK's client (not
+    through the SDK's per-request machinery): the same headers, path and body as the SDK's
+    own request path sends, but for the SDK's per-try telemetry headers."""
+    openai_server.handler = lambda body: "ok"
+    model = OpenAIModel(
+        "fake-model", base_url=openai_server.base_url, api_key="sk-h", extra_headers={"X-A": "1"}
+    )
+    ask(model, HISTORY[:2])
+    monkeypatch.setenv(TRANSPORT_ENV, "httpx")
+    ask(OpenAIModel(
+        "fake-model", base_url=openai_server.base_url, api_key="sk-h", extra_headers={"X-A": "1"}
+    ), HISTORY[:2])  # fmt: skip
+    direct, sdk = openai_server.log[-2], openai_server.log[-1]
+    assert (direct.method, direct.path, direct.body) == (sdk.method, sdk.path, sdk.body)
+    per_try = {"x-stainless-retry-count", "x-stainless-read-timeout"}
+    assert direct.headers.keys() == sdk.headers.keys() - per_try
+    for name in direct.headers.keys() - {"content-length"}:
+        assert direct.headers[name] == sdk.headers[name], name
+    assert direct.headers["authorization"] == "Bearer sk-h"
+    assert direct.headers["x-a"] == "1"
+    assert direct.headers["user-agent"].startswith("AsyncOpenAI/Python")
