@@ -125,3 +125,24 @@ def test_a_saved_kernel_is_known_when_numba_keeps_its_index_under_numba_cache_di
     assert seen == {"before": False, "after": True, "declared": True, "on_disk": True}
     assert list(numba_dir.rglob("k_*.nbi"))  # the index really is under NUMBA_CACHE_DIR
     assert not list((tmp_path / "cache").rglob("*.nbi"))
+
+
+def test_a_changed_module_constant_is_a_different_kernel() -> None:
+    """Numba freezes a global into the machine code, so the cache key holds the simple
+    constants the body reads: the same source under another WEIGHT is not the cached one."""
+    import numpy as np
+    from native_targets import weighted_sum
+
+    from symbiont.native import compile_kernel, kernel_key
+
+    h = weighted_sum.symbiont
+    source, spec = h.revisions[0].source, h.native_spec
+    weight_2 = dict(weighted_sum.__globals__)
+    weight_3 = {**weight_2, "WEIGHT": 3.0}
+    two, three = compile_kernel(source, spec, weight_2), compile_kernel(source, spec, weight_3)
+    assert two.key == kernel_key(source, spec, weight_2) != three.key
+    xs = np.ones(4)
+    assert two.dispatcher(xs, 0.0) == 8.0 and three.dispatcher(xs, 0.0) == 12.0
+    again = compile_kernel(source, spec, weight_3)  # same body, constants and signature
+    assert again.key == three.key and again.cache_hit
+    assert again.dispatcher(xs, 0.0) == 12.0
