@@ -336,3 +336,30 @@ def test_a_cancellation_of_a_hot_path_call_finds_it_answered(home: Path) -> None
         assert json.loads(ran[0])["result"]["isError"] is False
     finally:
         assert server.close() == (0, 2)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "plain"),
+    [
+        ({"id": "ratio"}, True),
+        ({"id": "ratio", "input": {}}, True),
+        ({"id": "ratio", "input": {"a": float("nan"), "b": [1, {"c": None}]}}, True),
+        ({"id": 1, "input": {}}, False),
+        ({"id": "ratio", "input": []}, False),
+        ({"id": "ratio", "input": None}, False),
+        ({"id": "ratio", "input": {}, "extra": 1}, False),
+        ({"input": {}}, False),
+    ],
+)
+def test_run_arguments_skip_the_schema_check_only_when_it_would_pass(
+    arguments: dict[str, Any], plain: bool
+) -> None:
+    from symbiont.library import validate
+    from symbiont.mcp.server import RUN_TOOL, _plain_run_arguments
+
+    assert _plain_run_arguments(arguments) is plain
+    problems = validate(arguments, dict(RUN_TOOL["inputSchema"]), what="arguments")
+    if plain:  # the check it skips finds nothing; (the others get checked, and fail)
+        assert problems == []
+    else:
+        assert problems

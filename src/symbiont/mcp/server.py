@@ -240,12 +240,31 @@ _ToolHandler = Callable[[dict[str, Any], Any], Awaitable[ToolResult]]
 _INPUT_SCHEMAS: dict[str, dict[str, Any]] = {
     str(t["name"]): dict(t["inputSchema"]) for t in (*READ_TOOLS, *AUTHOR_TOOLS)
 }
+_RUN_ARGUMENT_NAMES = frozenset(RUN_TOOL["inputSchema"]["properties"])
+
+
+# One encoder for every result text: `json.dumps` with options builds a new one per call,
+# a quarter of what encoding a run's result costs.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
 def _text(value: Any, indent: int | None = None) -> str:
     """JSON text; compact unless `indent` (without an indent `json` uses its C encoder, about
     eight times faster, and a model reads compact JSON as well and for fewer tokens)."""
+    if indent is None:
+        return _ENCODER.encode(value)
     return json.dumps(value, ensure_ascii=False, indent=indent, default=str)
+
+
+def _plain_run_arguments(args: dict[str, Any]) -> bool:
+    """`run_capability` arguments that evidently fit its input schema (an `id` string, an
+    `input` object or none, nothing else): the schema check would find nothing, and skipping
+    it saves ≈ 50 k instructions per run. Anything else gets the check and its messages."""
+    return (
+        type(args.get("id")) is str
+        and type(args.get("input", {})) is dict
+        and args.keys() <= _RUN_ARGUMENT_NAMES
+    )
 
 
 def _tool_result(text: str, structured: Any, is_error: bool) -> ToolResult:
@@ -582,7 +601,8 @@ class CapabilityServer:
         try:
             handler = self._tool_handlers.get(name)
             if handler is not None:
-                _check_arguments(name, args, _INPUT_SCHEMAS[name])
+                if not (name == "run_capability" and _plain_run_arguments(args)):
+                    _check_arguments(name, args, _INPUT_SCHEMAS[name])
                 result = await handler(args, ctx)
             else:
                 output = await self._run_work(self._run_tool_sync, name, args)
