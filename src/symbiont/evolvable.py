@@ -11,6 +11,7 @@ machine code without a Python frame; promotion swaps that too: see symbiont.nati
 from __future__ import annotations
 
 import ast
+import bisect
 import contextlib
 import hashlib
 import inspect
@@ -31,6 +32,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 # "fork": the same fork with the host's full authority, for trusted code only.
 # "inprocess": no isolation at all, for trusted and very fast evaluations.
 TrialMode = Literal["confined", "fork", "inprocess"]
+
+
+def _number(revision: Revision) -> int:
+    return revision.number
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +165,13 @@ class Evolvable:
         return self.revision(self._active)
 
     def revision(self, number: int) -> Revision:
-        for rev in self.revisions:
+        revisions = self.revisions
+        # Kept in number order (`add_revision`): a binary search, not a scan per lookup (a
+        # search looks up the active revision for every candidate, among thousands).
+        i = bisect.bisect_left(revisions, number, key=_number)
+        if i < len(revisions) and revisions[i].number == number:
+            return revisions[i]
+        for rev in revisions:  # a list someone reordered by hand
             if rev.number == number:
                 return rev
         known = ", ".join(str(r.number) for r in self.revisions)
@@ -168,8 +179,10 @@ class Evolvable:
 
     def add_revision(self, revision: Revision) -> Revision:
         with self._lock:
+            last = self.revisions[-1].number if self.revisions else revision.number
             self.revisions.append(revision)
-            self.revisions.sort(key=lambda r: r.number)
+            if revision.number < last:  # usually the newest: no sort
+                self.revisions.sort(key=_number)
         return revision
 
     def next_number(self) -> int:

@@ -146,6 +146,19 @@ def test_rejected_or_unknown_revisions_cannot_be_activated() -> None:
         h.activate(9)
 
 
+def test_revisions_are_found_whatever_order_they_arrive_in() -> None:
+    h = core_targets.tagged.symbiont
+    for n in (3, 1, 7, 2, 5):  # a resumed search or a second process adds them out of order
+        h.add_revision(Revision(number=n, source=f"r{n}", status="rejected"))
+    assert [r.number for r in h.revisions] == [0, 1, 2, 3, 5, 7]
+    assert [h.revision(n).source for n in (1, 2, 3, 5, 7)] == ["r1", "r2", "r3", "r5", "r7"]
+    h.revisions.reverse()  # a list reordered by hand is still searched
+    assert h.revision(5).source == "r5"
+    h.revisions.reverse()
+    with pytest.raises(symbiont.RevisionError, match="has no revision 4"):
+        h.revision(4)
+
+
 def test_a_running_call_finishes_on_the_old_code() -> None:
     fn = core_targets.slow_then_answer
     h = fn.symbiont
