@@ -49,7 +49,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 
@@ -377,6 +377,135 @@ def _instruction_section(tier: str, n: int = 40) -> list[str]:
     ]
 
 
+# -- where a tools/call's instructions go in the server, stage by stage (--stages) ---------------
+_STAGE_RUN = {
+    "capability_id": CAPABILITY,
+    "version": 1,
+    "output": {"employee_id": "E007", "name": "Grace Hopper", "base": 98000, "bonus": 5000},
+    "duration_s": 0.004321,
+    "tier": "process",
+}
+_STAGE_LINE = (
+    json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "method": "tools/call",
+            "params": {"name": "run_capability", "arguments": RUN_ARGS},
+        }
+    ).encode()
+    + b"\n"
+)
+STAGES = {
+    "parse": "the SDK's parse of the line into its message union (symbiont's stdio reader)",
+    "params": "the runner's checks of the params (surface, CallToolRequestParams)",
+    "handler": "symbiont's handler around Library.run (argument check, result; the run stubbed)",
+    "respond": "the result checked and re-dumped by the surface, the response model dumped",
+    "hot": "the hot path's own parse and response (HotPath.take, wire_result, response_bytes)",
+}
+
+
+def _stage_child(k: int) -> None:
+    """Under callgrind: for each stage name read on stdin, run it `k` times, say `done`."""
+    import asyncio
+
+    import mcp_types as types
+    from mcp.shared.message import SessionMessage
+    from mcp_types import methods
+
+    from symbiont.mcp.hotpath import HotPath, response_bytes, wire_result
+    from symbiont.mcp.server import CapabilityServer, ServerOptions, ok_result
+
+    class NoLibrary:  # the handler's run is stubbed: Library.run is measured on its own
+        def list(self) -> list[Any]:
+            return []
+
+    class Ready:
+        def hot_path_ready(self) -> bool:
+            return True
+
+        def capability_tool_names(self) -> tuple[str, ...]:
+            return ()
+
+    server = CapabilityServer(ServerOptions(poll_s=0), library=cast(Any, NoLibrary()))
+    server._runs_on_loop = True
+    server._run_sync = lambda cap_id, value: _STAGE_RUN  # type: ignore[method-assign]
+    params = json.loads(_STAGE_LINE)["params"]
+    result = ok_result(_STAGE_RUN)
+    hot = HotPath(cast(Any, Ready()), cast(Any, None))
+
+    async def handler() -> None:
+        for _ in range(k):
+            await server.call_tool("run_capability", dict(RUN_ARGS))
+
+    def run(stage: str) -> None:
+        for _ in range(k):
+            if stage == "parse":
+                SessionMessage(
+                    types.jsonrpc_message_adapter.validate_json(_STAGE_LINE, by_name=False)
+                )
+            elif stage == "params":
+                methods.validate_client_request("tools/call", "2025-11-25", params)
+                types.CallToolRequestParams.model_validate(params, by_name=False)
+            elif stage == "respond":
+                wire = methods.serialize_server_result("tools/call", "2025-11-25", dict(result))
+                response = types.JSONRPCResponse(jsonrpc="2.0", id=7, result=wire)
+                response.model_dump_json(by_alias=True, exclude_unset=True).encode()
+            elif stage == "hot":
+                call = hot.take(_STAGE_LINE)
+                assert call is not None
+                response_bytes(call[0], wire_result(result))
+        if stage == "handler":
+            asyncio.run(handler())
+
+    for line in sys.stdin:
+        run(line.strip())
+        print("done", flush=True)
+    server.close()
+
+
+def _stage_section(k: int = 200) -> list[str]:
+    """Instructions per call of each stage, in one process under callgrind (switched on for
+    each stage's `k` repetitions, after a warm-up of each)."""
+    import subprocess
+
+    counts: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = f"{tmp}/cg.out"
+        cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+        cmd += [sys.executable, __file__, "--stage-child", str(k)]
+        with subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        ) as proc:
+            assert proc.stdin is not None and proc.stdout is not None
+
+            def stage(name: str) -> None:
+                proc.stdin.write(name + "\n")
+                proc.stdin.flush()
+                assert proc.stdout.readline().strip() == "done", name
+
+            ctl = ["callgrind_control"]
+            for name in STAGES:
+                stage(name)  # warm-up
+                subprocess.run([*ctl, "-i", "on", str(proc.pid)], capture_output=True, check=True)
+                stage(name)
+                subprocess.run([*ctl, "-i", "off", str(proc.pid)], capture_output=True, check=True)
+                subprocess.run([*ctl, "-d", str(proc.pid)], capture_output=True, check=True)
+                dumps = sorted(Path(tmp).glob("cg.out.*"), key=lambda p: int(p.suffix[1:]))
+                counts[name] = _callgrind_total(str(dumps[-1])) // k
+            proc.stdin.close()
+    lines = [
+        f"Where a run_capability's instructions go in the server, stage by stage (callgrind, "
+        f"in one process, {k} repetitions of each after a warm-up; the SDK's dispatcher, "
+        "relay task and per-request session are the rest of the SDK path's total above):",
+        "",
+        "| stage | instructions per call |",
+        "|---|---:|",
+    ]
+    lines += [f"| {what} | {counts[name]:,} |" for name, what in STAGES.items()]
+    return [*lines, ""]
+
+
 def _row(name: str, ms: list[float], direct_p50: float | None, target: str = "") -> str:
     p50 = percentile(ms, 50)
     over = f"{p50 - direct_p50:+.2f}" if direct_p50 is not None else ""
@@ -463,7 +592,14 @@ def main() -> str:
         default=None,
         help="also count instructions with callgrind (default: when valgrind is installed)",
     )
+    parser.add_argument(
+        "--stages", action="store_true", help="also count instructions stage by stage"
+    )
+    parser.add_argument("--stage-child", type=int, help=argparse.SUPPRESS)
     opts = parser.parse_args()
+    if opts.stage_child is not None:
+        _stage_child(opts.stage_child)
+        return ""
     if opts.instructions is None:  # `make bench` runs every script without arguments
         opts.instructions = all(shutil.which(t) for t in ("valgrind", "callgrind_control"))
     sys.setswitchinterval(0.0005)  # as `symbiont mcp` does
@@ -472,6 +608,8 @@ def main() -> str:
         lines += _tier_section(tier, opts.n)
         if opts.instructions and tier != "wasm":  # wasmtime's machine code under valgrind: hours
             lines += _instruction_section(tier)
+    if opts.stages:
+        lines += _stage_section()
     lines += [
         f"Capability `{CAPABILITY}` on the HR example data; server `symbiont mcp` as a "
         "subprocess, client the `mcp` SDK's ClientSession; each round calls every row once, "
@@ -482,10 +620,13 @@ def main() -> str:
         "wake-up waits for a free core, which the ping and bare rows show.",
         "",
         f"Command: `python benchmarks/bench_mcp.py --tier {' '.join(opts.tier)} -n {opts.n}"
-        + ("`" if opts.instructions else " --no-instructions`"),
+        + ("" if opts.instructions else " --no-instructions")
+        + (" --stages`" if opts.stages else "`"),
     ]
     return write_section("mcp", "\n".join(lines))
 
 
 if __name__ == "__main__":
-    print(main())
+    text = main()
+    if text:
+        print(text)
