@@ -363,3 +363,16 @@ def test_run_arguments_skip_the_schema_check_only_when_it_would_pass(
         assert problems == []
     else:
         assert problems
+
+
+def test_a_traced_server_sends_every_call_through_the_sdk(home: Path) -> None:
+    """With a tracer provider configured, every message is traced: no hot path."""
+    env = server_env(home, OTEL_PYTHON_TRACER_PROVIDER="default_tracer_provider")
+
+    async def main() -> None:
+        async with stdio_session(home, "--poll", "0", env=env) as (session, _):
+            for _ in range(2):
+                assert payload(await session.call_tool("run_capability", SALARY))["output"]
+
+    anyio.run(main)
+    assert HOT_LINE.findall((home / "server.err").read_text()) == []

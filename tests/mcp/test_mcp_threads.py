@@ -150,7 +150,7 @@ def test_the_idle_opentelemetry_middleware_is_dropped() -> None:
     server.middleware.append(other)  # type: ignore[arg-type]
     names = [type(m).__name__ for m in server.middleware]
     assert "OpenTelemetryMiddleware" in names  # the SDK's default
-    _drop_idle_tracing(server)
+    assert _drop_idle_tracing(server) is False  # no tracing left: the stdio hot path may run
     assert server.middleware == [other]
 
 
@@ -162,5 +162,6 @@ def test_the_opentelemetry_middleware_stays_with_a_tracer_provider(
     monkeypatch.setattr(trace, "get_tracer_provider", lambda: trace.NoOpTracerProvider())
     server: Server[Any] = Server("t")
     before = list(server.middleware)
-    _drop_idle_tracing(server)
+    # tracing stays, so serve_stdio keeps the hot path off (every message goes through it)
+    assert _drop_idle_tracing(server) is True
     assert server.middleware == before and before
