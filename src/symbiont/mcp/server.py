@@ -35,8 +35,10 @@ to a bare SDK server): over stdio no thread hand-off for a run (else a queue put
 content (the C encoder), the result handed to the SDK in its wire form (the SDK validates
 what goes on the wire either way), no OpenTelemetry middleware when no tracer provider is
 configured, and over stdio the messages read and written on the event loop and handed to the
-SDK directly (`_WireRead`, `_WireWrite`). Measured in instructions, that is less than a bare SDK server with a no-op tool
-spends around a call.
+SDK directly (`_WireRead`, `_WireWrite`). Over stdio, a call that runs a capability does not
+go through the SDK's server at all when that is safe: `symbiont.mcp.hotpath` answers it from
+the reader, in the bytes the SDK would write (0.26 M instructions beyond `Library.run` against
+0.93 M through the SDK; `--no-hot-path` turns it off).
 """
 
 from __future__ import annotations
