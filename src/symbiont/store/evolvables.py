@@ -112,9 +112,15 @@ class Pricing:
         return cls(values.get("SYMBIONT_PRICE_IN", 0.0), values.get("SYMBIONT_PRICE_OUT", 0.0))
 
 
+# One encoder for every write: `json.dumps` with options builds a new encoder per call.
+_ENCODE = json.JSONEncoder(sort_keys=True, allow_nan=True).encode
+
+
 def dumps(value: Any) -> str:
     """JSON as the store keeps it (sorted keys; NaN allowed, as Python writes it)."""
-    return json.dumps(value, sort_keys=True, allow_nan=True)
+    if not value and isinstance(value, list | dict):  # most diagnostics and metrics
+        return "[]" if isinstance(value, list) else "{}"
+    return _ENCODE(value)
 
 
 def score_value(value: float | None) -> float | None:
@@ -901,12 +907,30 @@ _INSERT_NEXT = _INSERT_REVISION.format(
 
 
 def insert_revision(conn: Sql, rev: RevisionRecord, number: int | None = None) -> RevisionRecord:
-    """Insert `rev` as revision `number` with its parents (inside the caller's transaction).
+    """Insert `rev` as revision `number` with its parents (inside the caller's transaction);
+    `rev` with its number, id and creation time.
 
     `number` None: the lineage's next number (MAX + 1), allocated by the INSERT statement
     itself; the caller holds the lineage's lock (see the module docstring), so no other
     writer can take the same number before the commit.
     """
+    rid, number, created, parents = insert_revision_row(conn, rev, number)
+    return replace(
+        rev,
+        number=number,
+        id=rid,
+        created_at=created,
+        parents=parents,
+        diagnostics=list(rev.diagnostics),
+        metrics=dict(rev.metrics),
+    )
+
+
+def insert_revision_row(
+    conn: Sql, rev: RevisionRecord, number: int | None = None
+) -> tuple[int, int, float, tuple[int, ...]]:
+    """`insert_revision` without building the stored record: (id, number, created_at,
+    parents), for a caller that needs only the number (a search's candidate)."""
     created = rev.created_at if rev.created_at is not None else time.time()
     parents = tuple(int(p) for p in rev.parents)
     rid, number = conn.execute(
@@ -933,15 +957,7 @@ def insert_revision(conn: Sql, rev: RevisionRecord, number: int | None = None) -
             "VALUES " + ", ".join("(?, ?, ?, ?)" for _ in parents),
             [x for i, p in enumerate(parents) for x in (rev.function_id, number, i, p)],
         )
-    return replace(
-        rev,
-        number=number,
-        id=rid,
-        created_at=created,
-        parents=parents,
-        diagnostics=list(rev.diagnostics),
-        metrics=dict(rev.metrics),
-    )
+    return int(rid), int(number), created, parents
 
 
 _insert_revision = insert_revision

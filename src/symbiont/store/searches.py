@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from symbiont.errors import RevisionError, StoreError
-from symbiont.store.evolvables import activate, insert_revision, score_value
+from symbiont.store.evolvables import activate, insert_revision_row, score_value
 from symbiont.store.records import RevisionRecord
 
 if TYPE_CHECKING:
@@ -225,7 +225,7 @@ class SearchRepository:
                     raise StoreError(
                         f"the store {store.path} has no function with id {revision.function_id}"
                     )
-                number = insert_revision(conn, revision).number
+                number = insert_revision_row(conn, revision)[1]
             if (
                 conn.execute(
                     f"SELECT 1 FROM searches WHERE id = ?{store._for_update}", (search_id,)
@@ -343,4 +343,3 @@ class SearchRepository:
             return {str(k): int(n) for k, n in rows}
 
         return self.store._read(op)
-
