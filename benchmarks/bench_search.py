@@ -14,8 +14,11 @@
    Per-candidate cost is the interval between two finished candidates (p50), wall time per
    candidate, and this process's CPU per candidate; trial CPU is the trial processes' own.
    `parallel` = 1, 2, 4 on this machine. The SDK runs on symbiont's lean HTTP/1.1
-   transport (the default for an http:// base URL); two pool rows run it on httpx's own
-   transport instead (SYMBIONT_HTTP_TRANSPORT=httpx), to show what the transport saves.
+   transport (the default for an http:// base URL), where `OpenAIModel` sends a chat
+   request straight on the SDK's httpx client with the SDK's headers and exception types,
+   not through the SDK's per-request machinery (docs in `symbiont.models.openai`); two pool
+   rows run the SDK's whole request path on httpx's own transport instead
+   (SYMBIONT_HTTP_TRANSPORT=httpx), to show what the two save.
 2. Side by side with OpenEvolve 0.4.0 (installed by this script into its own virtual
    environment from the package index) on the same server process, full-rewrite mode, one
    worker: marginal cost per candidate, (t(large) − t(small)) / (large − small), in wall
@@ -343,7 +346,7 @@ def main(quick: bool = False) -> str:
                 print(rows[-1], flush=True)
                 if trials == "pool":
                     pool_p50[parallel] = m["p50_ms"]
-        for parallel in (1, 2):  # the same, over httpx's own transport (httpcore)
+        for parallel in (1, 2):  # the SDK's whole request path, on httpx's own transport
             with _environment(TRANSPORT_ENV, "httpx"):
                 m = harness(url, parallel, n, trials="pool")
             rows.append(
@@ -441,8 +444,11 @@ def main(quick: bool = False) -> str:
             "`python benchmarks/bench_search.py`. Harness: an instant model over loopback through",
             "the `openai` SDK (`OpenAIModel` against the project's fake server, which runs in a",
             "process of its own; for its `http://` URL the SDK's client runs on symbiont's lean",
-            "HTTP/1.1 transport, `symbiont.models.transport`, except in the rows that say httpx's",
-            "transport), a one-line function, a trivial metric, no type check, a SQLite store",
+            "HTTP/1.1 transport, `symbiont.models.transport`, and a chat request is sent straight",
+            "on that client with the SDK's headers and exception types, not through the SDK's",
+            "per-request machinery — except in the rows that say httpx's transport, which take the",
+            "SDK's whole request path), a one-line function, a trivial metric, no type check, a",
+            "SQLite store",
             "(WAL, synchronous=NORMAL, the default). Where the trials run:",
             "",
             "- **fork** — the default: a forked child of the live process per candidate,",
