@@ -13,17 +13,23 @@ import pytest
 from store_helpers import MakeRev
 
 from symbiont.errors import RevisionError, StoreError
-from symbiont.store import open_store
+from symbiont.store import EvolvableStore, open_store
 from symbiont.store.searches import CandidateRecord
+
+
+def started(store: EvolvableStore, make_rev: MakeRev) -> tuple[int, int]:
+    """A lineage whose declared body r0 is active, and a search of it: (function id, search id)."""
+    fid = store.ensure_function("m.step", "fp", "def step(x: int) -> int:").id
+    store.add_revision(make_rev(fid, "def step(x: int) -> int:\n    return x\n", number=0))
+    store.set_active(fid, 0)
+    return fid, store.searches.start(fid, {"islands": 1})
 
 
 def test_two_stores_interleaving_candidates_get_consecutive_numbers_and_indexes(
     store_backend: str, make_rev: MakeRev
 ) -> None:
     with open_store(store_backend) as a, open_store(store_backend) as b:
-        fn = a.ensure_function("m.step", "fp", "def step(x: int) -> int:")
-        a.add_revision(make_rev(fn.id, "def step(x: int) -> int:\n    return x\n", number=0))
-        sid = a.searches.start(fn.id, {"islands": 1})
+        fid, sid = started(a, make_rev)
         got = []
         for i in range(12):
             store = (a, b)[i % 2]
@@ -31,9 +37,7 @@ def test_two_stores_interleaving_candidates_get_consecutive_numbers_and_indexes(
             revision = (
                 None
                 if i % 4 == 3
-                else make_rev(
-                    fn.id, f"def step(x: int) -> int:\n    return x + {i}\n", parents=(0,)
-                )
+                else make_rev(fid, f"def step(x: int) -> int:\n    return x + {i}\n", parents=(0,))
             )
             kind = "duplicate" if revision is None else "evaluated"
             got.append(
@@ -47,21 +51,18 @@ def test_two_stores_interleaving_candidates_get_consecutive_numbers_and_indexes(
         stored = b.searches.candidates(sid)
         assert [c.idx for c in stored] == list(range(12))
         assert [c.revision_number for c in stored if c.kind == "evaluated"] == numbers
-        assert [r.number for r in b.revisions_of(fn.id)] == list(range(10))
-        assert all(r.parents == (0,) for r in b.revisions_of(fn.id)[1:])
+        assert [r.number for r in b.revisions_of(fid)] == list(range(10))
+        assert all(r.parents == (0,) for r in b.revisions_of(fid)[1:])
 
 
 def test_a_promotion_judged_against_a_stale_active_revision_loses(
     store_backend: str, make_rev: MakeRev
 ) -> None:
     with open_store(store_backend) as a, open_store(store_backend) as b:
-        fn = a.ensure_function("m.step", "fp", "def step(x: int) -> int:")
-        a.add_revision(make_rev(fn.id, "def step(x: int) -> int:\n    return x\n", number=0))
-        a.set_active(fn.id, 0)
-        sid = a.searches.start(fn.id, {})
+        fid, sid = started(a, make_rev)
 
         def candidate(store, body: str, expected: int | None):  # type: ignore[no-untyped-def]
-            rev = make_rev(fn.id, f"def step(x: int) -> int:\n    return {body}\n", parents=(0,))
+            rev = make_rev(fid, f"def step(x: int) -> int:\n    return {body}\n", parents=(0,))
             return store.searches.record_candidate(
                 sid, CandidateRecord(0, "evaluated"), rev, promote_over=(expected,)
             )
@@ -69,9 +70,9 @@ def test_a_promotion_judged_against_a_stale_active_revision_loses(
         assert candidate(a, "x + 1", 0) == (1, 0, True)
         # b judged its candidate against r0 too, but a's r1 is active now: b's must not win.
         assert candidate(b, "x + 2", 0) == (2, 1, False)
-        assert b.get_function(fn.id).active_number == 1
+        assert b.get_function(fid).active_number == 1
         assert candidate(b, "x + 3", 1) == (3, 2, True)
-        assert [(x.number, x.reason) for x in a.activations(fn.id)] == [
+        assert [(x.number, x.reason) for x in a.activations(fid)] == [
             (0, "activate"),
             (1, "search"),
             (3, "search"),
@@ -80,19 +81,16 @@ def test_a_promotion_judged_against_a_stale_active_revision_loses(
 
 def test_what_record_candidate_refuses(store_backend: str, make_rev: MakeRev) -> None:
     with open_store(store_backend) as s:
-        fn = s.ensure_function("m.step", "fp", "def step(x: int) -> int:")
-        s.add_revision(make_rev(fn.id, "def step(x: int) -> int:\n    return x\n", number=0))
-        s.set_active(fn.id, 0)
-        sid = s.searches.start(fn.id, {})
+        fid, sid = started(s, make_rev)
         row = CandidateRecord(0, "evaluated")
         with pytest.raises(StoreError, match="no function with id 999"):
             s.searches.record_candidate(sid, row, make_rev(999, "def step(x): return 1\n"))
         with pytest.raises(StoreError, match=f"no search {sid + 7}"):
-            s.searches.record_candidate(sid + 7, row, make_rev(fn.id, "def step(x): return 2\n"))
-        rejected = make_rev(fn.id, "def step(x): return 3\n", status="rejected", stage="trial")
+            s.searches.record_candidate(sid + 7, row, make_rev(fid, "def step(x): return 2\n"))
+        rejected = make_rev(fid, "def step(x): return 3\n", status="rejected", stage="trial")
         with pytest.raises(RevisionError, match="rejected at the trial stage"):
             s.searches.record_candidate(sid, row, rejected, promote_over=(0,))
         # Each refusal rolled its whole transaction back: no revision, no row, r0 still active.
-        assert [r.number for r in s.revisions_of(fn.id)] == [0]
+        assert [r.number for r in s.revisions_of(fid)] == [0]
         assert s.searches.candidates(sid) == []
-        assert s.get_function(fn.id).active_number == 0
+        assert s.get_function(fid).active_number == 0
