@@ -7,7 +7,8 @@ one field that may differ and is blanked). The hot one must say on stderr that i
 the calls itself, and the other none, so a hot path that silently never engages fails too.
 Then the SDK's own `ClientSession` drives a hot server through the error kinds and the
 deprecation with its list-changed notification, and bad lines aimed at the hot path must get
-the SDK's answers and leave the server serving.
+the SDK path's answers (JSON-RPC's errors for what is not a message) and leave the server
+serving.
 """
 
 from __future__ import annotations
@@ -232,6 +233,20 @@ def test_bad_lines_get_the_sdks_answers_and_never_stop_the_server(
     assert counts["sdk"] == (0, None)
     for line, hot, sdk in zip(BAD, answers["hot"], answers["sdk"], strict=True):
         assert hot == sdk, line[:200]
+
+    # what is not a JSON-RPC message gets JSON-RPC's error, under its id when it has one
+    def error_of(line: bytes) -> tuple[Any, int]:
+        (answer,) = answers["hot"][BAD.index(line)]
+        message = json.loads(answer)
+        return message["id"], message["error"]["code"]
+
+    assert error_of(BAD[0]) == (None, -32700)  # cut off: a parse error
+    assert error_of(BAD[3]) == (None, -32700)  # not UTF-8
+    assert error_of(request(27, "tools/call", [1]).encode()) == (27, -32600)
+    assert error_of(BAD[BAD.index(b'[{"jsonrpc": "2.0", "id": 32, "method": "tools/call"}]')]) == (
+        None,
+        -32600,
+    )
     last = json.loads(answers["hot"][-1][0])
     assert last["id"] == 34 and last["result"]["isError"] is False
     huge = json.loads(answers["hot"][BAD.index(call(10**30, "run_capability", SALARY).encode())][0])

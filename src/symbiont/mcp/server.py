@@ -63,6 +63,7 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 import mcp_types as types
+import pydantic_core
 from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from mcp.server.subscriptions import (
@@ -85,7 +86,7 @@ from symbiont.library import (
     validate,
 )
 from symbiont.mcp import prompts
-from symbiont.mcp.hotpath import HotPath
+from symbiont.mcp.hotpath import HotPath, response_bytes
 from symbiont.mcp.schemas import mcp_tool, tool_names
 
 if TYPE_CHECKING:
@@ -1041,27 +1042,42 @@ def _drop_idle_tracing(server: Server[Any]) -> bool:
 
 class _WireRead:
     """The SDK's read stream (`ReadStream[SessionMessage | Exception]`) straight off the stdin
-    pipe, read on the event loop: each line parsed as the SDK's `stdio_server()` parses it
-    (a line that is not a JSON-RPC message is handed on as its exception, which the SDK
-    answers), without its reader thread (two thread hops per message, milliseconds on a busy
+    pipe, read on the event loop: each line parsed as the SDK's `stdio_server()` parses it,
+    without its reader thread (two thread hops per message, milliseconds on a busy
     machine) or its task and memory stream in between (≈ 0.26 M instructions per call for
     both directions, with `_WireWrite`; benchmarks/bench_mcp.py --instructions). With a
-    `HotPath`, the lines it takes are answered there and never reach the SDK."""
+    `HotPath`, the lines it takes are answered there and never reach the SDK.
 
-    def __init__(self, reader: asyncio.StreamReader, hot: HotPath | None = None) -> None:
+    A line that is not a JSON-RPC message is answered here with the error JSON-RPC gives it
+    (`_refusal`: a parse error, or an invalid request under its id when it has one); the SDK
+    would only log it, and a client waiting on that request would wait for ever."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        hot: HotPath | None = None,
+        refuse: Callable[[bytes], Awaitable[None]] | None = None,
+    ) -> None:
         self._reader = reader
         self.hot = hot
+        self._refuse = refuse
 
     async def receive(self) -> SessionMessage | Exception:
         while True:
             line = await self._line()
-            if self.hot is None or (call := self.hot.take(line)) is None:
-                break
-            await self.hot.answer(call)
-        try:
-            return SessionMessage(types.jsonrpc_message_adapter.validate_json(line, by_name=False))
-        except Exception as exc:  # the SDK answers it (a parse error), and reads on
-            return exc
+            if self.hot is not None and (call := self.hot.take(line)) is not None:
+                await self.hot.answer(call)
+                continue
+            try:
+                return SessionMessage(
+                    types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+                )
+            except Exception as exc:
+                answer = _refusal(line) if self._refuse is not None else None
+                if answer is None:
+                    return exc  # the SDK logs it, and reads on
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await self._refuse(answer)
 
     async def _line(self) -> bytes:
         try:
@@ -1091,6 +1107,35 @@ class _WireRead:
 
     async def __aexit__(self, *exc: object) -> None:
         return None
+
+
+def _refusal(line: bytes) -> bytes | None:
+    """JSON-RPC's answer to a line that is not a valid message: a parse error (-32700) for
+    one that is not JSON, else an invalid request (-32600) under the message's id when it
+    has a usable one (null otherwise); None for a blank line or a malformed response (a
+    response is never answered)."""
+    if not line.strip():
+        return None
+    try:
+        message = pydantic_core.from_json(line)
+    except ValueError as exc:
+        error = {"code": types.PARSE_ERROR, "message": f"Parse error: {exc}"[:300]}
+        return response_bytes(None, error, key="error")
+    is_dict = isinstance(message, dict)
+    if is_dict and "method" not in message and ("result" in message or "error" in message):
+        return None
+    request_id = message.get("id") if is_dict else None
+    if not (type(request_id) is str or type(request_id) is int):
+        request_id = None
+    error = {"code": types.INVALID_REQUEST, "message": _INVALID_REQUEST}
+    return response_bytes(request_id, error, key="error")
+
+
+_INVALID_REQUEST = (
+    'Invalid Request: not a JSON-RPC 2.0 message (one object with "jsonrpc": "2.0", a '
+    '"method" string, an "id" that is a string or an integer for a request, "params" an '
+    "object; no batches)"
+)
 
 
 class _WireWrite:
@@ -1146,7 +1191,7 @@ async def _pipe_streams(
     write = _WireWrite(writer)
     hot = HotPath(server, write.send_line) if server is not None else None
     try:
-        yield _WireRead(reader, hot), write
+        yield _WireRead(reader, hot, write.send_line), write
     finally:
         read_transport.close()
         write_transport.close()
