@@ -72,6 +72,10 @@ ROWS = (
     ("mcp", "MCP run_capability over stdio (hot path, the default)"),
     ("mcp_sdk", "MCP run_capability over stdio, SDK path (--no-hot-path)"),
     ("mcp_tool", "MCP per-capability tool over stdio (--expose all, hot path)"),
+    (
+        "mcp_raw",
+        "MCP run_capability over stdio, hot path, a minimal JSON-RPC client (no SDK client)",
+    ),
     ("ping", "MCP ping, symbiont server (protocol and transport only)"),
     ("bare_loop", "bare SDK server, no-op tool, served as symbiont serves"),
     ("bare_sdk", "bare SDK server, no-op tool, the SDK's defaults (stdio_server(), tracing)"),
@@ -136,6 +140,40 @@ class _WokenDirect:
         return float(line)
 
 
+class _LineClient:
+    """A minimal MCP client: JSON-RPC lines written to the server's stdin, lines read from its
+    stdout until the answer (notifications skipped). It shows what the server and the pipes
+    add to a call without the SDK ClientSession's own CPU per call (an agent that is not the
+    Python SDK — a desktop client, a Node or Rust agent — pays its own client's instead)."""
+
+    def __init__(self, process: Any) -> None:
+        from anyio.streams.buffered import BufferedByteReceiveStream
+
+        self._process = process
+        self._lines = BufferedByteReceiveStream(process.stdout)
+        self._id = 0
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        await self._process.stdin.send(json.dumps(message).encode() + b"\n")
+
+    async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self._id += 1
+        await self._send({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params})
+        while True:
+            message = json.loads(await self._lines.receive_until(b"\n", 1 << 24))
+            if message.get("id") == self._id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message["result"]
+
+    async def open(self) -> None:
+        info = {"name": "bench-mcp-line-client", "version": "0"}
+        await self.request(
+            "initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": info}
+        )
+        await self._send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+
 async def _timed(into: list[float], call: Callable[[], Awaitable[Any]]) -> Any:
     t = time.perf_counter()
     result = await call()
@@ -152,6 +190,8 @@ async def _measure(home: Path, lib: Library, tier: str, n: int) -> dict[str, Any
     tool_argv = [*symbiont_argv, "--top-k", "9"]
     # the same server with every message through the SDK's server (symbiont.mcp.hotpath off)
     sdk_argv = [*symbiont_argv, "--no-hot-path"]
+    # the default server driven by `_LineClient` (`--top-k` again only tells it apart)
+    raw_argv = [*symbiont_argv, "--top-k", "8"]
     times: dict[str, list[float]] = {key: [] for key, _ in ROWS}
     cpu: dict[str, float] = {}
     with (home / "server.err").open("w") as errlog:
@@ -169,10 +209,20 @@ async def _measure(home: Path, lib: Library, tier: str, n: int) -> dict[str, Any
                 )
             )
             woken = _WokenDirect(helper)
+            raw_process = await stack.enter_async_context(
+                await anyio.open_process(
+                    raw_argv, env={**os.environ, "SYMBIONT_HOME": str(home)}, stderr=errlog
+                )
+            )
+            raw = _LineClient(raw_process)
+            await raw.open()
             calls: dict[str, Callable[[], Awaitable[Any]]] = {
                 "mcp": lambda: mcp.call_tool("run_capability", RUN_ARGS),
                 "mcp_sdk": lambda: mcp_sdk.call_tool("run_capability", RUN_ARGS),
                 "mcp_tool": lambda: mcp_tools.call_tool(CAPABILITY, INPUT),
+                "mcp_raw": lambda: raw.request(
+                    "tools/call", {"name": "run_capability", "arguments": RUN_ARGS}
+                ),
                 # on the tool server, so the run_capability server's CPU is its calls' alone
                 "ping": mcp_tools.send_ping,
                 "bare_loop": lambda: bare_loop.call_tool("noop", {}),
@@ -190,6 +240,7 @@ async def _measure(home: Path, lib: Library, tier: str, n: int) -> dict[str, Any
                 "direct_woken": helper.pid,
                 "mcp": _child_pid(symbiont_argv[-3:]),
                 "mcp_sdk": _child_pid(sdk_argv[-3:]),
+                "mcp_raw": _child_pid(raw_argv[-2:]),
                 "bare_loop": _child_pid([BARE, "loop"]),
                 "bare_sdk": _child_pid([BARE, "sdk"]),
             }
@@ -215,7 +266,12 @@ async def _measure(home: Path, lib: Library, tier: str, n: int) -> dict[str, Any
                         times["direct_woken"].append(await woken.run())
                     else:
                         reply = await _timed(times[key], calls[key])
-                        assert not getattr(reply, "is_error", False), reply
+                        failed = (
+                            reply.get("isError")
+                            if isinstance(reply, dict)
+                            else getattr(reply, "is_error", False)
+                        )
+                        assert not failed, reply
                     client_cpu[key] += time.thread_time() - c
             await anyio.sleep(0.5)  # the wasm tier's refill after the last call
             own = time.process_time() - own_start
@@ -537,8 +593,8 @@ def _tier_section(tier: str, n: int) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for key, name in ROWS:
-        over = direct if key in ("mcp", "mcp_sdk", "mcp_tool", "direct_woken") else None
-        lines.append(_row(name, times[key], over, "≤ +2 ms" if key == "mcp" else ""))
+        over = direct if key in ("mcp", "mcp_sdk", "mcp_tool", "mcp_raw", "direct_woken") else None
+        lines.append(_row(name, times[key], over, "≤ +2 ms" if key in ("mcp", "mcp_raw") else ""))
     over_direct = _paired(times["mcp"], times["direct_woken"])
     over_direct_sdk = _paired(times["mcp_sdk"], times["direct_woken"])
     floor = statistics.median(times["bare_loop"])
@@ -560,7 +616,7 @@ def _tier_section(tier: str, n: int) -> list[str]:
         f"server served alike. The server's tools/call handler alone (in-process, no SDK, no "
         f"transport, minus Library.run): {statistics.median(handler):.2f} ms.",
         "",
-        "| CPU time per call, ms | server | client (SDK ClientSession) |",
+        "| CPU time per call, ms | server | client (SDK ClientSession, or the minimal one) |",
         "|---|---|---|",
         f"| Library.run (direct, in the client) | — | {cpu['direct']:.2f} |",
         f"| Library.run in the woken helper process | {cpu['direct_woken_server']:.2f} | — |",
@@ -568,6 +624,9 @@ def _tier_section(tier: str, n: int) -> list[str]:
         f"(beyond the helper's Library.run: {beyond:.2f}) | {cpu['mcp_client']:.2f} |",
         f"| symbiont mcp, run_capability, SDK path | {cpu['mcp_sdk_server']:.2f} "
         f"(beyond the helper's Library.run: {beyond_sdk:.2f}) | {cpu['mcp_sdk_client']:.2f} |",
+        f"| symbiont mcp, run_capability, hot path, minimal client | {cpu['mcp_raw_server']:.2f} "
+        f"(beyond the helper's Library.run: {cpu['mcp_raw_server'] - cpu['direct_woken_server']:.2f}) "
+        f"| {cpu['mcp_raw_client']:.2f} |",
         f"| bare SDK server, no-op tool, served as symbiont serves | {cpu['bare_loop_server']:.2f} | "
         f"{cpu['bare_loop_client']:.2f} |",
         f"| bare SDK server, no-op tool, SDK's defaults | {cpu['bare_sdk_server']:.2f} | "
