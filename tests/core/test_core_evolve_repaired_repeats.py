@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+sys.path.insert(0, str(Path(__file__).parent))
 
 import curve_fit
+import loop_targets
 
 import symbiont
 from symbiont.models import ScriptedModel
@@ -90,11 +92,7 @@ def runtime():
     rt = symbiont.Runtime(store=False)
     yield rt
     rt.close()
-    h = curve_fit.predict.symbiont  # type: ignore[attr-defined]
-    h.activate(0)
-    del h.revisions[1:]
-    h._previous.clear()
-    h.failures.clear()
+    loop_targets.reset(curve_fit.predict)
 
 
 def test_the_same_function_laid_out_differently_is_a_repeat_not_a_second_trial(
