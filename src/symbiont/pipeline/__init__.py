@@ -34,6 +34,7 @@ The policy stage is a guardrail for the model, not a security boundary (see `pol
 from __future__ import annotations
 import __future__
 
+import ast
 import contextlib
 import textwrap
 import time
@@ -43,6 +44,7 @@ from pathlib import Path
 from symbiont.diagnostics import Diagnostic
 from symbiont.errors import StageError
 from symbiont.pipeline._target import Target
+from symbiont.pipeline._util import walk
 from symbiont.pipeline.compile import (
     Candidate,
     compile_candidate,
@@ -170,6 +172,15 @@ def run_pipeline(
     stage = "extract"
     result: PipelineResult
     judged = ""  # the source once it parses, as repaired
+    walked: tuple[ast.Module | None, list[ast.AST]] = (None, [])
+
+    def nodes_of(tree: ast.Module) -> list[ast.AST]:
+        """Every node of `tree`, walked once for all the stages that read them (a repair
+        parses its new source into a new tree, which is walked anew)."""
+        nonlocal walked
+        if walked[0] is not tree:
+            walked = (tree, walk(tree))
+        return walked[1]
 
     def done(candidate: Candidate | None, diagnostics: list[Diagnostic], at: str) -> PipelineResult:
         timings["total"] = time.perf_counter() - started
@@ -224,7 +235,7 @@ def run_pipeline(
 
         if config.module_level:
             # `from typing import *`: the names the candidate uses from it, imported by name
-            starred = resolve_star_imports(tree, source, target.globals)
+            starred = resolve_star_imports(tree, source, target.globals, nodes=nodes_of(tree))
             if starred is not None:
                 with contextlib.suppress(StageError):
                     tree, source = parse_source(starred[0]), starred[0]
@@ -242,7 +253,7 @@ def run_pipeline(
                         + ")"
                     )
             # an import nothing uses (`import sys` out of habit) must not sink the function
-            unused = drop_unused_imports(tree, source)
+            unused = drop_unused_imports(tree, source, nodes=nodes_of(tree))
             if unused is not None:
                 with contextlib.suppress(StageError):
                     tree, source = parse_source(unused[0]), unused[0]
@@ -275,7 +286,10 @@ def run_pipeline(
 
         t = time.perf_counter()
         stage = "policy"
-        problems = check_policy(tree, config.policy, source, module_globals=target.globals)
+        nodes = nodes_of(tree)  # the tree that is compiled below, as it is compiled
+        problems = check_policy(
+            tree, config.policy, source, module_globals=target.globals, nodes=nodes
+        )
         if config.module_level:
             problems += check_module_level(
                 tree,
@@ -287,9 +301,9 @@ def run_pipeline(
                 ),
             )
         if not problems:  # an import of a module that is not installed fails before any trial
-            problems = missing_imports(tree, source, policy=config.policy)
+            problems = missing_imports(tree, source, policy=config.policy, nodes=nodes)
             if config.module_level:
-                problems += own_module_imports(tree, source, _own_names(target))
+                problems += own_module_imports(tree, source, _own_names(target), nodes=nodes)
         problems.sort(key=lambda d: (d.line or 0, d.col or 0))
         timings["policy"] = time.perf_counter() - t
         if problems:

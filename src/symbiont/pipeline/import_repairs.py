@@ -28,14 +28,17 @@ from __future__ import annotations
 import ast
 import builtins
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from symbiont.pipeline._util import walk
 
-def _bound_anywhere(tree: ast.Module) -> set[str]:
-    """Every name the candidate binds: definitions, parameters, assignments, imports."""
+
+def _bound_anywhere(nodes: Sequence[ast.AST]) -> set[str]:
+    """Every name the candidate binds: definitions, parameters, assignments, imports
+    (`nodes`: every node of its tree)."""
     bound: set[str] = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             bound.add(node.name)
         elif isinstance(node, ast.arg):
@@ -57,10 +60,15 @@ def _exported(module: Any) -> set[str]:
 
 
 def resolve_star_imports(
-    tree: ast.Module, source: str, module_globals: Mapping[str, Any]
+    tree: ast.Module,
+    source: str,
+    module_globals: Mapping[str, Any],
+    *,
+    nodes: Sequence[ast.AST] | None = None,
 ) -> tuple[str, list[str]] | None:
     """`source` with each resolvable module-level `from M import *` replaced by an import of
-    the names the candidate uses from M, and a note per rewrite; None when nothing changed."""
+    the names the candidate uses from M, and a note per rewrite; None when nothing changed.
+    `nodes`: `walk(tree)`, when the caller has it already."""
     stars = [
         s
         for s in tree.body
@@ -75,8 +83,10 @@ def resolve_star_imports(
     shared = {s.lineno for s in tree.body if not any(s is star for star in stars)} | {
         s.end_lineno for s in tree.body if not any(s is star for star in stars)
     }
-    read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    free = read - _bound_anywhere(tree) - set(dir(builtins)) - set(module_globals)
+    if nodes is None:
+        nodes = walk(tree)
+    read = {n.id for n in nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    free = read - _bound_anywhere(nodes) - set(dir(builtins)) - set(module_globals)
     notes: list[str] = []
     for star in reversed(stars):  # as in Python, a later star import wins a name
         module = sys.modules.get(star.module or "")
@@ -97,15 +107,22 @@ def resolve_star_imports(
     return "".join(lines), notes[::-1]
 
 
-def drop_unused_imports(tree: ast.Module, source: str) -> tuple[str, list[str]] | None:
+def drop_unused_imports(
+    tree: ast.Module, source: str, *, nodes: Sequence[ast.AST] | None = None
+) -> tuple[str, list[str]] | None:
     """`source` without the module-level imports whose names the candidate never reads, and
-    a note per import removed; None when every import is used (or one shares its line)."""
-    read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    a note per import removed; None when every import is used (or one shares its line).
+    `nodes`: `walk(tree)`, when the caller has it already."""
+    if not any(isinstance(s, ast.Import | ast.ImportFrom) for s in tree.body):
+        return None  # the usual case: nothing to look for
+    if nodes is None:
+        nodes = walk(tree)
+    read = {n.id for n in nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     # names read in annotations written as strings, and in `__all__`-like string lists, are
     # not seen; a string annotation naming an import keeps it
     read |= {
         n.value
-        for n in ast.walk(tree)
+        for n in nodes
         if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.isidentifier()
     }
     unused = [

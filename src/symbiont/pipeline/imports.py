@@ -21,9 +21,10 @@ from __future__ import annotations
 import ast
 import importlib.util
 import sys
+from collections.abc import Sequence
 
 from symbiont.diagnostics import Diagnostic
-from symbiont.pipeline._util import node_diagnostic
+from symbiont.pipeline._util import node_diagnostic, walk
 from symbiont.pipeline.policy import Policy
 
 
@@ -41,13 +42,18 @@ def is_installed(module: str) -> bool:
 
 
 def missing_imports(
-    tree: ast.Module, source: str = "", *, policy: Policy | None = None
+    tree: ast.Module,
+    source: str = "",
+    *,
+    policy: Policy | None = None,
+    nodes: Sequence[ast.AST] | None = None,
 ) -> list[Diagnostic]:
-    """A `policy`/`missing_module` diagnostic for each import of a module not installed."""
+    """A `policy`/`missing_module` diagnostic for each import of a module not installed.
+    `nodes`: `walk(tree)`, when the caller has it already."""
     lines = source.splitlines()
     out: list[Diagnostic] = []
     reported: set[str] = set()
-    for node in ast.walk(tree):
+    for node in walk(tree) if nodes is None else nodes:
         if isinstance(node, ast.Import):
             modules = [
                 (alias.name, f"import {alias.name}", [alias.asname or alias.name])
@@ -91,12 +97,15 @@ def _unavailable(bound: list[str], top: str) -> str:
     return f"; {listed} will not exist either, so write that part yourself in plain Python"
 
 
-def own_module_imports(tree: ast.Module, source: str, own: set[str]) -> list[Diagnostic]:
+def own_module_imports(
+    tree: ast.Module, source: str, own: set[str], *, nodes: Sequence[ast.AST] | None = None
+) -> list[Diagnostic]:
     """A `policy`/`own_module` diagnostic for each import of the candidate's own module
-    (`own`: the names it goes by, such as its `__name__` and its file's stem)."""
+    (`own`: the names it goes by, such as its `__name__` and its file's stem). `nodes`:
+    `walk(tree)`, when the caller has it already."""
     lines = source.splitlines()
     out: list[Diagnostic] = []
-    for node in ast.walk(tree):
+    for node in walk(tree) if nodes is None else nodes:
         if isinstance(node, ast.Import):
             hits = [a.name for a in node.names if a.name in own]
             spelled = f"import {', '.join(a.name for a in node.names)}"

@@ -19,12 +19,12 @@ import ast
 import builtins
 import enum
 import types
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from symbiont.diagnostics import Diagnostic
-from symbiont.pipeline._util import node_diagnostic
+from symbiont.pipeline._util import node_diagnostic, walk
 
 
 @dataclass(frozen=True)
@@ -95,10 +95,11 @@ _IMPLEMENTED_BY = {
 }
 
 
-def _bound_in_candidate(tree: ast.Module) -> set[str]:
-    """Every name the candidate binds anywhere (a cheap, scope-blind over-approximation)."""
+def _bound_in_candidate(nodes: Sequence[ast.AST]) -> set[str]:
+    """Every name the candidate binds anywhere (a cheap, scope-blind over-approximation);
+    `nodes`: every node of its tree (`walk`)."""
     names: set[str] = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
             names.add(node.id)
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
@@ -134,16 +135,20 @@ def check_policy(
     source: str = "",
     *,
     module_globals: Mapping[str, Any] | None = None,
+    nodes: Sequence[ast.AST] | None = None,
 ) -> list[Diagnostic]:
-    """Diagnostics for every denied import and name use in `tree` (empty: allowed)."""
+    """Diagnostics for every denied import and name use in `tree` (empty: allowed).
+    `nodes`: `walk(tree)`, when the caller has it already."""
+    if nodes is None:
+        nodes = walk(tree)
     lines = source.splitlines()
     out: list[Diagnostic] = []
 
     def report(kind: str, message: str, node: ast.AST) -> None:
         out.append(node_diagnostic("policy", kind, message, source, node, lines=lines))
 
-    bound = _bound_in_candidate(tree) if module_globals else set()
-    for node in ast.walk(tree):
+    bound = _bound_in_candidate(nodes) if module_globals else set()
+    for node in nodes:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 denied = policy.denies_module(alias.name)
