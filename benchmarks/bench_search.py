@@ -31,16 +31,26 @@
    after 200 evaluations (median of three seeds), `search` against `evolve` with the same
    number of evaluations, and one run of 1,000.
 
+Two parts can be run alone, printed and not written to the results:
+
     python benchmarks/bench_search.py [--quick]
+    python benchmarks/bench_search.py --pool          # the pool rows of 1. and 2., no OpenEvolve
+    python benchmarks/bench_search.py --instructions  # instructions per candidate (callgrind)
+
+`--instructions` runs one pool search (SDK, store, one candidate in flight) under valgrind's
+callgrind and counts the live process's instructions between its 20th and 120th finished
+candidate: a figure that does not depend on the machine's load, for comparing changes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import itertools
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -497,5 +507,87 @@ def main(quick: bool = False) -> str:
     return write_section("search", text)
 
 
+def pool_only(quick: bool = False) -> None:
+    """The pool rows alone (p50 with 1 and 2 in flight, marginal cost), printed."""
+    n = 60 if quick else 300
+    small, large = (10, 60) if quick else (20, 220)
+    print(f"load average at the start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    with instant_server() as url:
+        for parallel in (1, 2):
+            m = harness(url, parallel, n, trials="pool")
+            print(_row(f"{TRIALS['pool']}, SDK, store, parallel={parallel}", m), flush=True)
+        for parallel in (1, 2):
+            wall, cpu = search_marginal(url, "pool", small, large, parallel)
+            workers = ", one worker" if parallel > 1 else ""
+            print(
+                f"marginal, pool, parallel {parallel}{workers}: {wall:.1f} ms wall, "
+                f"{cpu:.1f} ms CPU (process tree) per candidate",
+                flush=True,
+            )
+    print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+CALLGRIND_FROM, CALLGRIND_TO = 20, 120  # the candidates between which instructions count
+
+
+def instructions() -> None:
+    """Instructions of the live process per candidate, pool, SDK, store, one in flight."""
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        sys.exit("--instructions needs valgrind (callgrind) on the PATH")
+    with tempfile.TemporaryDirectory() as tmp, instant_server() as url:
+        out = Path(tmp) / "callgrind.out"
+        run = subprocess.run(
+            [
+                "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p",
+                sys.executable, __file__, "--callgrind-child", url,
+            ],
+            capture_output=True, text=True, timeout=3600,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+        )  # fmt: skip
+        dumps = glob.glob(f"{out}.*.1")  # the dump taken at the last counted candidate
+        if run.returncode != 0 or len(dumps) != 1:
+            sys.exit(f"the callgrind run failed:\n{run.stderr[-3000:]}")
+        total = next(
+            int(line.split()[1])
+            for line in Path(dumps[0]).read_text().splitlines()
+            if line.startswith(("summary:", "totals:"))
+        )
+    per = total / (CALLGRIND_TO - CALLGRIND_FROM)
+    print(
+        f"{per / 1e6:.2f} M instructions per candidate in the live process (pool, SDK, store, "
+        f"one in flight; callgrind, candidates {CALLGRIND_FROM}-{CALLGRIND_TO})"
+    )
+
+
+def _callgrind_child(url: str) -> None:
+    """Under callgrind: one pool search; counters zeroed and dumped at two candidates."""
+    seen = 0
+
+    def progress(_report: object) -> None:
+        nonlocal seen
+        seen += 1
+        if seen in (CALLGRIND_FROM, CALLGRIND_TO):
+            flag = "-z" if seen == CALLGRIND_FROM else "-d"
+            subprocess.run(["callgrind_control", flag, str(os.getpid())], capture_output=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rt = symbiont.Runtime(store=Path(tmp) / "s.db")
+        try:
+            rt.search_sync(
+                bump, OpenAIModel("fake-model", base_url=url, api_key="k"), metric=gain,
+                budget=Budget(evaluations=CALLGRIND_TO + 5), parallel=1, islands=1,
+                executor=WorkerPoolExecutor(), on_progress=progress,
+            )  # fmt: skip
+        finally:
+            rt.close()
+
+
 if __name__ == "__main__":
-    print(main(quick="--quick" in sys.argv))
+    if "--callgrind-child" in sys.argv:
+        _callgrind_child(sys.argv[sys.argv.index("--callgrind-child") + 1])
+    elif "--instructions" in sys.argv:
+        instructions()
+    elif "--pool" in sys.argv:
+        pool_only(quick="--quick" in sys.argv)
+    else:
+        print(main(quick="--quick" in sys.argv))
