@@ -33,12 +33,21 @@ from typing import Any, Protocol
 from symbiont import feedback, prompting
 from symbiont.conversation import Conversation, Exchange, estimate_tokens
 from symbiont.diagnostics import Diagnostic
-from symbiont.errors import StageError, TransientModelError
+from symbiont.errors import TransientModelError
 from symbiont.evaluation import AcceptRule, Check, Direction, Metric, Score, is_acceptable
 from symbiont.evolvable import Evolvable, Failure, Revision, content_hash
 from symbiont.models.base import Message, Model, ModelReply
 from symbiont.models.retry import call_with_retries
-from symbiont.pipeline import DEFAULT_POLICY, PipelineConfig, Target, extract_code, run_pipeline
+from symbiont.pipeline import (
+    DEFAULT_POLICY,
+    Extracted,
+    PipelineConfig,
+    PipelineResult,
+    Target,
+    extract_and_parse,
+    run_pipeline,
+)
+from symbiont.pipeline.compile import content_hash as tree_hash
 from symbiont.repeats import normalised_hash, repeat_key
 from symbiont.search.config import Stage
 from symbiont.search.evaluator import Evaluation, evaluate
@@ -345,10 +354,12 @@ async def run_evolve(
             answer = _reply_correction(refused, handle.name, def_line)
         else:
             t0 = time.perf_counter()
-            source, key = await asyncio.to_thread(_extract_with_key, reply.text, target)
+            # extracted and parsed once: for the hash, the repeat key and the pipeline
+            extracted, key = await asyncio.to_thread(_extract_with_key, reply.text, target)
             attempt.timings["extract"] = time.perf_counter() - t0
+            source = extracted.source if extracted is not None else ""
             revision.source = source
-            revision.content_hash = content_hash(source) if source else ""
+            revision.content_hash = tree_hash(extracted.tree, source) if extracted else ""
             earlier = repeats.find(key, handle.active)
             result = None
             if earlier is None:
@@ -356,7 +367,9 @@ async def run_evolve(
                     target = dataclasses.replace(target, owned_names=handle.owned_names)
                 t0 = time.perf_counter()
                 # Off the loop's thread: the type check can take a while.
-                result = await asyncio.to_thread(run_pipeline, reply.text, target, pipeline_config)
+                result = await asyncio.to_thread(
+                    _pipeline, reply.text, target, pipeline_config, extracted
+                )
                 attempt.timings.update(result.timings)
                 attempt.timings.setdefault("pipeline", time.perf_counter() - t0)
                 # The same function once the pipeline's repairs are done (a docstring's
@@ -463,7 +476,8 @@ async def _judge_candidate(
     if candidate is None:
         attempt.stage, attempt.diagnostics = result.stage, tuple(result.diagnostics)
         return
-    revision.source, revision.content_hash = candidate.source, content_hash(candidate.source)
+    if candidate.source != revision.source or not revision.content_hash:  # repaired
+        revision.source, revision.content_hash = candidate.source, content_hash(candidate.source)
     active = handle.active
     # Trial: run check and metric in a forked child of this very process.
     t1 = time.perf_counter()
@@ -547,17 +561,17 @@ class _RepeatIndex:
         return self._rejected.get(key)
 
 
-def _extract_with_key(reply: str, target: Target) -> tuple[str, str]:
-    """The code the reply holds ("" when none is found) and the attempt's repeat key."""
-    try:
-        source = extract_code(
-            reply, target.signature.name, def_line=target.signature.render(with_docstring=False)
-        )
-    except StageError:
-        source = ""
-    except Exception:  # the pipeline's extract stage will report it properly
-        source = ""
-    return source, repeat_key(source, reply)
+def _extract_with_key(reply: str, target: Target) -> tuple[Extracted | None, str]:
+    """The code the reply holds and its tree (None when no code is found: the pipeline's
+    extract stage will report it properly), and the attempt's repeat key."""
+    extracted = extract_and_parse(reply, target)
+    return extracted, repeat_key(extracted.source if extracted is not None else "", reply)
+
+
+def _pipeline(
+    reply: str, target: Target, config: PipelineConfig, extracted: Extracted | None
+) -> PipelineResult:
+    return run_pipeline(reply, target, config, extracted=extracted)
 
 
 # Corrections for replies that are not read at all. They restate the function to write.

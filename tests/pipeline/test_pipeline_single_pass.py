@@ -7,9 +7,17 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pipeline_targets as pt
 import pytest
 
 import symbiont.pipeline
+from symbiont.pipeline import (
+    PipelineConfig,
+    PipelineResult,
+    Target,
+    extract_and_parse,
+    run_pipeline,
+)
 from symbiont.pipeline._util import walk
 
 PIPELINE_FILES = sorted(Path(symbiont.pipeline.__file__).parent.glob("*.py"))
@@ -30,3 +38,129 @@ def test_walk_of_a_subtree_starts_at_it() -> None:
     # breadth first: `b` (under the Starred) before the list comprehension's `c` (its element),
     # which comes before the comprehension's target `c` and iterable `d` (one level deeper)
     assert names == ["f", "a", "b", "c", "c", "d"]
+
+
+# -- extracted once, parsed once (the search's path) -------------------------------------------
+
+NO_TC = PipelineConfig(typecheck=False)
+HEAD = "def step(state: State, k: int = 3) -> State:\n"
+
+
+def _both(reply: str) -> tuple[PipelineResult, PipelineResult]:
+    """The reply through the pipeline on its own, and from `extract_and_parse`'s result."""
+    target = Target.from_function(pt.step)
+    extracted = extract_and_parse(reply, target)
+    return run_pipeline(reply, target, NO_TC), run_pipeline(
+        reply, target, NO_TC, extracted=extracted
+    )
+
+
+def _run(fn_code: object, state: pt.State) -> pt.State:
+    fn = type(pt.step)(fn_code, pt.step.__globals__, "step", pt.step.__defaults__)
+    return fn(state)
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        ("    import os\n    os.system('true')\n    return state\n", "denied_import"),
+        ("    eval('1')\n    return state\n", "denied_name"),
+        ("    return State(len(open('x').read()), state.name)\n", "denied_name"),
+    ],
+)
+def test_a_policy_refusal_stands_on_the_single_parse_path(body: str, kind: str) -> None:
+    reply = f"```python\n{HEAD}{body}```"
+    alone, shared = _both(reply)
+    assert shared.candidate is None and shared.stage == "policy"
+    assert kind in {d.kind for d in shared.diagnostics}
+    assert [(d.kind, d.line, d.col) for d in shared.diagnostics] == [
+        (d.kind, d.line, d.col) for d in alone.diagnostics
+    ]
+
+
+def test_a_module_level_call_is_refused_on_the_single_parse_path() -> None:
+    reply = f"```python\nimport math\nTABLE = list(range(math.floor(2.5)))\n\n{HEAD}    return state\n```"
+    _, shared = _both(reply)
+    assert shared.stage == "policy"
+    assert [d.kind for d in shared.diagnostics] == ["module_level"]
+    assert shared.diagnostics[0].line == 2
+
+
+def test_the_extracted_tree_is_what_is_compiled() -> None:
+    reply = f"```python\n{HEAD}    return State(state.count * 10 + k, state.name)\n```"
+    target = Target.from_function(pt.step)
+    extracted = extract_and_parse(reply, target)
+    assert extracted is not None and extracted.tree is not None
+    result = run_pipeline(reply, target, NO_TC, extracted=extracted)
+    assert result.candidate is not None and result.notes == []
+    assert result.candidate.source == extracted.source
+    assert _run(result.candidate.code, pt.State(2)).count == 23
+
+
+def test_a_repaired_candidate_is_parsed_again_and_the_repair_is_compiled() -> None:
+    # `import sys` nothing uses is cut by a repair: the tree parsed before the repair has
+    # the import (and the policy would refuse it); what is judged and compiled must not.
+    reply = f"```python\nimport sys\n\n{HEAD}    return State(state.count + 2 * k, state.name)\n```"
+    target = Target.from_function(pt.step)
+    extracted = extract_and_parse(reply, target)
+    assert extracted is not None and extracted.tree is not None
+    assert isinstance(extracted.tree.body[0], ast.Import)
+    result = run_pipeline(reply, target, NO_TC, extracted=extracted)
+    cand = result.candidate
+    assert cand is not None, result.diagnostics
+    assert "import sys" not in cand.source and "import sys" not in result.source
+    assert cand.helpers_code is None  # nothing left to run at the module level
+    assert any("was removed" in note for note in result.notes)
+    assert _run(cand.code, pt.State(1)).count == 7
+
+
+def test_a_reply_that_only_parses_once_repaired_is_repaired_from_the_text() -> None:
+    # the docstring's first line indented unlike the body: no tree to hand over
+    reply = (
+        f'```python\n{HEAD}     """Increment the count by k."""\n'
+        "    return State(state.count + k + 1, state.name)\n```"
+    )
+    target = Target.from_function(pt.step)
+    extracted = extract_and_parse(reply, target)
+    assert extracted is not None and extracted.tree is None
+    alone, shared = _both(reply)
+    assert shared.candidate is not None and alone.candidate is not None
+    assert shared.candidate.source == alone.candidate.source != extracted.source
+    assert shared.notes == alone.notes != []
+    assert _run(shared.candidate.code, pt.State(1)).count == 5
+
+
+def test_a_body_only_reply_gets_its_head_on_the_single_parse_path() -> None:
+    reply = "```python\nreturn State(state.count + 100, state.name)\n```"
+    alone, shared = _both(reply)
+    assert shared.candidate is not None and alone.candidate is not None
+    assert shared.candidate.source == alone.candidate.source
+    assert shared.candidate.source.startswith(HEAD)
+    assert _run(shared.candidate.code, pt.State(1)).count == 101
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "no code at all",
+        "```python\ndef step(state: State, k: int = 3) -> State:\n    return (\n```",
+        "```python\ndef step(state: State) -> State:\n    return state\n```",
+        "```python\ndef step(state: State, k: int = 3) -> State:\n    return\x00 state\n```",
+        "```python\ndef step(state: State, k: int = 3) -> State:\n    yield state\n```",
+        # an error only the compiler finds (the tree is handed over, the compile check runs)
+        "```python\ndef step(state: State, k: int = 3) -> State:\n    break\n```",
+        # a tail that is not Python, cut by a repair
+        "```python\ndef step(state: State, k: int = 3) -> State:\n    return state\nbreak\n```",
+        "```python\ndef step(state, k=3):\n    return state\n```",  # annotations put back
+        "```python\nimport math\n\ndef step(state: State, k: int = 3) -> State:\n"
+        "    return State(math.floor(state.count), state.name)\n\nprint(step(State(1)))\n```",
+    ],
+)
+def test_both_paths_read_a_reply_alike(reply: str) -> None:
+    alone, shared = _both(reply)
+    assert (shared.stage, shared.source, shared.notes) == (alone.stage, alone.source, alone.notes)
+    assert [d.to_dict() for d in shared.diagnostics] == [d.to_dict() for d in alone.diagnostics]
+    assert (shared.candidate is None) == (alone.candidate is None)
+    if shared.candidate is not None and alone.candidate is not None:
+        assert shared.candidate.source == alone.candidate.source
+        assert shared.candidate.code.co_code == alone.candidate.code.co_code

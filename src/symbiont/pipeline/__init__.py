@@ -51,6 +51,7 @@ from symbiont.pipeline.compile import (
     content_hash,
     namespaced,
     original_names,
+    parse_quietly,
 )
 from symbiont.pipeline.extract import extract_code
 from symbiont.pipeline.import_repairs import drop_unused_imports, resolve_star_imports
@@ -78,6 +79,7 @@ __all__ = [
     "SAFE_DECORATORS",
     "STAGES",
     "Candidate",
+    "Extracted",
     "PipelineConfig",
     "PipelineResult",
     "Policy",
@@ -87,6 +89,7 @@ __all__ = [
     "check_signature",
     "compile_candidate",
     "content_hash",
+    "extract_and_parse",
     "extract_code",
     "namespaced",
     "normalise_annotation",
@@ -128,6 +131,39 @@ class PipelineResult:
         return self.candidate is not None
 
 
+@dataclass(frozen=True, slots=True)
+class Extracted:
+    """A reply's code, read before the pipeline runs (the search's duplicate check reads it
+    first): `source` as `extract_code` returns it, and `tree`, `ast.parse(source,
+    "<candidate>")` (None when it does not parse). Handed to `run_pipeline` (`extracted=`),
+    the pipeline starts from these instead of extracting and parsing the reply again: the
+    tree must be left as parsed (reading it, `ast.dump` say, is fine). The policy stage and
+    the compile stage both work on that one tree, so what is judged is what is compiled; a
+    repair that changes the source parses the repaired text anew."""
+
+    source: str
+    tree: ast.Module | None
+
+
+def extract_and_parse(reply: str, target: Target) -> Extracted | None:
+    """The code of `reply` and its tree, as `run_pipeline` would find them; None when the
+    reply holds no code (or upsets the extractor): the pipeline's extract stage then says
+    so properly."""
+    try:
+        source = _extract(reply, target)
+    except Exception:  # StageError (no code), or a reply odd enough to upset the extractor
+        return None
+    return Extracted(source, parse_quietly(source))
+
+
+def _extract(reply: str, target: Target) -> str:
+    return extract_code(
+        reply if isinstance(reply, str) else str(reply),
+        target.signature.name,
+        def_line=target.signature.render(with_docstring=False),
+    )
+
+
 def _heads(target: Target) -> list[str]:
     """The heads a prompt may have shown: the declared function's, verbatim from its file,
     and the declared signature rendered with its docstring."""
@@ -163,9 +199,16 @@ def _spans(numbers: list[int]) -> str:
 
 
 def run_pipeline(
-    reply: str, target: Target, config: PipelineConfig = PipelineConfig()
+    reply: str,
+    target: Target,
+    config: PipelineConfig = PipelineConfig(),
+    *,
+    extracted: Extracted | None = None,
 ) -> PipelineResult:
-    """Run every stage on a model's reply. Never raises on any input text."""
+    """Run every stage on a model's reply. Never raises on any input text.
+
+    `extracted`: what `extract_and_parse(reply, target)` returned, when the caller has it
+    (the reply is then neither extracted nor parsed again; see `Extracted`)."""
     timings: dict[str, float] = {}
     notes: list[str] = []
     started = time.perf_counter()
@@ -190,11 +233,7 @@ def run_pipeline(
         t = time.perf_counter()
         stage = "extract"
         try:
-            source = extract_code(
-                reply if isinstance(reply, str) else str(reply),
-                target.signature.name,
-                def_line=target.signature.render(with_docstring=False),
-            )
+            source = extracted.source if extracted is not None else _extract(reply, target)
         finally:
             timings["extract"] = time.perf_counter() - t
 
@@ -214,8 +253,11 @@ def run_pipeline(
                     parse_source(assembled)
                     source = assembled
                     notes.append("the reply was a body only: the declared head was put over it")
+            # the caller's tree, when it was parsed from this very text (not from a body
+            # the declared head was put over)
+            given = extracted.tree if extracted is not None and source is extracted.source else None
             try:
-                tree = parse_source(source)
+                tree = parse_source(source, tree=given)
             except StageError as original:
                 # A head copied with its whitespace changed: put the given head back; a
                 # docstring of its own indented unlike the body: indent it like the body;

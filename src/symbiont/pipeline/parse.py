@@ -43,8 +43,14 @@ def quiet_syntax_warnings() -> None:
             warnings.filterwarnings("ignore", category=category, module=_CANDIDATE_FILES)
 
 
-def parse_source(source: str, filename: str = "<candidate>") -> ast.Module:
-    """Parse (and trial-compile) `source`; raise `StageError` with a `parse/*` diagnostic."""
+def parse_source(
+    source: str, filename: str = "<candidate>", *, tree: ast.Module | None = None
+) -> ast.Module:
+    """Parse (and trial-compile) `source`; raise `StageError` with a `parse/*` diagnostic.
+
+    `tree`: `ast.parse(source, filename)`, when the caller parsed it already (and changed
+    nothing in it); then only the checks the parser does not make run, and `tree` is
+    returned (see `symbiont.pipeline.Extracted`)."""
     quiet_syntax_warnings()
     if "\x00" in source:
         line = source.count("\n", 0, source.index("\x00")) + 1
@@ -62,7 +68,8 @@ def parse_source(source: str, filename: str = "<candidate>") -> ast.Module:
             ]
         )
     try:
-        tree = ast.parse(source, filename=filename)
+        if tree is None:
+            tree = ast.parse(source, filename=filename)
         compile(tree, filename, "exec", dont_inherit=True)
     except SyntaxError as exc:
         raise StageError([syntax_diagnostic(exc, source)]) from None

@@ -32,7 +32,14 @@ from symbiont.evolvable import Evolvable, Revision, content_hash
 from symbiont.evolve import _model_origin
 from symbiont.models.base import Message, Model, ModelReply
 from symbiont.models.retry import call_with_retries
-from symbiont.pipeline import DEFAULT_POLICY, PipelineConfig, Target, extract_code, run_pipeline
+from symbiont.pipeline import (
+    DEFAULT_POLICY,
+    Extracted,
+    PipelineConfig,
+    Target,
+    extract_and_parse,
+    run_pipeline,
+)
 from symbiont.search.config import SearchConfig
 from symbiont.search.database import Program, ProgramDatabase, fingerprint
 from symbiont.search.edits import EditError, apply_edits, parse_edits
@@ -217,7 +224,6 @@ class SearchController:
             ),
             declared_code=self.handle.declared_code,
         )
-        self._def_line = self.target.signature.render(with_docstring=False)
         resumed = self.resume and await asyncio.to_thread(self._replay)
         if not resumed:
             await self._seed()
@@ -477,12 +483,15 @@ class SearchController:
             return
         # Without a type check, extract and pipeline take about a millisecond: a thread hop
         # would cost more than it saves. The type check runs off the event loop's thread.
+        # The reply's code is extracted and parsed once, for the duplicate check and for the
+        # pipeline.
         slow = self.pipeline_config.typecheck
         if slow:
-            source = await asyncio.to_thread(self._extract, proposal.text)
+            extracted = await asyncio.to_thread(extract_and_parse, proposal.text, self.target)
         else:
-            source = self._extract(proposal.text)
-        chash, shape = fingerprint(source) if source else ("", None)
+            extracted = extract_and_parse(proposal.text, self.target)
+        source = extracted.source if extracted is not None else ""
+        chash, shape = fingerprint(source, extracted.tree) if extracted else ("", None)
         if source:
             verdict = self.novelty.check(chash, source)
             if verdict.kind != "new":
@@ -492,12 +501,11 @@ class SearchController:
                 base.revision_number = verdict.of
                 await self._reject(base, None, verdict.kind)
                 return
-        if slow:
-            result = await asyncio.to_thread(
-                run_pipeline, proposal.text, self.target, self.pipeline_config
-            )
-        else:
-            result = run_pipeline(proposal.text, self.target, self.pipeline_config)
+        result = (
+            await asyncio.to_thread(self._pipeline, proposal.text, extracted)
+            if slow
+            else self._pipeline(proposal.text, extracted)
+        )
         if result.candidate is None:
             revision.source = source
             revision.content_hash = chash
@@ -611,13 +619,8 @@ class SearchController:
             return proposal
         return proposal
 
-    def _extract(self, text: str) -> str:
-        """The code a reply holds, for the duplicate check ("" when none is found: the
-        pipeline's extract stage then reports it properly)."""
-        try:
-            return extract_code(text, self.target.signature.name, def_line=self._def_line)
-        except Exception:  # StageError (no code), or a reply odd enough to upset the parser
-            return ""
+    def _pipeline(self, text: str, extracted: Extracted | None) -> Any:
+        return run_pipeline(text, self.target, self.pipeline_config, extracted=extracted)
 
     async def _evaluate_async(self, candidate: Any) -> Evaluation:
         """The trial, off the event loop's thread; an executor that can wait on the loop

@@ -51,12 +51,13 @@ _DUMPED_NODE = re.compile(r"\b([A-Za-z_]\w*)\(")
 _DUMPED_STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 
 
-def fingerprint(source: str) -> tuple[str, Counter[str]]:
+def fingerprint(source: str, tree: ast.Module | None = None) -> tuple[str, Counter[str]]:
     """The content hash of a source (`symbiont.evolvable.content_hash`: the digest of its
     normalised AST) and its `structure`, from one parse: a candidate's duplicate check and
-    its place on the grid cost one walk over its tree, not three."""
+    its place on the grid cost one walk over its tree, not three. `tree`: the source's,
+    when the caller parsed it already (`symbiont.pipeline.extract_and_parse`)."""
     try:
-        dumped = ast.dump(ast.parse(source, "<candidate>"))
+        dumped = ast.dump(tree if tree is not None else ast.parse(source, "<candidate>"))
     except (SyntaxError, ValueError):
         return content_hash(source), Counter()
     digest = hashlib.sha256(dumped.encode()).hexdigest()[:16]
