@@ -21,25 +21,31 @@ DATA: list[tuple[float, float]] = [
 
 
 PROMPT = (
-    "Lower the mean squared error of the prediction on DATA: the points in DATA lie near a "
-    "straight line, so give the line a better slope and intercept (plain Python, no "
-    "libraries)."
+    "Lower the mean squared error of `predict` on the measured points. They lie near a "
+    "straight line y = slope * x + intercept: change the slope and the intercept in the "
+    "return line to numbers that fit them better. The feedback after each try says where "
+    "the line misses."
 )
 
 
 @symbiont.evolvable(timeout=2.0, typecheck=False)
 def predict(x: float) -> float:
-    """Predict y for x: a straight line fitted to DATA."""
+    """Predict y for x with a straight line: slope * x + intercept."""
     return 1.0 * x + 0.0
 
 
 def mse(fn: Callable[[float], float]) -> symbiont.Score:
-    errors = [(fn(x) - y) ** 2 for x, y in DATA]
+    misses = [fn(x) - y for x, y in DATA]
+    errors = [miss**2 for miss in misses]
     worst = max(range(len(DATA)), key=lambda i: errors[i])
+    x, y = DATA[worst]
     return symbiont.Score(
         value=sum(errors) / len(errors),
         metrics={"max_error": max(errors) ** 0.5},
-        artifacts={"worst point": f"x={DATA[worst][0]}, y={DATA[worst][1]:.3f}"},
+        artifacts={
+            "worst point": f"at x={x} the line gives {fn(x):.3f}, the point is y={y:.3f}",
+            "mean miss": f"{sum(misses) / len(misses):+.3f} (line minus points, on average)",
+        },
     )
 
 
