@@ -36,6 +36,7 @@ import __future__
 
 import ast
 import contextlib
+import functools
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -181,10 +182,15 @@ def _heads(target: Target) -> list[str]:
 def _own_names(target: Target) -> set[str]:
     """The names the target's module goes by: its `__name__` (not `__main__`) and its file's
     stem (a script is `__main__` when run, and the model sees its file's name)."""
-    names = {str(target.globals.get("__name__", ""))} - {"", "__main__"}
-    if target.module_path is not None:
-        names.add(Path(target.module_path).stem)
-    return {n.split(".")[-1] for n in names} | names
+    return set(_names_of(str(target.globals.get("__name__", "")), target.module_path))
+
+
+@functools.lru_cache(maxsize=64)
+def _names_of(name: str, module_path: str | None) -> frozenset[str]:
+    names = {name} - {"", "__main__"}
+    if module_path is not None:
+        names.add(Path(module_path).stem)
+    return frozenset({n.split(".")[-1] for n in names} | names)
 
 
 def _spans(numbers: list[int]) -> str:

@@ -147,7 +147,7 @@ def check_policy(
     def report(kind: str, message: str, node: ast.AST) -> None:
         out.append(node_diagnostic("policy", kind, message, source, node, lines=lines))
 
-    bound = _bound_in_candidate(nodes) if module_globals else set()
+    bound: set[str] | None = None  # worked out when a name the module binds is used
     for node in nodes:
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -190,7 +190,11 @@ def check_policy(
                     + _NAME_HINTS.get(node.id, "do without it"),
                     node,
                 )
-            elif module_globals and node.id not in bound and node.id in module_globals:
+            elif module_globals and node.id in module_globals:
+                if bound is None:
+                    bound = _bound_in_candidate(nodes)
+                if node.id in bound:
+                    continue  # the candidate's own name, not the module's
                 why = denied_global(module_globals[node.id], policy)
                 if why:
                     what = (
