@@ -38,15 +38,37 @@ def mse(fn: Callable[[float], float]) -> symbiont.Score:
     misses = [fn(x) - y for x, y in DATA]
     errors = [miss**2 for miss in misses]
     worst = max(range(len(DATA)), key=lambda i: errors[i])
-    x, y = DATA[worst]
+    x, miss = DATA[worst][0], misses[worst]
+    side = "high" if miss > 0 else "low"
     return symbiont.Score(
         value=sum(errors) / len(errors),
         metrics={"max_error": max(errors) ** 0.5},
         artifacts={
-            "worst point": f"at x={x} the line gives {fn(x):.3f}, the point is y={y:.3f}",
+            "worst point": f"x={x}, where the line is {abs(miss):.3f} too {side}",
             "mean miss": f"{sum(misses) / len(misses):+.3f} (line minus points, on average)",
+            "to fit better": _which_way(misses),
         },
     )
+
+
+def _which_way(misses: list[float]) -> str:
+    """Which way to move the slope and the intercept: the signs of the least-squares line
+    through the misses (a miss that grows with x means the slope is too steep)."""
+    xs = [x for x, _ in DATA]
+    mx, mm = sum(xs) / len(xs), sum(misses) / len(misses)
+    tilt = sum((x - mx) * (m - mm) for x, m in zip(xs, misses, strict=True)) / sum(
+        (x - mx) ** 2 for x in xs
+    )
+    at_zero = mm - tilt * mx
+
+    def move(what: str, miss: float) -> str:
+        return (
+            f"keep the {what}"
+            if abs(miss) < 0.05
+            else f"{'lower' if miss > 0 else 'raise'} the {what}"
+        )
+
+    return f"{move('slope', tilt)}, {move('intercept', at_zero)}"
 
 
 def main(

@@ -425,7 +425,7 @@ async def run_evolve(
             report.stop_reason = f"accepted r{revision.number}"
             break
         if attempt.accepted:
-            answer = feedback.ACCEPTED.format(score=attempt.score)
+            answer = feedback.accepted(attempt.score, handle.active.artifacts)
         elif not answer:
             answer = feedback.correction(
                 attempt.diagnostics,
@@ -681,7 +681,7 @@ def _judge(
     assert score is not None  # the metric ran: it is the cascade's one stage
     if not is_acceptable(score.value, active.score, config.direction, config.accept):
         extra = "; ".join(f"{k}={v:.6g}" for k, v in score.metrics.items())
-        arts = "\n".join(f"{k}: {v}" for k, v in score.artifacts.items())
+        arts = feedback.artifact_lines(score.artifacts)
         diag = Diagnostic(
             "evaluate",
             "worse_score",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import textwrap
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from symbiont.diagnostics import Diagnostic
@@ -60,7 +60,9 @@ The active revision (r{number}{score}):
 ```python
 {source}
 ```
-"""
+{artifacts}"""
+
+ARTIFACTS = "What the metric reports about it:\n{lines}\n"
 
 WRITE_AFRESH = """Your last functions fail exactly as the active revision does ({failure}):
 editing it does not fix it. Write `{name}` afresh from its docstring and the task, without
@@ -144,7 +146,7 @@ CORRECTIONS: dict[str, str] = {
         "Fix the behaviour."
     ),
     "worse_score": (
-        "Your function works but scores {score} ({direction}), worse than the active "
+        "Your function works but scores {score} ({direction}), {compared} the active "
         "revision's {active_score}.\n{diagnostics}\nTry a different idea that scores better."
     ),
     "promote": ("Your function could not be swapped in:\n{diagnostics}"),
@@ -162,8 +164,40 @@ RESTATE = (
 
 ACCEPTED = (
     "That revision was accepted (score {score}). Improve it further if you can: send a new "
-    "complete function."
+    "complete function.{artifacts}"
 )
+
+MAX_ARTIFACTS = 8  # entries of a metric's artifacts a prompt shows
+MAX_ARTIFACT_CHARS = 300  # of each entry's value
+
+
+def artifact_lines(artifacts: Mapping[str, object] | None) -> str:
+    """A metric's artifacts as `name: value` lines, bounded (the first `MAX_ARTIFACTS`
+    entries, each value cut at `MAX_ARTIFACT_CHARS`); empty when there are none. They are
+    what the metric's author chose to tell about a revision ("worst point: ..."), so
+    prompts show them as the metric wrote them."""
+    lines = []
+    for key, value in list((artifacts or {}).items())[:MAX_ARTIFACTS]:
+        text = str(value).strip()
+        if len(text) > MAX_ARTIFACT_CHARS:
+            text = text[: MAX_ARTIFACT_CHARS - 1] + "…"
+        lines.append(f"{key}: " + text.replace("\n", "\n  "))
+    return "\n".join(lines)
+
+
+def active_artifacts(artifacts: Mapping[str, object] | None) -> str:
+    """The part of the task message that shows the active revision's artifacts."""
+    lines = artifact_lines(artifacts)
+    return ARTIFACTS.format(lines=lines) if lines else ""
+
+
+def accepted(score: float | None, artifacts: Mapping[str, object] | None) -> str:
+    """The message after an accepted revision: its score and what the metric said of it."""
+    lines = artifact_lines(artifacts)
+    return ACCEPTED.format(
+        score=score, artifacts=f" What the metric reports about it:\n{lines}" if lines else ""
+    )
+
 
 TEMPLATES: dict[str, str] = {
     "system": SYSTEM,
@@ -226,6 +260,9 @@ def correction(
         "score": _fmt(score),
         "active_score": _fmt(active_score),
         "direction": direction,
+        # a tie is not better, and a model told "worse" about its equal score tries to undo
+        # a change that did no harm
+        "compared": "the same as" if score is not None and score == active_score else "worse than",
     }
     return CORRECTIONS[correction_key(diagnostics)].format(**fields) + RESTATE.format(**fields)
 

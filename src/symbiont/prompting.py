@@ -163,7 +163,10 @@ def _task(handle: Evolvable, parts: Mapping[str, str]) -> str:
         module=handle.signature.module,
         head=parts["head"],
         active=feedback.ACTIVE.format(
-            number=active.number, score=score, source=parts["active_source"]
+            number=active.number,
+            score=score,
+            source=parts["active_source"],
+            artifacts=feedback.active_artifacts(active.artifacts),
         )
         if parts["active_source"]
         else "",

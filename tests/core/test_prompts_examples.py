@@ -155,9 +155,11 @@ def test_curve_fit_feedback_says_where_the_line_misses(runtime: symbiont.Runtime
     correction = model.calls[1][-1]["content"]
     # y = -x + 2 misses most at the far left end, where the data are lowest
     x, y = min(curve_fit.DATA)
-    assert f"at x={x} the line gives {-x + 2.0:.3f}, the point is y={y:.3f}" in correction
+    assert f"worst point: x={x}, where the line is {-x + 2.0 - y:.3f} too high" in correction
     mean_miss = sum(-px + 2.0 - py for px, py in curve_fit.DATA) / len(curve_fit.DATA)
     assert f"mean miss: {mean_miss:+.3f}" in correction
+    # the data rise with x (y = 3.2x - 1.5): a falling line needs a larger slope
+    assert "to fit better: raise the slope" in correction
 
 
 def test_after_two_edits_failing_like_the_active_one_the_task_asks_for_it_afresh(

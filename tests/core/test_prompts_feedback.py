@@ -132,3 +132,15 @@ def test_a_correction_shows_helper_names_as_the_model_wrote_them() -> None:
     assert "__sym_" not in text
     assert "name '_offset' is not defined" in text
     assert "in _scale" in text
+
+
+def test_a_tie_is_not_called_worse() -> None:
+    """Qwen2.5-Coder-0.5B sent y = 1.0 * x + 0.0 back with a range check and was told it
+    scored 44.6051, "worse than" the active revision's 44.6051."""
+    tie = Diagnostic("evaluate", "worse_score", "score 44.6051 vs. active r0 44.6051 (minimize)")
+    args = {"name": "predict", "def_line": "def predict(x: float) -> float:"}
+    same = feedback.correction([tie], score=44.6051, active_score=44.6051, **args)
+    assert "scores 44.6051 (maximize), the same as the active revision's 44.6051" in same
+    assert "worse than" not in same
+    worse = feedback.correction([tie], score=50.0, active_score=44.6051, **args)
+    assert "scores 50 (maximize), worse than the active revision's 44.6051" in worse
