@@ -164,3 +164,86 @@ def test_both_paths_read_a_reply_alike(reply: str) -> None:
     if shared.candidate is not None and alone.candidate is not None:
         assert shared.candidate.source == alone.candidate.source
         assert shared.candidate.code.co_code == alone.candidate.code.co_code
+
+
+# -- compiled once: the parse stage's trial compile gives the compile stage its code ----------
+
+CODE_FIELDS = (
+    "co_argcount", "co_posonlyargcount", "co_kwonlyargcount", "co_nlocals", "co_stacksize",
+    "co_flags", "co_code", "co_names", "co_varnames", "co_freevars", "co_cellvars",
+    "co_filename", "co_name", "co_qualname", "co_firstlineno", "co_linetable",
+    "co_exceptiontable",
+)  # fmt: skip
+
+
+def _same_code(a: object, b: object) -> None:
+    assert type(a) is type(b)
+    if not isinstance(a, type(_same_code.__code__)):
+        assert a == b
+        return
+    for name in CODE_FIELDS:
+        assert getattr(a, name) == getattr(b, name), name
+    assert len(a.co_consts) == len(b.co_consts)  # type: ignore[attr-defined]
+    for x, y in zip(a.co_consts, b.co_consts, strict=True):  # type: ignore[attr-defined]
+        _same_code(x, y)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "    return State(state.count + k, state.name)\n",
+        "    xs = [i * k for i in range(state.count) if i % 2]\n"
+        "    f = lambda v: v + 1\n"
+        "    def inner(y: int) -> int:\n        return y * k + f(y)\n"
+        "    return State(sum(inner(x) for x in xs), state.name)\n",
+        "    try:\n        n = {i: i for i in range(k)}[k - 1]\n    except KeyError:\n"
+        "        n = 0\n    finally:\n        pass\n    return State(n, state.name)\n",
+        '    """A docstring."""\n    class Box:\n        v = k\n    return State(Box.v, state.name)\n',
+        # nested code without annotations (the target's module compiles with PEP 563)
+        "    def inner(y):\n        return [y * i for i in range(k)]\n"
+        "    g = lambda v=2: v + 1\n"
+        "    return State(sum(inner(g())) + len({j for j in 'ab'}), state.name)\n",
+    ],
+)
+def test_the_code_taken_from_the_parse_stage_is_the_code_compiled_anew(body: str) -> None:
+    from symbiont.pipeline.compile import compile_candidate
+    from symbiont.pipeline.parse import parse_and_compile
+    from symbiont.pipeline.signature import check_signature
+
+    source = HEAD + body
+    target = Target.from_function(pt.step)
+    tree, module_code = parse_and_compile(source)
+    node = check_signature(tree, target.signature, source)
+    taken = compile_candidate(tree, node, source, target, module_code=module_code)
+    anew = compile_candidate(tree, node, source, target)
+    _same_code(taken.code, anew.code)
+    assert taken.code.co_filename == taken.filename != "<candidate>"
+    assert _run(taken.code, pt.State(2)).count == _run(anew.code, pt.State(2)).count
+    # and run_pipeline, which takes that path, gives the same code
+    result = run_pipeline(f"```python\n{source}```", target, NO_TC)
+    assert result.candidate is not None
+    _same_code(result.candidate.code, anew.code)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # a helper: the module code holds more than the function; compiled anew
+        "K = 2\n\n" + HEAD + "    return State(state.count + K * k, state.name)\n",
+        # a decorator the compile stage strips
+        "@symbiont.evolvable\n" + HEAD + "    return State(state.count + 5, state.name)\n",
+        # a future import changes how annotations compile
+        "from __future__ import annotations\n\n" + HEAD + "    return state\n",
+    ],
+)
+def test_candidates_that_are_not_a_lone_plain_def_are_compiled_anew(source: str) -> None:
+    from symbiont.pipeline.compile import compile_candidate
+    from symbiont.pipeline.parse import parse_and_compile
+    from symbiont.pipeline.signature import check_signature
+
+    target = Target.from_function(pt.step)
+    tree, module_code = parse_and_compile(source)
+    node = check_signature(tree, target.signature, source)
+    taken = compile_candidate(tree, node, source, target, module_code=module_code)
+    anew = compile_candidate(tree, node, source, target)
+    _same_code(taken.code, anew.code)

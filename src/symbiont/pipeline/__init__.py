@@ -39,6 +39,7 @@ import contextlib
 import functools
 import textwrap
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,7 +58,13 @@ from symbiont.pipeline.compile import (
 from symbiont.pipeline.extract import extract_code
 from symbiont.pipeline.import_repairs import drop_unused_imports, resolve_star_imports
 from symbiont.pipeline.imports import missing_imports, own_module_imports
-from symbiont.pipeline.parse import assemble_body, is_body_only, layout_repairs, parse_source
+from symbiont.pipeline.parse import (
+    assemble_body,
+    is_body_only,
+    layout_repairs,
+    parse_and_compile,
+    parse_source,
+)
 from symbiont.pipeline.policy import (
     DEFAULT_POLICY,
     SAFE_DECORATORS,
@@ -222,6 +229,7 @@ def run_pipeline(
     result: PipelineResult
     judged = ""  # the source once it parses, as repaired
     walked: tuple[ast.Module | None, list[ast.AST]] = (None, [])
+    compiled: tuple[ast.Module | None, types.CodeType | None] = (None, None)
 
     def nodes_of(tree: ast.Module) -> list[ast.AST]:
         """Every node of `tree`, walked once for all the stages that read them (a repair
@@ -263,7 +271,8 @@ def run_pipeline(
             # the declared head was put over)
             given = extracted.tree if extracted is not None and source is extracted.source else None
             try:
-                tree = parse_source(source, tree=given)
+                tree, module_code = parse_and_compile(source, tree=given)
+                compiled = (tree, module_code)  # the trial compile's code, of this tree
             except StageError as original:
                 # A head copied with its whitespace changed: put the given head back; a
                 # docstring of its own indented unlike the body: indent it like the body;
@@ -368,7 +377,13 @@ def run_pipeline(
         t = time.perf_counter()
         stage = "compile"
         try:
-            candidate = compile_candidate(tree, node, source, target)
+            candidate = compile_candidate(
+                tree,
+                node,
+                source,
+                target,
+                module_code=compiled[1] if compiled[0] is tree else None,
+            )
         finally:
             timings["compile"] = time.perf_counter() - t
         # A native evolvable's candidate: Numba compiles it in a trial child first (None for

@@ -214,6 +214,8 @@ def compile_candidate(
     node: ast.FunctionDef | ast.AsyncFunctionDef,
     source: str,
     target: Target,
+    *,
+    module_code: types.CodeType | None = None,
 ) -> Candidate:
     """Compile a checked candidate; raise `StageError` with `compile/*` diagnostics.
 
@@ -225,6 +227,11 @@ def compile_candidate(
     bytecode), with the same rename on the syntax tree as the fallback. `tree` is not
     modified; `Candidate.source` is the model's text, and functions and classes keep the
     names written (`__name__`, `__qualname__`, tracebacks). Linear in the candidate's size.
+
+    `module_code`: `compile(tree, "<candidate>", "exec", dont_inherit=True)`, when the parse
+    stage made it (`parse.parse_and_compile`). A candidate that is the target's `def` alone
+    and undecorated is that module's one function: its code object is taken from it (under
+    the candidate's own filename; see `_reusable`) instead of compiling the tree again.
     """
     digest = source_digest(source)
     filename = pseudo_filename(target, digest)
@@ -240,7 +247,11 @@ def compile_candidate(
     func.decorator_list = []
     helpers = _binding_only(helper_body, mapping)
     try:
-        code = _target_code(_compile_module([*futures, func], filename, flags, source), node)
+        if module_code is not None and _reusable(tree, node, flags):
+            code = _target_code(module_code, node)
+            code = _as_compiled(code, filename, code.co_flags | flags)
+        else:
+            code = _target_code(_compile_module([*futures, func], filename, flags, source), node)
         helpers_code = None
         if helpers:
             helpers_code = _compile_module([*futures, *helpers], filename, flags, source)
@@ -264,6 +275,36 @@ def compile_candidate(
         helper_names=tuple(mapping.values()) if helpers_code is not None else (),
         filename=filename,
     )
+
+
+def _reusable(tree: ast.Module, node: ast.AST, flags: int) -> bool:
+    """Whether the function's code in the module code the parse stage compiled (no flags)
+    is the code this stage would compile, but for its filename and `flags`: the module is
+    the target's `def` alone, undecorated, and, when `flags` has a `__future__` feature,
+    nothing inside the function is annotated (PEP 563 changes how a nested annotation
+    compiles; everything else only gets the feature's bit in `co_flags`)."""
+    if len(tree.body) != 1 or tree.body[0] is not node or getattr(node, "decorator_list", None):
+        return False
+    if not flags:
+        return True
+    return not any(
+        isinstance(sub, ast.AnnAssign)
+        or (isinstance(sub, ast.arg) and sub.annotation is not None)
+        or (isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef) and sub.returns is not None)
+        for stmt in getattr(node, "body", ())
+        for sub in ast.walk(stmt)
+    )
+
+
+def _as_compiled(code: types.CodeType, filename: str, flags: int) -> types.CodeType:
+    """`code` and the code objects nested in it as compiled under `filename`, with
+    `flags` (a `__future__` feature's bit) in their `co_flags`."""
+    extra = flags & ~code.co_flags
+    consts = tuple(
+        _as_compiled(c, filename, c.co_flags | extra) if isinstance(c, types.CodeType) else c
+        for c in code.co_consts
+    )
+    return code.replace(co_filename=filename, co_flags=flags, co_consts=consts)
 
 
 def _is_future(stmt: ast.stmt) -> bool:

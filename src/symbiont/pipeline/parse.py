@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
+import types
 import warnings
 from collections.abc import Iterable, Iterator
 
@@ -51,6 +52,15 @@ def parse_source(
     `tree`: `ast.parse(source, filename)`, when the caller parsed it already (and changed
     nothing in it); then only the checks the parser does not make run, and `tree` is
     returned (see `symbiont.pipeline.Extracted`)."""
+    return parse_and_compile(source, filename, tree=tree)[0]
+
+
+def parse_and_compile(
+    source: str, filename: str = "<candidate>", *, tree: ast.Module | None = None
+) -> tuple[ast.Module, types.CodeType]:
+    """`parse_source`, and the module code its trial compile made (`compile(tree, filename,
+    "exec", dont_inherit=True)`), which the compile stage can use (`compile_candidate`'s
+    `module_code`)."""
     quiet_syntax_warnings()
     if "\x00" in source:
         line = source.count("\n", 0, source.index("\x00")) + 1
@@ -70,7 +80,7 @@ def parse_source(
     try:
         if tree is None:
             tree = ast.parse(source, filename=filename)
-        compile(tree, filename, "exec", dont_inherit=True)
+        code = compile(tree, filename, "exec", dont_inherit=True)
     except SyntaxError as exc:
         raise StageError([syntax_diagnostic(exc, source)]) from None
     except (MemoryError, RecursionError):
@@ -87,7 +97,7 @@ def parse_source(
         raise StageError(
             [Diagnostic("parse", "invalid_source", f"the code cannot be read: {exc}")]
         ) from None
-    return tree
+    return tree, code
 
 
 _QUOTE_RUN = re.compile(r"\"{3,}|'{3,}")
