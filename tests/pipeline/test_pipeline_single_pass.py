@@ -199,6 +199,9 @@ def _same_code(a: object, b: object) -> None:
         "    try:\n        n = {i: i for i in range(k)}[k - 1]\n    except KeyError:\n"
         "        n = 0\n    finally:\n        pass\n    return State(n, state.name)\n",
         '    """A docstring."""\n    class Box:\n        v = k\n    return State(Box.v, state.name)\n',
+        # an annotation inside: compiled anew (PEP 563 in the target's module changes it)
+        "    def inner(y: int):\n        return y\n    return State(inner(k), state.name)\n",
+        "    box: list[int] = [k]\n    return State(box[0], state.name)\n",
         # nested code without annotations (the target's module compiles with PEP 563)
         "    def inner(y):\n        return [y * i for i in range(k)]\n"
         "    g = lambda v=2: v + 1\n"
