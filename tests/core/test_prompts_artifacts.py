@@ -17,6 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import loop_targets
 import prompts_targets as t
 
 import symbiont
@@ -33,11 +34,9 @@ def runtime() -> Iterator[symbiont.Runtime]:
     rt = symbiont.Runtime(store=False)
     yield rt
     rt.close()
-    h = t.shout.symbiont
-    h.activate(0)
-    del h.revisions[1:]
-    h._previous.clear()
-    h.revisions[0].score, h.revisions[0].metrics, h.revisions[0].artifacts = None, {}, {}
+    loop_targets.reset(t.shout)
+    first = t.shout.symbiont.revisions[0]  # scored by this test's metric: forget it
+    first.score, first.metrics, first.artifacts = None, {}, {}
 
 
 def upper_count(fn) -> symbiont.Score:  # type: ignore[no-untyped-def]
