@@ -19,6 +19,9 @@ from symbiont.pipeline import (
     run_pipeline,
 )
 from symbiont.pipeline._util import walk
+from symbiont.pipeline.compile import Candidate, compile_candidate
+from symbiont.pipeline.parse import parse_and_compile
+from symbiont.pipeline.signature import check_signature
 
 PIPELINE_FILES = sorted(Path(symbiont.pipeline.__file__).parent.glob("*.py"))
 
@@ -188,6 +191,14 @@ def _same_code(a: object, b: object) -> None:
         _same_code(x, y)
 
 
+def _taken_and_anew(source: str, target: Target) -> tuple[Candidate, Candidate]:
+    """The candidate compiled with the parse stage's module code, and compiled anew."""
+    tree, module_code = parse_and_compile(source)
+    node = check_signature(tree, target.signature, source)
+    taken = compile_candidate(tree, node, source, target, module_code=module_code)
+    return taken, compile_candidate(tree, node, source, target)
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -209,16 +220,9 @@ def _same_code(a: object, b: object) -> None:
     ],
 )
 def test_the_code_taken_from_the_parse_stage_is_the_code_compiled_anew(body: str) -> None:
-    from symbiont.pipeline.compile import compile_candidate
-    from symbiont.pipeline.parse import parse_and_compile
-    from symbiont.pipeline.signature import check_signature
-
     source = HEAD + body
     target = Target.from_function(pt.step)
-    tree, module_code = parse_and_compile(source)
-    node = check_signature(tree, target.signature, source)
-    taken = compile_candidate(tree, node, source, target, module_code=module_code)
-    anew = compile_candidate(tree, node, source, target)
+    taken, anew = _taken_and_anew(source, target)
     _same_code(taken.code, anew.code)
     assert taken.code.co_filename == taken.filename != "<candidate>"
     assert _run(taken.code, pt.State(2)).count == _run(anew.code, pt.State(2)).count
@@ -240,13 +244,5 @@ def test_the_code_taken_from_the_parse_stage_is_the_code_compiled_anew(body: str
     ],
 )
 def test_candidates_that_are_not_a_lone_plain_def_are_compiled_anew(source: str) -> None:
-    from symbiont.pipeline.compile import compile_candidate
-    from symbiont.pipeline.parse import parse_and_compile
-    from symbiont.pipeline.signature import check_signature
-
-    target = Target.from_function(pt.step)
-    tree, module_code = parse_and_compile(source)
-    node = check_signature(tree, target.signature, source)
-    taken = compile_candidate(tree, node, source, target, module_code=module_code)
-    anew = compile_candidate(tree, node, source, target)
+    taken, anew = _taken_and_anew(source, Target.from_function(pt.step))
     _same_code(taken.code, anew.code)

@@ -14,35 +14,22 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).parent))
 
 import search_targets as t
+import test_search_pool
 from test_search_pool import children, work_body
 
-import symbiont
 from symbiont.models import ScriptedModel
 from symbiont.pipeline import PipelineConfig, Target, run_pipeline
 from symbiont.search import Budget, SearchConfig
 from symbiont.search.workers import WorkerPoolExecutor
 
+runtime = test_search_pool.runtime  # the fixture: a store; `work` put back afterwards
+
 
 def open_fds() -> set[int]:
     return {int(fd) for fd in os.listdir("/proc/self/fd")}
-
-
-@pytest.fixture
-def runtime(tmp_path: Path):
-    rt = symbiont.Runtime(store=tmp_path / "s.db")
-    yield rt
-    rt.close()
-    h = t.work.symbiont
-    h.activate(0)
-    del h.revisions[1:]
-    h._previous.clear()
-    h.revision(0).score = None
-    t._SEEN.clear()
 
 
 def test_one_pool_serves_two_searches_and_leaves_no_descriptor_open(runtime) -> None:
