@@ -18,8 +18,9 @@ from collections.abc import Callable
 import symbiont
 
 PROMPT = (
-    "Make step add a constant to state['counter'] on every call instead of 1: a whole number "
-    "from 5 to 20, written in the code (not random). The counter's value itself has no limit."
+    "Make step add more than 1 to state['counter']: change the 1 it adds to a whole number "
+    "from 5 to 20 of your choice, written in the code (the same number on every call, not "
+    "random). The counter's value itself has no limit."
 )
 
 
