@@ -131,8 +131,8 @@ def test_curve_fit_first_prompt_asks_for_numbers_and_shows_no_data(
     for harness in ("mse", "main", "_rng"):
         assert not re.search(rf"\b{harness}\b", task), harness
     # Neither the data's values nor the data itself: offered DATA, Qwen2.5-Coder-0.5B wrote a
-    # least-squares fit over it with wrong formulas, or with numpy and scipy, in every one of
-    # 50 attempts over five runs; asked for a better slope and intercept, it tunes the numbers
+    # least-squares fit over it with wrong formulas, or with numpy and scipy, in all 40
+    # attempts of five runs; asked for a better slope and intercept, it tunes the numbers
     # from the metric's feedback (accepted at attempt 6 in its first run).
     assert "DATA" not in task and not offered(task)
     for x, y in curve_fit.DATA[:5]:
