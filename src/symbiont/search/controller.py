@@ -36,7 +36,6 @@ from symbiont.pipeline import (
     DEFAULT_POLICY,
     Extracted,
     PipelineConfig,
-    PipelineResult,
     Target,
     extract_and_parse,
     run_pipeline,
@@ -620,7 +619,7 @@ class SearchController:
             return proposal
         return proposal
 
-    def _pipeline(self, text: str, extracted: Extracted | None) -> PipelineResult:
+    def _pipeline(self, text: str, extracted: Extracted | None) -> Any:
         return run_pipeline(text, self.target, self.pipeline_config, extracted=extracted)
 
     async def _evaluate_async(self, candidate: Any) -> Evaluation:
