@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, overload
 
+from symbiont import pyast
 from symbiont.diagnostics import Diagnostic
 from symbiont.errors import DeclarationError, RevisionError
 from symbiont.signature import DeclaredSignature, declared_signature, function_def_of
@@ -82,7 +83,7 @@ def content_hash(source: str) -> str:
     """Hash of a source with formatting and comments normalised away (via the AST)."""
     try:
         # a pseudo filename whose SyntaxWarnings the pipeline keeps off stderr
-        text = ast.dump(ast.parse(source, "<candidate>"))
+        text = ast.dump(pyast.parse(source, "<candidate>"))
     except (SyntaxError, ValueError):
         text = source.strip()
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -30,7 +30,7 @@ import typing
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from symbiont import feedback
+from symbiont import feedback, pyast
 from symbiont.models.base import Message
 from symbiont.pipeline.policy import (
     DEFAULT_POLICY,
@@ -309,7 +309,7 @@ def _names_used(source: str) -> tuple[set[str], dict[str, None]]:
     enclosing function binds. Scope-aware enough that a local called `expected` does not
     offer the module's `expected`."""
     try:
-        tree = ast.parse(source)
+        tree = pyast.parse(source)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return set(), {}
     own = _bindings(tree.body)
@@ -326,7 +326,7 @@ def _signature_names(handle: Evolvable) -> list[str]:
     while texts:
         text = texts.pop(0)
         try:
-            expr = ast.parse(text, mode="eval")
+            expr = pyast.parse(text, mode="eval")
         except (SyntaxError, ValueError):
             continue
         for node in ast.walk(expr):

@@ -20,6 +20,8 @@ import io
 import textwrap
 import tokenize
 
+from symbiont import pyast
+
 __all__ = ["normalised_hash", "repeat_key"]
 
 _SKIPPED_TOKENS = frozenset({tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER})
@@ -33,7 +35,7 @@ def _digest(kind: str, text: str) -> str:
 def normalised_hash(source: str) -> str:
     """One hash for a source and its variants in docstrings, comments and whitespace."""
     try:
-        tree = ast.parse(textwrap.dedent(source))
+        tree = pyast.parse(textwrap.dedent(source))
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return _digest("tokens", _token_text(source))
     for node in ast.walk(tree):

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from symbiont import pyast
 from symbiont.errors import DeclarationError
 
 # inspect.Parameter kinds, by name, in declaration order
@@ -128,7 +129,7 @@ def function_def_of(fn: Callable[..., Any]) -> tuple[ast.FunctionDef | ast.Async
             f"cannot read the source of {fn!r}: @evolvable needs a function defined in a "
             "source file (not in a REPL, exec or a compiled extension)"
         ) from exc
-    tree = ast.parse(source)
+    tree = pyast.parse(source)
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == fn.__name__:
             return node, source
@@ -144,7 +145,7 @@ def head_of(source: str, name: str) -> str | None:
     revision it is shown keeps both in one layout.
     """
     try:
-        tree = ast.parse(textwrap.dedent(source))
+        tree = pyast.parse(textwrap.dedent(source))
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return None
     node = None

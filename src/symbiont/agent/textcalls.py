@@ -27,6 +27,8 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from symbiont import pyast
+
 __all__ = ["TextCall", "find_text_calls"]
 
 _MAX_CALLS = 4
@@ -105,7 +107,7 @@ def _python_call(text: str, known: Collection[str]) -> TextCall | None:
     if not body.endswith(")") or "\n" in body.strip():
         return None
     try:
-        node = ast.parse(body, mode="eval").body
+        node = pyast.parse(body, mode="eval").body
     except SyntaxError:
         return None
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
@@ -117,7 +119,7 @@ def _python_call(text: str, known: Collection[str]) -> TextCall | None:
         if keyword.arg is None:
             return None
         try:
-            arguments[keyword.arg] = ast.literal_eval(keyword.value)
+            arguments[keyword.arg] = pyast.literal_eval(keyword.value)
         except ValueError:
             return None
     try:

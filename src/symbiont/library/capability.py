@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from symbiont import pyast
 from symbiont.errors import CapabilityError
 
 Status = Literal["active", "legacy", "deprecated"]
@@ -314,7 +315,7 @@ _SAFE_NODES = (
 def compile_predicate(expr: str) -> Any:
     """Compile a check expression after refusing anything outside the whitelist."""
     try:
-        tree = ast.parse(expr, mode="eval")
+        tree = pyast.parse(expr, mode="eval")
     except SyntaxError as exc:
         raise CapabilityError(
             f"the check expression {expr!r} is not valid Python: {exc.msg}"
@@ -345,7 +346,7 @@ def compile_predicate(expr: str) -> Any:
             and abs(node.value) > 10**15
         ):
             raise CapabilityError(f"the check expression {expr!r} has a too large number")
-    return compile(tree, "<check>", "eval")
+    return pyast.compile_tree(tree, "<check>", "eval")
 
 
 def eval_predicate(expr: str, *, output: Any, input: Any) -> bool:
@@ -497,7 +498,7 @@ class Capability:
         """A capability from its source; `entry` defaults to `id` or the only public function,
         `summary` to the entry's docstring."""
         try:
-            tree = ast.parse(source)
+            tree = pyast.parse(source)
         except SyntaxError as exc:
             if entry is None:  # no entry can be found in a source that does not parse
                 raise SourceSyntaxError.from_syntax_error(source, exc) from None

@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from symbiont import pyast
 from symbiont.errors import CapabilityError
 
 JSONSchema = dict[str, Any]
@@ -152,7 +153,7 @@ def function_schemas(tree: ast.Module, entry: str) -> tuple[JSONSchema, JSONSche
         else:
             # a non-literal default: optional, but no default to show
             with contextlib.suppress(ValueError, SyntaxError, TypeError):
-                prop["default"] = ast.literal_eval(default)
+                prop["default"] = pyast.literal_eval(default)
         properties[arg.arg] = prop
     input_schema: JSONSchema = {"type": "object", "properties": properties}
     if required:
@@ -214,7 +215,7 @@ def _schema(node: ast.expr, ctx: _Context) -> JSONSchema:
             return {"type": "null"}
         if isinstance(node.value, str):  # a string annotation: parse and convert
             try:
-                inner = ast.parse(node.value, mode="eval").body
+                inner = pyast.parse(node.value, mode="eval").body
             except SyntaxError as exc:
                 raise _unsupported(node, ctx, "not a valid annotation") from exc
             return _schema(inner, ctx)
@@ -270,7 +271,7 @@ def _generic(node: ast.Subscript, ctx: _Context) -> JSONSchema:
         values: list[Any] = []
         for a in args:
             try:
-                values.append(ast.literal_eval(a))
+                values.append(pyast.literal_eval(a))
             except ValueError as exc:
                 raise _unsupported(node, ctx, "Literal values must be literals") from exc
         return {"enum": values} if len(values) > 1 else {"const": values[0]}
@@ -349,7 +350,7 @@ def _enum_schema(cls: ast.ClassDef) -> JSONSchema:
     for stmt in cls.body:
         if isinstance(stmt, ast.Assign):
             try:
-                values.append(ast.literal_eval(stmt.value))
+                values.append(pyast.literal_eval(stmt.value))
             except ValueError:
                 continue
     return {"title": cls.name, "enum": values}

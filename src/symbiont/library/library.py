@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from symbiont import pyast
 from symbiont.diagnostics import Diagnostic, render_all
 from symbiont.errors import CapabilityError, SandboxError, StageError
 from symbiont.library.blame import failure_blame
@@ -552,7 +553,7 @@ class Library:
         ]
         fn = copy.copy(node)
         fn.decorator_list = []
-        module_code = compile(
+        module_code = pyast.compile_tree(
             ast.Module(body=[*futures, fn], type_ignores=[]),
             "<capability>",
             "exec",

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from symbiont import pyast
 from symbiont.errors import ModelError
 from symbiont.models.base import Message, ModelReply, Usage
 
@@ -140,7 +141,7 @@ class _Site:
 def _locate(source: str, target: str | None) -> tuple[_Site, str]:
     """Find the target function (the last top-level definition of that name)."""
     try:
-        tree = ast.parse(source)
+        tree = pyast.parse(source)
     except SyntaxError as exc:
         raise ModelError(
             f"MutationModel: the active source does not parse (line {exc.lineno}: {exc.msg})"
@@ -205,7 +206,7 @@ def _body_key(name: str, body: Sequence[ast.stmt]) -> str:
     the whole module would cost more than the mutation itself.
     """
     text = "\n".join(ast.unparse(stmt) for stmt in body)
-    dumped = ast.dump(ast.parse(text))
+    dumped = ast.dump(pyast.parse(text))
     return hashlib.sha256(f"{name}\0{dumped}".encode()).hexdigest()
 
 
@@ -618,7 +619,7 @@ def _blocks_with_functions(
         rank = 1 if m.get("role") == "assistant" else 0
         for block in reversed(_FENCE.findall(content)):
             try:
-                tree = ast.parse(block)
+                tree = pyast.parse(block)
             except SyntaxError:
                 continue
             names = [

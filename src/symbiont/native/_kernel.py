@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from symbiont import pyast
 from symbiont.native._entry import NativeFunction
 from symbiont.native._signature import NativeSpec
 
@@ -76,7 +77,7 @@ def _can_write(directory: Path) -> bool:
 
 def _constants(source: str, module_globals: dict[str, Any]) -> str:
     try:
-        names = {n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name)}
+        names = {n.id for n in ast.walk(pyast.parse(source)) if isinstance(n, ast.Name)}
     except SyntaxError:
         return ""
     simple = (int, float, bool, complex, str)

@@ -17,6 +17,7 @@ import re
 import time
 from typing import Any
 
+from symbiont import pyast
 from symbiont.diagnostics import Diagnostic, caret_excerpt
 from symbiont.native._kernel import (
     binder_code,
@@ -55,7 +56,7 @@ def _error_line(text: str, source: str, filename: str | None) -> int | None:
     if not quoted:
         return None
     try:
-        tree = ast.parse(source)
+        tree = pyast.parse(source)
     except SyntaxError:
         return None
     for node in ast.walk(tree):

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from symbiont import pyast
 from symbiont.signature import DeclaredSignature, declared_signature, module_name, params_from_ast
 
 _TREES: dict[str, ast.Module | None] = {}
@@ -23,7 +24,7 @@ def parsed_module(source: str) -> ast.Module | None:
     if tree is not False:
         return tree  # type: ignore[return-value]
     try:
-        parsed: ast.Module | None = ast.parse(source)
+        parsed: ast.Module | None = pyast.parse(source)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         parsed = None
     with _TREES_LOCK:

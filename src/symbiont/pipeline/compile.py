@@ -47,6 +47,7 @@ import types
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from symbiont import pyast
 from symbiont.diagnostics import Diagnostic
 from symbiont.errors import StageError
 from symbiont.pipeline._target import Target
@@ -82,7 +83,7 @@ class Candidate:
 def parse_quietly(source: str) -> ast.Module | None:
     quiet_syntax_warnings()
     try:
-        return ast.parse(source, "<candidate>")
+        return pyast.parse(source, "<candidate>")
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return None
 
@@ -375,7 +376,7 @@ def _compile_renamed_tree(
 def _compile_module(body: list[ast.stmt], filename: str, flags: int, source: str) -> types.CodeType:
     quiet_syntax_warnings()
     try:
-        code = compile(
+        code = pyast.compile_tree(
             ast.Module(body=body, type_ignores=[]), filename, "exec", flags=flags, dont_inherit=True
         )
     except SyntaxError as exc:

@@ -15,6 +15,7 @@ import re
 import textwrap
 from dataclasses import dataclass
 
+from symbiont import pyast
 from symbiont.diagnostics import Diagnostic
 from symbiont.errors import StageError
 
@@ -86,7 +87,7 @@ def defines(source: str, name: str) -> bool:
 def _is_helper_block(text: str, target_name: str) -> bool:
     """A block worth keeping next to the target: it parses and only defines things."""
     try:
-        tree = ast.parse(text)
+        tree = pyast.parse(text)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return False
     if not tree.body or not all(isinstance(s, _HELPER_STATEMENTS) for s in tree.body):
@@ -108,7 +109,7 @@ def _unfenced_code(reply: str, target_name: str) -> str | None:
     if not text.strip():
         return None
     try:
-        tree = ast.parse(textwrap.dedent(text))
+        tree = pyast.parse(textwrap.dedent(text))
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         tree = None
     if tree is not None and tree.body and not _is_prose_tree(tree):

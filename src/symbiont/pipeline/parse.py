@@ -24,6 +24,7 @@ import types
 import warnings
 from collections.abc import Iterable, Iterator
 
+from symbiont import pyast
 from symbiont.diagnostics import Diagnostic, caret_excerpt
 from symbiont.errors import StageError
 
@@ -79,8 +80,8 @@ def parse_and_compile(
         )
     try:
         if tree is None:
-            tree = ast.parse(source, filename=filename)
-        code = compile(tree, filename, "exec", dont_inherit=True)
+            tree = pyast.parse(source, filename=filename)
+        code = pyast.compile_tree(tree, filename, "exec", dont_inherit=True)
     except SyntaxError as exc:
         raise StageError([syntax_diagnostic(exc, source)]) from None
     except (MemoryError, RecursionError):

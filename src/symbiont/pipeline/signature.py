@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
+from symbiont import pyast
 from symbiont.diagnostics import Diagnostic
 from symbiont.errors import StageError
 from symbiont.pipeline._util import node_diagnostic
@@ -87,7 +88,7 @@ class _Normaliser(ast.NodeTransformer):
     def visit_Constant(self, node: ast.Constant) -> ast.expr:
         if isinstance(node.value, str):  # a forward reference: "State"
             try:
-                inner = ast.parse(node.value.strip(), mode="eval").body
+                inner = pyast.parse(node.value.strip(), mode="eval").body
             except SyntaxError:
                 return node
             return self.visit(inner)
@@ -143,7 +144,7 @@ def normalise_annotation(
     if text is None:
         return None
     try:
-        tree = ast.parse(text.strip(), mode="eval").body
+        tree = pyast.parse(text.strip(), mode="eval").body
     except SyntaxError:
         return " ".join(text.split())
     tree = _Normaliser(typing_aliases).visit(tree)
@@ -154,7 +155,7 @@ def _normalise_default(text: str | None) -> str | None:
     if text is None:
         return None
     try:
-        return ast.unparse(ast.parse(text.strip(), mode="eval"))
+        return ast.unparse(pyast.parse(text.strip(), mode="eval"))
     except SyntaxError:
         return text.strip()
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from symbiont import pyast
 from symbiont.diagnostics import Diagnostic, caret_excerpt
 from symbiont.pipeline._target import Target
 from symbiont.pipeline._tyserver import RawDiagnostic, TyServerError, discard_server, get_server
@@ -119,7 +120,7 @@ def text_for_check(candidate_source: str, target_name: str) -> str:
     the top of a file, which the candidate is not once placed in its module.
     """
     try:
-        tree = ast.parse(candidate_source)
+        tree = pyast.parse(candidate_source)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return candidate_source
     blank: set[int] = set()

@@ -21,6 +21,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
+from symbiont import pyast
 from symbiont.evolvable import content_hash
 from symbiont.search.config import FeatureDim, Selection
 
@@ -51,7 +52,7 @@ def fingerprint(source: str, tree: ast.Module | None = None) -> tuple[str, Count
     three. `tree`: the source's, when the caller parsed it already
     (`symbiont.pipeline.extract_and_parse`)."""
     try:
-        parsed = tree if tree is not None else ast.parse(source, "<candidate>")
+        parsed = tree if tree is not None else pyast.parse(source, "<candidate>")
     except (SyntaxError, ValueError):
         return content_hash(source), Counter()
     shape: Counter[str] = Counter()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from symbiont import pyast
 from symbiont.embed.base import Embedder
 
 
@@ -56,7 +57,7 @@ def body(source: str) -> str:
     """The code of a program without its first function's `def` line and docstring (the
     head every candidate shares), so similarity measures what changed."""
     try:
-        tree = ast.parse(source)
+        tree = pyast.parse(source)
     except (SyntaxError, ValueError):
         return source
     fn = next((n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)), None)
