@@ -42,7 +42,6 @@ from symbiont.pipeline import (
     DEFAULT_POLICY,
     Extracted,
     PipelineConfig,
-    PipelineResult,
     Target,
     extract_and_parse,
     run_pipeline,
@@ -368,7 +367,7 @@ async def run_evolve(
                 t0 = time.perf_counter()
                 # Off the loop's thread: the type check can take a while.
                 result = await asyncio.to_thread(
-                    _pipeline, reply.text, target, pipeline_config, extracted
+                    run_pipeline, reply.text, target, pipeline_config, extracted=extracted
                 )
                 attempt.timings.update(result.timings)
                 attempt.timings.setdefault("pipeline", time.perf_counter() - t0)
@@ -566,12 +565,6 @@ def _extract_with_key(reply: str, target: Target) -> tuple[Extracted | None, str
     extract stage will report it properly), and the attempt's repeat key."""
     extracted = extract_and_parse(reply, target)
     return extracted, repeat_key(extracted.source if extracted is not None else "", reply)
-
-
-def _pipeline(
-    reply: str, target: Target, config: PipelineConfig, extracted: Extracted | None
-) -> PipelineResult:
-    return run_pipeline(reply, target, config, extracted=extracted)
 
 
 # Corrections for replies that are not read at all. They restate the function to write.

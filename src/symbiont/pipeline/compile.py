@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from symbiont import pyast
 from symbiont.diagnostics import Diagnostic
 from symbiont.errors import StageError
+from symbiont.evolvable import tree_hash
 from symbiont.pipeline._target import Target
 from symbiont.pipeline._util import node_diagnostic
 from symbiont.pipeline.parse import quiet_syntax_warnings, syntax_diagnostic
@@ -95,12 +96,9 @@ def source_digest(source: str) -> str:
 
 
 def content_hash(tree: ast.Module | None, source: str) -> str:
-    """Hash of a source with formatting and comments normalised away (via the AST).
-
-    Same algorithm as `symbiont.evolvable.content_hash`, so the two agree.
-    """
-    text = ast.dump(tree) if tree is not None else source.strip()
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    """Hash of a source with formatting and comments normalised away (via the AST):
+    `symbiont.evolvable.tree_hash`, so every content hash agrees."""
+    return tree_hash(tree, source)
 
 
 def pseudo_filename(target: Target, digest: str) -> str:

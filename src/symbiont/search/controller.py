@@ -36,6 +36,7 @@ from symbiont.pipeline import (
     DEFAULT_POLICY,
     Extracted,
     PipelineConfig,
+    PipelineResult,
     Target,
     extract_and_parse,
     run_pipeline,
@@ -619,7 +620,7 @@ class SearchController:
             return proposal
         return proposal
 
-    def _pipeline(self, text: str, extracted: Extracted | None) -> Any:
+    def _pipeline(self, text: str, extracted: Extracted | None) -> PipelineResult:
         return run_pipeline(text, self.target, self.pipeline_config, extracted=extracted)
 
     async def _evaluate_async(self, candidate: Any) -> Evaluation:
