@@ -21,38 +21,35 @@ DATA: list[tuple[float, float]] = [
 
 
 PROMPT = (
-    "Lower the mean squared error of `predict` on the measured points. They lie near a "
-    "straight line y = slope * x + intercept: change the slope and the intercept in the "
-    "return line to numbers that fit them better. The feedback after each try says where "
-    "the line misses."
+    "Make `predict` fit better by changing the two numbers given to `slope` and "
+    "`intercept`; keep the rest as it is. After each try you are told which way to move "
+    "each number and by about how much."
 )
 
 
 @symbiont.evolvable(timeout=2.0, typecheck=False)
 def predict(x: float) -> float:
     """Predict y for x with a straight line: slope * x + intercept."""
-    return 1.0 * x + 0.0
+    slope = 1.0
+    intercept = 0.0
+    return slope * x + intercept
 
 
 def mse(fn: Callable[[float], float]) -> symbiont.Score:
     misses = [fn(x) - y for x, y in DATA]
     errors = [miss**2 for miss in misses]
-    worst = max(range(len(DATA)), key=lambda i: errors[i])
-    x, miss = DATA[worst][0], misses[worst]
-    side = "high" if miss > 0 else "low"
     return symbiont.Score(
         value=sum(errors) / len(errors),
         metrics={"max_error": max(errors) ** 0.5},
-        artifacts={
-            "worst point": f"x={x}, where the line is {abs(miss):.3f} too {side}",
-            "mean miss": f"{sum(misses) / len(misses):+.3f} (line minus points, on average)",
-            "to fit better": _which_way(misses),
-        },
+        # One actionable line, no data value: Qwen2.5-Coder-0.5B turned the worst point
+        # ("x=-5.0, 12.577 too high") into `if x == -5.0: return 12.577` and a "mean miss"
+        # into a `find_missing` function; told only which way, it moved the intercept too far.
+        artifacts={"to fit better": _which_way(misses)},
     )
 
 
 def _which_way(misses: list[float]) -> str:
-    """Which way to move the slope and the intercept: the signs of the least-squares line
+    """Which way and how far to move the slope and the intercept: the least-squares line
     through the misses (a miss that grows with x means the slope is too steep)."""
     xs = [x for x, _ in DATA]
     mx, mm = sum(xs) / len(xs), sum(misses) / len(misses)
@@ -62,11 +59,9 @@ def _which_way(misses: list[float]) -> str:
     at_zero = mm - tilt * mx
 
     def move(what: str, miss: float) -> str:
-        return (
-            f"keep the {what}"
-            if abs(miss) < 0.05
-            else f"{'lower' if miss > 0 else 'raise'} the {what}"
-        )
+        if abs(miss) < 0.05:
+            return f"keep the {what}"
+        return f"{'lower' if miss > 0 else 'raise'} the {what} by about {abs(miss):.1f}"
 
     return f"{move('slope', tilt)}, {move('intercept', at_zero)}"
 

@@ -10,6 +10,7 @@ reads the first request it received.
 from __future__ import annotations
 
 import re
+import statistics
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,24 +143,49 @@ def test_curve_fit_first_prompt_asks_for_numbers_and_shows_no_data(
     assert not re.search(r"\bcurve_fit\b", task)
 
 
-def test_curve_fit_feedback_says_where_the_line_misses(runtime: symbiont.Runtime) -> None:
-    """A worse line is sent back with the metric's artifacts: the point it misses most
-    (what the line gives there and the point's y) and its mean miss, so a model can move
-    the numbers the right way."""
+def test_curve_fit_feedback_says_which_way_and_how_far(runtime: symbiont.Runtime) -> None:
+    """A worse line is sent back with the metric's one artifact: which way to move the slope
+    and the intercept, and about how far (the least-squares fit of the data, minus the
+    line's own numbers), and no data value."""
     worse = (
         "```python\ndef predict(x: float) -> float:\n"
-        f"    {curve_fit.predict.__doc__!r}\n    return -1.0 * x + 2.0\n```"
+        f"    {curve_fit.predict.__doc__!r}\n    slope = -1.0\n    intercept = 2.0\n"
+        "    return slope * x + intercept\n```"
     )
     model = ScriptedModel([worse, "no code"])
     curve_fit.main(runtime=runtime, model=model, attempts=2)
     correction = model.calls[1][-1]["content"]
-    # y = -x + 2 misses most at the far left end, where the data are lowest
-    x, y = min(curve_fit.DATA)
-    assert f"worst point: x={x}, where the line is {-x + 2.0 - y:.3f} too high" in correction
-    mean_miss = sum(-px + 2.0 - py for px, py in curve_fit.DATA) / len(curve_fit.DATA)
-    assert f"mean miss: {mean_miss:+.3f}" in correction
-    # the data rise with x (y = 3.2x - 1.5): a falling line needs a larger slope
-    assert "to fit better: raise the slope" in correction
+    fit = statistics.linear_regression(
+        [x for x, _ in curve_fit.DATA], [y for _, y in curve_fit.DATA]
+    )
+    # the data rise with x (y = 3.2x - 1.5): a falling line needs a much larger slope
+    assert fit.slope > 2.5 and fit.intercept < -1.0
+    advice = (
+        f"to fit better: raise the slope by about {fit.slope + 1.0:.1f}, "
+        f"lower the intercept by about {2.0 - fit.intercept:.1f}"
+    )
+    assert advice in correction
+    # Qwen2.5-Coder-0.5B answered a worst point ("x=-5.0, 12.577 too high") with
+    # `if x == -5.0: return 12.577`: no point of the data is named
+    assert "worst point" not in correction
+    for x, y in curve_fit.DATA:
+        assert f"{y:.3f}" not in correction and f"{y:.2f}" not in correction, (x, y)
+
+
+def test_following_the_curve_fit_advice_once_fits_the_line(runtime: symbiont.Runtime) -> None:
+    """The advice is actionable: the line moved as the first prompt says scores within the
+    noise of the best straight line, while the declared line scores far worse."""
+    model = no_code()
+    curve_fit.main(runtime=runtime, model=model, attempts=1)
+    task = task_message(model)
+    found = re.search(
+        r"raise the slope by about ([\d.]+), lower the intercept by about ([\d.]+)", task
+    )
+    assert found, task
+    slope, intercept = 1.0 + float(found[1]), 0.0 - float(found[2])
+    moved = curve_fit.mse(lambda x: slope * x + intercept).value
+    declared = curve_fit.mse(lambda x: 1.0 * x + 0.0).value
+    assert moved < 0.3 < 10.0 < declared  # the noise is gauss(0, 0.3): its square is ~0.09
 
 
 def test_after_two_edits_failing_like_the_active_one_the_task_asks_for_it_afresh(
