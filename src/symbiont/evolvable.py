@@ -237,6 +237,18 @@ class Evolvable:
     def next_number(self) -> int:
         return max(r.number for r in self.revisions) + 1
 
+    def renumber(self, numbers: dict[int, int]) -> None:
+        """Give revisions the numbers the store gave them (`numbers`: old -> new, each
+        revision mapped once): a search numbers its candidates before the store commits
+        them, and another process adding to the lineage meanwhile moves them on."""
+        with self._lock:
+            for rev in self.revisions:
+                rev.number = numbers.get(rev.number, rev.number)
+                rev.parents = tuple(numbers.get(p, p) for p in rev.parents)
+            self._active = numbers.get(self._active, self._active)
+            self._previous = [numbers.get(n, n) for n in self._previous]
+            self.revisions.sort(key=_number)
+
     def activate(self, revision: int | Revision) -> Revision:
         """Make `revision` the live body. Accepted revisions only."""
         rev = revision if isinstance(revision, Revision) else self.revision(revision)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import search_targets as t
 
 import symbiont
 from symbiont.models.mutation import MutationModel
-from symbiont.search import Budget
+from symbiont.search import Budget, SearchReport
 
 
 def main() -> None:
@@ -23,10 +24,14 @@ def main() -> None:
         int(sys.argv[4]),
     )
     runtime = symbiont.Runtime(store=store)
+
+    def progress(report: SearchReport) -> None:  # what this process holds, committed or not
+        print(json.dumps({"candidates": report.candidates}), flush=True)
+
     report = runtime.search_sync(
         t.peak, MutationModel(seed=seed), metric=t.score_peak_slowly,
         budget=Budget(evaluations=evaluations), resume=resume, parallel=2,
-        migration_interval=4,
+        migration_interval=4, on_progress=progress if os.environ.get("SEARCH_PROGRESS") else None,
     )  # fmt: skip
     print(
         json.dumps(

@@ -4,9 +4,11 @@
 and inspirations from the program database, ask a model (chosen by the ensemble's bandit),
 apply SEARCH/REPLACE edits or take the whole function, refuse exact and near duplicates,
 run the pipeline and the evaluator (a forked trial, off the event loop's thread, so up to
-`parallel` trials run at once), record the candidate (its revision and its search row in one
-store transaction), place it, and promote a new best that beats the active revision. Every
-`migration_interval` evaluations the islands pass their bests along a ring.
+`parallel` trials run at once), place the candidate, promote a new best that beats the
+active revision, and record it (its revision and its search row in one store transaction,
+which the search's writer thread commits while the next request goes out:
+`symbiont.search.writer`). Every `migration_interval` evaluations the islands pass their
+bests along a ring.
 
 Budgets (evaluations, seconds, tokens, cost) and `target` stop the search; evaluations are
 reserved before a request so in-flight work never overshoots. A search is a record: with
@@ -49,6 +51,7 @@ from symbiont.search.executors import Executor, ForkedExecutor
 from symbiont.search.novelty import NoveltyFilter
 from symbiont.search.prompts import PromptBuilder
 from symbiont.search.proposer import Arm, Ensemble, ModelStats
+from symbiont.search.writer import CandidateWrite, CandidateWriter
 from symbiont.store.searches import CandidateRecord, SearchRepository
 
 if TYPE_CHECKING:
@@ -170,7 +173,9 @@ class SearchController:
         self.on_progress = on_progress
         self.rng = random.Random(config.seed)
         self.repo = SearchRepository(runtime.store) if runtime.store is not None else None
-        self._write_inline = _local_commit(runtime.store)
+        self._writer: CandidateWriter | None = None  # made once the search has its record
+        self._next_number: int | None = None  # the number the store gives the next revision
+        self._renumberings: list[dict[int, int]] = []  # applied to memory, in order (_absorb)
         self.function_id = runtime._function_id(handle)
         if config.novelty_threshold is not None and embedder is None:
             from symbiont.embed.hashing import HashingEmbedder
@@ -225,12 +230,12 @@ class SearchController:
             ),
             declared_code=self.handle.declared_code,
         )
-        resumed = self.resume and await asyncio.to_thread(self._replay)
-        if not resumed:
-            await self._seed()
-        self.report.resumed = bool(resumed)
-        self._check_stop()
         try:
+            resumed = self.resume and await asyncio.to_thread(self._replay)
+            if not resumed:
+                await self._seed()
+            self.report.resumed = bool(resumed)
+            self._check_stop()
             if not self._stop:
                 workers = [asyncio.create_task(self._worker()) for _ in range(self.config.parallel)]
                 try:
@@ -239,7 +244,11 @@ class SearchController:
                     for w in workers:
                         w.cancel()
                     raise
+            await self._settle(wait=True)  # every candidate committed; a store error raised
         finally:
+            # Ended, failed or cancelled: what is pending is committed before the report
+            # returns (blocking: a second cancellation cannot cut it short).
+            self._close_writer()
             close = getattr(self.executor, "close", None)
             if close is not None:  # workers it keeps (a pool) end with the search
                 await asyncio.to_thread(close)
@@ -428,6 +437,7 @@ class SearchController:
         cfg = self.config
         island = self._island_turn % cfg.islands
         self._island_turn += 1
+        since = len(self._renumberings)  # the numbers this candidate reads are of now
         parent = self.db.sample_parent(island, self.rng, cfg.selection, cfg.tournament_size)
         inspirations = self.db.inspirations(
             island, parent, self.rng, cfg.top_inspirations, cfg.diverse_inspirations
@@ -472,7 +482,7 @@ class SearchController:
         if proposal.reply is None:  # the model failed
             self._model_failures += 1
             self.ensemble.record(arm, failed=True)
-            await self._reject(base, None, "model")
+            await self._reject(base, None, "model", since)
             return
         self._model_failures = 0
         if proposal.diagnostic is not None:  # an edit that never matched
@@ -480,7 +490,7 @@ class SearchController:
             self.ensemble.record(
                 arm, input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost
             )
-            await self._reject(base, revision, "edit")
+            await self._reject(base, revision, "edit", since)
             return
         # Without a type check, extract and pipeline take about a millisecond: a thread hop
         # would cost more than it saves. The type check runs off the event loop's thread.
@@ -500,7 +510,7 @@ class SearchController:
                     arm, input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost
                 )
                 base.revision_number = verdict.of
-                await self._reject(base, None, verdict.kind)
+                await self._reject(base, None, verdict.kind, since)
                 return
         result = (
             await asyncio.to_thread(self._pipeline, proposal.text, extracted)
@@ -514,7 +524,7 @@ class SearchController:
             self.ensemble.record(
                 arm, input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost
             )
-            await self._reject(base, revision, result.stage)
+            await self._reject(base, revision, result.stage, since)
             return
         candidate = result.candidate
         if candidate.source != source:  # the pipeline restored the head or a docstring
@@ -546,7 +556,7 @@ class SearchController:
                 "evaluate" if evaluation.kind in ("cascade", "check_failed") else "trial"
             )
             revision.diagnostics = (evaluation.diagnostic,) if evaluation.diagnostic else ()
-            await self._reject(base, revision, evaluation.kind)
+            await self._reject(base, revision, evaluation.kind, since)
             return
         assert score is not None
         revision.status, revision.stage = "accepted", "evaluate"
@@ -561,15 +571,19 @@ class SearchController:
             # revision: the second's compare-and-set would lose to the first's, and a
             # better second one would never be promoted.
             async with self._promoting:
+                # A promote callable is user code that may read the store: it sees every
+                # earlier candidate committed.
+                await self._settle(wait=callable(cfg.promote))
                 promote = self._promotion_wanted(revision)
                 expected = self.handle.active.number
-                number, activated = await self._write(
-                    base, revision, promote_over=expected if promote else None
-                )
-                if promote:
-                    await self._promote(revision, expected, activated)
+                number = self._number(revision)
+                # Live first, then the store: a body that fails to go live is recorded
+                # without its activation; the store's compare-and-set decides whether the
+                # promotion stands (`_settle` follows another process's that won).
+                promote = promote and self._promote(revision)
+                self._record(base, revision, since, promote_over=expected if promote else None)
         else:
-            number, _ = await self._write(base, revision)
+            number, _ = await self._write(base, revision, since)
         program = Program(
             number, candidate.source, score.value, features, island, parent.number,
             dict(score.metrics), dict(score.artifacts),
@@ -641,50 +655,130 @@ class SearchController:
             self.handle, candidate, cfg.check, cfg.all_stages, **self._trial_options
         )
 
-    async def _reject(self, row: CandidateRecord, revision: Revision | None, kind: str) -> None:
+    async def _reject(
+        self, row: CandidateRecord, revision: Revision | None, kind: str, since: int
+    ) -> None:
         row.kind = kind
         self.report.rejections[kind] += 1
         if not row.evaluated:
             self._fruitless += 1
-        await self._write(row, revision)
+        await self._write(row, revision, since)
         if revision is not None and revision.source:  # never evaluated again in this search
             self.novelty.remember(
                 revision.content_hash, revision.source, revision.number, embed=False
             )
 
     async def _write(
-        self, row: CandidateRecord, revision: Revision | None, *, promote_over: int | None = None
+        self, row: CandidateRecord, revision: Revision | None, since: int | None = None
     ) -> tuple[int, bool]:
-        """Record the candidate (and its revision) in one store transaction: its number,
-        and whether it was made active.
+        """Record the candidate (and its revision) in one store transaction; its number.
 
-        With `promote_over` (the active revision number the candidate was judged against)
-        the same transaction makes it active, compare-and-set."""
-        row.elapsed_s = self._elapsed()
-        row.at = time.time()
+        With a store the transaction is handed to the search's writer (`_record`), which
+        commits it while the search goes on; first the writer's news is acted on (`_settle`).
+        `since`: how many renumberings had been applied when the row's and the revision's
+        numbers were read (None: they are read now)."""
+        await self._settle()
+        number = self._number(revision) if revision is not None else -1
+        self._record(row, revision, since)
+        return number, False
+
+    def _number(self, revision: Revision) -> int:
+        """Give `revision` its number and keep it in the handle: the lineage's next. With a
+        store the store gives it when the writer commits the candidate; the number given
+        here is the one it will give (nobody else adds to the lineage, or `_settle` maps
+        the numbers once the writer says otherwise)."""
         h = self.handle
         if self.repo is None or self.function_id is None or self.report.search_id is None:
-            if revision is None:
-                return -1, False
             with self.runtime._lock:
                 revision.number = h.next_number()
                 h.add_revision(revision)
-            return revision.number, promote_over is not None
-        from symbiont.runtime import _to_record
+            return revision.number
+        if self._next_number is None:
+            assert self.runtime.store is not None
+            stored = self.runtime.store.next_revision_number(self.function_id)
+            self._next_number = max(stored, h.next_number())
+        revision.number = self._next_number
+        self._next_number += 1
+        h.add_revision(revision)
+        return revision.number
 
-        record = _to_record(self.function_id, revision, number=-1) if revision else None
-        cas = (promote_over,) if promote_over is not None else None
-        write = self.repo.record_candidate
-        if self._write_inline:
-            number, _idx, activated = write(self.report.search_id, row, record, promote_over=cas)
-        else:
-            number, _idx, activated = await asyncio.to_thread(
-                write, self.report.search_id, row, record, promote_over=cas
-            )
-        if revision is not None and number is not None:
-            revision.number = number
-            h.add_revision(revision)
-        return (number if number is not None else -1), activated
+    def _record(
+        self,
+        row: CandidateRecord,
+        revision: Revision | None,
+        since: int | None = None,
+        *,
+        promote_over: int | None = None,
+    ) -> None:
+        """Hand the candidate's transaction to the writer: the revision (numbered by
+        `_number`), the row, and with `promote_over` (the active revision number the
+        candidate was judged against) its activation, compare-and-set. No await between
+        `_number` and this: the writer's renumbering is applied only when nothing is pending.
+
+        Numbers read before a renumbering (`since` of them had been applied then: the
+        parent's, the revision a duplicate names) are brought up to date here."""
+        row.elapsed_s = self._elapsed()
+        row.at = time.time()
+        if since is not None and since < len(self._renumberings):
+            if row.parent_number is not None:
+                row.parent_number = self._current(row.parent_number, since)
+            if revision is None and row.revision_number is not None:
+                row.revision_number = self._current(row.revision_number, since)
+            elif revision is not None:
+                revision.parents = tuple(self._current(p, since) for p in revision.parents)
+        if self.repo is None or self.function_id is None or self.report.search_id is None:
+            return
+        if self._writer is None:
+            self._writer = CandidateWriter(self.repo, self.report.search_id, self.function_id)
+        self._writer.submit(CandidateWrite(row, revision, promote_over))
+
+    async def _settle(self, *, wait: bool = False) -> None:
+        """Act on the writer's news once nothing is pending: raise its error, apply the
+        numbers the store gave otherwise, follow another process's promotion that won.
+        Waits for the writer when `wait`, when it has news, or when it is full."""
+        writer = self._writer
+        if writer is None or not (wait or writer.attention or writer.full):
+            return
+        await writer.flush()
+        lost = self._absorb(writer)
+        if lost:
+            await asyncio.to_thread(self.runtime._adopt_active, self.handle)
+
+    def _absorb(self, writer: CandidateWriter, *, raise_error: bool = True) -> bool:
+        """After a drain: raise a failed write's error (the writer stays stopped); apply a
+        renumbering to the handle, the program database and the novelty filter; forget the
+        promotions that lost their compare-and-set. True when one did (the store's active
+        revision is another process's, to follow)."""
+        if writer.error is not None and raise_error:
+            raise writer.error
+        renumbered, lost = writer.take()
+        if renumbered:
+            self._renumberings.append(renumbered)
+            self.handle.renumber(renumbered)
+            self.db.renumber(renumbered)
+            self.novelty.renumber(renumbered)
+            self.report.promoted = [renumbered.get(n, n) for n in self.report.promoted]
+            lost = [renumbered.get(n, n) for n in lost]
+            self._next_number = None  # asked of the store again
+        if lost:
+            self.report.promoted = [n for n in self.report.promoted if n not in lost]
+        return bool(lost)
+
+    def _current(self, number: int, since: int) -> int:
+        """A revision number read when `since` renumberings had been applied, as it is now."""
+        for renumbered in self._renumberings[since:]:
+            number = renumbered.get(number, number)
+        return number
+
+    def _close_writer(self) -> None:
+        """Commit what is pending (blocking) and end the writer; its news is applied, its
+        error not raised (the search ended with another, or `_settle` raised it)."""
+        writer = self._writer
+        if writer is None:
+            return
+        writer.close()
+        if self._absorb(writer, raise_error=False) and writer.error is None:
+            self.runtime._adopt_active(self.handle)
 
     # -- best, promotion, migration -------------------------------------------------------
     def _new_best(self) -> bool:
@@ -709,29 +803,23 @@ class SearchController:
             return active.score is None or self.config.better(revision.score or 0.0, active.score)
         return bool(policy(revision, active))  # type: ignore[operator]
 
-    async def _promote(self, revision: Revision, expected: int, activated: bool) -> None:
-        """Make the recorded candidate live (the store made it active in its transaction,
-        `activated`)."""
-        h = self.handle
-        if not activated:  # another process promoted meanwhile: its promotion stands
-            await asyncio.to_thread(self.runtime._adopt_active, h)
-            return
+    def _promote(self, revision: Revision) -> bool:
+        """Make the new best live; False when it fails to (e.g. a helper failing at module
+        level), and then it is recorded with the reason and without its activation."""
         try:
-            h.activate(revision)
-        except Exception as exc:  # e.g. a helper failing at module level: undo in the store
+            self.handle.activate(revision)
+        except Exception as exc:
             revision.diagnostics = (Diagnostic("promote", "error", f"{type(exc).__name__}: {exc}"),)
-            previous = h.revision(expected)
-            await asyncio.to_thread(
-                self.runtime._set_active, h, previous, "failed promotion", revision.number
-            )
-            return
+            return False
         self.report.promoted.append(revision.number)
+        return True
 
     async def _maybe_migrate(self) -> None:
         due = self.report.evaluations // self.config.migration_interval
         if due <= self._migrated_at:
             return
         self._migrated_at = due
+        since = len(self._renumberings)
         for migrant, destination in self.db.migrate():
             self.report.migrations += 1
             row = CandidateRecord(
@@ -742,7 +830,7 @@ class SearchController:
                 score=migrant.score,
                 features=migrant.features,
             )
-            await self._write(row, None)
+            await self._write(row, None, since)
 
     def _fill_report(self) -> None:
         r = self.report
@@ -756,18 +844,6 @@ class SearchController:
                     r.best = None
         r.island_bests = [i.best.score if i.best else None for i in self.db.islands]
         r.models = self.ensemble.stats()
-
-
-def _local_commit(store: Any) -> bool:
-    """Is a commit to this store cheap enough to make on the event loop's thread? A SQLite
-    file in WAL mode with synchronous=NORMAL commits without an fsync, in about 0.3 ms —
-    less than the hop to a thread and back costs, which a search pays per candidate. (Only
-    while another process holds the file's write lock does it wait, and then the search's
-    other candidates wait with it.) PostgreSQL, or SQLite with FULL or EXTRA, is written
-    from a thread."""
-    from symbiont.store.sqlite import SQLiteStore
-
-    return isinstance(store, SQLiteStore) and getattr(store, "synchronous", "") == "NORMAL"
 
 
 def _estimate(messages: list[Message]) -> int:

@@ -161,6 +161,19 @@ class ProgramDatabase:
                 moves.append((migrant, destination))
         return moves
 
+    def renumber(self, numbers: dict[int, int]) -> None:
+        """Give the programs the revision numbers the store gave them (old -> new; each
+        program mapped once, a migrant's copy too)."""
+        programs = {id(p): p for p in self.archive}
+        for island in self.islands:
+            programs.update((id(p), p) for p in island.grid.values())
+            if island.best is not None:
+                programs[id(island.best)] = island.best
+        for p in programs.values():
+            p.number = numbers.get(p.number, p.number)
+            if p.parent is not None:
+                p.parent = numbers.get(p.parent, p.parent)
+
     # -- reading --------------------------------------------------------------------------
     @property
     def best(self) -> Program | None:

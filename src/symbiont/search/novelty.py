@@ -52,6 +52,11 @@ class NoveltyFilter:
             self._vectors.append(self.embedder.embed([body(source)])[0])
             self._numbers.append(number)
 
+    def renumber(self, numbers: dict[int, int]) -> None:
+        """The revisions remembered, under the numbers the store gave them (old -> new)."""
+        self._hashes = {h: numbers.get(n, n) for h, n in self._hashes.items()}
+        self._numbers = [numbers.get(n, n) for n in self._numbers]
+
 
 def body(source: str) -> str:
     """The code of a program without its first function's `def` line and docstring (the

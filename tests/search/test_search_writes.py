@@ -1,0 +1,316 @@
+"""A search's store writes (`symbiont.search.writer`): each candidate's one transaction is
+committed by the search's writer thread while the search goes on. What is pending is
+committed before the report returns (and when the search is cancelled or fails); a failed
+write stops the writes after it; numbers the store gives otherwise (another process adding
+to the lineage meanwhile) are followed; a SIGKILL while writes wait leaves every committed
+candidate whole, none in part, and the search resumes from them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import search_targets as t
+
+import symbiont
+from symbiont.errors import StoreError
+from symbiont.models import ScriptedModel
+from symbiont.search import Budget
+from symbiont.store import EvolvableStore, RevisionRecord, open_store
+from symbiont.store.searches import SearchRepository
+
+SCRIPT = Path(__file__).parent / "search_script.py"
+
+
+def peak_body(c: float) -> str:
+    return (
+        "```python\ndef peak(x: float) -> float:\n"
+        '    """A value to maximise at x = 3: candidates change the constants."""\n'
+        f"    return -((x - {c!r}) ** 2)\n```\n"
+    )
+
+
+def bodies(n: int) -> list[str]:
+    """n candidates, each better than the one before (every one a new best, promoted)."""
+    return [peak_body(1.0 + 2.0 * (k + 1) / (n + 1)) for k in range(n)]
+
+
+@pytest.fixture
+def runtime(tmp_path: Path):
+    rt = symbiont.Runtime(store=tmp_path / "s.db")
+    yield rt
+    rt.close()
+    h = t.peak.symbiont
+    h.activate(0)
+    del h.revisions[1:]
+    h._previous.clear()
+    h.revision(0).score = None
+
+
+def slow_writes(
+    monkeypatch: pytest.MonkeyPatch, delay: float = 0.03, fail_at: int | None = None
+) -> list[str]:
+    """Every candidate's transaction takes `delay` seconds more (the `fail_at`-th raises a
+    StoreError instead); returns the names of the threads that made them."""
+    threads: list[str] = []
+    record = SearchRepository.record_candidate
+
+    def slow(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        time.sleep(delay)
+        if fail_at is not None and len(threads) == fail_at:
+            raise StoreError("the disk is full (a test says so)")
+        return record(self, *args, **kwargs)
+
+    monkeypatch.setattr(SearchRepository, "record_candidate", slow)
+    return threads
+
+
+def committed(store: EvolvableStore, search_id: int) -> list:
+    return store.searches.candidates(search_id)
+
+
+def assert_whole(store: EvolvableStore, search_id: int) -> None:
+    """Every row names revisions that exist; every revision the search made has its row
+    (nothing written in part); rows are numbered without gaps; each revision's parents
+    are its row's parent."""
+    (fn,) = store.find_functions("peak")
+    revisions = {r.number: r for r in store.revisions_of(fn.id)}
+    rows = store.searches.candidates(search_id)
+    assert [r.idx for r in rows] == list(range(len(rows)))
+    made = {}
+    for r in rows:
+        for number in (r.revision_number, r.parent_number):
+            assert number is None or number in revisions, (r, sorted(revisions))
+        if r.revision_number is not None and r.kind not in (
+            "seed",
+            "migrant",
+            "duplicate",
+            "near_duplicate",
+        ):
+            made[r.revision_number] = r
+    # (a "manual" revision is another process's: the search never makes one)
+    assert set(made) == {n for n, r in revisions.items() if r.origin not in ("default", "manual")}
+    for number, r in made.items():
+        assert tuple(revisions[number].parents) == (r.parent_number,)
+        if r.evaluated and r.score is not None:
+            assert revisions[number].score == pytest.approx(r.score)
+
+
+def test_the_report_returns_once_every_candidate_is_committed(runtime, monkeypatch) -> None:
+    threads = slow_writes(monkeypatch)
+    seen: list[tuple[int, int]] = []  # (candidates the search holds, rows committed)
+    reader = open_store(runtime.store.path)
+
+    def progress(report) -> None:  # type: ignore[no-untyped-def]
+        seen.append((report.candidates, len(committed(reader, report.search_id))))
+
+    report = runtime.search_sync(
+        t.peak, ScriptedModel(bodies(6)), metric=t.score_peak, budget=Budget(evaluations=7),
+        islands=1, novelty_threshold=None, on_progress=progress,
+    )  # fmt: skip
+    # the search went on while its writes waited: it did not wait for each commit
+    assert any(held + 1 > rows for held, rows in seen), seen
+    assert threads and all(name.startswith("symbiont-search-writer") for name in threads)
+    # ... and all of them are in the store when the report returns
+    rows = committed(reader, report.search_id)
+    assert len(rows) == report.candidates + 1 == 7  # the seed's row and six candidates
+    assert [r.kind for r in rows] == ["seed"] + ["evaluated"] * 6
+    assert reader.searches.get(report.search_id).status == "finished"
+    assert report.best is not None and report.promoted[-1] == report.best.number
+    (fn,) = reader.find_functions("peak")
+    assert (
+        reader.get_function(fn.id).active_number
+        == report.best.number
+        == t.peak.symbiont.active.number
+    )
+    assert_whole(reader, report.search_id)
+    reader.close()
+
+
+def test_a_cancelled_search_commits_what_it_holds_first(runtime, monkeypatch) -> None:
+    slow_writes(monkeypatch, delay=0.05)
+    held: list[int] = []
+    reader = open_store(runtime.store.path)
+
+    async def main() -> None:
+        task: asyncio.Task | None = None
+
+        def progress(report) -> None:  # type: ignore[no-untyped-def]
+            held.append(report.candidates)
+            if report.candidates == 4 and task is not None:
+                task.cancel()
+
+        task = asyncio.create_task(
+            runtime.search(
+                t.peak,
+                ScriptedModel(bodies(20)),
+                metric=t.score_peak,
+                budget=Budget(evaluations=21),
+                islands=1,
+                novelty_threshold=None,
+                on_progress=progress,
+            )
+        )
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    (search,) = reader.searches.recent(limit=1)
+    rows = committed(reader, search.id)
+    assert held[-1] == 4 and len(rows) == 1 + 4  # the seed and every candidate it held
+    assert search.status == "running"  # cancelled: resumable, not finished
+    assert_whole(reader, search.id)
+    reader.close()
+
+
+def test_a_failed_write_fails_the_search_and_nothing_after_it_is_written(
+    runtime, monkeypatch
+) -> None:
+    slow_writes(monkeypatch, delay=0.0, fail_at=4)  # the seed, two candidates, then a failure
+    with pytest.raises(StoreError, match="disk is full"):
+        runtime.search_sync(
+            t.peak, ScriptedModel(bodies(10)), metric=t.score_peak,
+            budget=Budget(evaluations=11), islands=1, novelty_threshold=None,
+        )  # fmt: skip
+    reader = open_store(runtime.store.path)
+    (search,) = reader.searches.recent(limit=1)
+    rows = committed(reader, search.id)
+    assert [r.kind for r in rows] == ["seed", "evaluated", "evaluated"]
+    assert_whole(reader, search.id)  # no revision of the failed candidate or a later one
+    reader.close()
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_revisions_another_process_adds_meanwhile_move_the_search_s_numbers(
+    runtime, parallel: int
+) -> None:
+    """The search numbers a candidate before the store commits it; another process adding
+    to the lineage in between takes that number, and the store gives the next one: the
+    rows, the parents, the promotions and this process's memory follow the store."""
+    other = open_store(runtime.store.path)
+    fn = None
+    added: list[int] = []
+
+    def progress(report) -> None:  # type: ignore[no-untyped-def]
+        nonlocal fn
+        if report.candidates in (2, 5):
+            (fn,) = other.find_functions("peak")
+            source = f"def peak(x: float) -> float:\n    return {len(added)}.0\n"
+            record = RevisionRecord(
+                function_id=fn.id, number=-1, source=source, reply="", parents=(),
+                origin="manual", model="", status="accepted", stage="manual",
+                diagnostics=[], score=None, metrics={}, content_hash=f"other-{len(added)}",
+            )  # fmt: skip
+            added.append(other.add_revision(record).number)
+
+    report = runtime.search_sync(
+        t.peak, ScriptedModel(bodies(8)), metric=t.score_peak, budget=Budget(evaluations=9),
+        islands=1, novelty_threshold=None, parallel=parallel, on_progress=progress,
+    )  # fmt: skip
+    assert len(added) == 2 and fn is not None
+    stored = {r.number: r for r in other.revisions_of(fn.id)}
+    for number in added:  # the other process's revisions are untouched
+        assert stored[number].origin == "manual"
+    h = t.peak.symbiont
+    mine = [r for r in h.revisions if r.number != 0]
+    assert len(mine) == 8 and not {r.number for r in mine} & set(added)
+    for rev in mine:  # this process's numbers are the store's
+        assert stored[rev.number].content_hash == rev.content_hash
+        assert tuple(stored[rev.number].parents) == tuple(rev.parents)
+    assert report.best is not None and stored[report.best.number].score == report.best_score
+    assert other.get_function(fn.id).active_number == h.active.number == report.best.number
+    assert all(stored[n].status == "accepted" for n in report.promoted)
+    # a later candidate's parent (and its revision's) is the earlier one's stored number
+    rows = [r for r in committed(other, report.search_id) if r.kind == "evaluated"]
+    assert [r.revision_number for r in rows] == [r.number for r in mine]
+    if parallel == 1:  # each candidate is the best so far: the next one's parent
+        assert [r.parent_number for r in rows[1:]] == [r.number for r in mine[:-1]]
+    # the other's revisions took numbers in the middle of the search's (which it had
+    # given its candidates before the store did)
+    numbers = sorted({r.number for r in mine} | set(added))
+    assert numbers == list(range(numbers[0], numbers[-1] + 1))
+    assert numbers[0] < min(added) and max(added) < numbers[-1]
+    # a program database that resumes from the store agrees with this one
+    resumed = runtime.search_sync(
+        t.peak, ScriptedModel(bodies(8)[-1:]), metric=t.score_peak,
+        budget=Budget(evaluations=10), islands=1, novelty_threshold=None, resume=True,
+    )  # fmt: skip
+    assert resumed.resumed and resumed.best is not None
+    assert resumed.best_score == pytest.approx(report.best_score)
+    assert_whole(other, report.search_id)
+    other.close()
+
+
+def test_a_search_killed_while_writes_wait_keeps_every_committed_candidate_whole(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL while the search's writes wait for the store (another process holds its
+    write lock): the candidates the process held but had not committed are lost, every
+    committed one is whole, none is in part, and the resumed search continues from them."""
+    location = str(tmp_path / "store.db")
+    reader = open_store(location)  # the schema exists before the search starts
+    env = {**os.environ, "SEARCH_PROGRESS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), location, "10000", "0", "11"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    lines: queue.Queue[str] = queue.Queue()  # the search's progress, as it prints it
+    assert proc.stdout is not None
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+    lock = sqlite3.connect(location, isolation_level=None)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            started = reader.searches.recent(limit=1)
+            if started and sum(c.evaluated for c in committed(reader, started[0].id)) >= 4:
+                break
+        assert proc.poll() is None, proc.communicate()
+        lock.execute("BEGIN IMMEDIATE")  # the store's write lock: the search's writes wait
+        (search,) = reader.searches.recent(limit=1)
+        rows = committed(reader, search.id)
+        done = sum(r.kind not in ("seed", "migrant") for r in rows)
+        held = 0
+        while held < done + 3:  # the search goes on: three candidates more than committed
+            line = lines.get(timeout=60)
+            assert line, proc.communicate()
+            held = json.loads(line)["candidates"]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if lock.in_transaction:
+            lock.execute("ROLLBACK")
+        lock.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    after = committed(reader, search.id)
+    assert after == rows  # what was held and not committed is lost; nothing else
+    assert_whole(reader, search.id)
+    done_evaluations = sum(r.evaluated for r in rows)
+
+    resumed = subprocess.run(
+        [sys.executable, str(SCRIPT), location, str(done_evaluations + 4), "1", "12"],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert result["resumed"] is True and result["evaluations"] == done_evaluations + 4
+    final = committed(reader, search.id)
+    assert final[: len(rows)] == rows
+    assert_whole(reader, search.id)
+    reader.close()
