@@ -9,6 +9,7 @@ artifacts cut until it fits `max_chars`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -52,6 +53,34 @@ Another program (r{number}, score {score}{why}):
 """
 
 MAX_ARTIFACT_CHARS = 1_500
+
+
+def _heads_alike(source: str, head: str, name: str) -> bool:
+    """Is `head` (the `def` line(s) and docstring `prompting.function_head` cut from an
+    earlier revision) the head of `source` too? A search promotes new bests again and again,
+    each with the head of the one before: this saves parsing each one for the prompt.
+
+    It is when `source` defines `name` once and starts with `head` and a line break, and
+    either `head` ends with its docstring's closing quotes, or it has no docstring and the
+    first statement in `source` after it cannot be one (it starts with no quote, string
+    prefix or parenthesis): the parse would find the same `def` and the same docstring or
+    none. Anything else is left to the parse."""
+    if not head or not source.startswith(head) or source[len(head) : len(head) + 1] != "\n":
+        return False
+    if source.count(f"def {name}(") != 1:
+        return False
+    if head.endswith(('"""', "'''")):  # an opening and a closing: a docstring
+        return head.count('"""') + head.count("'''") >= 2
+    if not head.rstrip().endswith(":"):  # a docstring in other quotes, a comment: parse
+        return False
+    for line in source[len(head) + 1 :].splitlines():
+        text = line.strip()
+        if text and not text.startswith("#"):
+            return text[0] not in "\"'(" and not _STRING_START.match(text)
+    return False
+
+
+_STRING_START = re.compile(r"[A-Za-z]{1,2}[\"']")  # r"...", b'...', rb"...", f"..."
 
 
 def _fmt(value: float | None) -> str:
@@ -116,7 +145,10 @@ class PromptBuilder:
             self._names = (owned, names)
         active = h.active
         if self._head[0] is not active:
-            self._head = (active, prompting.function_head(h))
+            head = self._head[1]
+            if not _heads_alike(active.source, head, h.name):
+                head = prompting.function_head(h)
+            self._head = (active, head)
         return self._system[1], self._names[1], self._head[1]
 
     def messages(
