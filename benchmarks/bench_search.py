@@ -458,8 +458,9 @@ def main(quick: bool = False) -> str:
             "on that client with the SDK's headers and exception types, not through the SDK's",
             "per-request machinery — except in the rows that say httpx's transport, which take the",
             "SDK's whole request path), a one-line function, a trivial metric, no type check, a",
-            "SQLite store",
-            "(WAL, synchronous=NORMAL, the default). Where the trials run:",
+            "SQLite store (WAL, synchronous=NORMAL, the default; each candidate's transaction is",
+            "committed by the search's writer thread while the next request goes out). Where the",
+            "trials run:",
             "",
             "- **fork** — the default: a forked child of the live process per candidate,",
             "  confined; judged against the live state; nothing one candidate does reaches another.",
@@ -583,7 +584,9 @@ def _callgrind_child(url: str) -> None:
 
 
 if __name__ == "__main__":
-    if "--callgrind-child" in sys.argv:
+    if "--help" in sys.argv or "-h" in sys.argv:
+        print(__doc__)
+    elif "--callgrind-child" in sys.argv:
         _callgrind_child(sys.argv[sys.argv.index("--callgrind-child") + 1])
     elif "--instructions" in sys.argv:
         instructions()
