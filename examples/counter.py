@@ -18,16 +18,17 @@ from collections.abc import Callable
 import symbiont
 
 PROMPT = (
-    "Make step add more than 1 to state['counter']: change the 1 it adds to a whole number "
-    "from 5 to 20 of your choice, written in the code (the same number on every call, not "
-    "random). The counter's value itself has no limit."
+    "Make step add more than 1 to state['counter']: change the number given to `increment` "
+    "to a whole number from 5 to 20 of your choice and keep the rest as it is (the same "
+    "number on every call, not random). The counter's value itself has no limit."
 )
 
 
 @symbiont.evolvable(timeout=2.0)
 def step(state: dict[str, int]) -> None:
     """Advance state["counter"] by a fixed step."""
-    state["counter"] += 1
+    increment = 1
+    state["counter"] += increment
 
 
 def check_step(fn: Callable[[dict[str, int]], None]) -> None:

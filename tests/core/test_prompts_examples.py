@@ -206,7 +206,7 @@ def test_after_two_edits_failing_like_the_active_one_the_task_asks_for_it_afresh
         counter.step, model, prompt=counter.PROMPT, check=counter.check_step, attempts=3
     )
     assert report.accepted is not None
-    active_body = 'state["counter"] += 1'
+    active_body = "increment = 1"
     first, second, third = (m[1]["content"] for m in model.calls)
     assert active_body in first and active_body in second  # the active body is shown...
     assert "The active revision (r0):" in first  # the block that shows its body...
