@@ -106,6 +106,9 @@ def assert_whole(store: EvolvableStore, search_id: int) -> None:
     assert set(made) == {n for n, r in revisions.items() if r.origin not in ("default", "manual")}
     for number, r in made.items():
         assert tuple(revisions[number].parents) == (r.parent_number,)
+        # a parent was recorded before its child was made, and is the search's (or the seed)
+        assert r.parent_number is not None and r.parent_number < number
+        assert revisions[r.parent_number].origin != "manual"
         if r.evaluated and r.score is not None:
             assert revisions[number].score == pytest.approx(r.score)
 

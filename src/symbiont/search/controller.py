@@ -437,7 +437,6 @@ class SearchController:
         cfg = self.config
         island = self._island_turn % cfg.islands
         self._island_turn += 1
-        since = len(self._renumberings)  # the numbers this candidate reads are of now
         parent = self.db.sample_parent(island, self.rng, cfg.selection, cfg.tournament_size)
         inspirations = self.db.inspirations(
             island, parent, self.rng, cfg.top_inspirations, cfg.diverse_inspirations
@@ -460,6 +459,8 @@ class SearchController:
         self.report.output_tokens += tokens_out
         self.report.cost_usd += cost or 0.0
         self.report.candidates += 1
+        # The parent's number is read here: `since` says as of which renumbering (`_refresh`).
+        since = len(self._renumberings)
         base = CandidateRecord(
             island,
             "model",
@@ -509,6 +510,7 @@ class SearchController:
                 self.ensemble.record(
                     arm, input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost
                 )
+                since = self._refresh(base, revision, since)  # before reading another
                 base.revision_number = verdict.of
                 await self._reject(base, None, verdict.kind, since)
                 return
@@ -719,13 +721,8 @@ class SearchController:
         parent's, the revision a duplicate names) are brought up to date here."""
         row.elapsed_s = self._elapsed()
         row.at = time.time()
-        if since is not None and since < len(self._renumberings):
-            if row.parent_number is not None:
-                row.parent_number = self._current(row.parent_number, since)
-            if revision is None and row.revision_number is not None:
-                row.revision_number = self._current(row.revision_number, since)
-            elif revision is not None:
-                revision.parents = tuple(self._current(p, since) for p in revision.parents)
+        if since is not None:
+            self._refresh(row, revision, since)
         if self.repo is None or self.function_id is None or self.report.search_id is None:
             return
         if self._writer is None:
@@ -763,6 +760,21 @@ class SearchController:
         if lost:
             self.report.promoted = [n for n in self.report.promoted if n not in lost]
         return bool(lost)
+
+    def _refresh(self, row: CandidateRecord, revision: Revision | None, since: int) -> int:
+        """Bring the revision numbers `row` and `revision` hold, read when `since`
+        renumberings had been applied, up to date (the parent's; the revision a duplicate or
+        a migrant names); how many have been applied now. (Called before a number is read
+        into them again, and when they are recorded: each is read as of one count.)"""
+        now = len(self._renumberings)
+        if since < now:
+            if row.parent_number is not None:
+                row.parent_number = self._current(row.parent_number, since)
+            if revision is None and row.revision_number is not None:
+                row.revision_number = self._current(row.revision_number, since)
+            elif revision is not None:
+                revision.parents = tuple(self._current(p, since) for p in revision.parents)
+        return now
 
     def _current(self, number: int, since: int) -> int:
         """A revision number read when `since` renumberings had been applied, as it is now."""
@@ -819,9 +831,9 @@ class SearchController:
         if due <= self._migrated_at:
             return
         self._migrated_at = due
-        since = len(self._renumberings)
         for migrant, destination in self.db.migrate():
             self.report.migrations += 1
+            since = len(self._renumberings)  # each row's numbers are read as of now
             row = CandidateRecord(
                 destination,
                 "migrant",
