@@ -194,6 +194,15 @@ def test_a_failed_write_fails_the_search_and_nothing_after_it_is_written(
     rows = committed(reader, search.id)
     assert [r.kind for r in rows] == ["seed", "evaluated", "evaluated"]
     assert_whole(reader, search.id)  # no revision of the failed candidate or a later one
+    # The failed write was a new best, live before its commit: the store's active revision
+    # (the second candidate's) is live again, not a body the store does not hold.
+    (fn,) = reader.find_functions("peak")
+    stored = {r.number: r for r in reader.revisions_of(fn.id)}
+    active = reader.get_function(fn.id).active_number
+    assert active == rows[-1].revision_number
+    assert t.peak.symbiont.active.number == active
+    assert t.peak.symbiont.active.source == stored[active].source
+    assert t.peak(3.0) == pytest.approx(-((3.0 - (1.0 + 2.0 * 2 / 11)) ** 2))
     reader.close()
 
 

@@ -19,6 +19,7 @@ duplicates, counters, the bandit's statistics) and continues.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import random
 import resource
@@ -745,9 +746,14 @@ class SearchController:
         """After a drain: raise a failed write's error (the writer stays stopped); apply a
         renumbering to the handle, the program database and the novelty filter; forget the
         promotions that lost their compare-and-set. True when one did (the store's active
-        revision is another process's, to follow)."""
-        if writer.error is not None and raise_error:
-            raise writer.error
+        revision is another process's, to follow). After a failed write the store's active
+        revision goes live again: a new best goes live before its commit, and one the store
+        did not record must not stay live."""
+        if writer.error is not None:
+            with contextlib.suppress(Exception):  # the store may be what failed
+                self.runtime._adopt_active(self.handle)
+            if raise_error:
+                raise writer.error
         renumbered, lost = writer.take()
         if renumbered:
             self._renumberings.append(renumbered)
