@@ -12,6 +12,12 @@ from collections.abc import Callable
 
 import symbiont
 
+PROMPT = (
+    "Fix `fizzbuzz` so that every case of its docstring passes. The cases that fail now are "
+    "listed below with the text it returned: find the condition that gives that text, and "
+    "change the conditions or their order."
+)
+
 
 @symbiont.evolvable(timeout=2.0)
 def fizzbuzz(n: int) -> str:
@@ -50,7 +56,7 @@ def main(
         return rt.evolve_sync(
             fizzbuzz,
             model,  # type: ignore[arg-type]
-            prompt="Make every case of the specification pass.",
+            prompt=PROMPT,
             check=check_fizzbuzz,
             attempts=attempts,
             on_attempt=on_attempt,  # type: ignore[arg-type]

@@ -109,6 +109,9 @@ def test_the_first_prompt_says_how_the_active_revision_fails_the_check(
     assert "fizzbuzz(15) returned 'Fizz', expected 'FizzBuzz'" in task
     assert "Traceback" not in task  # the checker's frames stay out (its answer key)
     assert "examples/fizzbuzz.py" not in task
+    # what kind of change is wanted: asked only to "make every case pass", Qwen2.5-Coder-0.5B
+    # sent the active body back unchanged in 6 of 10 attempts
+    assert "change the conditions or their order" in task
 
 
 def test_no_check_failure_is_claimed_when_the_active_revision_passes(
