@@ -22,15 +22,8 @@ HEAD = 'def peak(x: float) -> float:\n    """A value to maximise at x = 3: candi
 
 
 @pytest.fixture
-def runtime(tmp_path: Path):
-    rt = symbiont.Runtime(store=tmp_path / "s.db")
-    yield rt
-    rt.close()
-    h = t.peak.symbiont
-    h.activate(0)
-    del h.revisions[1:]
-    h._previous.clear()
-    h.revision(0).score = None
+def runtime(peak_runtime: symbiont.Runtime) -> symbiont.Runtime:
+    return peak_runtime  # tests/search/conftest.py
 
 
 def test_parallel_requests_inspirations_tokens_and_cost(runtime, openai_server) -> None:

@@ -49,15 +49,8 @@ def bodies(n: int) -> list[str]:
 
 
 @pytest.fixture
-def runtime(tmp_path: Path):
-    rt = symbiont.Runtime(store=tmp_path / "s.db")
-    yield rt
-    rt.close()
-    h = t.peak.symbiont
-    h.activate(0)
-    del h.revisions[1:]
-    h._previous.clear()
-    h.revision(0).score = None
+def runtime(peak_runtime: symbiont.Runtime) -> symbiont.Runtime:
+    return peak_runtime  # tests/search/conftest.py
 
 
 def slow_writes(
