@@ -10,6 +10,7 @@ than the active one, so the error goes down revision after revision.
 from __future__ import annotations
 
 import random
+import statistics
 from collections.abc import Callable
 
 import symbiont
@@ -22,8 +23,8 @@ DATA: list[tuple[float, float]] = [
 
 PROMPT = (
     "Make `predict` fit better by changing the two numbers given to `slope` and "
-    "`intercept`; keep the rest as it is. After each try you are told which way to move "
-    "each number and by about how much."
+    "`intercept`; keep the rest as it is. After each try you are told about which numbers "
+    "fit better."
 )
 
 
@@ -41,29 +42,24 @@ def mse(fn: Callable[[float], float]) -> symbiont.Score:
     return symbiont.Score(
         value=sum(errors) / len(errors),
         metrics={"max_error": max(errors) ** 0.5},
-        # One actionable line, no data value: Qwen2.5-Coder-0.5B turned the worst point
+        # One actionable line, no data point: Qwen2.5-Coder-0.5B turned the worst point
         # ("x=-5.0, 12.577 too high") into `if x == -5.0: return 12.577` and a "mean miss"
-        # into a `find_missing` function; told only which way, it moved the intercept too far.
+        # into a `find_missing` function; told which way, it moved the intercept too far;
+        # told "raise the slope by about 2.2", it wrote loops that search for a slope. Told
+        # the numbers that fit, it writes them (accepted at attempt 1 in two of two runs).
         artifacts={"to fit better": _which_way(misses)},
     )
 
 
 def _which_way(misses: list[float]) -> str:
-    """Which way and how far to move the slope and the intercept: the least-squares line
-    through the misses (a miss that grows with x means the slope is too steep)."""
+    """The slope and intercept to move to, those of the least-squares line through the
+    points, unless the line is already that close (its misses' own line is about flat)."""
     xs = [x for x, _ in DATA]
-    mx, mm = sum(xs) / len(xs), sum(misses) / len(misses)
-    tilt = sum((x - mx) * (m - mm) for x, m in zip(xs, misses, strict=True)) / sum(
-        (x - mx) ** 2 for x in xs
-    )
-    at_zero = mm - tilt * mx
-
-    def move(what: str, miss: float) -> str:
-        if abs(miss) < 0.05:
-            return f"keep the {what}"
-        return f"{'lower' if miss > 0 else 'raise'} the {what} by about {abs(miss):.1f}"
-
-    return f"{move('slope', tilt)}, {move('intercept', at_zero)}"
+    off = statistics.linear_regression(xs, misses)
+    if abs(off.slope) < 0.05 and abs(off.intercept) < 0.05:
+        return "keep the slope and the intercept"
+    best = statistics.linear_regression(xs, [y for _, y in DATA])
+    return f"slope = {best.slope:.1f} and intercept = {best.intercept:.1f}, about"
 
 
 def main(
