@@ -344,10 +344,12 @@ def candidate_frames_only(
 def _candidate_only(diagnostic: Diagnostic) -> Diagnostic:
     if diagnostic.stage not in ("trial", "evaluate") or not diagnostic.detail:
         return diagnostic
-    detail = candidate_frames_only(diagnostic.detail)
-    # A detail that only repeated the message adds nothing.
-    if detail.strip() == diagnostic.message.strip():
-        detail = ""
+    detail = candidate_frames_only(diagnostic.detail).rstrip()
+    # With no frame of the candidate's left, the exception's own lines at the end only
+    # repeat the message (after a failed check's "where it returned" lines, say).
+    message = diagnostic.message.strip()
+    if message and detail.endswith(message) and "Traceback (" not in detail:
+        detail = detail[: -len(message)].rstrip()
     return dataclasses.replace(diagnostic, detail=detail or None)
 
 

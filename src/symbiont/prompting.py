@@ -30,7 +30,7 @@ import typing
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from symbiont import feedback, pyast
+from symbiont import feedback, pyast, returns
 from symbiont.models.base import Message
 from symbiont.pipeline.policy import (
     DEFAULT_POLICY,
@@ -208,8 +208,9 @@ def _note(cut: int, cap: int, *, code: bool) -> str:
 def _active_failure_section(handle: Evolvable, failure: Diagnostic | None) -> str:
     if failure is None:
         return ""
-    # The message only: the frames would be the checker's own (its answer key, perhaps).
-    failure = dataclasses.replace(failure, detail=None)
+    # Not the checker's frames (its answer key, perhaps): the message, and where the
+    # function returned the values it quotes (`symbiont.returns`), when known.
+    failure = dataclasses.replace(failure, detail=returns.section(failure.detail))
     return feedback.ACTIVE_FAILS.format(number=handle.active.number, failure=failure.render())
 
 

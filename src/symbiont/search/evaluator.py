@@ -12,10 +12,12 @@ dearer stages are never paid for. The candidate's score is the last stage it rea
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from symbiont import returns
 from symbiont.diagnostics import Diagnostic
 from symbiont.evaluation import Check, Score, as_score
 from symbiont.evolvable import Evolvable
@@ -54,20 +56,33 @@ def set_code(fn: Any, code: Any) -> None:
         entry.follow()
 
 
-def run_check(fn: Any, check: Check, candidate: Any) -> dict[str, Any] | None:
+def run_check(
+    fn: Any, check: Check, candidate: Any, *, retrace: bool = False
+) -> dict[str, Any] | None:
     """Run the user's check on `fn`: None when it passes, the `check_failed` diagnostic
     (as a dict) when it fails on its own; an exception raised inside the candidate's code
-    propagates (a trial failure, with the candidate's frames)."""
+    propagates (a trial failure, with the candidate's frames). With `retrace` (in a trial
+    apart from the live process only: the check runs again) the diagnostic's detail starts
+    with the lines the function returned the values the failure quotes from
+    (`symbiont.returns`)."""
+    started = time.perf_counter()
     try:
         check(fn)
     except Exception as exc:  # a failing check: is it the candidate's fault?
         if candidate is not None and _candidate_frames(exc, candidate):
             raise  # an exception inside the candidate: a trial failure
+        took = time.perf_counter() - started
         # The traceback starts at this function's frame: drop it, so the model sees the
         # check's assertion, not symbiont's harness.
         if exc.__traceback__ is not None:
             exc = exc.with_traceback(exc.__traceback__.tb_next)
-        return exception_diagnostic(exc, frame_prefix=None, stage="evaluate").to_dict()
+        diag = exception_diagnostic(exc, frame_prefix=None, stage="evaluate")
+        if retrace and took <= returns.MAX_FIRST_RUN_S:
+            where = returns.where_returned(fn, check, diag.message)
+            if where:
+                detail = where + ("\n" + diag.detail if diag.detail else "")
+                diag = dataclasses.replace(diag, detail=detail)
+        return diag.to_dict()
     return None
 
 
@@ -124,12 +139,13 @@ def cascade_job(
 ) -> Callable[[], dict[str, Any]]:
     """The function the trial runs; returns a JSON-able dict."""
     fn = handle.fn
+    retrace = handle.options.trial != "inprocess"  # the check may run twice: not in the host
 
     def job() -> dict[str, Any]:
         previous = install_candidate(fn, candidate)
         try:
             if check is not None:
-                failed = run_check(fn, check, candidate)
+                failed = run_check(fn, check, candidate, retrace=retrace)
                 if failed is not None:
                     return {"check_failed": failed, "stages": []}
             scores: list[dict[str, Any]] = []
