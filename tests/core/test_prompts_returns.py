@@ -59,7 +59,7 @@ def test_the_first_prompt_says_which_line_returned_the_wrong_text(
 
 def test_a_candidate_s_correction_names_its_own_line(runtime: symbiont.Runtime) -> None:
     wrong = (
-        f"{SHOUT_DEF}\n    \"\"\"Upper-case text.\"\"\"\n    if text.isalpha():\n"
+        f'{SHOUT_DEF}\n    """Upper-case text."""\n    if text.isalpha():\n'
         "        return text.title()\n    return text.upper()\n"
     )
     right = f'{SHOUT_DEF}\n    """Upper-case text."""\n    return text.upper()\n'
