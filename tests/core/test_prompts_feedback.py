@@ -27,10 +27,7 @@ def runtime() -> Iterator[symbiont.Runtime]:
     rt = symbiont.Runtime(store=False)
     yield rt
     rt.close()
-    h = t.shout.symbiont
-    h.activate(0)
-    del h.revisions[1:]
-    h._previous.clear()
+    t.reset(t.shout)
 
 
 def fenced(code: str) -> str:

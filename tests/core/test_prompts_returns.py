@@ -27,11 +27,7 @@ def runtime() -> Iterator[symbiont.Runtime]:
     rt = symbiont.Runtime(store=False)
     yield rt
     rt.close()
-    for fn in (t.shout, fizzbuzz.fizzbuzz):
-        h = fn.symbiont
-        h.activate(0)
-        del h.revisions[1:]
-        h._previous.clear()
+    t.reset(t.shout, fizzbuzz.fizzbuzz)
 
 
 @symbiont.evolvable(timeout=2.0, typecheck=False, trial="inprocess")
