@@ -35,7 +35,7 @@ from symbiont.conversation import Conversation, Exchange, estimate_tokens
 from symbiont.diagnostics import Diagnostic
 from symbiont.errors import TransientModelError
 from symbiont.evaluation import AcceptRule, Check, Direction, Metric, Score, is_acceptable
-from symbiont.evolvable import Evolvable, Failure, Revision, content_hash
+from symbiont.evolvable import Evolvable, Failure, Revision, content_hash, tree_hash
 from symbiont.models.base import Message, Model, ModelReply
 from symbiont.models.retry import call_with_retries
 from symbiont.pipeline import (
@@ -46,7 +46,6 @@ from symbiont.pipeline import (
     extract_and_parse,
     run_pipeline,
 )
-from symbiont.pipeline.compile import content_hash as tree_hash
 from symbiont.repeats import normalised_hash, repeat_key
 from symbiont.search.config import Stage
 from symbiont.search.evaluator import Evaluation, evaluate

@@ -50,7 +50,6 @@ from symbiont.pipeline._util import walk
 from symbiont.pipeline.compile import (
     Candidate,
     compile_candidate,
-    content_hash,
     namespaced,
     original_names,
     parse_quietly,
@@ -96,7 +95,6 @@ __all__ = [
     "check_policy",
     "check_signature",
     "compile_candidate",
-    "content_hash",
     "extract_and_parse",
     "extract_code",
     "namespaced",

@@ -78,7 +78,7 @@ class Candidate:
     def content_hash(self) -> str:
         """sha256 of the normalised source (duplicate detection); computed when asked, as it
         costs a walk over the whole tree."""
-        return content_hash(parse_quietly(self.source), self.source)
+        return tree_hash(parse_quietly(self.source), self.source)
 
 
 def parse_quietly(source: str) -> ast.Module | None:
@@ -93,12 +93,6 @@ def source_digest(source: str) -> str:
     """What names a candidate's pseudo file and per-revision names: a hash of its text
     (deterministic per source, and cheap at any size)."""
     return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-
-
-def content_hash(tree: ast.Module | None, source: str) -> str:
-    """Hash of a source with formatting and comments normalised away (via the AST):
-    `symbiont.evolvable.tree_hash`, so every content hash agrees."""
-    return tree_hash(tree, source)
 
 
 def pseudo_filename(target: Target, digest: str) -> str:
