@@ -144,3 +144,35 @@ def test_the_profile_hook_is_put_back_and_calls_are_bounded() -> None:
     assert where is not None
     assert "double(1) returned 2 at `return x * 2`" in where
     assert "double(3000)" not in where  # beyond the calls noted
+
+
+def test_a_hostile_return_value_cannot_flood_or_break_the_report(
+    runtime: symbiont.Runtime,
+) -> None:
+    """The report shows the candidate's return value, so it calls that value's `__repr__`:
+    one that returns 10 MB, and one that raises, still leave a short report, and the host
+    (the test's process) is untouched: the second run of the check is in the trial."""
+
+    def check(fn: object) -> None:  # quotes the call, never repr()s the value itself
+        assert fn("abc") == "ABC", "shout('abc') returned the wrong text"  # type: ignore[operator]
+
+    flood = (
+        "class Loud(str):\n    def __repr__(self) -> str:\n        return 'X' * 10_000_000\n\n\n"
+        f'{SHOUT_DEF}\n    """Upper-case text."""\n    return Loud(text)\n'
+    )
+    broken = (
+        "class Odd(str):\n    def __repr__(self) -> str:\n        raise RuntimeError('no')\n\n\n"
+        f'{SHOUT_DEF}\n    """Upper-case text."""\n    return Odd(text)\n'
+    )
+    model = ScriptedModel([fenced(flood), fenced(broken), "no code"])
+    report = runtime.evolve_sync(t.shout, model, check=check, attempts=3)
+    flooded, odd = (model.calls[k][-1]["content"] for k in (1, 2))
+    for correction in (flooded, odd):
+        assert "[evaluate/check_failed]" in correction, correction[:500]
+        assert returns.HEAD in correction
+        (line,) = [x for x in correction.splitlines() if x.startswith("  shout('abc') returned ")]
+        assert len(line) < 200, line[:300]
+    assert "XXXX" in flooded and "X" * 100 not in flooded
+    assert "Odd" in odd and "instance" in odd  # reprlib's stand-in for a repr that raised
+    assert [a.stage for a in report.attempts][:2] == ["evaluate", "evaluate"]
+    assert t.shout("abc") == "abc"  # the host's function: still the declared body
