@@ -2,17 +2,21 @@
 
 Real forks and the real confinement, a real SQLite store; candidates that hang, crash, exit,
 blow their memory limit or leave threads behind while others succeed; what a worker keeps
-from one candidate to the next, and that nothing outlives the search.
+from one candidate to the next; workers replaced off the search's path (successor forked
+ahead, the old one stopped on the pool's thread); and that nothing outlives the search.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,9 +25,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 import search_targets as t
 
 import symbiont
+from symbiont import trial
 from symbiont.models import ScriptedModel
 from symbiont.pipeline import PipelineConfig, Target, run_pipeline
-from symbiont.search import Budget, SearchConfig
+from symbiont.search import Budget, SearchConfig, workers
 from symbiont.search.executors import ExecutorError
 from symbiont.search.workers import WorkerPoolExecutor
 
@@ -32,8 +37,9 @@ def work_body(expr: str) -> str:
     return f'```python\ndef work(n: int) -> int:\n    """Return n + 1."""\n    {expr}\n```\n'
 
 
-def children() -> set[int]:
-    """Live (not zombie) child processes of this one."""
+def children(*, zombies: bool = False) -> set[int]:
+    """Live (not zombie) child processes of this one; with `zombies`, the exited ones
+    nobody reaped instead."""
     found = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -43,9 +49,13 @@ def children() -> set[int]:
         except OSError:
             continue
         fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[1]) == os.getpid() and fields[0] != "Z":
+        if int(fields[1]) == os.getpid() and (fields[0] == "Z") == zombies:
             found.add(int(entry))
     return found
+
+
+def open_fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
 
 
 @pytest.fixture
@@ -149,6 +159,171 @@ def test_a_worker_keeps_what_candidates_leave_behind_until_it_is_replaced(runtim
     # process had (the seed's ordinary trial scored in a child, so the live list is empty)
     assert scores == [1, 1, 1, 2, 2, 3, 3]
     assert pool.forks == 3 and report.evaluations == 8
+
+
+class RecordingPool(WorkerPoolExecutor):
+    """A pool that notes, on the event loop's thread and in order, the forks it asks for
+    (on demand, or ahead of a worker's last candidate) and each candidate's end with its
+    worker's pid; and, from the forker thread, the pid of each worker it forks."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.events: list[tuple[str, int]] = []
+        self.forked: list[int] = []
+        self.loop_threads: set[str] = set()
+
+    def _fork(self, handle: Any, limits: Any) -> Any:
+        worker = super()._fork(handle, limits)
+        self.forked.append(worker.pid)
+        return worker
+
+    def _forked(self, handle: Any, limits: Any) -> Any:
+        self.events.append(("fork on demand", 0))
+        return super()._forked(handle, limits)
+
+    def _fork_ahead(self, handle: Any, limits: Any) -> None:
+        self.events.append(("fork ahead", 0))
+        super()._fork_ahead(handle, limits)
+
+    def _conclude(
+        self, handle: Any, candidate: Any, wait: Any, outcome: str, started: float
+    ) -> tuple[Any, bool]:
+        self.events.append(("done", wait.worker.pid))
+        self.loop_threads.add(threading.current_thread().name)
+        return super()._conclude(handle, candidate, wait, outcome, started)
+
+
+@pytest.fixture
+def stops(monkeypatch: pytest.MonkeyPatch) -> dict[int, list[str]]:
+    """The threads each worker's `stop` was called on, by the worker's pid."""
+    seen: dict[int, list[str]] = {}
+    stop = workers._Worker.stop
+
+    def noted(worker: workers._Worker) -> None:
+        seen.setdefault(worker.pid, []).append(threading.current_thread().name)
+        stop(worker)
+
+    monkeypatch.setattr(workers._Worker, "stop", noted)
+    return seen
+
+
+def test_a_recycled_worker_is_replaced_ahead_and_stopped_off_the_loop(runtime, stops) -> None:
+    # recycle_after=3, twelve candidates one at a time: four workers serve three each. Each
+    # successor's fork is asked for as its predecessor's last candidate goes out (before
+    # that candidate ends), so no candidate after a recycle waits for a fork of its own;
+    # the predecessor is stopped on the pool's forker thread, not on the event loop's.
+    def search(pool: WorkerPoolExecutor, first: int, evaluations: int) -> None:
+        replies = [work_body(f"return n + 1 + {k} - {k}") for k in range(first, first + 20)]
+        report = runtime.search_sync(
+            t.work, ScriptedModel(replies), metric=t.score_work, executor=pool,
+            budget=Budget(evaluations=evaluations), islands=1, promote="never",
+        )  # fmt: skip
+        assert report.evaluations == evaluations and not report.rejections, report.summary()
+
+    with WorkerPoolExecutor() as warm_up:  # what the process opens once (confinement's files)
+        search(warm_up, 0, 2)
+    before, before_fds, registered = children(), open_fds(), set(trial._OPEN_FDS)
+    pool = RecordingPool(recycle_after=3)
+    search(pool, 100, 13)  # the seed in a trial of its own, then twelve candidates
+
+    done = [pid for kind, pid in pool.events if kind == "done"]
+    serving = list(dict.fromkeys(done))
+    assert [done.count(pid) for pid in serving] == [3, 3, 3, 3]  # recycled after three
+    expected = [("fork on demand", 0)]  # the first worker only
+    for pid in serving:
+        expected += [("done", pid)] * 2 + [("fork ahead", 0), ("done", pid)]
+    assert pool.events == expected
+    # the workers served in the order forked; the fifth, forked ahead of a thirteenth
+    # candidate that never came, was stopped unused
+    assert pool.forked[:4] == serving and len(pool.forked) == 5 == pool.forks
+    assert pool.served == 12
+    for pid in serving:  # each recycled worker: stopped once, on the forker thread
+        assert [name.startswith("symbiont-pool-fork") for name in stops[pid]] == [True]
+    assert pool.forked[4] in stops
+    assert not {name for names in stops.values() for name in names} & pool.loop_threads
+    # nothing outlives the search: no process, no zombie, no descriptor
+    assert children() == before and not children(zombies=True)
+    assert open_fds() == before_fds and registered == trial._OPEN_FDS
+
+
+def test_parallel_candidates_with_recycling_leave_nothing_behind(runtime) -> None:
+    before, before_zombies = children(), children(zombies=True)
+    pool = RecordingPool(recycle_after=3)
+    model = ScriptedModel([work_body(f"return n + 2 + {k} - {k} - 1") for k in range(30)])
+    report = runtime.search_sync(
+        t.work, model, metric=t.score_work, executor=pool, budget=Budget(evaluations=15),
+        parallel=2, islands=1, promote="never",
+    )  # fmt: skip
+    assert report.evaluations == 15 and not report.rejections, report.summary()
+    done = [pid for kind, pid in pool.events if kind == "done"]
+    assert pool.served == len(done) == 14
+    assert max(done.count(pid) for pid in set(done)) <= 3  # no worker past recycle_after
+    assert len(set(done)) >= 5 and pool.forks == len(pool.forked) >= len(set(done))
+    assert children() == before and children(zombies=True) <= before_zombies
+
+
+class HeldSuccessorPool(WorkerPoolExecutor):
+    """recycle_after=1, so the first candidate's worker has a successor forked ahead; that
+    fork is held (forked, not yet handed to the pool) until `release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(recycle_after=1)
+        self.holding = threading.Event()
+        self.release = threading.Event()
+        self.forked: list[int] = []
+
+    def _fork(self, handle: Any, limits: Any) -> Any:
+        worker = super()._fork(handle, limits)
+        self.forked.append(worker.pid)
+        if len(self.forked) == 2:
+            self.holding.set()
+            self.release.wait(10)
+        return worker
+
+
+@pytest.mark.parametrize("path", ["blocking", "event loop"])
+def test_a_close_while_a_successor_is_being_forked_leaves_nothing_behind(
+    runtime, path: str
+) -> None:
+    h = t.work.symbiont
+    target = Target.from_function(t.work, owned_names=h.owned_names)
+    config = SearchConfig(metric=t.score_work)
+    good = run_pipeline(work_body("return n + 1"), target, PipelineConfig(typecheck=False))
+    assert good.candidate is not None
+
+    def run(pool: WorkerPoolExecutor) -> Any:
+        args = (h, good.candidate, None, config.all_stages)
+        if path == "blocking":
+            return pool.evaluate(*args, maximize=True, timeout_s=5)
+        return asyncio.run(pool.evaluate_async(*args, maximize=True, timeout_s=5))
+
+    with WorkerPoolExecutor() as warm_up:  # what the process opens once (confinement's files)
+        warm_up.open(h, config)
+        assert run(warm_up).ok
+    before, before_fds, registered = children(), open_fds(), set(trial._OPEN_FDS)
+    pool = HeldSuccessorPool()
+    pool.open(h, config)
+    try:
+        # The worker's last candidate: its successor is forked ahead, and the worker, done,
+        # is to be stopped on the forker thread, after that fork.
+        first = run(pool)
+        assert first.ok, first.diagnostic
+        assert pool.holding.wait(10)  # the successor is forked, and not in the pool yet
+        closing = threading.Thread(target=pool.close)
+        closing.start()
+        deadline = time.monotonic() + 10
+        while not pool._closed and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert pool._closed  # close is under way, waiting for the forker thread
+        pool.release.set()  # the successor comes only now, to a closed pool
+        closing.join(10)
+        assert not closing.is_alive()
+    finally:
+        pool.release.set()
+        pool.close()
+    assert pool.forks == 2 and len(pool.forked) == 2
+    assert children() == before and not children(zombies=True)
+    assert open_fds() == before_fds and registered == trial._OPEN_FDS
 
 
 def test_a_candidate_that_leaves_a_thread_running_gets_its_worker_replaced(runtime) -> None:

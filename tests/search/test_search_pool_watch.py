@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import search_targets as t
 import test_search_pool
-from test_search_pool import children, work_body
+from test_search_pool import children, open_fds, work_body
 
 from symbiont.models import ScriptedModel
 from symbiont.pipeline import PipelineConfig, Target, run_pipeline
@@ -26,10 +26,6 @@ from symbiont.search import Budget, SearchConfig
 from symbiont.search.workers import WorkerPoolExecutor
 
 runtime = test_search_pool.runtime  # the fixture: a store; `work` put back afterwards
-
-
-def open_fds() -> set[int]:
-    return {int(fd) for fd in os.listdir("/proc/self/fd")}
 
 
 def test_one_pool_serves_two_searches_and_leaves_no_descriptor_open(runtime) -> None:

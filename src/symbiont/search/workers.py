@@ -32,8 +32,11 @@ kept
 given up (why it is a choice, never the default)
   * the live state: a worker sees the program as it was when the worker was forked (at
     the first candidate, and again whenever a worker is replaced, at the latest every
-    `recycle_after` candidates). Promotions made since are not in it; the candidate being
-    judged always is.
+    `recycle_after` candidates). A worker that has served `recycle_after` candidates has
+    its successor forked ahead, while it runs its last one (so the next candidate finds
+    the successor ready instead of waiting for a fork): the successor sees the program as
+    it was when that last candidate started, without what its result leads to.
+    Promotions made since are not in it; the candidate being judged always is.
   * isolation between the candidates one worker runs: the candidate's code is swapped
     out again after each one, but what it changed in memory (a global it rebound, a list
     it appended to, a cache it filled) is still there for the next candidates in that
@@ -91,6 +94,14 @@ class _Shipped:
     filename: str
 
 
+class _Successor:
+    """A worker being forked ahead of the candidate that will need it (see
+    `WorkerPoolExecutor._fork_ahead`); in the pool's `_ahead` until a candidate claims it."""
+
+    __slots__ = ("future",)
+    future: Future[_Worker]  # set when its fork is submitted, before it joins `_ahead`
+
+
 class _Worker:
     """One forked worker, as the parent sees it."""
 
@@ -102,6 +113,7 @@ class _Worker:
         self.served = 0
         self.exit_code: int | None = None  # once stopped: negative for a signal
         self._stopped = False
+        self._stopping = threading.Lock()  # a stop may come from two threads (see stop)
         # While a candidate runs on the event loop: what to do with a ready descriptor
         # (False: nothing more will come from it; see _Watcher); and the watcher that has
         # its descriptors, if one has.
@@ -122,36 +134,48 @@ class _Worker:
         return not self._stopped and not _trial._exited_nowait(self.pid)
 
     def stop(self) -> None:
-        """Kill (with whatever it started), reap and close; once."""
-        if self._stopped:
-            return
-        self._stopped = True
-        if self.watcher is not None:  # out of the epoll set before the numbers are freed
-            self.watcher.forget(self)
-        _trial._kill_group(self.pid)
-        try:
-            _, status = os.waitpid(self.pid, 0)
-            self.exit_code = os.waitstatus_to_exitcode(status)
-        except ChildProcessError:  # someone else reaped it (a SIGCHLD handler)
-            self.exit_code = None
-        for fd in self.fds():
-            _trial._OPEN_FDS.discard(fd)
-        self.sock.close()
-        closing: tuple[int | None, ...] = (self.out_r, self.err_r, self.pidfd)
-        for own in closing:
-            if own is not None:
-                with contextlib.suppress(OSError):
-                    os.close(own)
+        """Kill (with whatever it started), reap and close; once, from any thread. A second
+        caller (`close` while the forker thread stops the worker in the background, say)
+        returns once the worker is reaped and its descriptors closed, never closing a
+        number twice (it may name another descriptor by then)."""
+        with self._stopping:
+            if self._stopped:
+                return
+            self._stopped = True
+            if self.watcher is not None:  # out of the epoll set before the numbers are freed
+                self.watcher.forget(self)
+            _trial._kill_group(self.pid)
+            try:
+                _, status = os.waitpid(self.pid, 0)
+                self.exit_code = os.waitstatus_to_exitcode(status)
+            except ChildProcessError:  # someone else reaped it (a SIGCHLD handler)
+                self.exit_code = None
+            for fd in self.fds():
+                _trial._OPEN_FDS.discard(fd)
+            self.sock.close()
+            closing: tuple[int | None, ...] = (self.out_r, self.err_r, self.pidfd)
+            for own in closing:
+                if own is not None:
+                    with contextlib.suppress(OSError):
+                        os.close(own)
 
 
 class WorkerPoolExecutor:
     """Trials in confined workers forked from the live process once and reused (see the
     module's docstring for what that keeps and what it gives up).
 
-    `workers`: at most this many at once (None: one per candidate in flight, i.e. the
-    search's `parallel`). `recycle_after`: a worker is replaced after this many candidates,
-    which bounds how stale its view of the program gets and what one candidate can leave
-    behind for others. Counts: `forks` (workers started), `served` (candidates run)."""
+    `workers`: at most this many candidates at once (None: the search's `parallel`); a
+    worker each. `recycle_after`: a worker is replaced after this many candidates, which
+    bounds how stale its view of the program gets and what one candidate can leave behind
+    for others. Counts: `forks` (workers started), `served` (candidates run).
+
+    Replacing a worker stays off the search's path: its successor is forked ahead, while
+    it runs its last candidate, and it is stopped (killed, reaped, closed) after that
+    candidate without anyone waiting; both on the pool's forker thread. So for a moment
+    there may be a process more than `workers` for each worker being replaced (`workers`
+    bounds the candidates in flight, not the processes), and a successor forked ahead of a
+    candidate that never comes (the search ended) is stopped unused, but counted in
+    `forks`. `close` waits for all of it: no process is left once it returns."""
 
     name = "pool"
 
@@ -166,6 +190,9 @@ class WorkerPoolExecutor:
         self.served = 0
         self._idle: list[_Worker] = []
         self._all: set[_Worker] = set()
+        # Successors being forked ahead (see _fork_ahead) that no candidate waits for yet:
+        # one goes to _idle when it is ready, unless a candidate claimed it meanwhile.
+        self._ahead: list[_Successor] = []
         self._lock = threading.Lock()
         self._slots: threading.Semaphore | None = None
         self._async_slots: asyncio.Semaphore | None = None
@@ -225,16 +252,21 @@ class WorkerPoolExecutor:
     def close(self) -> None:
         """Stop every worker (idempotent; a search calls it when it ends)."""
         with self._lock:
-            workers, self._idle, self._all = list(self._all), [], set()
             self._closed = True
+            forker, self._forker = self._forker, None
+        if forker is not None:
+            # What the forker thread was given runs first: workers being stopped in the
+            # background are reaped, and a fork under way ends (a successor forked ahead
+            # sees _closed and stops itself; one a candidate waits for joins _all).
+            forker.shutdown(wait=True)
+        with self._lock:
+            workers, self._idle, self._all = list(self._all), [], set()
+            self._ahead.clear()  # nothing left in it: each fork ahead took itself out
         for worker in workers:
             worker.stop()
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             watcher.dispose()
-        forker, self._forker = self._forker, None
-        if forker is not None:
-            forker.shutdown(wait=True)
 
     def __enter__(self) -> WorkerPoolExecutor:
         return self
@@ -251,22 +283,26 @@ class WorkerPoolExecutor:
             self._limits_for = (key, TrialLimits(timeout_s=timeout_s, memory_bytes=memory))
         return self._limits_for[1]
 
-    def _take_idle(self) -> _Worker | None:
-        """An idle worker that is still alive, if there is one."""
+    def _claim(self, handle: Evolvable, limits: TrialLimits) -> _Worker | Future[_Worker]:
+        """A worker for the next candidate: an idle one that is still alive; else the
+        successor being forked ahead, if one is (its fork is under way: waiting for it is
+        shorter than for a fork of our own); else a new one being forked. In one hold of
+        the lock, so a successor that becomes idle meanwhile is not missed."""
         with self._lock:
             while self._idle:
                 worker = self._idle.pop()
                 if worker.alive():
                     return worker
-                self._all.discard(worker)
-                worker.stop()  # it died while idle (its forking thread ended, say)
-        return None
+                self._all.discard(worker)  # it died while idle (its forking thread ended, say)
+                if not self._stop_later(worker):
+                    worker.stop()
+            if self._ahead:
+                return self._ahead.pop(0).future  # claimed: it will not go to _idle
+            return self._forked(handle, limits)
 
     def _take(self, handle: Evolvable, limits: TrialLimits) -> _Worker:
-        worker = self._take_idle()
-        if worker is None:
-            worker = self._forked(handle, limits).result()
-        return worker
+        worker = self._claim(handle, limits)
+        return worker if isinstance(worker, _Worker) else worker.result()
 
     def _forked(self, handle: Evolvable, limits: TrialLimits) -> Future[_Worker]:
         """A new worker, forked by the pool's own thread."""
@@ -280,13 +316,77 @@ class WorkerPoolExecutor:
 
         return self._forker.submit(fork)
 
+    def _fork_ahead(self, handle: Evolvable, limits: TrialLimits) -> None:
+        """Start forking the successor of a worker that has just been sent its last
+        candidate, so the candidate after it finds a worker ready (or one nearly so).
+
+        Why then: a candidate that waits for a fork waits for all of it, and the fork holds
+        the interpreter's lock while the kernel copies the page tables. Started as the last
+        candidate goes out, the fork overlaps that candidate's run, when the event loop has
+        nothing to do but wait for the reply; the new worker's own start (its confinement)
+        runs meanwhile in the worker. Earlier would not gain more (the fork would still stop
+        the loop) and would make the successor's view of the program older.
+
+        Skipped when a worker is idle already (fewer candidates in flight than workers: the
+        next candidate has one) or the pool is closed. A successor that no candidate
+        claimed goes to `_idle`; one forked after `close` is stopped at once."""
+        with self._lock:
+            if self._idle or self._closed or self._forker is None:
+                return
+            successor = _Successor()
+
+            def fork() -> _Worker:
+                try:
+                    worker = self._fork(handle, limits)
+                except BaseException:
+                    with self._lock:  # the next candidate forks its own (and sees the error)
+                        if successor in self._ahead:
+                            self._ahead.remove(successor)
+                    raise
+                with self._lock:
+                    claimed = successor not in self._ahead
+                    if not claimed:
+                        self._ahead.remove(successor)
+                    if claimed or not self._closed:  # a claimed one: as _forked's
+                        self._all.add(worker)
+                        if not claimed:
+                            self._idle.append(worker)
+                        return worker
+                worker.stop()  # closed meanwhile, and no candidate waits for it
+                return worker
+
+            try:
+                successor.future = self._forker.submit(fork)
+            except RuntimeError:  # the interpreter is exiting: the next candidate forks
+                return
+            self._ahead.append(successor)
+
     def _give_back(self, worker: _Worker, keep: bool) -> None:
+        """Back to the idle workers; or, if it may not serve again (it served its
+        `recycle_after` candidates, failed, or the pool closed), stopped without waiting
+        for it (see _stop_later). Never blocks for long but on a closed pool."""
         with self._lock:
             if keep and not self._closed and worker.served < self.recycle_after:
                 self._idle.append(worker)
                 return
             self._all.discard(worker)
-        worker.stop()
+            if self._stop_later(worker):
+                return
+        worker.stop()  # closed: as `close` stops the others
+
+    def _stop_later(self, worker: _Worker) -> bool:
+        """Have the forker thread stop a worker that left `_all` (killing, reaping and
+        closing take milliseconds nobody needs to wait for); False if the pool is closed
+        (the caller stops it). Called with the lock held, so `close`, which waits for the
+        forker thread, cannot miss it."""
+        forker = None if self._closed else self._forker
+        if forker is None:
+            return False
+        try:
+            forker.submit(worker.stop)
+        except RuntimeError:  # the interpreter is exiting
+            return False
+        return True
 
     def _prepare(
         self, handle: Evolvable, candidate: Any, timeout_s: float
@@ -317,6 +417,8 @@ class WorkerPoolExecutor:
         keep = False
         try:
             self._send(worker, request)
+            if worker.served == self.recycle_after:  # its last one: fork its successor now
+                self._fork_ahead(handle, limits)
             outcome = self._wait(wait)
             if outcome == "exit":
                 wait.drain()
@@ -352,26 +454,27 @@ class WorkerPoolExecutor:
 
     async def _run_async(self, handle: Evolvable, candidate: Any, timeout_s: float) -> TrialResult:
         limits, request = self._prepare(handle, candidate, timeout_s)
-        worker = self._take_idle()
-        if worker is None:
-            worker = await asyncio.wrap_future(self._forked(handle, limits))
+        claimed = self._claim(handle, limits)
+        if isinstance(claimed, _Worker):
+            worker = claimed
+        else:
+            worker = await asyncio.wrap_future(claimed)
         started = time.perf_counter()
         wait = _Wait(worker, limits, time.monotonic() + timeout_s)
         keep = False
         try:
             self._watcher_here().watch(worker)
             self._send(worker, request)
+            if worker.served == self.recycle_after:  # its last one: fork its successor now
+                self._fork_ahead(handle, limits)
             outcome = await _wait_async(wait)
             if outcome == "exit":
                 wait.drain()
-                await asyncio.to_thread(worker.stop)
+                await asyncio.to_thread(worker.stop)  # its exit code goes into the result
             trial, keep = self._conclude(handle, candidate, wait, outcome, started)
             return trial
         finally:
-            if keep:
-                self._give_back(worker, keep)
-            else:
-                await asyncio.to_thread(self._give_back, worker, keep)
+            self._give_back(worker, keep)  # a worker that goes is stopped in the background
 
     def _watcher_here(self) -> _Watcher:
         """The watcher on the running event loop (a new one for a new loop)."""
