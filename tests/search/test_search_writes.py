@@ -26,11 +26,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 import search_targets as t
 
 import symbiont
+import symbiont.search.writer as writer_module
 from symbiont.errors import StoreError
 from symbiont.models import ScriptedModel
 from symbiont.search import Budget
 from symbiont.store import EvolvableStore, RevisionRecord, open_store
-from symbiont.store.searches import SearchRepository
+from symbiont.store.searches import CandidateBatch, CandidateRecord, SearchRepository
 
 SCRIPT = Path(__file__).parent / "search_script.py"
 
@@ -56,19 +57,25 @@ def runtime(peak_runtime: symbiont.Runtime) -> symbiont.Runtime:
 def slow_writes(
     monkeypatch: pytest.MonkeyPatch, delay: float = 0.03, fail_at: int | None = None
 ) -> list[str]:
-    """Every candidate's transaction takes `delay` seconds more (the `fail_at`-th raises a
-    StoreError instead); returns the names of the threads that made them."""
+    """Every candidate's write takes `delay` seconds more (the `fail_at`-th candidate's
+    raises a StoreError instead, each time it is tried); returns the names of the threads
+    that made them."""
     threads: list[str] = []
-    record = SearchRepository.record_candidate
+    seen: list[object] = []  # the candidates written or tried, in order (held: ids stay)
+    record = CandidateBatch.record
 
-    def slow(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def slow(self, candidate, *args, **kwargs):  # type: ignore[no-untyped-def]
         threads.append(threading.current_thread().name)
+        place = next((i for i, c in enumerate(seen) if c is candidate), None)
+        if place is None:
+            place = len(seen)
+            seen.append(candidate)
         time.sleep(delay)
-        if fail_at is not None and len(threads) == fail_at:
+        if fail_at is not None and place + 1 == fail_at:
             raise StoreError("the disk is full (a test says so)")
-        return record(self, *args, **kwargs)
+        return record(self, candidate, *args, **kwargs)
 
-    monkeypatch.setattr(SearchRepository, "record_candidate", slow)
+    monkeypatch.setattr(CandidateBatch, "record", slow)
     return threads
 
 
@@ -319,3 +326,97 @@ def test_a_search_killed_while_writes_wait_keeps_every_committed_candidate_whole
     assert final[: len(rows)] == rows
     assert_whole(reader, search.id)
     reader.close()
+
+
+def count_transactions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of candidates each of the search's store transactions wrote."""
+    sizes: list[int] = []
+    record_batch = SearchRepository.record_batch
+
+    def counted(self, search_id, fill):  # type: ignore[no-untyped-def]
+        def counting(batch):  # type: ignore[no-untyped-def]
+            before = len(written)
+            result = fill(batch)
+            sizes.append(len(written) - before)
+            return result
+
+        return record_batch(self, search_id, counting)
+
+    written: list[object] = []
+    record = CandidateBatch.record
+
+    def noted(self, candidate, *args, **kwargs):  # type: ignore[no-untyped-def]
+        written.append(candidate)
+        return record(self, candidate, *args, **kwargs)
+
+    monkeypatch.setattr(SearchRepository, "record_batch", counted)
+    monkeypatch.setattr(CandidateBatch, "record", noted)
+    return sizes
+
+
+def test_candidates_that_come_within_the_window_share_one_commit(runtime, monkeypatch) -> None:
+    """Group commit: the writer holds a write for its window and commits every write that
+    came meanwhile in one transaction; the report still returns with all of them
+    committed, each whole, in order."""
+    monkeypatch.setattr(writer_module, "DEFAULT_WINDOW_S", 30.0)  # the whole search
+    sizes = count_transactions(monkeypatch)
+    report = runtime.search_sync(
+        t.peak, ScriptedModel(bodies(12)), metric=t.score_peak, budget=Budget(evaluations=13),
+        islands=1, novelty_threshold=None,
+    )  # fmt: skip
+    reader = open_store(runtime.store.path)
+    rows = committed(reader, report.search_id)
+    assert [r.kind for r in rows] == ["seed"] + ["evaluated"] * 12
+    assert sum(sizes) == 13 and max(sizes) > 1, sizes  # more than one candidate per commit
+    assert len(sizes) < 13
+    assert_whole(reader, report.search_id)
+    assert report.best is not None
+    (fn,) = reader.find_functions("peak")
+    assert reader.get_function(fn.id).active_number == report.best.number
+    # every promotion is in the activation history, in order, though grouped
+    searched = [x.number for x in reader.activations(fn.id) if x.reason == "search"]
+    assert searched == report.promoted and len(searched) == 12
+    reader.close()
+
+
+def test_a_failed_candidate_in_a_group_leaves_the_ones_before_it_committed(
+    runtime, monkeypatch
+) -> None:
+    """A group whose fourth candidate fails is rolled back whole, then written again one
+    transaction per candidate: the three before it are committed, it and the ones after it
+    are not, and the search raises the store's error."""
+    monkeypatch.setattr(writer_module, "DEFAULT_WINDOW_S", 30.0)  # one group
+    sizes = count_transactions(monkeypatch)
+    slow_writes(monkeypatch, delay=0.0, fail_at=4)
+    with pytest.raises(StoreError, match="disk is full"):
+        runtime.search_sync(
+            t.peak, ScriptedModel(bodies(8)), metric=t.score_peak,
+            budget=Budget(evaluations=9), islands=1, novelty_threshold=None,
+        )  # fmt: skip
+    assert sizes[:3] == [1, 1, 1]  # the group failed (not counted); then one at a time
+    reader = open_store(runtime.store.path)
+    (search,) = reader.searches.recent(limit=1)
+    rows = committed(reader, search.id)
+    assert [r.kind for r in rows] == ["seed", "evaluated", "evaluated"]
+    assert_whole(reader, search.id)
+    (fn,) = reader.find_functions("peak")
+    active = reader.get_function(fn.id).active_number
+    assert active == rows[-1].revision_number == t.peak.symbiont.active.number
+    reader.close()
+
+
+def test_a_flush_does_not_wait_for_the_window(runtime) -> None:
+    """`drain` commits what is held at once: with an hour's window it returns, and the
+    rows are in the store."""
+    store = runtime.store
+    fn = store.ensure_function("peak", "fp", "def peak(x: float) -> float")
+    search_id = store.searches.start(fn.id, {})
+    w = writer_module.CandidateWriter(store.searches, search_id, fn.id, window_s=3600.0)
+    for k in range(3):
+        w.submit(writer_module.CandidateWrite(CandidateRecord(0, "duplicate", k + 1)))
+    done = threading.Thread(target=w.close)
+    done.start()
+    done.join(timeout=60)
+    assert not done.is_alive()
+    assert [r.revision_number for r in committed(store, search_id)] == [1, 2, 3]
+    assert (w.committed, w.commits) == (3, 1)

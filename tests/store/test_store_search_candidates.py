@@ -94,3 +94,53 @@ def test_what_record_candidate_refuses(store_backend: str, make_rev: MakeRev) ->
         assert [r.number for r in s.revisions_of(fid)] == [0]
         assert s.searches.candidates(sid) == []
         assert s.get_function(fid).active_number == 0
+
+
+def test_a_batch_of_candidates_is_one_transaction(store_backend: str, make_rev: MakeRev) -> None:
+    """`record_batch`: several candidates in one transaction, each as `record_candidate`
+    would write it — numbers, indexes, parents, every promotion in the activation history,
+    each compare-and-set judged against the batch's own earlier promotions — or, when one
+    of them fails, none of them."""
+    with open_store(store_backend) as a, open_store(store_backend) as b:
+        fid, sid = started(a, make_rev)
+
+        def rev(k: int, parent: int, status: str = "accepted"):  # type: ignore[no-untyped-def]
+            body = f"def step(x: int) -> int:\n    return x + {k}\n"
+            return make_rev(fid, body, parents=(parent,), status=status)
+
+        def fill(batch):  # type: ignore[no-untyped-def]
+            return [
+                batch.record(CandidateRecord(0, "evaluated", parent_number=0), rev(1, 0),
+                             promote_over=(0,)),
+                batch.record(CandidateRecord(0, "duplicate", 1), None),
+                batch.record(CandidateRecord(0, "evaluated", parent_number=1), rev(2, 1),
+                             promote_over=(1,)),
+                # judged against r1, but r2 is active now (promoted just above): it loses
+                batch.record(CandidateRecord(0, "evaluated", parent_number=1), rev(3, 1),
+                             promote_over=(1,)),
+                batch.record(CandidateRecord(0, "trial", parent_number=2),
+                             rev(4, 2, "rejected")),
+            ]  # fmt: skip
+
+        got = a.searches.record_batch(sid, fill)
+        assert got == [(1, 0, True), (1, 1, False), (2, 2, True), (3, 3, False), (4, 4, False)]
+        assert [(r.number, r.parents) for r in b.revisions_of(fid)] == [
+            (0, ()), (1, (0,)), (2, (1,)), (3, (1,)), (4, (2,)),
+        ]  # fmt: skip
+        assert [c.idx for c in b.searches.candidates(sid)] == [0, 1, 2, 3, 4]
+        assert b.get_function(fid).active_number == 2
+        assert [(x.number, x.reason) for x in b.activations(fid)] == [
+            (0, "activate"), (1, "search"), (2, "search"),
+        ]  # fmt: skip
+
+        def failing(batch):  # type: ignore[no-untyped-def]
+            batch.record(CandidateRecord(0, "evaluated", parent_number=2), rev(5, 2),
+                         promote_over=(2,))  # fmt: skip
+            batch.record(CandidateRecord(0, "evaluated"), make_rev(999, "def step(x): return 6\n"))
+
+        with pytest.raises(StoreError, match="no function with id 999"):
+            a.searches.record_batch(sid, failing)
+        assert [r.number for r in b.revisions_of(fid)] == [0, 1, 2, 3, 4]
+        assert len(b.searches.candidates(sid)) == 5
+        assert b.get_function(fid).active_number == 2
+        assert len(b.activations(fid)) == 3

@@ -927,10 +927,16 @@ def insert_revision(conn: Sql, rev: RevisionRecord, number: int | None = None) -
 
 
 def insert_revision_row(
-    conn: Sql, rev: RevisionRecord, number: int | None = None
+    conn: Sql,
+    rev: RevisionRecord,
+    number: int | None = None,
+    *,
+    parents_to: list[tuple[int, int, int, int]] | None = None,
 ) -> tuple[int, int, float, tuple[int, ...]]:
     """`insert_revision` without building the stored record: (id, number, created_at,
-    parents), for a caller that needs only the number (a search's candidate)."""
+    parents), for a caller that needs only the number (a search's candidate). With
+    `parents_to`, the parent rows are appended to it for the caller to insert later in the
+    same transaction (`insert_parent_rows`: one statement for many revisions)."""
     created = rev.created_at if rev.created_at is not None else time.time()
     parents = tuple(int(p) for p in rev.parents)
     rid, number = conn.execute(
@@ -951,13 +957,24 @@ def insert_revision_row(
             created,
         ),
     ).fetchall()[0]
-    if parents:  # one statement (one round trip to a server), whatever the crossover
+    rows = [(rev.function_id, int(number), i, p) for i, p in enumerate(parents)]
+    if parents_to is not None:
+        parents_to.extend(rows)
+    else:
+        insert_parent_rows(conn, rows)
+    return int(rid), int(number), created, parents
+
+
+def insert_parent_rows(conn: Sql, rows: list[tuple[int, int, int, int]]) -> None:
+    """(function id, number, position, parent number) rows of `revision_parents`, in one
+    statement (one round trip to a server), whatever the crossover."""
+    for start in range(0, len(rows), 200):  # within SQLite's 999 bound parameters
+        part = rows[start : start + 200]
         conn.execute(
             "INSERT INTO revision_parents (function_id, number, position, parent_number) "
-            "VALUES " + ", ".join("(?, ?, ?, ?)" for _ in parents),
-            [x for i, p in enumerate(parents) for x in (rev.function_id, number, i, p)],
+            "VALUES " + ", ".join("(?, ?, ?, ?)" for _ in part),
+            [x for row in part for x in row],
         )
-    return int(rid), int(number), created, parents
 
 
 _insert_revision = insert_revision

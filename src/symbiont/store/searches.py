@@ -20,14 +20,18 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from symbiont.errors import RevisionError, StoreError
-from symbiont.store.evolvables import activate, insert_revision_row, score_value
+from symbiont.store.evolvables import insert_parent_rows, insert_revision_row, score_value
 from symbiont.store.records import RevisionRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from symbiont.store.evolvables import EvolvableStore, Sql
+
+T = TypeVar("T")
 
 SEARCH_DDL: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS searches (
@@ -182,6 +186,79 @@ def _insert_candidate(
     return int(idx)
 
 
+class CandidateBatch:
+    """The candidates of one transaction (`SearchRepository.record_batch`). The search's
+    lock is taken at its first candidate, a lineage's at the first candidate of that
+    lineage; the active number read then is kept up to date by the batch's own
+    activations, so each compare-and-set sees the candidates recorded before it."""
+
+    def __init__(self, store: EvolvableStore, conn: Sql, search_id: int) -> None:
+        self.store = store
+        self.conn = conn
+        self.search_id = search_id
+        self._search_locked = False
+        self._active: dict[int, tuple[int | None]] = {}  # function id -> (active number,)
+        # Written by `finish`, once for the batch: its revisions' parent rows, and its
+        # activations (each one in the history; a lineage's active number set once).
+        self._parents: list[tuple[int, int, int, int]] = []
+        self._activations: list[tuple[int, int, str, float]] = []
+
+    def record(
+        self,
+        candidate: CandidateRecord,
+        revision: RevisionRecord | None,
+        *,
+        promote_over: tuple[int | None] | None = None,
+    ) -> tuple[int | None, int, bool]:
+        """One candidate: (revision number, candidate index, whether it was made active)."""
+        store, conn = self.store, self.conn
+        number = candidate.revision_number
+        active: tuple[int | None] | None = None
+        if revision is not None:  # the lineage's lock first, then the search's
+            store._check_revision(revision)
+            fid = revision.function_id
+            active = self._active.get(fid)
+            if active is None:
+                active = store._lock_lineage(conn, fid)
+                if active is None:
+                    raise StoreError(f"the store {store.path} has no function with id {fid}")
+                self._active[fid] = active
+            number = insert_revision_row(conn, revision, parents_to=self._parents)[1]
+        if not self._search_locked:
+            sql = f"SELECT 1 FROM searches WHERE id = ?{store._for_update}"
+            if conn.execute(sql, (self.search_id,)).fetchone() is None:
+                raise StoreError(f"the store {store.path} has no search {self.search_id}")
+            self._search_locked = True
+        idx = _insert_candidate(conn, self.search_id, candidate, number)
+        # The active number was read under the lineage's lock (and follows this batch's own
+        # activations): still true here.
+        if promote_over is None or active is None or active != promote_over:
+            return number, idx, False
+        assert revision is not None and number is not None
+        if revision.status != "accepted":
+            raise RevisionError(
+                f"revision {number} of function id {revision.function_id} was rejected "
+                f"at the {revision.stage} stage and cannot be made active"
+            )
+        self._activations.append((revision.function_id, number, "search", time.time()))
+        self._active[revision.function_id] = (number,)
+        return number, idx, True
+
+    def finish(self) -> None:
+        """Write what the batch's candidates left for the end (called by `record_batch`
+        before it commits): the parent rows, then the activations, as `activate` would."""
+        conn = self.conn
+        if self._parents:
+            insert_parent_rows(conn, self._parents)
+        if self._activations:
+            for fid, number in {a[0]: a[1] for a in self._activations}.items():
+                conn.execute("UPDATE functions SET active_number = ? WHERE id = ?", (number, fid))
+            conn.executemany(
+                "INSERT INTO activations (function_id, number, reason, at) VALUES (?, ?, ?, ?)",
+                self._activations,
+            )
+
+
 class SearchRepository:
     """The search tables of one store (its transactions, locks and retry policy)."""
 
@@ -212,42 +289,25 @@ class SearchRepository:
         compare-and-set, all in one transaction.
 
         Returns (revision number, candidate index, whether it was made active)."""
-        if revision is not None:
-            self.store._check_revision(revision)
+        return self.record_batch(
+            search_id, lambda batch: batch.record(candidate, revision, promote_over=promote_over)
+        )
+
+    def record_batch(self, search_id: int, fill: Callable[[CandidateBatch], T]) -> T:
+        """Several candidates in one transaction (a group commit): `fill` records them with
+        `CandidateBatch.record`, in order, and its result is returned once they are all
+        committed; if it raises, none of them is. Each candidate is still whole (its
+        revision, row and activation together). `fill` may run more than once (a store that
+        stays busy is retried), so it must not change anything outside the batch."""
         store = self.store
 
-        def op(conn: Sql) -> tuple[int | None, int, bool]:
-            number = candidate.revision_number
-            active: tuple[int | None] | None = None
-            if revision is not None:  # the lineage's lock first, then the search's
-                active = store._lock_lineage(conn, revision.function_id)
-                if active is None:
-                    raise StoreError(
-                        f"the store {store.path} has no function with id {revision.function_id}"
-                    )
-                number = insert_revision_row(conn, revision)[1]
-            if (
-                conn.execute(
-                    f"SELECT 1 FROM searches WHERE id = ?{store._for_update}", (search_id,)
-                ).fetchone()
-                is None
-            ):
-                raise StoreError(f"the store {store.path} has no search {search_id}")
-            idx = _insert_candidate(conn, search_id, candidate, number)
-            activated = False
-            # The active number was read under the lineage's lock: still true here.
-            if promote_over is not None and active is not None and active == promote_over:
-                assert revision is not None and number is not None
-                if revision.status != "accepted":
-                    raise RevisionError(
-                        f"revision {number} of function id {revision.function_id} was rejected "
-                        f"at the {revision.stage} stage and cannot be made active"
-                    )
-                activate(conn, revision.function_id, number, "search")
-                activated = True
-            return number, idx, activated
+        def op(conn: Sql) -> T:
+            batch = CandidateBatch(store, conn, search_id)
+            result = fill(batch)
+            batch.finish()
+            return result
 
-        return self.store._write(op, "recording a search candidate")
+        return store._write(op, "recording search candidates")
 
     def finish(
         self,
