@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -557,3 +558,55 @@ def test_https_goes_to_httpx_own_transport() -> None:
     with pytest.raises(httpx.ConnectError):
         asyncio.run(run())
     assert transport.connections == 0 and transport._fallback is None  # closed with it
+
+
+def test_a_reply_whose_whole_body_arrived_is_handed_over_as_content(raw: Any) -> None:
+    """A sized reply already in the buffer is the response's content at once (no stream):
+    it is decoded as its Content-Encoding says, can still be streamed by a reader that asks
+    to, knows its elapsed time, and its connection is reused."""
+    packed = gzip.compress(b"hello, packed world")
+
+    def script(conn: socket.socket, _i: int) -> None:
+        while server.read_request(conn):
+            if b"/gz" in server.requests[-1][0]:
+                conn.sendall(ok(packed, b"Content-Encoding: gzip"))
+            else:
+                conn.sendall(ok(b"plain body"))
+
+    server = raw(script)
+    transport = PlainHTTPTransport()
+
+    async def run() -> tuple[list[bytes], list[bytes], list[float]]:
+        async with httpx.AsyncClient(transport=transport) as client:
+            plain = await client.get(server.url + "/")
+            packed_reply = await client.get(server.url + "/gz")
+            async with client.stream("GET", server.url + "/") as streamed:
+                parts = [part async for part in streamed.aiter_bytes()]
+            # straight from the transport: the body is there before anyone reads it
+            direct = await transport.handle_async_request(httpx.Request("GET", server.url))
+            assert direct.content == b"plain body"
+            return (
+                [plain.content, packed_reply.content],
+                parts,
+                [r.elapsed.total_seconds() for r in (plain, packed_reply)],
+            )
+
+    contents, parts, elapsed = asyncio.run(run())
+    assert contents == [b"plain body", b"hello, packed world"]
+    assert b"".join(parts) == b"plain body"
+    assert all(0 < e < 60 for e in elapsed)
+    assert transport.connections == 1 and server.accepted == 1
+
+
+def test_a_request_that_asks_to_close_its_connection_is_not_reused(raw: Any) -> None:
+    """`Connection: close` on the request: the connection is closed after its reply, even
+    when the server would keep it (a sized reply, read whole at once)."""
+
+    def script(conn: socket.socket, _i: int) -> None:
+        while server.read_request(conn):
+            conn.sendall(ok(b"body"))
+
+    server = raw(script)
+    responses, transport = fetch(server.url, 2, headers={"Connection": "keep-alive, Close"})
+    assert [r.content for r in responses] == [b"body", b"body"]
+    assert transport.connections == 2 and server.accepted == 2
