@@ -127,10 +127,7 @@ def test_the_report_returns_once_every_candidate_is_committed(runtime, monkeypat
     )  # fmt: skip
     # the search went on while its writes waited: it did not wait for each commit
     assert any(held + 1 > rows for held, rows in seen), seen
-    # committed by the writer's thread, or by a flush on a thread of its own: never on the
-    # event loop's
-    assert any(name.startswith("symbiont-search-writer") for name in threads), threads
-    assert threading.main_thread().name not in threads
+    assert threads and all(name.startswith("symbiont-search-writer") for name in threads)
     # ... and all of them are in the store when the report returns
     rows = committed(reader, report.search_id)
     assert len(rows) == report.candidates + 1 == 7  # the seed's row and six candidates
@@ -423,88 +420,3 @@ def test_a_flush_does_not_wait_for_the_window(runtime) -> None:
     assert not done.is_alive()
     assert [r.revision_number for r in committed(store, search_id)] == [1, 2, 3]
     assert (w.committed, w.commits) == (3, 1)
-
-
-idle_cpu = pytest.mark.skipif(
-    not writer_module.lower_priority_available(), reason="needs SCHED_IDLE and schedstat (Linux)"
-)
-
-
-def policies_of_commits(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    """(thread name, scheduling policy) of each candidate written."""
-    seen: list[tuple[str, int]] = []
-    record = CandidateBatch.record
-
-    def noted(self, candidate, *args, **kwargs):  # type: ignore[no-untyped-def]
-        seen.append((threading.current_thread().name, os.sched_getscheduler(0)))
-        return record(self, candidate, *args, **kwargs)
-
-    monkeypatch.setattr(CandidateBatch, "record", noted)
-    return seen
-
-
-def started_search(runtime: symbiont.Runtime) -> tuple[object, int, int]:
-    store = runtime.store
-    fn = store.ensure_function("peak", "fp", "def peak(x: float) -> float")
-    return store, fn.id, store.searches.start(fn.id, {})
-
-
-def wait_for(condition, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + 60
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
-
-
-@idle_cpu
-def test_the_writer_commits_on_idle_cpu_and_a_flush_at_the_caller_s_priority(
-    runtime, monkeypatch
-) -> None:
-    """The writer's own commits run on a SCHED_IDLE thread (they never take a core from the
-    live program); a flush commits on the thread that waits for it, at its priority."""
-    seen = policies_of_commits(monkeypatch)
-    store, fid, sid = started_search(runtime)
-    w = writer_module.CandidateWriter(store.searches, sid, fid, window_s=0.0)
-    for k in range(3):
-        w.submit(writer_module.CandidateWrite(CandidateRecord(0, "duplicate", k + 1)))
-    wait_for(lambda: w.committed == 3, "the writer's thread did not commit")
-    assert w.idle_priority
-    assert seen and all(
-        name.startswith("symbiont-search-writer") and policy == os.SCHED_IDLE
-        for name, policy in seen
-    ), seen
-    w.close()
-
-    seen.clear()
-    slow = writer_module.CandidateWriter(store.searches, sid, fid, window_s=3600.0)
-    for k in range(2):
-        slow.submit(writer_module.CandidateWrite(CandidateRecord(0, "duplicate", k + 10)))
-    slow.close()  # drains: commits here, now
-    here = threading.current_thread().name
-    assert seen == [(here, os.sched_getscheduler(0))] * 2
-    assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the test's thread was not demoted
-    rows = committed(store, sid)
-    assert [r.revision_number for r in rows] == [1, 2, 3, 10, 11]
-
-
-@idle_cpu
-def test_a_starved_writer_thread_hands_its_commits_to_a_thread_of_normal_priority(
-    runtime, monkeypatch
-) -> None:
-    """A commit whose idle-priority thread waited long for a core (a busy machine; here
-    /proc's run-queue wait is made to grow by a second per reading): the writer's later
-    commits run on a new thread of normal priority, and nothing is lost."""
-    waited = iter(range(0, 10**6))
-    monkeypatch.setattr(writer_module, "run_queue_wait", lambda: float(next(waited)))
-    seen = policies_of_commits(monkeypatch)
-    store, fid, sid = started_search(runtime)
-    w = writer_module.CandidateWriter(store.searches, sid, fid, window_s=0.0)
-    w.submit(writer_module.CandidateWrite(CandidateRecord(0, "duplicate", 1)))
-    wait_for(lambda: w.starved, "the starved thread was not noticed")
-    assert not w.idle_priority
-    w.submit(writer_module.CandidateWrite(CandidateRecord(0, "duplicate", 2)))
-    wait_for(lambda: w.committed == 2, "the normal thread did not commit")
-    w.close()
-    assert seen[0][1] == os.SCHED_IDLE
-    assert seen[1][0].startswith("symbiont-search-writer") and seen[1][1] == os.SCHED_OTHER
-    assert [r.revision_number for r in committed(store, sid)] == [1, 2]

@@ -19,17 +19,6 @@ candidates per commit: the transaction's fixed cost (BEGIN, the lineage's and th
 locks, COMMIT and its WAL frames) is paid once for them, and the writer wakes once. It costs
 the candidates of that window when the process is killed; a flush does not wait for it.
 
-The writer's thread runs on idle CPU only (Linux's SCHED_IDLE): the commits never take a
-core from the live program, the model server or a trial (on two cores they used to delay
-one candidate in five by ~0.3 ms). When the search must wait for its writes (a flush: the
-end, a cancellation, a `promote` callable, `limit` writes waiting) it commits them itself,
-on its own thread and at its own priority, after any commit already under way. An
-idle-priority thread on a machine whose cores are all busy can wait long for a core while
-it holds the store's write lock; the writer watches how long its thread waited to run
-(/proc's schedstat), and after a commit that waited more than 50 ms its later commits run
-on a thread of normal priority (an unprivileged thread cannot leave SCHED_IDLE). Where
-there is no SCHED_IDLE or no schedstat, the thread keeps normal priority.
-
 What it promises:
 
 - Every candidate whole, committed in order: a crash (SIGKILL included) loses at most the
@@ -60,7 +49,6 @@ import asyncio
 import collections
 import concurrent.futures
 import dataclasses
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -72,35 +60,6 @@ if TYPE_CHECKING:
 
 DEFAULT_LIMIT = 16  # writes waiting at once before the search waits for the store
 DEFAULT_WINDOW_S = 0.005  # how long the oldest write waits for others to share its commit
-STARVED_S = 0.05  # a commit whose thread waited this long for a core: off idle priority
-_THREAD_NAME = "symbiont-search-writer"
-
-
-def run_queue_wait() -> float | None:
-    """Seconds the calling thread has spent waiting for a core (runnable, not running),
-    from /proc/thread-self/schedstat; None where that is not available."""
-    try:
-        with open("/proc/thread-self/schedstat", "rb") as f:
-            return int(f.read().split()[1]) / 1e9
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def lower_priority_available() -> bool:
-    """Whether `lower_priority` can work here (SCHED_IDLE and schedstat)."""
-    return hasattr(os, "SCHED_IDLE") and run_queue_wait() is not None
-
-
-def lower_priority() -> bool:
-    """Make the calling thread run on idle CPU only (SCHED_IDLE), if the system has that
-    policy and the writer can tell when the thread is starved (`run_queue_wait`)."""
-    if not lower_priority_available():
-        return False
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except OSError:
-        return False
-    return True
 
 
 @dataclass(slots=True)
@@ -146,16 +105,13 @@ class CandidateWriter:
         self._queue: collections.deque[_Queued] = collections.deque()  # not yet taken
         self._queued_at = 0.0  # when the oldest write in `_queue` came
         self._submitted = 0  # writes handed over so far (their sequence numbers)
+        self._urgent_upto = 0  # writes up to this sequence are flushed: no window
         self._running = False  # a `_run` job is queued or running on the thread
-        # Taking writes from the queue and committing them is one step, under this lock:
-        # the writer's thread and a flushing caller take turns, and the order holds.
-        self._commit_lock = threading.Lock()
-        self.idle_priority = False  # the writer's thread runs on idle CPU only
-        self.starved = False  # it waited too long for a core: later commits at normal priority
         # A pool of one thread rather than a bare thread: the interpreter waits for its job
         # at exit, so what is queued is committed even if the search was never closed.
-        self._thread: concurrent.futures.ThreadPoolExecutor | None = None  # made on first use
-        self._retired: list[concurrent.futures.ThreadPoolExecutor] = []  # see _leave_idle_cpu
+        self._thread = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="symbiont-search-writer"
+        )
 
     # -- the search's side (the event loop's thread) ---------------------------------------
     def submit(self, write: CandidateWrite) -> None:
@@ -173,14 +129,6 @@ class CandidateWriter:
                 self._cond.notify()
             if not self._running:
                 self._running = True
-                if self._thread is None:
-                    # Made here, by the search's thread: a new thread inherits the priority
-                    # of the one that starts it.
-                    self._thread = concurrent.futures.ThreadPoolExecutor(
-                        max_workers=1,
-                        thread_name_prefix=_THREAD_NAME,
-                        initializer=self._on_idle_cpu,
-                    )
                 self._thread.submit(self._run)
 
     @property
@@ -198,21 +146,16 @@ class CandidateWriter:
         store gave otherwise, a lost promotion."""
         return self.error is not None or bool(self.renumbered) or bool(self.lost)
 
-    def commit_now(self) -> None:
-        """Commit every write handed over so far, on the calling thread (at its priority,
-        without the window), after a commit already under way."""
-        with self._commit_lock:
-            with self._cond:
-                group = list(self._queue)
-                self._queue.clear()
-                self._cond.notify()  # a writer's thread waiting out a window: nothing left
-            if group:
-                self._commit(group)
+    def _hurry(self) -> None:
+        """Commit what is handed over now, without its window."""
+        with self._cond:
+            self._urgent_upto = self._submitted
+            self._cond.notify()
 
     def drain(self) -> None:
         """Wait until every write handed over is done (blocking)."""
         if self._pending:
-            self.commit_now()
+            self._hurry()
             concurrent.futures.wait(list(self._pending))
             self._pending.clear()
 
@@ -220,7 +163,7 @@ class CandidateWriter:
         """Wait until every write handed over is done, without blocking the event loop (the
         writes run in order: the last one done means all are)."""
         if self._pending:
-            await asyncio.to_thread(self.commit_now)
+            self._hurry()
         while self._pending:
             last = self._pending[-1]
             await asyncio.wrap_future(last)
@@ -236,22 +179,16 @@ class CandidateWriter:
     def close(self) -> None:
         """Drain, then end the thread."""
         self.drain()
-        for pool in [*self._retired, self._thread]:
-            if pool is not None:
-                pool.shutdown(wait=True)
+        self._thread.shutdown(wait=True)
 
     # -- the writer's thread ---------------------------------------------------------------
-    def _on_idle_cpu(self) -> None:
-        if not self.starved:
-            self.idle_priority = lower_priority()
-
     def _run(self) -> None:
-        """Take the writes queued (after the oldest one's window, unless a full group waits)
-        and commit them together; until the queue is empty."""
+        """Take the writes queued (after the oldest one's window, unless they are flushed or
+        a full group waits) and commit them together; until the queue is empty."""
         while True:
             with self._cond:
                 queue = self._queue
-                while queue and len(queue) < self.limit:
+                while queue and len(queue) < self.limit and queue[0][2] > self._urgent_upto:
                     left = self._queued_at + self.window_s - time.monotonic()
                     if left <= 0:
                         break
@@ -259,22 +196,9 @@ class CandidateWriter:
                 if not queue:
                     self._running = False
                     return
-            waited = run_queue_wait() if self.idle_priority else None
-            self.commit_now()
-            if waited is not None and (run_queue_wait() or 0.0) - waited > STARVED_S:
-                self._leave_idle_cpu()
-                return
-
-    def _leave_idle_cpu(self) -> None:
-        """This idle-priority thread waited too long for a core (the machine is busy): it
-        ends, and the next write handed over starts a thread of normal priority (started by
-        the search's thread: this one would pass its priority on), which commits what is
-        queued by then; a flush commits it too."""
-        with self._cond:
-            self.starved, self.idle_priority = True, False
-            if self._thread is not None:
-                self._retired.append(self._thread)
-            self._thread, self._running = None, False
+                group = list(queue)
+                queue.clear()
+            self._commit(group)
 
     def _commit(self, group: list[_Queued]) -> None:
         if self.error is None:  # after an error: stopped, a later candidate may name it
