@@ -425,3 +425,36 @@ def test_bad_options_and_native_evolvables_are_refused() -> None:
     pool = WorkerPoolExecutor()
     with pytest.raises(ExecutorError, match="open was not called"):
         pool.evaluate(t.work.symbiont, object(), None, (), maximize=True, timeout_s=1.0)
+
+
+def test_a_closed_pool_refuses_a_candidate_clearly_and_starts_nothing(runtime) -> None:
+    """After `close` (a search ended), a candidate handed to the pool is refused with an
+    ExecutorError that says so, not an assertion, and no worker is forked for it; `open`
+    makes the pool usable again."""
+    h = t.work.symbiont
+    target = Target.from_function(t.work, owned_names=h.owned_names)
+    config = SearchConfig(metric=t.score_work)
+    good = run_pipeline(work_body("return n + 1"), target, PipelineConfig(typecheck=False))
+    assert good.candidate is not None
+    before = children()
+    pool = WorkerPoolExecutor()
+    pool.open(h, config)
+    first = pool.evaluate(h, good.candidate, None, config.all_stages, maximize=True, timeout_s=2)
+    assert first.ok and pool.forks == 1
+    pool.close()
+    with pytest.raises(ExecutorError, match="was closed"):
+        pool.evaluate(h, good.candidate, None, config.all_stages, maximize=True, timeout_s=2)
+
+    async def run_async():  # type: ignore[no-untyped-def]
+        return await pool.evaluate_async(
+            h, good.candidate, None, config.all_stages, maximize=True, timeout_s=2
+        )
+
+    with pytest.raises(ExecutorError, match="was closed"):
+        asyncio.run(run_async())
+    assert pool.forks == 1 and children() == before
+    pool.open(h, config)  # usable again
+    again = pool.evaluate(h, good.candidate, None, config.all_stages, maximize=True, timeout_s=2)
+    assert again.ok and pool.forks == 2
+    pool.close()
+    assert children() == before

@@ -242,12 +242,22 @@ class WorkerPoolExecutor:
     ) -> Evaluation:
         if candidate is None:  # the seed: judged against the live state, in a fresh trial
             return evaluate(handle, None, check, stages, maximize=maximize, timeout_s=timeout_s)
-        if self._job is None or self._slots is None or self._key != handle.key:
-            from symbiont.search.executors import ExecutorError
-
-            raise ExecutorError(f"WorkerPoolExecutor.open was not called for {handle.key}")
+        self._check_open(handle)
+        assert self._slots is not None
         with self._slots:
             return read_trial(self._run(handle, candidate, timeout_s), stages)
+
+    def _check_open(self, handle: Evolvable) -> None:
+        """Refuse a candidate the pool cannot run: not opened for this function, or closed."""
+        from symbiont.search.executors import ExecutorError
+
+        if self._job is None or self._slots is None or self._key != handle.key:
+            raise ExecutorError(f"WorkerPoolExecutor.open was not called for {handle.key}")
+        if self._closed:
+            raise ExecutorError(
+                f"this WorkerPoolExecutor was closed (its search ended); open it again for "
+                f"{handle.key}, or pass it to a new search, which does"
+            )
 
     def close(self) -> None:
         """Stop every worker (idempotent; a search calls it when it ends)."""
@@ -306,7 +316,11 @@ class WorkerPoolExecutor:
 
     def _forked(self, handle: Evolvable, limits: TrialLimits) -> Future[_Worker]:
         """A new worker, forked by the pool's own thread."""
-        assert self._forker is not None
+        if self._forker is None:  # closed while this candidate waited for its turn
+            from symbiont.search.executors import ExecutorError
+
+            raise ExecutorError(f"this WorkerPoolExecutor was closed; {handle.key}'s candidate "
+                                "was not run")  # fmt: skip
 
         def fork() -> _Worker:
             worker = self._fork(handle, limits)
@@ -445,10 +459,8 @@ class WorkerPoolExecutor:
             return await asyncio.to_thread(
                 self.evaluate, handle, None, check, stages, maximize=maximize, timeout_s=timeout_s
             )
-        if self._job is None or self._async_slots is None or self._key != handle.key:
-            from symbiont.search.executors import ExecutorError
-
-            raise ExecutorError(f"WorkerPoolExecutor.open was not called for {handle.key}")
+        self._check_open(handle)
+        assert self._async_slots is not None
         async with self._async_slots:
             return read_trial(await self._run_async(handle, candidate, timeout_s), stages)
 
