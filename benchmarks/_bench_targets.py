@@ -17,5 +17,12 @@ def evolved_add(a: int, b: int) -> int:
 
 def swap_source_code():  # the code object of a candidate body, as the pipeline compiles one
     ns: dict = {}
-    exec(compile("def evolved_add(a: int, b: int) -> int:\n    return a + b\n", "<symbiont bench>", "exec"), ns)
+    exec(
+        compile(
+            "def evolved_add(a: int, b: int) -> int:\n    return a + b\n",
+            "<symbiont bench>",
+            "exec",
+        ),
+        ns,
+    )
     return ns["evolved_add"].__code__

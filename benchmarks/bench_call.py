@@ -25,7 +25,9 @@ def wrapper(fn):  # the cheapest possible decorator-with-wrapper, for comparison
     return call
 
 
-def per_call_ns(stmt: str, setup_globals: dict, number: int = 1_000_000, repeat: int = 15) -> list[float]:
+def per_call_ns(
+    stmt: str, setup_globals: dict, number: int = 1_000_000, repeat: int = 15
+) -> list[float]:
     timer = timeit.Timer(stmt, globals=setup_globals)
     return [x / number * 1e9 for x in timer.repeat(repeat=repeat, number=number)]
 

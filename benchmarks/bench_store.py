@@ -142,8 +142,16 @@ def main() -> str:
         "",
         "| operation | p50 ms | p95 ms | n | target |",
         "| --- | ---: | ---: | ---: | --- |",
-        row("add_revision, synchronous=FULL (an fsync per commit, SYMBIONT_STORE_SYNC=FULL)", full, "≤ 5 ms p50"),
-        row("add_revision, synchronous=NORMAL (the default: nothing committed is lost when the process dies)", normal, "—"),
+        row(
+            "add_revision, synchronous=FULL (an fsync per commit, SYMBIONT_STORE_SYNC=FULL)",
+            full,
+            "≤ 5 ms p50",
+        ),
+        row(
+            "add_revision, synchronous=NORMAL (the default: nothing committed is lost when the process dies)",
+            normal,
+            "—",
+        ),
         row("active_revision lookup (200 functions × 50 revisions)", lookups, "≤ 1 ms p50"),
         row("resume one lineage: ensure_function + revisions() (50 revisions)", resumes, "—"),
         "",

@@ -17,7 +17,16 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 EXTRA_SECTIONS = ["real_model"]
-ORDER = ["call", "pipeline", "trial", "store", "store_pg", "sandbox_wasm", "sandbox_process", "retrieval"]
+ORDER = [
+    "call",
+    "pipeline",
+    "trial",
+    "store",
+    "store_pg",
+    "sandbox_wasm",
+    "sandbox_process",
+    "retrieval",
+]
 
 
 def machine() -> str:
@@ -43,7 +52,10 @@ def main() -> int:
     # `make bench-real-model`, whose section comes from benchmarks/real_model/run.py).
     collect_only = "--collect" in sys.argv[1:]
     only = set(sys.argv[1:]) - {"--collect"}
-    scripts = sorted(HERE.glob("bench_*.py"), key=lambda p: (ORDER.index(p.stem[6:]) if p.stem[6:] in ORDER else 99, p.name))
+    scripts = sorted(
+        HERE.glob("bench_*.py"),
+        key=lambda p: (ORDER.index(p.stem[6:]) if p.stem[6:] in ORDER else 99, p.name),
+    )
     failed = []
     for script in scripts:
         name = script.stem[6:]
@@ -52,7 +64,9 @@ def main() -> int:
         print(f"== {script.name}", flush=True)
         t0 = time.monotonic()
         proc = subprocess.run([sys.executable, str(script)], cwd=HERE.parent)
-        print(f"   {script.name}: exit {proc.returncode} in {time.monotonic() - t0:.1f} s", flush=True)
+        print(
+            f"   {script.name}: exit {proc.returncode} in {time.monotonic() - t0:.1f} s", flush=True
+        )
         if proc.returncode != 0:
             failed.append(script.name)
     sections = []
@@ -73,7 +87,10 @@ def main() -> int:
         "",
     ]
     if failed:
-        head += [f"Scripts that failed in this run: {', '.join(failed)} (their sections may be stale).", ""]
+        head += [
+            f"Scripts that failed in this run: {', '.join(failed)} (their sections may be stale).",
+            "",
+        ]
     (HERE / "RESULTS.md").write_text("\n".join(head) + "\n\n".join(sections) + "\n")
     print(f"wrote {HERE / 'RESULTS.md'}")
     return 1 if failed else 0

@@ -68,8 +68,14 @@ def main(
 
     def evolve() -> None:
         reports.append(
-            rt.evolve_sync(step, model, prompt=PROMPT, check=check_step, attempts=attempts,
-                           on_attempt=on_attempt)  # type: ignore[arg-type]
+            rt.evolve_sync(
+                step,
+                model,
+                prompt=PROMPT,
+                check=check_step,
+                attempts=attempts,
+                on_attempt=on_attempt,
+            )  # type: ignore[arg-type]
         )
 
     evolver: threading.Thread | None = None

@@ -39,7 +39,9 @@ def expected(n: int) -> str:
 def check_fizzbuzz(fn: Callable[[int], str]) -> None:
     failing = [(n, fn(n), expected(n)) for n in range(1, 46) if fn(n) != expected(n)]
     if failing:
-        lines = "\n".join(f"  fizzbuzz({n}) returned {got!r}, expected {want!r}" for n, got, want in failing[:8])
+        lines = "\n".join(
+            f"  fizzbuzz({n}) returned {got!r}, expected {want!r}" for n, got, want in failing[:8]
+        )
         raise AssertionError(f"{len(failing)} of 45 cases fail:\n{lines}")
 
 

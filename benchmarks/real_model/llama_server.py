@@ -72,9 +72,7 @@ class Engine:
                 m["tool_calls"] = calls
             shown.append(m)
         fns = [t.get("function", t) for t in tools or []]
-        return self.template.render(
-            messages=shown, tools=fns or None, add_generation_prompt=True
-        )
+        return self.template.render(messages=shown, tools=fns or None, add_generation_prompt=True)
 
     def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         prompt = self.render(body.get("messages") or [], body.get("tools"))
@@ -84,7 +82,9 @@ class Engine:
             raise ValueError(
                 f"the prompt has {n_prompt} tokens, over this server's context of {self.n_ctx}"
             )
-        max_tokens = min(int(body.get("max_tokens") or body.get("max_completion_tokens") or 1024), budget)
+        max_tokens = min(
+            int(body.get("max_tokens") or body.get("max_completion_tokens") or 1024), budget
+        )
         started = time.perf_counter()
         with self.lock:
             out = self.llm.create_completion(

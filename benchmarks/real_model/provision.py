@@ -45,7 +45,18 @@ def cache_dir() -> Path:
 
 def _pip_download(spec: str, dest: Path, *extra: str) -> Path:
     before = set(dest.glob("*.whl"))
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(dest), spec, *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "-q",
+        "-d",
+        str(dest),
+        spec,
+        *extra,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"pip download {spec} failed:\n{proc.stderr.strip()[-2000:]}")

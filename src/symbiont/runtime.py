@@ -248,13 +248,17 @@ class Runtime:
             notes.append(no_source)
         return report
 
-    def evolve_sync(self, fn: Callable[..., Any], model: Model | None = None, **kwargs: Any) -> EvolveReport:
+    def evolve_sync(
+        self, fn: Callable[..., Any], model: Model | None = None, **kwargs: Any
+    ) -> EvolveReport:
         """`evolve` for code that is not async (runs its own event loop)."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             return asyncio.run(self.evolve(fn, model, **kwargs))
-        raise RuntimeError("evolve_sync was called inside a running event loop; use `await runtime.evolve(...)`")
+        raise RuntimeError(
+            "evolve_sync was called inside a running event loop; use `await runtime.evolve(...)`"
+        )
 
     # -- search (symbiont.search) ---------------------------------------------------------
     async def search(
@@ -316,9 +320,7 @@ class Runtime:
         )
         return await controller.run()
 
-    def search_sync(
-        self, fn: Callable[..., Any], model: Any = None, **kwargs: Any
-    ) -> SearchReport:
+    def search_sync(self, fn: Callable[..., Any], model: Any = None, **kwargs: Any) -> SearchReport:
         """`search` for code that is not async (runs its own event loop)."""
         try:
             asyncio.get_running_loop()
@@ -488,7 +490,9 @@ class Runtime:
         previous_sys = sys.excepthook
         previous_thread = threading.excepthook
 
-        def sys_hook(tp: type[BaseException], value: BaseException, tb: types.TracebackType | None) -> None:
+        def sys_hook(
+            tp: type[BaseException], value: BaseException, tb: types.TracebackType | None
+        ) -> None:
             self.record_failure(value)
             previous_sys(tp, value, tb)
 
@@ -829,8 +833,10 @@ class _AsyncioFailures(logging.Handler):
         # A handler here hides logging's last-resort stderr output: keep the message visible
         # when nothing else would print it.
         last = logging.lastResort
-        if last and record.levelno >= last.level and not _other_handlers(
-            logging.getLogger("asyncio"), self
+        if (
+            last
+            and record.levelno >= last.level
+            and not _other_handlers(logging.getLogger("asyncio"), self)
         ):
             last.handle(record)
 

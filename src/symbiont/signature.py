@@ -20,7 +20,13 @@ from symbiont import pyast
 from symbiont.errors import DeclarationError
 
 # inspect.Parameter kinds, by name, in declaration order
-KINDS = ("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD", "VAR_POSITIONAL", "KEYWORD_ONLY", "VAR_KEYWORD")
+KINDS = (
+    "POSITIONAL_ONLY",
+    "POSITIONAL_OR_KEYWORD",
+    "VAR_POSITIONAL",
+    "KEYWORD_ONLY",
+    "VAR_KEYWORD",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +60,9 @@ class DeclaredSignature:
         head += ":"
         if with_docstring and self.docstring:
             doc = self.docstring.replace('"""', r"\"\"\"")
-            body = textwrap.indent(f'"""{doc}"""' if "\n" not in doc else f'"""\n{doc}\n"""', "    ")
+            body = textwrap.indent(
+                f'"""{doc}"""' if "\n" not in doc else f'"""\n{doc}\n"""', "    "
+            )
             return f"{head}\n{body}"
         return head
 

@@ -31,8 +31,10 @@ def slow_then_answer() -> str:
     return "old"
 
 
+# fmt: off
 @symbiont.evolvable
 def with_everything(a: int, /, b: Optional[list[int]] = None,  # noqa: UP045 (captured as written)
      *args: str, c: float = 1.5, **kw: bool) -> dict[str, int]:
     """Docstring of with_everything."""
     return {}
+# fmt: on

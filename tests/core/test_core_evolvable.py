@@ -90,7 +90,7 @@ def test_runtime_lists_signatures_for_prompts() -> None:
 @pytest.mark.parametrize(
     ("make", "needle"),
     [
-        (lambda: (lambda x: x), "lambdas"),
+        (lambda: lambda x: x, "lambdas"),
         (lambda: len, "builtins"),
         (lambda: _method(), "methods"),
         (lambda: _closure(), "nested functions or closures"),

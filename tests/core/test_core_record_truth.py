@@ -31,7 +31,7 @@ def step(x: int) -> int:
 EDITED = MODULE.replace("return x + 1", "return x + 2")
 
 # argv: folder, store, on_source_change, "evolve" | "idle"
-SCRIPT = '''
+SCRIPT = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import symbiont
@@ -50,7 +50,7 @@ out = {"active": h.active.number, "value": changing.step(0),
        "revisions": {r.number: r.source for r in h.revisions}}
 rt.close()
 print(json.dumps(out))
-'''
+"""
 
 
 def clean_env() -> dict[str, str]:
@@ -181,7 +181,9 @@ def test_a_module_of_a_package_keeps_one_lineage_however_it_is_launched(tmp_path
     keys = {
         launch(tmp_path, "-m", "pkg.mod", store),
         launch(tmp_path, str(pkg / "mod.py"), store),
-        launch(tmp_path, "-m", "cProfile", "-o", str(tmp_path / "prof.out"), "-m", "pkg.mod", store),
+        launch(
+            tmp_path, "-m", "cProfile", "-o", str(tmp_path / "prof.out"), "-m", "pkg.mod", store
+        ),
         launch(tmp_path, "-m", "cProfile", "-o", str(tmp_path / "prof.out"), "pkg/mod.py", store),
     }
     assert keys == {"pkg.mod.scale"}
@@ -194,7 +196,7 @@ def test_a_module_of_a_package_keeps_one_lineage_however_it_is_launched(tmp_path
 
 # argv: folder, store, the value the candidate returns. Records an accepted candidate over r0,
 # waits for "go", promotes it with the compare-and-set, then runs what the store says is active.
-PROMOTER = '''
+PROMOTER = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import symbiont
@@ -215,7 +217,7 @@ rt._adopt_active(h)  # the store's active revision goes live here: its own, or t
 out = {"number": rev.number, "won": won, "active": h.active.number, "value": changing.step(0)}
 rt.close()
 print(json.dumps(out), flush=True)
-'''
+"""
 
 
 def test_two_processes_promoting_over_one_revision_one_wins_the_other_follows(tmp: Path) -> None:
@@ -253,7 +255,7 @@ def test_two_processes_promoting_over_one_revision_one_wins_the_other_follows(tm
 # The evolve loop end to end: process A asks its model, and while A waits for the answer
 # process B activates another revision; A's candidate passes its check but must not be
 # promoted over B's (A evaluated it against r0): the attempt is a conflict, B's stands.
-EVOLVE_SLOWLY = '''
+EVOLVE_SLOWLY = """
 import asyncio, json, sys
 sys.path.insert(0, sys.argv[1])
 import symbiont
@@ -277,9 +279,9 @@ out = {"accepted": report.accepted is not None, "stage": a.stage, "revision": a.
        "value": changing.step(0)}
 rt.close()
 print(json.dumps(out), flush=True)
-'''
+"""
 
-ACTIVATE_OTHER = '''
+ACTIVATE_OTHER = """
 import sys
 sys.path.insert(0, sys.argv[1])
 import symbiont
@@ -294,7 +296,7 @@ rt._record(h, rev)
 rt.activate(changing.step, rev.number)
 rt.close()
 print(rev.number)
-'''
+"""
 
 
 def test_an_evolve_promotion_over_a_revision_another_process_replaced_is_a_conflict(
@@ -330,7 +332,7 @@ def test_an_evolve_promotion_over_a_revision_another_process_replaced_is_a_confl
 
 # -- no source file ------------------------------------------------------------------------------
 
-NO_SOURCE = '''
+NO_SOURCE = """
 import json, linecache, sys
 import symbiont
 from symbiont.models import ScriptedModel
@@ -351,7 +353,7 @@ rt = symbiont.Runtime(store=sys.argv[1])
 reply = "```python\\ndef shout(text: str) -> str:\\n    return text.upper() + '!'\\n```"
 report = rt.evolve_sync(ns["shout"], ScriptedModel([reply]), check=lambda fn: None)
 print(json.dumps({"accepted": report.accepted is not None, "notes": report.notes}))
-'''
+"""
 
 
 def test_a_function_without_a_source_file_says_its_type_check_is_skipped(tmp_path: Path) -> None:

@@ -21,10 +21,11 @@ def step(state: dict[str, int]) -> None:
 '''
 
 MODULE_CHANGED_SIGNATURE = MODULE.replace(
-    "def step(state: dict[str, int]) -> None:", "def step(state: dict[str, int], by: int = 1) -> None:"
+    "def step(state: dict[str, int]) -> None:",
+    "def step(state: dict[str, int], by: int = 1) -> None:",
 )
 
-SCRIPT = '''
+SCRIPT = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import symbiont
@@ -46,14 +47,17 @@ if sys.argv[4] == "evolve":
 out["revisions"] = [(r.number, r.status) for r in h.revisions]
 rt.close()
 print(json.dumps(out))
-'''
+"""
 
 
 def run(tmp: Path, *args: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SYMBIONT_", "OPENAI_"))}
     proc = subprocess.run(
         [sys.executable, str(tmp / "script.py"), str(tmp), str(tmp / "store.db"), *args],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])

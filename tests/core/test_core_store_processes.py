@@ -25,7 +25,7 @@ def offset(x: float) -> float:
 '''
 
 # Evolves for ever with the offline proposer; prints each revision number once recorded.
-EVOLVER = '''
+EVOLVER = """
 import sys
 sys.path.insert(0, sys.argv[1])
 import symbiont
@@ -44,7 +44,7 @@ for _ in range(int(sys.argv[5])):
                    attempts=5, on_attempt=show)
 rt.close()
 print("done", flush=True)
-'''
+"""
 
 
 def spawn(
@@ -52,9 +52,21 @@ def spawn(
 ) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SYMBIONT_", "OPENAI_"))}
     return subprocess.Popen(
-        [sys.executable, "-c", EVOLVER, str(tmp), store or str(tmp / "store.db"), str(seed),
-         "wait" if wait else "go", str(rounds)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-c",
+            EVOLVER,
+            str(tmp),
+            store or str(tmp / "store.db"),
+            str(seed),
+            "wait" if wait else "go",
+            str(rounds),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 

@@ -21,8 +21,21 @@ def test_a_version_1_file_gains_the_library_and_transcript_tables(tmp_path: Path
     store = open_store(path)
     fn = store.ensure_function("m.f", "abc", "def f() -> None:")
     store.add_revision(
-        RevisionRecord(fn.id, 0, "def f() -> None:\n    pass\n", "", (), "default", None,
-                       "accepted", "promote", [], None, {}, "h0")
+        RevisionRecord(
+            fn.id,
+            0,
+            "def f() -> None:\n    pass\n",
+            "",
+            (),
+            "default",
+            None,
+            "accepted",
+            "promote",
+            [],
+            None,
+            {},
+            "h0",
+        )
     )
     store.close()
 

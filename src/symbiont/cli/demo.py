@@ -151,7 +151,9 @@ def _run_one(console: Console, module: ModuleType, name: str, runtime: Any, mode
     ]
     target = getattr(module, fn)
     console.rule(f"[bold]{name}[/]: evolving {target.symbiont.key}")
-    console.print(Syntax(target.symbiont.signature.render(), "python", theme="ansi_dark", word_wrap=True))
+    console.print(
+        Syntax(target.symbiont.signature.render(), "python", theme="ansi_dark", word_wrap=True)
+    )
     console.print(f"[dim]active before: r{target.symbiont.active.number}[/]")
     started = time.monotonic()
     on_attempt = attempt_printer(console, target)
@@ -187,7 +189,9 @@ def _run_one(console: Console, module: ModuleType, name: str, runtime: Any, mode
     else:
         # The offline proposer explores blindly; give it room. A real model stops early.
         attempts = 80 if type(model).__name__ == "MutationModel" else 20
-        reports = [module.main(runtime=runtime, model=model, on_attempt=on_attempt, attempts=attempts)]
+        reports = [
+            module.main(runtime=runtime, model=model, on_attempt=on_attempt, attempts=attempts)
+        ]
     accepted = [r.accepted for r in reports if r.accepted]
     active = target.symbiont.active
     elapsed = time.monotonic() - started
