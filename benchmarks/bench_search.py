@@ -72,6 +72,7 @@ from symbiont.models.openai import OpenAIModel
 from symbiont.models.transport import TRANSPORT_ENV
 from symbiont.search import Budget
 from symbiont.search.workers import WorkerPoolExecutor
+from symbiont.testing import reset
 
 HERE = Path(__file__).parent
 
@@ -90,14 +91,6 @@ def bump_trusted(x: int) -> int:
 
 def gain(fn) -> float:  # type: ignore[no-untyped-def]
     return float(fn(0))
-
-
-def _reset(fn) -> None:  # type: ignore[no-untyped-def]
-    h = fn.symbiont
-    h.activate(0)
-    del h.revisions[1:]
-    h._previous.clear()
-    h.revision(0).score = None
 
 
 @contextlib.contextmanager
@@ -165,7 +158,7 @@ def harness(
             tree = _tree_cpu() - tree
         finally:
             rt.close()
-            _reset(fn)
+            reset(fn)
     # Skip the first tenth: the seed's trial, the first fork and connection, warm-up.
     steady = stamps[max(1, n // 10) :]
     gaps = [b[0] - a[0] for a, b in itertools.pairwise(steady)]
@@ -196,7 +189,7 @@ def harness_evolve(url: str, n: int) -> dict[str, float]:
             wall = time.perf_counter() - started
         finally:
             rt.close()
-            _reset(bump)
+            reset(bump)
     steady = stamps[max(1, n // 10) :]
     gaps = [b[0] - a[0] for a, b in itertools.pairwise(steady)]
     return {
@@ -316,7 +309,7 @@ def efficiency(evaluations: int, seeds: list[int]) -> tuple[list[float], list[fl
             start = report.baseline_score
         finally:
             rt.close()
-            _reset(cp.construct_packing)
+            reset(cp.construct_packing)
         rt = symbiont.Runtime(store=False)
         try:
             rt.evolve_sync(
@@ -326,7 +319,7 @@ def efficiency(evaluations: int, seeds: list[int]) -> tuple[list[float], list[fl
             evolved.append(cp.construct_packing.symbiont.active.score)
         finally:
             rt.close()
-            _reset(cp.construct_packing)
+            reset(cp.construct_packing)
     return searched, evolved, start
 
 
@@ -464,7 +457,7 @@ def main(quick: bool = False) -> str:
             took = time.perf_counter() - started
         finally:
             rt.close()
-            _reset(cp.construct_packing)
+            reset(cp.construct_packing)
         at200 = max((p.best for p in long.curve if p.evaluations <= 200), default=start)
         eff += (
             f"\n| search, seed 1, one run of 1,000 | 1000 | {long.best_score:.4f} "

@@ -15,12 +15,3 @@ def bump(x: int) -> int:
 def halve(x: int) -> int:
     """Return x halved, rounded down."""
     return x
-
-
-def reset(*fns: object) -> None:
-    for fn in fns:
-        h = fn.symbiont  # type: ignore[attr-defined]
-        h.activate(0)
-        del h.revisions[1:]
-        h._previous.clear()
-        h.failures.clear()

@@ -79,13 +79,3 @@ def run_program() -> int:  # the program around `divide`, which the model has no
     for x in (5, 0):
         total += divide(x)
     return total
-
-
-def reset(*fns: object) -> None:
-    """Put each evolvable back to its declared body, with no other revision (after a test's
-    runtime is closed)."""
-    for fn in fns:
-        h = fn.symbiont  # type: ignore[attr-defined]
-        h.activate(0)
-        del h.revisions[1:]
-        h._previous.clear()

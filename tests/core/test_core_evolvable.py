@@ -16,6 +16,7 @@ import importer_module
 
 import symbiont
 from symbiont.evolvable import Revision
+from symbiont.testing import reset
 
 
 def body_returning(tag: int) -> types.CodeType:
@@ -38,11 +39,8 @@ def body_returning(tag: int) -> types.CodeType:
 
 @pytest.fixture(autouse=True)
 def reset_tagged():
-    h = core_targets.tagged.symbiont
     yield
-    h.activate(0)
-    del h.revisions[1:]
-    h._previous.clear()
+    reset(core_targets.tagged)
 
 
 def test_decorator_returns_the_same_function_with_a_handle() -> None:

@@ -20,6 +20,7 @@ import loop_targets as t
 import symbiont
 import symbiont.evolve as evolve_module
 from symbiont.models import ModelReply, ScriptedModel, Usage
+from symbiont.testing import reset
 
 
 def fenced(code: str) -> str:
@@ -51,7 +52,7 @@ def runtime():
     rt = symbiont.Runtime(store=False)
     yield rt
     rt.close()
-    t.reset(t.bump, t.halve)
+    reset(t.bump, t.halve)
 
 
 def test_a_300_attempt_run_sends_bounded_requests_and_linear_tokens(runtime) -> None:
@@ -202,7 +203,7 @@ def test_rejected_candidates_keep_the_source_extracted_from_them(tmp_path) -> No
         assert none_rev.source == "" and none_rev.reply == "no code at all"
     finally:
         rt.close()
-        t.reset(t.halve)
+        reset(t.halve)
 
 
 def test_await_evolve_keeps_the_event_loop_running_through_a_slow_stage(

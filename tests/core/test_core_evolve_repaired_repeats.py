@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 import curve_fit
-import loop_targets
 
 import symbiont
 from symbiont.models import ScriptedModel
+from symbiont.testing import reset
 
 # The first reply: a wrong slope computed from DATA (it scores far worse than y = x).
 FIRST = (
@@ -92,7 +92,7 @@ def runtime():
     rt = symbiont.Runtime(store=False)
     yield rt
     rt.close()
-    loop_targets.reset(curve_fit.predict)
+    reset(curve_fit.predict)
 
 
 def test_the_same_function_laid_out_differently_is_a_repeat_not_a_second_trial(

@@ -21,6 +21,7 @@ import swap_targets as st
 from symbiont.errors import RevisionError
 from symbiont.evolvable import Revision
 from symbiont.pipeline import PipelineConfig, Target, run_pipeline
+from symbiont.testing import reset
 
 REVISIONS = range(1, 11)
 
@@ -63,10 +64,9 @@ def _compiled(fn, source: str, number: int) -> Revision:
 
 
 def _reset(fn) -> None:
+    """`reset`, and the helpers the revisions installed in the module taken out."""
     h = fn.symbiont
-    h.activate(0)
-    del h.revisions[1:]
-    h._previous.clear()
+    reset(fn)
     for name in ("MINE", "_which", *h.owned_names):
         st.__dict__.pop(name, None)
     h._owned_names.clear()

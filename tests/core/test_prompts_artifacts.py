@@ -17,12 +17,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import loop_targets
 import prompts_targets as t
 
 import symbiont
 from symbiont import feedback
 from symbiont.models import ScriptedModel
+from symbiont.testing import reset
 
 SHOUT = (
     '```python\ndef shout(text: str) -> str:\n    """Upper-case text."""\n    return {body}\n```'
@@ -34,7 +34,7 @@ def runtime() -> Iterator[symbiont.Runtime]:
     rt = symbiont.Runtime(store=False)
     yield rt
     rt.close()
-    loop_targets.reset(t.shout)
+    reset(t.shout)
     first = t.shout.symbiont.revisions[0]  # scored by this test's metric: forget it
     first.score, first.metrics, first.artifacts = None, {}, {}
 

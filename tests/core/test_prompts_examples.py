@@ -26,6 +26,7 @@ import fizzbuzz  # noqa: E402
 
 import symbiont  # noqa: E402
 from symbiont.models import ScriptedModel  # noqa: E402
+from symbiont.testing import reset  # noqa: E402
 
 
 @pytest.fixture
@@ -33,11 +34,7 @@ def runtime() -> Iterator[symbiont.Runtime]:
     rt = symbiont.Runtime(store=False)
     yield rt
     rt.close()
-    for fn in (counter.step, fizzbuzz.fizzbuzz, curve_fit.predict):
-        h = fn.symbiont
-        h.activate(0)
-        del h.revisions[1:]
-        h._previous.clear()
+    reset(counter.step, fizzbuzz.fizzbuzz, curve_fit.predict)
 
 
 def head_in_file(path: Path, name: str) -> str:

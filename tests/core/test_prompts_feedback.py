@@ -17,6 +17,7 @@ import symbiont
 from symbiont import feedback
 from symbiont.diagnostics import Diagnostic
 from symbiont.models import ScriptedModel
+from symbiont.testing import reset
 from symbiont.trial import exception_diagnostic
 
 SHOUT_DEF = "def shout(text: str) -> str:"
@@ -27,7 +28,7 @@ def runtime() -> Iterator[symbiont.Runtime]:
     rt = symbiont.Runtime(store=False)
     yield rt
     rt.close()
-    t.reset(t.shout)
+    reset(t.shout)
 
 
 def fenced(code: str) -> str:

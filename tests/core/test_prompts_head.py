@@ -17,6 +17,7 @@ import symbiont
 from symbiont.models import ScriptedModel
 from symbiont.prompting import function_head, offered_names
 from symbiont.signature import head_of
+from symbiont.testing import reset
 
 FUNC = '''\
 @decorated
@@ -59,10 +60,7 @@ def runtime() -> Iterator[symbiont.Runtime]:
     rt = symbiont.Runtime(store=False)
     yield rt
     rt.close()
-    h = t.shout.symbiont
-    h.activate(0)
-    del h.revisions[1:]
-    h._previous.clear()
+    reset(t.shout)
 
 
 def test_the_head_follows_the_active_revision_after_a_promotion(

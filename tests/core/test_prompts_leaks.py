@@ -22,6 +22,7 @@ import prompts_targets as t
 
 import symbiont
 from symbiont.models import ScriptedModel
+from symbiont.testing import reset
 
 LEAKY_GOOD = """```python
 def leaky(p: Point, scale: float) -> Vector:
@@ -37,12 +38,7 @@ def runtime() -> Iterator[symbiont.Runtime]:
     rt = symbiont.Runtime(store=False)
     yield rt
     rt.close()
-    for fn in (t.leaky, t.answer, t.shout, t.divide):
-        h = fn.symbiont
-        h.activate(0)
-        del h.revisions[1:]
-        h._previous.clear()
-        h.failures.clear()
+    reset(t.leaky, t.answer, t.shout, t.divide)
 
 
 def first_request(runtime: symbiont.Runtime, fn: object, **kwargs: object) -> list[dict[str, str]]:

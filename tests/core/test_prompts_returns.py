@@ -18,6 +18,7 @@ import prompts_targets as t
 import symbiont
 from symbiont import returns
 from symbiont.models import ScriptedModel
+from symbiont.testing import reset
 
 SHOUT_DEF = "def shout(text: str) -> str:"
 
@@ -27,7 +28,7 @@ def runtime() -> Iterator[symbiont.Runtime]:
     rt = symbiont.Runtime(store=False)
     yield rt
     rt.close()
-    t.reset(t.shout, fizzbuzz.fizzbuzz)
+    reset(t.shout, fizzbuzz.fizzbuzz)
 
 
 @symbiont.evolvable(timeout=2.0, typecheck=False, trial="inprocess")

@@ -16,6 +16,7 @@ import fizzbuzz  # noqa: E402
 
 import symbiont  # noqa: E402
 from symbiont.models import MutationModel, ScriptedModel  # noqa: E402
+from symbiont.testing import reset  # noqa: E402
 
 
 @pytest.fixture
@@ -23,11 +24,7 @@ def runtime():
     rt = symbiont.Runtime(store=False)
     yield rt
     rt.close()
-    for fn in (counter.step, fizzbuzz.fizzbuzz, curve_fit.predict):
-        h = fn.symbiont
-        h.activate(0)
-        del h.revisions[1:]
-        h._previous.clear()
+    reset(counter.step, fizzbuzz.fizzbuzz, curve_fit.predict)
 
 
 def test_counter_keeps_its_state_while_step_is_swapped(runtime) -> None:

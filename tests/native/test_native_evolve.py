@@ -13,6 +13,7 @@ import symbiont
 from symbiont.evolvable import Revision
 from symbiont.models import ScriptedModel
 from symbiont.pipeline import PipelineConfig, Target, run_pipeline
+from symbiont.testing import reset
 
 
 def fenced(code: str) -> str:
@@ -60,10 +61,7 @@ def runtime():
     rt = symbiont.Runtime(store=False)
     yield rt
     rt.close()
-    h = weighted_sum.symbiont
-    h.activate(0)
-    del h.revisions[1:]
-    h._previous.clear()
+    reset(weighted_sum)
 
 
 def last_user_messages(model: ScriptedModel) -> list[str]:

@@ -12,6 +12,7 @@ import symbiont
 from symbiont.models import ScriptedModel
 from symbiont.native import compile_kernel, time_kernel
 from symbiont.search import Budget
+from symbiont.testing import reset
 
 LEIBNIZ = """
 def approx_pi(n: int) -> float:
@@ -58,8 +59,7 @@ def test_search_compiles_candidates_natively_and_promotes_the_best() -> None:
         assert kernel is not declared and isinstance(kernel, numba.core.registry.CPUDispatcher)
     finally:
         rt.close()
-        h.activate(0)
-        del h.revisions[1:]
+        reset(h.fn)
 
 
 WRONG_BUT_FAST = """
@@ -121,5 +121,4 @@ def test_search_with_a_timing_metric_keeps_only_correct_kernels() -> None:
         assert best.dispatcher(np.arange(7.0), 1.0) == 1.0 + 2 * 21.0
     finally:
         rt.close()
-        h.activate(0)
-        del h.revisions[1:]
+        reset(h.fn)

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import search_targets as t
 
 import symbiont
+from symbiont.testing import reset
 
 
 @pytest.fixture
@@ -24,8 +25,4 @@ def peak_runtime(tmp_path: Path) -> Iterator[symbiont.Runtime]:
     rt = symbiont.Runtime(store=tmp_path / "s.db")
     yield rt
     rt.close()
-    h = t.peak.symbiont
-    h.activate(0)
-    del h.revisions[1:]
-    h._previous.clear()
-    h.revision(0).score = None
+    reset(t.peak)

@@ -13,6 +13,7 @@ import circle_packing as cp
 
 import symbiont
 from symbiont.models.mutation import MutationModel
+from symbiont.testing import reset
 
 
 def valid_radii_sum(centers: list[tuple[float, float]], radii: list[float]) -> float:
@@ -28,7 +29,6 @@ def valid_radii_sum(centers: list[tuple[float, float]], radii: list[float]) -> f
 
 
 def test_the_search_improves_the_packing_with_the_offline_proposer() -> None:
-    h = cp.construct_packing.symbiont
     initial = valid_radii_sum(
         cp.centers_of(cp.construct_packing), cp.max_radii(cp.centers_of(cp.construct_packing))
     )
@@ -42,6 +42,4 @@ def test_the_search_improves_the_packing_with_the_offline_proposer() -> None:
         assert valid_radii_sum(centers, cp.max_radii(centers)) == report.best_score
     finally:
         rt.close()
-        h.activate(0)
-        del h.revisions[1:]
-        h._previous.clear()
+        reset(cp.construct_packing)

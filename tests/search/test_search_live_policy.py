@@ -13,10 +13,10 @@ import live_policy as lp
 
 import symbiont
 from symbiont.models.mutation import MutationModel
+from symbiont.testing import reset
 
 
 def test_the_policy_is_searched_while_the_simulation_runs_and_its_state_is_untouched() -> None:
-    h = lp.policy.symbiont
     rt = symbiont.Runtime(store=False)
     steps_before = lp.TANK.steps
     try:
@@ -36,9 +36,7 @@ def test_the_policy_is_searched_while_the_simulation_runs_and_its_state_is_untou
         # on one snapshot of the live tank, the live policy now tracks better than the initial
         assert error_from_snapshot(lp.policy) < error_from_snapshot(lambda level, target: 0.3)
     finally:
-        h.activate(0)
-        del h.revisions[1:]
-        h._previous.clear()
+        reset(lp.policy)
 
 
 def error_from_snapshot(fn) -> float:  # type: ignore[no-untyped-def]

@@ -31,10 +31,19 @@ from symbiont.pipeline import PipelineConfig, Target, run_pipeline
 from symbiont.search import Budget, SearchConfig, workers
 from symbiont.search.executors import ExecutorError
 from symbiont.search.workers import WorkerPoolExecutor
+from symbiont.testing import reset
 
 
 def work_body(expr: str) -> str:
     return f'```python\ndef work(n: int) -> int:\n    """Return n + 1."""\n    {expr}\n```\n'
+
+
+def work_candidate(expr: str = "return n + 1") -> Any:
+    """A candidate for `t.work` returning `expr`, through the pipeline (no type check)."""
+    target = Target.from_function(t.work, owned_names=t.work.symbiont.owned_names)
+    result = run_pipeline(work_body(expr), target, PipelineConfig(typecheck=False))
+    assert result.candidate is not None, result.diagnostics
+    return result.candidate
 
 
 def children(*, zombies: bool = False) -> set[int]:
@@ -63,11 +72,7 @@ def runtime(tmp_path: Path):
     rt = symbiont.Runtime(store=tmp_path / "s.db")
     yield rt
     rt.close()
-    h = t.work.symbiont
-    h.activate(0)
-    del h.revisions[1:]
-    h._previous.clear()
-    h.revision(0).score = None
+    reset(t.work)
     t._SEEN.clear()
 
 
@@ -286,13 +291,11 @@ def test_a_close_while_a_successor_is_being_forked_leaves_nothing_behind(
     runtime, path: str
 ) -> None:
     h = t.work.symbiont
-    target = Target.from_function(t.work, owned_names=h.owned_names)
     config = SearchConfig(metric=t.score_work)
-    good = run_pipeline(work_body("return n + 1"), target, PipelineConfig(typecheck=False))
-    assert good.candidate is not None
+    good = work_candidate()
 
     def run(pool: WorkerPoolExecutor) -> Any:
-        args = (h, good.candidate, None, config.all_stages)
+        args = (h, good, None, config.all_stages)
         if path == "blocking":
             return pool.evaluate(*args, maximize=True, timeout_s=5)
         return asyncio.run(pool.evaluate_async(*args, maximize=True, timeout_s=5))
@@ -364,21 +367,14 @@ def test_the_blocking_evaluate_runs_candidates_too(runtime) -> None:
     # The Executor protocol's blocking call (from threads), as opposed to the event-loop
     # path a search takes: a good candidate, a hanging one, a good one after it.
     h = t.work.symbiont
-    target = Target.from_function(t.work, owned_names=h.owned_names)
     config = SearchConfig(metric=t.score_work, parallel=2)
-
-    def compiled(expr: str) -> object:
-        result = run_pipeline(work_body(expr), target, PipelineConfig(typecheck=False))
-        assert result.candidate is not None, result.diagnostics
-        return result.candidate
-
     before = children()
     with WorkerPoolExecutor() as pool:
         pool.open(h, config)
 
         def run(expr: str, timeout_s: float = 2.0):
             return pool.evaluate(
-                h, compiled(expr), None, config.all_stages, maximize=True, timeout_s=timeout_s
+                h, work_candidate(expr), None, config.all_stages, maximize=True, timeout_s=timeout_s
             )
 
         with ThreadPoolExecutor(2) as threads:
@@ -394,25 +390,19 @@ def test_the_blocking_evaluate_runs_candidates_too(runtime) -> None:
 
 def test_a_worker_that_died_while_idle_is_replaced_not_blamed(runtime) -> None:
     h = t.work.symbiont
-    target = Target.from_function(t.work, owned_names=h.owned_names)
     config = SearchConfig(metric=t.score_work)
-    good = run_pipeline(work_body("return n + 1"), target, PipelineConfig(typecheck=False))
-    assert good.candidate is not None
+    good = work_candidate()
     before = children()  # a database server of other tests may be one
     with WorkerPoolExecutor() as pool:
         pool.open(h, config)
-        first = pool.evaluate(
-            h, good.candidate, None, config.all_stages, maximize=True, timeout_s=2
-        )
+        first = pool.evaluate(h, good, None, config.all_stages, maximize=True, timeout_s=2)
         assert first.ok and pool.forks == 1
         (pid,) = children() - before
         os.kill(pid, signal.SIGKILL)  # say, the out-of-memory killer, between two candidates
         deadline = time.monotonic() + 5
         while pid in children() and time.monotonic() < deadline:
             time.sleep(0.01)
-        again = pool.evaluate(
-            h, good.candidate, None, config.all_stages, maximize=True, timeout_s=2
-        )
+        again = pool.evaluate(h, good, None, config.all_stages, maximize=True, timeout_s=2)
         assert again.ok, again.diagnostic
         assert pool.forks == 2
 
@@ -432,29 +422,27 @@ def test_a_closed_pool_refuses_a_candidate_clearly_and_starts_nothing(runtime) -
     ExecutorError that says so, not an assertion, and no worker is forked for it; `open`
     makes the pool usable again."""
     h = t.work.symbiont
-    target = Target.from_function(t.work, owned_names=h.owned_names)
     config = SearchConfig(metric=t.score_work)
-    good = run_pipeline(work_body("return n + 1"), target, PipelineConfig(typecheck=False))
-    assert good.candidate is not None
+    good = work_candidate()
     before = children()
     pool = WorkerPoolExecutor()
     pool.open(h, config)
-    first = pool.evaluate(h, good.candidate, None, config.all_stages, maximize=True, timeout_s=2)
+    first = pool.evaluate(h, good, None, config.all_stages, maximize=True, timeout_s=2)
     assert first.ok and pool.forks == 1
     pool.close()
     with pytest.raises(ExecutorError, match="was closed"):
-        pool.evaluate(h, good.candidate, None, config.all_stages, maximize=True, timeout_s=2)
+        pool.evaluate(h, good, None, config.all_stages, maximize=True, timeout_s=2)
 
     async def run_async():  # type: ignore[no-untyped-def]
         return await pool.evaluate_async(
-            h, good.candidate, None, config.all_stages, maximize=True, timeout_s=2
+            h, good, None, config.all_stages, maximize=True, timeout_s=2
         )
 
     with pytest.raises(ExecutorError, match="was closed"):
         asyncio.run(run_async())
     assert pool.forks == 1 and children() == before
     pool.open(h, config)  # usable again
-    again = pool.evaluate(h, good.candidate, None, config.all_stages, maximize=True, timeout_s=2)
+    again = pool.evaluate(h, good, None, config.all_stages, maximize=True, timeout_s=2)
     assert again.ok and pool.forks == 2
     pool.close()
     assert children() == before

@@ -18,10 +18,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import search_targets as t
 import test_search_pool
-from test_search_pool import children, open_fds, work_body
+from test_search_pool import children, open_fds, work_body, work_candidate
 
 from symbiont.models import ScriptedModel
-from symbiont.pipeline import PipelineConfig, Target, run_pipeline
 from symbiont.search import Budget, SearchConfig
 from symbiont.search.workers import WorkerPoolExecutor
 
@@ -70,17 +69,13 @@ def test_pools_one_after_another_on_one_event_loop(runtime) -> None:
 
 def test_a_worker_that_died_while_idle_leaves_the_watch_and_is_replaced(runtime) -> None:
     h = t.work.symbiont
-    target = Target.from_function(t.work, owned_names=h.owned_names)
     config = SearchConfig(metric=t.score_work)
-    good = run_pipeline(work_body("return n + 1"), target, PipelineConfig(typecheck=False))
-    assert good.candidate is not None
+    good = work_candidate()
     before = children()
 
     async def scenario(pool: WorkerPoolExecutor) -> None:
         def run():  # type: ignore[no-untyped-def]
-            return pool.evaluate_async(
-                h, good.candidate, None, config.all_stages, maximize=True, timeout_s=5
-            )
+            return pool.evaluate_async(h, good, None, config.all_stages, maximize=True, timeout_s=5)
 
         first = await run()
         assert first.ok and pool.forks == 1

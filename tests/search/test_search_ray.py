@@ -24,6 +24,7 @@ from symbiont.models import ScriptedModel
 from symbiont.search import Budget, ForkedExecutor, RayExecutor
 from symbiont.search.executors import ExecutorError, ImportPathError, import_path
 from symbiont.store.searches import SearchRepository
+from symbiont.testing import reset
 
 HERE = Path(__file__).parent
 
@@ -117,12 +118,7 @@ def runtime(tmp_path: Path):
     rt = symbiont.Runtime(store=tmp_path / "s.db")
     yield rt
     rt.close()
-    for fn in (t.peak, t.work, t.work_trusted, t.label):
-        h = fn.symbiont
-        h.activate(0)
-        del h.revisions[1:]
-        h._previous.clear()
-        h.revision(0).score = None
+    reset(t.peak, t.work, t.work_trusted, t.label)
 
 
 def _rejected(fn) -> str:  # type: ignore[no-untyped-def]

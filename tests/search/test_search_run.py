@@ -17,6 +17,7 @@ from symbiont.models import ScriptedModel
 from symbiont.models.mutation import MutationModel
 from symbiont.search import Budget, Stage
 from symbiont.store.searches import SearchRepository
+from symbiont.testing import reset
 
 
 def fenced(code: str) -> str:
@@ -40,12 +41,7 @@ def runtime(tmp_path: Path):
     rt = symbiont.Runtime(store=tmp_path / "s.db")
     yield rt
     rt.close()
-    for fn in (t.peak, t.work):
-        h = fn.symbiont
-        h.activate(0)
-        del h.revisions[1:]
-        h._previous.clear()
-        h.revision(0).score = None
+    reset(t.peak, t.work)
 
 
 def rows(runtime: symbiont.Runtime, search_id: int) -> list:
