@@ -15,9 +15,9 @@
    candidate, and this process's CPU per candidate; trial CPU is the trial processes' own.
    `parallel` = 1, 2, 4 on this machine. The SDK runs on symbiont's lean HTTP/1.1
    transport (the default for an http:// base URL), where `OpenAIModel` sends a chat
-   request straight on the SDK's httpx client with the SDK's headers and exception types,
-   not through the SDK's per-request machinery (docs in `symbiont.models.openai`); two pool
-   rows run the SDK's whole request path on httpx's own transport instead
+   request straight to the SDK's httpx client's transport with the SDK's headers and
+   exception types, not through the SDK's per-request machinery (docs in
+   `symbiont.models.openai`); two pool rows run the SDK's whole request path on httpx's own transport instead
    (SYMBIONT_HTTP_TRANSPORT=httpx), to show what the two save.
 2. Side by side with OpenEvolve 0.4.0 (installed by this script into its own virtual
    environment from the package index) on the same server process, full-rewrite mode, one
@@ -472,9 +472,9 @@ def main(quick: bool = False) -> str:
             "the `openai` SDK (`OpenAIModel` against the project's fake server, which runs in a",
             "process of its own; for its `http://` URL the SDK's client runs on symbiont's lean",
             "HTTP/1.1 transport, `symbiont.models.transport`, and a chat request is sent straight",
-            "on that client with the SDK's headers and exception types, not through the SDK's",
-            "per-request machinery — except in the rows that say httpx's transport, which take the",
-            "SDK's whole request path), a one-line function, a trivial metric, no type check, a",
+            "to that client's transport with the SDK's headers and exception types, not through",
+            "the SDK's per-request machinery — except in the rows that say httpx's transport,",
+            "which take the SDK's whole request path), a one-line function, a trivial metric, no type check, a",
             "SQLite store (WAL, synchronous=NORMAL, the default; each candidate's transaction is",
             "committed by the search's writer thread while the next request goes out). Where the",
             "trials run:",

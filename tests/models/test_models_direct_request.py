@@ -1,5 +1,6 @@
 """The direct chat request is built from headers prepared once per client: it must be the
-request `httpx.Request(..., content=body)` builds, header for header and byte for byte."""
+request `httpx.Request(..., content=body)` builds, header for header and byte for byte, and
+the bytes the lean transport is handed for it must be that request's on the wire."""
 
 from __future__ import annotations
 
@@ -39,7 +40,10 @@ def test_the_direct_request_is_the_one_httpx_builds(body: bytes) -> None:
     assert ours.headers["content-length"] == str(len(body))
     assert ours.content == theirs.content == body
     assert ours.extensions == theirs.extensions
-    assert asyncio.run(_encode(ours)) == asyncio.run(_encode(theirs))
+    wire, close = asyncio.run(_encode(theirs))
+    assert asyncio.run(_encode(ours)) == (wire, close) and not close
+    if body:  # what the lean transport is handed: the same bytes, without a Request encoded
+        assert chat.wire(body) == wire
     # a second request from the same prepared headers leaves the first one as it was
     again = chat.request(b"{}")
     assert again.headers["content-length"] == "2"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -610,3 +611,75 @@ def test_a_request_that_asks_to_close_its_connection_is_not_reused(raw: Any) -> 
     responses, transport = fetch(server.url, 2, headers={"Connection": "keep-alive, Close"})
     assert [r.content for r in responses] == [b"body", b"body"]
     assert transport.connections == 2 and server.accepted == 2
+
+
+# -- the model's direct chat path over the lean transport -------------------------------------
+
+
+def _completion(text: str) -> bytes:
+    return json.dumps(
+        {
+            "id": "c1", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+        }
+    ).encode()  # fmt: skip
+
+
+def test_the_model_reads_a_compressed_completion_and_one_in_chunks(raw: Any) -> None:
+    """`OpenAIModel` hands the bytes of a plain reply straight to the JSON reader; a reply in
+    a Content-Encoding is decoded first, and a chunked one read to its end."""
+    packed = gzip.compress(_completion("from gzip"))
+    plain = _completion("from chunks")
+
+    def script(conn: socket.socket, _i: int) -> None:
+        n = 0
+        while server.read_request(conn):
+            n += 1
+            if n == 1:
+                conn.sendall(ok(packed, b"Content-Encoding: gzip"))
+            else:
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n"
+                    + b"%x\r\n%s\r\n" % (10, plain[:10])
+                    + b"%x\r\n%s\r\n" % (len(plain) - 10, plain[10:])
+                    + b"0\r\n\r\n"
+                )
+
+    server = raw(script)
+    model = OpenAIModel("m", base_url=server.url + "/v1", api_key="k")
+
+    async def run() -> list[Any]:
+        return [await model.complete(USER), await model.complete(USER)]
+
+    first, second = asyncio.run(run())
+    assert (first.text, second.text) == ("from gzip", "from chunks")
+    assert second.usage.input_tokens == 3 and second.usage.output_tokens == 2
+    assert server.accepted == 1  # both on one kept-alive connection
+
+
+def test_the_model_follows_a_redirect_of_its_chat_request(raw: Any) -> None:
+    """A server that moved its API answers the chat request with a 307: the request reaches
+    the new place with its body, as the SDK's client would send it there."""
+
+    def script(conn: socket.socket, _i: int) -> None:
+        while server.read_request(conn):
+            if server.requests[-1][0].startswith(b"POST /v1/"):
+                conn.sendall(
+                    b"HTTP/1.1 307 Temporary Redirect\r\n"
+                    b"Location: /v2/chat/completions\r\nContent-Length: 0\r\n\r\n"
+                )
+            else:
+                conn.sendall(ok(_completion("moved"), b"Content-Type: application/json"))
+
+    server = raw(script)
+    model = OpenAIModel("m", base_url=server.url + "/v1", api_key="k")
+    reply = asyncio.run(model.complete(USER))
+    assert reply.text == "moved"
+    lines = [r[0] for r in server.requests]
+    assert lines[-1] == b"POST /v2/chat/completions HTTP/1.1"
+    assert all(line.startswith(b"POST /v1/") for line in lines[:-1])
+    bodies = {r[2] for r in server.requests}
+    assert len(bodies) == 1 and json.loads(bodies.pop())["messages"] == USER

@@ -51,7 +51,7 @@ from openai import _base_client
 # The `httpx` the SDK was built on: `httpx2` in newer SDKs, `httpx` in older ones.
 httpx: Any = getattr(_base_client, "httpx2", None) or getattr(_base_client, "httpx")  # noqa: B009
 
-__all__ = ["TRANSPORT_ENV", "PlainHTTPTransport", "plain_http_client"]
+__all__ = ["TRANSPORT_ENV", "PlainHTTPTransport", "Whole", "encode_head", "plain_http_client"]
 
 TRANSPORT_ENV = "SYMBIONT_HTTP_TRANSPORT"
 _MAX_HEAD = 64 * 1024  # status line and headers of one reply
@@ -196,7 +196,7 @@ class _Disconnected(Exception):
 
 
 class _Head:
-    __slots__ = ("chunked", "close", "headers", "length", "reason", "status", "version")
+    __slots__ = ("chunked", "close", "encoded", "headers", "length", "reason", "status", "version")
 
     def __init__(self) -> None:
         self.status = 0
@@ -206,6 +206,42 @@ class _Head:
         self.length: int | None = None
         self.chunked = False
         self.close = False
+        self.encoded = False  # a Content-Encoding other than identity (httpx decodes it)
+
+
+class Whole:
+    """A sized reply read whole by `PlainHTTPTransport.exchange`: its head, its body as it
+    came (`encoded`: still in its Content-Encoding, which `response()` decodes), and the
+    seconds from the request's start to the body's last byte."""
+
+    __slots__ = ("content", "elapsed_s", "head")
+
+    def __init__(self, head: _Head, content: bytes, elapsed_s: float) -> None:
+        self.head = head
+        self.content = content
+        self.elapsed_s = elapsed_s
+
+    @property
+    def status(self) -> int:
+        return self.head.status
+
+    @property
+    def encoded(self) -> bool:
+        return self.head.encoded
+
+    def response(self) -> Any:
+        """As an `httpx.Response` with the body as its content (`httpx` then skips its
+        stream layers, about 40 us a reply)."""
+        head = self.head
+        response = httpx.Response(
+            head.status,
+            headers=head.headers,
+            content=self.content,
+            extensions={"http_version": head.version, "reason_phrase": head.reason},
+        )
+        # what `httpx` sets once a streamed body has been read
+        response.elapsed = datetime.timedelta(seconds=self.elapsed_s)
+        return response
 
 
 def _parse_head(raw: bytes, request: Any) -> _Head:
@@ -241,6 +277,8 @@ def _parse_head(raw: bytes, request: Any) -> _Head:
             head.chunked = value.lower().rsplit(b",", 1)[-1].strip() == b"chunked"
         elif lower == b"connection":
             connection += b"," + value.lower()
+        elif lower == b"content-encoding":
+            head.encoded = head.encoded or value.strip().lower() not in (b"", b"identity")
     if lengths and not head.chunked:
         if len(lengths) > 1:
             raise httpx.RemoteProtocolError("conflicting Content-Length headers", request=request)
@@ -402,11 +440,23 @@ class PlainHTTPTransport(httpx.AsyncBaseTransport):  # type: ignore[misc]
             if self._fallback is None:
                 self._fallback = httpx.AsyncHTTPTransport()
             return await self._fallback.handle_async_request(request)
+        payload, close = await _encode(request)
+        reply = await self.exchange(request, payload, close)
+        return reply.response() if isinstance(reply, Whole) else reply
+
+    async def exchange(self, request: Any, payload: bytes, close: bool = False) -> Any:
+        """Send `payload`, `request` on the wire as `_encode` writes it (`close`: it asks for
+        `Connection: close`), to the request's http:// host; the reply. A sized reply of
+        modest size (any reply of a chat completion that is not streamed) is read whole here
+        and comes back as a `Whole`, so the connection goes back to the pool at once and a
+        caller that only wants the bytes builds no `httpx.Response` (`_DirectChat`); any
+        other reply comes back as the `httpx.Response` whose stream reads it as it arrives.
+        Raises the `httpx` exceptions `handle_async_request` raises."""
         if self._closed:
             raise RuntimeError("the transport was closed")
         started = time.perf_counter()
         timeouts = request.extensions.get("timeout") or {}
-        payload, close = await _encode(request)
+        url = request.url
         key = (url.host, url.port or 80)
         for _ in range(2):
             conn = await self._connection(key, timeouts.get("connect"), request)
@@ -429,10 +479,6 @@ class PlainHTTPTransport(httpx.AsyncBaseTransport):  # type: ignore[misc]
         if request.method == "HEAD" or head.status in _NO_BODY_STATUS:
             head.length, head.chunked = 0, False  # whatever its headers say
         if head.length is not None and head.length <= _WHOLE_AT_ONCE:
-            # A sized reply of modest size (any reply of a chat completion that is not
-            # streamed) is read whole here and handed over as the response's content: `httpx`
-            # then skips its stream layers (about 40 us a reply), and the connection goes back
-            # to the pool at once.
             try:
                 while len(conn.buffer) < head.length:
                     if conn.eof:
@@ -443,15 +489,7 @@ class PlainHTTPTransport(httpx.AsyncBaseTransport):  # type: ignore[misc]
                 raise
             content = conn.take(head.length)
             self._release(conn, not head.close and not conn.buffer)
-            response = httpx.Response(
-                head.status,
-                headers=head.headers,
-                content=content,
-                extensions={"http_version": head.version, "reason_phrase": head.reason},
-            )
-            # what `httpx` sets once a streamed body has been read
-            response.elapsed = datetime.timedelta(seconds=time.perf_counter() - started)
-            return response
+            return Whole(head, content, time.perf_counter() - started)
         body = _Body(self, conn, head, request, timeouts.get("read"))
         return httpx.Response(
             head.status,
@@ -580,6 +618,19 @@ async def _encode(request: Any) -> tuple[bytes, bool]:
         body = request.content
     except httpx.RequestNotRead:
         body = b"".join([part async for part in request.stream])
+    head, chunked, close = encode_head(request)
+    if chunked:
+        if body:
+            return b"".join((head, b"\r\n%x\r\n" % len(body), body, b"\r\n0\r\n\r\n")), close
+        return head + b"\r\n0\r\n\r\n", close
+    return b"".join((head, b"\r\n", body)), close
+
+
+def encode_head(request: Any) -> tuple[bytes, bool, bool]:
+    """The request line and header lines of `request` as they go on the wire (each line
+    ends in CRLF; the blank line that ends the head is not included), whether its body is
+    chunked, and whether it asks for `Connection: close`. A header that would split or
+    forge a line raises `httpx.LocalProtocolError`."""
     chunked = close = False
     parts = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
     for name, value in request.headers.raw:
@@ -591,14 +642,7 @@ async def _encode(request: Any) -> tuple[bytes, bool]:
         elif lower == b"connection":
             close = close or value.lower().find(b"close") >= 0
         parts += (name, b": ", value, b"\r\n")
-    parts.append(b"\r\n")
-    if chunked:
-        if body:
-            parts += (b"%x\r\n" % len(body), body, b"\r\n")
-        parts.append(b"0\r\n\r\n")
-    else:
-        parts.append(body)
-    return b"".join(parts), close
+    return b"".join(parts), chunked, close
 
 
 def _proxied(base_url: str) -> bool:
@@ -610,11 +654,14 @@ def _proxied(base_url: str) -> bool:
     return not urllib.request.proxy_bypass_environment(host, proxies)  # type: ignore[attr-defined]
 
 
-def plain_http_client(base_url: str, **kwargs: Any) -> Any:
-    """The SDK's `httpx.AsyncClient` (with the SDK's defaults) over `PlainHTTPTransport`, for
-    an `http://` base URL that no proxy applies to; None otherwise (use the SDK's own)."""
+def plain_http_client(
+    base_url: str, *, transport: PlainHTTPTransport | None = None, **kwargs: Any
+) -> Any:
+    """The SDK's `httpx.AsyncClient` (with the SDK's defaults) over `PlainHTTPTransport`
+    (`transport`, else a new one), for an `http://` base URL that no proxy applies to; None
+    otherwise (use the SDK's own)."""
     if os.environ.get(TRANSPORT_ENV, "").strip().lower() == "httpx":
         return None
     if not base_url.lower().startswith("http://") or _proxied(base_url):
         return None
-    return openai.DefaultAsyncHttpxClient(transport=PlainHTTPTransport(), **kwargs)
+    return openai.DefaultAsyncHttpxClient(transport=transport or PlainHTTPTransport(), **kwargs)
