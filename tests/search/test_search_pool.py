@@ -407,11 +407,55 @@ def test_a_worker_that_died_while_idle_is_replaced_not_blamed(runtime) -> None:
         assert pool.forks == 2
 
 
+@pytest.mark.parametrize("max_age", [0.6, None], ids=["aged-out", "no-age-limit"])
+def test_a_worker_older_than_recycle_after_s_is_replaced_by_one_that_sees_the_program_now(
+    runtime, stops, max_age: float | None
+) -> None:
+    """`recycle_after_s` bounds how stale a worker's view of the live program gets: a worker
+    found older than that when a candidate comes is stopped (on the forker thread), and the
+    candidate runs in a new worker forked from the program as it is now. The metric counts,
+    in a list of the program's, the candidates its process scored; the live program adds
+    ten to that list between the second and the third candidate."""
+    h = t.work.symbiont
+    config = SearchConfig(metric=t.score_and_remember)
+    good = work_candidate()
+    before = children()
+    pool = WorkerPoolExecutor(recycle_after_s=max_age)
+    pool.open(h, config)
+    try:
+
+        def score() -> int:
+            result = pool.evaluate(h, good, None, config.all_stages, maximize=True, timeout_s=5)
+            assert result.ok and result.score is not None, result.diagnostic
+            return round((result.score.value - 1.0) * 1000)
+
+        assert [score(), score()] == [1, 2]  # one worker, well within its age
+        t._SEEN.extend([1] * 10)  # the live program moves on
+        time.sleep(0.8)
+        third = score()
+    finally:
+        pool.close()
+    on_forker = [
+        pid
+        for pid, threads in stops.items()
+        if all(name.startswith("symbiont-pool-fork") for name in threads)
+    ]
+    if max_age is None:
+        assert third == 3 and pool.forks == 1 and not on_forker  # the old worker, old view
+    else:
+        assert third == 11 and pool.forks == 2  # a new worker: the live list, then its own
+        assert len(on_forker) == 1  # the aged-out worker, stopped off the caller's thread
+    assert children() == before and not children(zombies=True)
+
+
 def test_bad_options_and_native_evolvables_are_refused() -> None:
     with pytest.raises(ValueError, match="workers"):
         WorkerPoolExecutor(workers=0)
     with pytest.raises(ValueError, match="recycle_after"):
         WorkerPoolExecutor(recycle_after=0)
+    for age in (0, -1.5, True, "60"):
+        with pytest.raises(ValueError, match="recycle_after_s"):
+            WorkerPoolExecutor(recycle_after_s=age)  # type: ignore[arg-type]
     pool = WorkerPoolExecutor()
     with pytest.raises(ExecutorError, match="open was not called"):
         pool.evaluate(t.work.symbiont, object(), None, (), maximize=True, timeout_s=1.0)
