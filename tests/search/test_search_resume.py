@@ -44,7 +44,7 @@ def snapshot(store: EvolvableStore) -> tuple[list[tuple], list[tuple], list[tupl
         for sid, _ in searches
         for c in store.searches.candidates(sid)
     ]
-    (peak,) = store.find_functions("peak")
+    (peak,) = store.find_functions("search_targets.peak")
     revisions = [(r.number, r.content_hash, r.status) for r in store.revisions_of(peak.id)]
     return searches, rows, revisions
 

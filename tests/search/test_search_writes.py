@@ -87,7 +87,7 @@ def assert_whole(store: EvolvableStore, search_id: int) -> None:
     """Every row names revisions that exist; every revision the search made has its row
     (nothing written in part); rows are numbered without gaps; each revision's parents
     are its row's parent."""
-    (fn,) = store.find_functions("peak")
+    (fn,) = store.find_functions("search_targets.peak")
     revisions = {r.number: r for r in store.revisions_of(fn.id)}
     rows = store.searches.candidates(search_id)
     assert [r.idx for r in rows] == list(range(len(rows)))
@@ -134,7 +134,7 @@ def test_the_report_returns_once_every_candidate_is_committed(runtime, monkeypat
     assert [r.kind for r in rows] == ["seed"] + ["evaluated"] * 6
     assert reader.searches.get(report.search_id).status == "finished"
     assert report.best is not None and report.promoted[-1] == report.best.number
-    (fn,) = reader.find_functions("peak")
+    (fn,) = reader.find_functions("search_targets.peak")
     assert (
         reader.get_function(fn.id).active_number
         == report.best.number
@@ -196,7 +196,7 @@ def test_a_failed_write_fails_the_search_and_nothing_after_it_is_written(
     assert_whole(reader, search.id)  # no revision of the failed candidate or a later one
     # The failed write was a new best, live before its commit: the store's active revision
     # (the second candidate's) is live again, not a body the store does not hold.
-    (fn,) = reader.find_functions("peak")
+    (fn,) = reader.find_functions("search_targets.peak")
     stored = {r.number: r for r in reader.revisions_of(fn.id)}
     active = reader.get_function(fn.id).active_number
     assert active == rows[-1].revision_number
@@ -220,7 +220,7 @@ def test_revisions_another_process_adds_meanwhile_move_the_search_s_numbers(
     def progress(report) -> None:  # type: ignore[no-untyped-def]
         nonlocal fn
         if report.candidates in (2, 5):
-            (fn,) = other.find_functions("peak")
+            (fn,) = other.find_functions("search_targets.peak")
             source = f"def peak(x: float) -> float:\n    return {len(added)}.0\n"
             record = RevisionRecord(
                 function_id=fn.id, number=-1, source=source, reply="", parents=(),
@@ -371,7 +371,7 @@ def test_candidates_that_come_within_the_window_share_one_commit(runtime, monkey
     assert len(sizes) < 13
     assert_whole(reader, report.search_id)
     assert report.best is not None
-    (fn,) = reader.find_functions("peak")
+    (fn,) = reader.find_functions("search_targets.peak")
     assert reader.get_function(fn.id).active_number == report.best.number
     # every promotion is in the activation history, in order, though grouped
     searched = [x.number for x in reader.activations(fn.id) if x.reason == "search"]
@@ -399,7 +399,7 @@ def test_a_failed_candidate_in_a_group_leaves_the_ones_before_it_committed(
     rows = committed(reader, search.id)
     assert [r.kind for r in rows] == ["seed", "evaluated", "evaluated"]
     assert_whole(reader, search.id)
-    (fn,) = reader.find_functions("peak")
+    (fn,) = reader.find_functions("search_targets.peak")
     active = reader.get_function(fn.id).active_number
     assert active == rows[-1].revision_number == t.peak.symbiont.active.number
     reader.close()
