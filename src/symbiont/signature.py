@@ -103,11 +103,17 @@ def render_params(params: tuple[DeclaredParam, ...]) -> str:
     return ", ".join(out)
 
 
+def expression_text(node: ast.expr) -> str:
+    """`ast.unparse(node)`, with a bare name (most annotations: `int`, `str`) read directly
+    rather than through the unparser (a few microseconds each, per candidate)."""
+    return node.id if type(node) is ast.Name else ast.unparse(node)
+
+
 def params_from_ast(args: ast.arguments) -> tuple[DeclaredParam, ...]:
     """Parameters of a parsed `def`, with annotations and defaults as source text."""
 
     def ann(a: ast.arg) -> str | None:
-        return ast.unparse(a.annotation) if a.annotation is not None else None
+        return expression_text(a.annotation) if a.annotation is not None else None
 
     positional = [*args.posonlyargs, *args.args]
     defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults))

@@ -381,6 +381,7 @@ def run_pipeline(
                 source,
                 target,
                 module_code=compiled[1] if compiled[0] is tree else None,
+                nodes=nodes,
             )
         finally:
             timings["compile"] = time.perf_counter() - t

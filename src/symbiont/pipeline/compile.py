@@ -44,7 +44,7 @@ import linecache
 import re
 import sys
 import types
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from symbiont import pyast
@@ -209,6 +209,7 @@ def compile_candidate(
     target: Target,
     *,
     module_code: types.CodeType | None = None,
+    nodes: Sequence[ast.AST] | None = None,
 ) -> Candidate:
     """Compile a checked candidate; raise `StageError` with `compile/*` diagnostics.
 
@@ -225,6 +226,7 @@ def compile_candidate(
     stage made it (`parse.parse_and_compile`). A candidate that is the target's `def` alone
     and undecorated is that module's one function: its code object is taken from it (under
     the candidate's own filename; see `_reusable`) instead of compiling the tree again.
+    `nodes`: every node of `tree` (`ast.walk`'s), when the caller has walked it already.
     """
     digest = source_digest(source)
     filename = pseudo_filename(target, digest)
@@ -236,14 +238,14 @@ def compile_candidate(
     problems = _overwrites(binders, target, source, lines)
     mapping = {n: namespaced(n, digest) for n in binders if n != target.signature.name}
 
-    func = copy.copy(node)
-    func.decorator_list = []
     helpers = _binding_only(helper_body, mapping)
     try:
-        if module_code is not None and _reusable(tree, node, flags):
+        if module_code is not None and _reusable(tree, node, flags, nodes):
             code = _target_code(module_code, node)
             code = _as_compiled(code, filename, code.co_flags | flags)
         else:
+            func = copy.copy(node)
+            func.decorator_list = []
             code = _target_code(_compile_module([*futures, func], filename, flags, source), node)
         helpers_code = None
         if helpers:
@@ -270,22 +272,37 @@ def compile_candidate(
     )
 
 
-def _reusable(tree: ast.Module, node: ast.AST, flags: int) -> bool:
+def _reusable(
+    tree: ast.Module, node: ast.AST, flags: int, nodes: Sequence[ast.AST] | None = None
+) -> bool:
     """Whether the function's code in the module code the parse stage compiled (no flags)
     is the code this stage would compile, but for its filename and `flags`: the module is
     the target's `def` alone, undecorated, and, when `flags` has a `__future__` feature,
     nothing inside the function is annotated (PEP 563 changes how a nested annotation
-    compiles; everything else only gets the feature's bit in `co_flags`)."""
+    compiles; everything else only gets the feature's bit in `co_flags`). `nodes`: every
+    node of `tree`, when walked already; the function's own parameters and return
+    annotation are then left out, as they are not inside it."""
     if len(tree.body) != 1 or tree.body[0] is not node or getattr(node, "decorator_list", None):
         return False
     if not flags:
         return True
+    own: set[int] = set()
+    if nodes is None:
+        nodes = [sub for stmt in getattr(node, "body", ()) for sub in ast.walk(stmt)]
+    else:
+        args = node.args  # type: ignore[attr-defined]
+        own = {id(a) for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
+        own.update(id(a) for a in (args.vararg, args.kwarg) if a is not None)
+        own.add(id(node))
     return not any(
         isinstance(sub, ast.AnnAssign)
-        or (isinstance(sub, ast.arg) and sub.annotation is not None)
-        or (isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef) and sub.returns is not None)
-        for stmt in getattr(node, "body", ())
-        for sub in ast.walk(stmt)
+        or (isinstance(sub, ast.arg) and sub.annotation is not None and id(sub) not in own)
+        or (
+            isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef)
+            and sub.returns is not None
+            and id(sub) not in own
+        )
+        for sub in nodes
     )
 
 

@@ -24,7 +24,12 @@ from symbiont import pyast
 from symbiont.diagnostics import Diagnostic
 from symbiont.errors import StageError
 from symbiont.pipeline._util import node_diagnostic
-from symbiont.signature import DeclaredParam, DeclaredSignature, params_from_ast
+from symbiont.signature import (
+    DeclaredParam,
+    DeclaredSignature,
+    expression_text,
+    params_from_ast,
+)
 
 FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
 
@@ -151,6 +156,7 @@ def normalise_annotation(
     return ast.unparse(ast.fix_missing_locations(tree))
 
 
+@lru_cache(maxsize=1024)
 def _normalise_default(text: str | None) -> str | None:
     if text is None:
         return None
@@ -198,12 +204,10 @@ def check_signature(
     `source` is the candidate's text (for caret excerpts); `typing_aliases` see
     `normalise_annotation`.
     """
-    expected = declared.render(with_docstring=False)
-    detail = f"expected:\n    {expected}"
-    lines = source.splitlines()
 
     def diag(kind: str, message: str, node: ast.AST | None) -> Diagnostic:
-        return node_diagnostic("signature", kind, message, source, node, detail=detail, lines=lines)
+        detail = f"expected:\n    {declared.render(with_docstring=False)}"
+        return node_diagnostic("signature", kind, message, source, node, detail=detail)
 
     found = find_target(tree, declared.name)
     if not found:
@@ -236,7 +240,7 @@ def check_signature(
             )
     problems += _compare_params(node, declared, diag, typing_aliases)
     got_ret = normalise_annotation(
-        ast.unparse(node.returns) if node.returns else None, typing_aliases
+        expression_text(node.returns) if node.returns else None, typing_aliases
     )
     want_ret = normalise_annotation(declared.returns, typing_aliases)
     if got_ret != want_ret:
