@@ -52,8 +52,8 @@ merging, response wrapping), which cost about 1.3 ms of CPU per request here, tw
 rest of a cheap search candidate. The request goes to the lean transport as bytes, and the
 body of a whole 2xx reply comes back as bytes (no `httpx.Request` encoded, no
 `httpx.Response` built: `_DirectChat`). Streamed requests, model listing, `https://` and
-proxied URLs go through the SDK as before; `SYMBIONT_HTTP_TRANSPORT=httpx` turns the lean transport
-and the direct send off.
+proxied URLs go through the SDK as before; `SYMBIONT_HTTP_TRANSPORT=httpx` turns the lean
+transport and the direct send off.
 """
 
 from __future__ import annotations
