@@ -200,26 +200,28 @@ def _taken_and_anew(source: str, target: Target) -> tuple[Candidate, Candidate]:
     return taken, compile_candidate(tree, node, source, target)
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        "    return State(state.count + k, state.name)\n",
-        "    xs = [i * k for i in range(state.count) if i % 2]\n"
-        "    f = lambda v: v + 1\n"
-        "    def inner(y: int) -> int:\n        return y * k + f(y)\n"
-        "    return State(sum(inner(x) for x in xs), state.name)\n",
-        "    try:\n        n = {i: i for i in range(k)}[k - 1]\n    except KeyError:\n"
-        "        n = 0\n    finally:\n        pass\n    return State(n, state.name)\n",
-        '    """A docstring."""\n    class Box:\n        v = k\n    return State(Box.v, state.name)\n',
-        # an annotation inside: compiled anew (PEP 563 in the target's module changes it)
-        "    def inner(y: int):\n        return y\n    return State(inner(k), state.name)\n",
-        "    box: list[int] = [k]\n    return State(box[0], state.name)\n",
-        # nested code without annotations (the target's module compiles with PEP 563)
-        "    def inner(y):\n        return [y * i for i in range(k)]\n"
-        "    g = lambda v=2: v + 1\n"
-        "    return State(sum(inner(g())) + len({j for j in 'ab'}), state.name)\n",
-    ],
-)
+# Function bodies under HEAD: with and without annotations inside (PEP 563 in the target's
+# module changes how an annotation inside compiles).
+BODIES = [
+    "    return State(state.count + k, state.name)\n",
+    "    xs = [i * k for i in range(state.count) if i % 2]\n"
+    "    f = lambda v: v + 1\n"
+    "    def inner(y: int) -> int:\n        return y * k + f(y)\n"
+    "    return State(sum(inner(x) for x in xs), state.name)\n",
+    "    try:\n        n = {i: i for i in range(k)}[k - 1]\n    except KeyError:\n"
+    "        n = 0\n    finally:\n        pass\n    return State(n, state.name)\n",
+    '    """A docstring."""\n    class Box:\n        v = k\n    return State(Box.v, state.name)\n',
+    # an annotation inside: compiled anew (PEP 563 in the target's module changes it)
+    "    def inner(y: int):\n        return y\n    return State(inner(k), state.name)\n",
+    "    box: list[int] = [k]\n    return State(box[0], state.name)\n",
+    # nested code without annotations (the target's module compiles with PEP 563)
+    "    def inner(y):\n        return [y * i for i in range(k)]\n"
+    "    g = lambda v=2: v + 1\n"
+    "    return State(sum(inner(g())) + len({j for j in 'ab'}), state.name)\n",
+]
+
+
+@pytest.mark.parametrize("body", BODIES)
 def test_the_walked_nodes_give_the_same_reuse_verdict_as_a_walk_of_the_body(body: str) -> None:
     """The pipeline hands the compile stage every node it walked (the function's own
     annotated parameters and return annotation among them): the verdict on reusing the
@@ -233,26 +235,7 @@ def test_the_walked_nodes_give_the_same_reuse_verdict_as_a_walk_of_the_body(body
     assert alone is not ("inner(y: int)" in body or "box: list" in body)
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        "    return State(state.count + k, state.name)\n",
-        "    xs = [i * k for i in range(state.count) if i % 2]\n"
-        "    f = lambda v: v + 1\n"
-        "    def inner(y: int) -> int:\n        return y * k + f(y)\n"
-        "    return State(sum(inner(x) for x in xs), state.name)\n",
-        "    try:\n        n = {i: i for i in range(k)}[k - 1]\n    except KeyError:\n"
-        "        n = 0\n    finally:\n        pass\n    return State(n, state.name)\n",
-        '    """A docstring."""\n    class Box:\n        v = k\n    return State(Box.v, state.name)\n',
-        # an annotation inside: compiled anew (PEP 563 in the target's module changes it)
-        "    def inner(y: int):\n        return y\n    return State(inner(k), state.name)\n",
-        "    box: list[int] = [k]\n    return State(box[0], state.name)\n",
-        # nested code without annotations (the target's module compiles with PEP 563)
-        "    def inner(y):\n        return [y * i for i in range(k)]\n"
-        "    g = lambda v=2: v + 1\n"
-        "    return State(sum(inner(g())) + len({j for j in 'ab'}), state.name)\n",
-    ],
-)
+@pytest.mark.parametrize("body", BODIES)
 def test_the_code_taken_from_the_parse_stage_is_the_code_compiled_anew(body: str) -> None:
     source = HEAD + body
     target = Target.from_function(pt.step)
