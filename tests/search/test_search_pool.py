@@ -448,6 +448,66 @@ def test_a_worker_older_than_recycle_after_s_is_replaced_by_one_that_sees_the_pr
     assert children() == before and not children(zombies=True)
 
 
+class HeldForkPool(WorkerPoolExecutor):
+    """A pool whose first fork is held (forked, not yet handed to the pool) until `release`
+    is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = threading.Event()
+        self.release = threading.Event()
+        self.forked: list[int] = []
+
+    def _fork(self, handle: Any, limits: Any) -> Any:
+        worker = super()._fork(handle, limits)
+        self.forked.append(worker.pid)
+        if len(self.forked) == 1:
+            self.holding.set()
+            self.release.wait(10)
+        return worker
+
+
+def test_a_candidate_cancelled_while_its_worker_is_forked_leaves_that_worker_to_the_next(
+    runtime,
+) -> None:
+    """A search that gives up on a candidate (cancelled) while the candidate waits for its
+    worker's fork: the worker, once forked, joins the idle ones, and the next candidate runs
+    on it instead of forking another (before, it sat unused until `close`)."""
+    h = t.work.symbiont
+    config = SearchConfig(metric=t.score_work)
+    good = work_candidate()
+    before = children()
+    pool = HeldForkPool()
+    pool.open(h, config)
+
+    async def scenario() -> Any:
+        first = asyncio.ensure_future(
+            pool.evaluate_async(h, good, None, config.all_stages, maximize=True, timeout_s=5)
+        )
+        while not pool.holding.is_set():
+            await asyncio.sleep(0.001)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        pool.release.set()
+        deadline = time.monotonic() + 10
+        while not pool._idle and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        assert pool._idle, "the worker forked for the cancelled candidate was not kept"
+        return await pool.evaluate_async(
+            h, good, None, config.all_stages, maximize=True, timeout_s=5
+        )
+
+    try:
+        second = asyncio.run(scenario())
+    finally:
+        pool.release.set()
+        pool.close()
+    assert second.ok, second.diagnostic
+    assert pool.forks == 1 and len(pool.forked) == 1 and pool.served == 1
+    assert children() == before and not children(zombies=True)
+
+
 def test_bad_options_and_native_evolvables_are_refused() -> None:
     with pytest.raises(ValueError, match="workers"):
         WorkerPoolExecutor(workers=0)

@@ -405,6 +405,13 @@ class WorkerPoolExecutor:
                 return
             self._ahead.append(successor)
 
+    def _adopt(self, forked: Future[_Worker]) -> None:
+        """A worker forked for a candidate that was cancelled while it waited for the fork:
+        to the idle ones, as if it had served (stopped if the pool closed meanwhile)."""
+        if forked.cancelled() or forked.exception() is not None:
+            return
+        self._give_back(forked.result(), True)
+
     def _give_back(self, worker: _Worker, keep: bool) -> None:
         """Back to the idle workers; or, if it may not serve again (it served its
         `recycle_after` candidates, failed, or the pool closed), stopped without waiting
@@ -500,7 +507,13 @@ class WorkerPoolExecutor:
         if isinstance(claimed, _Worker):
             worker = claimed
         else:
-            worker = await asyncio.wrap_future(claimed)
+            try:
+                worker = await asyncio.wrap_future(claimed)
+            except asyncio.CancelledError:
+                # No candidate will run on the worker being forked for this one: the pool
+                # keeps it for the next (a fork not yet begun is cancelled with us).
+                claimed.add_done_callback(self._adopt)
+                raise
         started = time.perf_counter()
         wait = _Wait(worker, limits, time.monotonic() + timeout_s)
         keep = False
