@@ -28,8 +28,12 @@ def runtime():
 
 
 def test_counter_keeps_its_state_while_step_is_swapped(runtime) -> None:
+    # With this seed the first evolve call uses its 20 attempts (about 0.85 s on a quiet
+    # machine) and the second accepts at once; the loop starts no evolve call after its
+    # deadline, so the deadline leaves room for a slow first call on a loaded machine (it
+    # took 1.01 s once while a model server ran alongside, and a 1 s deadline failed).
     result = counter.main(
-        runtime=runtime, model=MutationModel(seed=1), seconds=1.0, evolve_every=0.2, quiet=True
+        runtime=runtime, model=MutationModel(seed=1), seconds=3.0, evolve_every=0.2, quiet=True
     )
     reports = result["reports"]
     assert any(r.accepted for r in reports), [r.summary() for r in reports]
