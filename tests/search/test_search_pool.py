@@ -267,12 +267,13 @@ def test_parallel_candidates_with_recycling_leave_nothing_behind(runtime) -> Non
     assert children() == before and children(zombies=True) <= before_zombies
 
 
-class HeldSuccessorPool(WorkerPoolExecutor):
-    """recycle_after=1, so the first candidate's worker has a successor forked ahead; that
-    fork is held (forked, not yet handed to the pool) until `release` is set."""
+class HeldForkPool(WorkerPoolExecutor):
+    """A pool whose `held`-th fork is held (forked, not yet handed to the pool) until
+    `release` is set; `holding` is set once it is."""
 
-    def __init__(self) -> None:
-        super().__init__(recycle_after=1)
+    def __init__(self, held: int, **options: Any) -> None:
+        super().__init__(**options)
+        self.held = held
         self.holding = threading.Event()
         self.release = threading.Event()
         self.forked: list[int] = []
@@ -280,7 +281,7 @@ class HeldSuccessorPool(WorkerPoolExecutor):
     def _fork(self, handle: Any, limits: Any) -> Any:
         worker = super()._fork(handle, limits)
         self.forked.append(worker.pid)
-        if len(self.forked) == 2:
+        if len(self.forked) == self.held:
             self.holding.set()
             self.release.wait(10)
         return worker
@@ -304,7 +305,9 @@ def test_a_close_while_a_successor_is_being_forked_leaves_nothing_behind(
         warm_up.open(h, config)
         assert run(warm_up).ok
     before, before_fds, registered = children(), open_fds(), set(trial._OPEN_FDS)
-    pool = HeldSuccessorPool()
+    # recycle_after=1: the first candidate's worker has its successor (the second fork)
+    # forked ahead, and that fork is held
+    pool = HeldForkPool(2, recycle_after=1)
     pool.open(h, config)
     try:
         # The worker's last candidate: its successor is forked ahead, and the worker, done,
@@ -448,25 +451,6 @@ def test_a_worker_older_than_recycle_after_s_is_replaced_by_one_that_sees_the_pr
     assert children() == before and not children(zombies=True)
 
 
-class HeldForkPool(WorkerPoolExecutor):
-    """A pool whose first fork is held (forked, not yet handed to the pool) until `release`
-    is set."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.holding = threading.Event()
-        self.release = threading.Event()
-        self.forked: list[int] = []
-
-    def _fork(self, handle: Any, limits: Any) -> Any:
-        worker = super()._fork(handle, limits)
-        self.forked.append(worker.pid)
-        if len(self.forked) == 1:
-            self.holding.set()
-            self.release.wait(10)
-        return worker
-
-
 def test_a_candidate_cancelled_while_its_worker_is_forked_leaves_that_worker_to_the_next(
     runtime,
 ) -> None:
@@ -477,7 +461,7 @@ def test_a_candidate_cancelled_while_its_worker_is_forked_leaves_that_worker_to_
     config = SearchConfig(metric=t.score_work)
     good = work_candidate()
     before = children()
-    pool = HeldForkPool()
+    pool = HeldForkPool(1)  # the first worker's fork is held
     pool.open(h, config)
 
     async def scenario() -> Any:
