@@ -983,10 +983,17 @@ _insert_revision = insert_revision
 def activate(conn: Sql, function_id: int, number: int, reason: str) -> None:
     """Make `number` the lineage's active revision and append it to the activation history
     (the caller holds the lineage's lock and has checked that the revision is accepted)."""
-    conn.execute("UPDATE functions SET active_number = ? WHERE id = ?", (number, function_id))
-    conn.execute(
+    record_activations(conn, [(function_id, number, reason, time.time())])
+
+
+def record_activations(conn: Sql, activations: list[tuple[int, int, str, float]]) -> None:
+    """`activate` for several (function id, number, reason, time) in order: each one goes
+    into the history, and each lineage's active number is set once, to its last one."""
+    for function_id, number in {a[0]: a[1] for a in activations}.items():
+        conn.execute("UPDATE functions SET active_number = ? WHERE id = ?", (number, function_id))
+    conn.executemany(
         "INSERT INTO activations (function_id, number, reason, at) VALUES (?, ?, ?, ?)",
-        (function_id, number, reason, time.time()),
+        activations,
     )
 
 

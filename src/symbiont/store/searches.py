@@ -23,7 +23,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from symbiont.errors import RevisionError, StoreError
-from symbiont.store.evolvables import insert_parent_rows, insert_revision_row, score_value
+from symbiont.store.evolvables import (
+    insert_parent_rows,
+    insert_revision_row,
+    record_activations,
+    score_value,
+)
 from symbiont.store.records import RevisionRecord
 
 if TYPE_CHECKING:
@@ -246,17 +251,12 @@ class CandidateBatch:
 
     def finish(self) -> None:
         """Write what the batch's candidates left for the end (called by `record_batch`
-        before it commits): the parent rows, then the activations, as `activate` would."""
+        before it commits): the parent rows, then the activations (`record_activations`)."""
         conn = self.conn
         if self._parents:
             insert_parent_rows(conn, self._parents)
         if self._activations:
-            for fid, number in {a[0]: a[1] for a in self._activations}.items():
-                conn.execute("UPDATE functions SET active_number = ? WHERE id = ?", (number, fid))
-            conn.executemany(
-                "INSERT INTO activations (function_id, number, reason, at) VALUES (?, ?, ?, ?)",
-                self._activations,
-            )
+            record_activations(conn, self._activations)
 
 
 class SearchRepository:
